@@ -1,0 +1,491 @@
+//! `UserActor`: one per user. Owns that user's profile, segments, cap counters (cooldown,
+//! the count of the user's *local* day, frequency), pending group reservations and opt-out
+//! state, and plans the user's next send.
+//!
+//! Ordering: the actor handles its mailbox one message at a time, in the order the
+//! scheduler sent them, which is the scheduler's time order. A send whose transport future
+//! is not ready at once (real I/O) blocks the mailbox until it completes (`ctx.wait`), so a
+//! user's messages are never reordered. Every handled message is answered with exactly one
+//! `WorkDone` (or `GroupSlotAnswered`) to the scheduler.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::FutureExt;
+use rand::RngExt;
+use rand_pcg::Pcg64Mcg;
+
+use crate::config::StrategyBook;
+use crate::domain::{
+    BotId, Caps, GroupId, InboundKind, OutboundMessage, Destination, Segment, SegmentSet, Timestamp, UserProfile,
+};
+use crate::policy::{CapState, Decision, SuppressReason, caps_for, decide, governing_segment, plan_next_send};
+use crate::segmentation;
+use crate::store::{LogEntry, LogKind, Store, StoreFuture, UserRecord};
+use crate::transport::{Delivered, SendFuture, Transport, TransportError};
+
+use super::messages::*;
+use super::scheduler::SchedulerActor;
+
+/// Retries of a transient failure before waiting for the next regular slot.
+const MAX_TRANSIENT_RETRIES: u32 = 4;
+/// First backoff after a transient failure, seconds (doubles each time).
+const TRANSIENT_BACKOFF_SECS: i64 = 60;
+
+/// When the actor writes its record to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistPolicy {
+    /// After every change (live mode: a restart loses nothing).
+    EveryChange,
+    /// Only when the engine asks, at the end of a run (simulation).
+    AtEnd,
+}
+
+/// What the actor needs from the rest of the engine.
+#[derive(Clone, Debug)]
+pub struct UserContext {
+    /// Where to report.
+    pub scheduler: Addr<SchedulerActor>,
+    /// How to send.
+    pub transport: Arc<dyn Transport>,
+    /// Where to record.
+    pub store: Arc<dyn Store>,
+    /// When to persist.
+    pub persist: PersistPolicy,
+    /// The experiment arm recorded on every send, if any.
+    pub arm: Option<Arc<str>>,
+}
+
+/// The last message a user received, to attribute replies.
+#[derive(Clone, Copy, Debug)]
+struct LastSend {
+    segment: Segment,
+    local_hour: u8,
+    group: Option<GroupId>,
+}
+
+/// One user.
+#[derive(Debug)]
+pub struct UserActor {
+    index: UserIndex,
+    profile: UserProfile,
+    segments: SegmentSet,
+    caps_state: CapState,
+    /// Group slots granted and not yet settled, all at `reserved_at`.
+    reserved: u32,
+    reserved_at: Timestamp,
+    /// Token of the latest plan; wakes carrying another token are stale.
+    wake_token: u32,
+    planned: Option<Timestamp>,
+    transient_failures: u32,
+    /// Stopped after a fatal transport error.
+    undeliverable: bool,
+    sends: u32,
+    last_send: Option<LastSend>,
+    rng: Pcg64Mcg,
+    ctx: UserContext,
+}
+
+impl Actor for UserActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // A million mostly idle users: keep the mailbox small.
+        ctx.set_mailbox_capacity(16);
+    }
+}
+
+impl UserActor {
+    /// A user with `profile`, drawing jitter from `rng` (their own stream).
+    pub fn new(index: UserIndex, profile: UserProfile, rng: Pcg64Mcg, ctx: UserContext) -> UserActor {
+        UserActor {
+            index,
+            profile,
+            segments: SegmentSet::default(),
+            caps_state: CapState::default(),
+            reserved: 0,
+            reserved_at: Timestamp::default(),
+            wake_token: 0,
+            planned: None,
+            transient_failures: 0,
+            undeliverable: false,
+            sends: 0,
+            last_send: None,
+            rng,
+            ctx,
+        }
+    }
+
+    /// Segments the user and plans their first send (before the actor starts).
+    pub fn first_plan(&mut self, now: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
+        self.refresh_segments(now);
+        self.plan(now, book)
+    }
+
+    /// Re-runs the segmentation rules; returns whether the set of held segments changed.
+    fn refresh_segments(&mut self, now: Timestamp) -> bool {
+        let new = segmentation::segment(&self.profile, now);
+        let changed = held_mask(&new) != held_mask(&self.segments);
+        self.segments = new;
+        changed
+    }
+
+    /// Cap counters including granted-but-unsettled group slots.
+    fn effective_state(&self) -> CapState {
+        let mut state = self.caps_state;
+        for _ in 0..self.reserved {
+            state.record_send(self.reserved_at, self.profile.utc_offset);
+        }
+        state
+    }
+
+    /// Plans the next send at or after `not_before`; a new token supersedes older plans.
+    fn plan(&mut self, not_before: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
+        if self.caps_state.opted_out || self.undeliverable {
+            self.planned = None;
+            return None;
+        }
+        let caps = caps_for(&self.segments, book);
+        let optimal = governing_segment(&self.segments, book)
+            .map(|s| book.get(s).optimal_hours)
+            .unwrap_or_default();
+        let jitter = self.rng.random_range(0..3_600);
+        let at = plan_next_send(&self.effective_state(), &caps, optimal, self.profile.utc_offset, not_before, jitter)?;
+        if self.planned == Some(at) {
+            return None; // the pending wake already covers it
+        }
+        self.wake_token = self.wake_token.wrapping_add(1);
+        self.planned = Some(at);
+        Some((at, self.wake_token))
+    }
+
+    fn done(&self, next_wake: Option<(Timestamp, u32)>, outcome: Option<Outcome>) {
+        self.ctx.scheduler.do_send(WorkDone { user: self.index, next_wake, outcome });
+    }
+
+    fn outcome(&self, at: Timestamp, segment: Segment, kind: OutcomeKind) -> Option<Outcome> {
+        Some(Outcome { at, user: self.profile.id, index: self.index, segment, kind })
+    }
+
+    fn governing_or_first(&self, book: &StrategyBook) -> Segment {
+        governing_segment(&self.segments, book).unwrap_or(Segment::ColdLead)
+    }
+
+    fn log(&mut self, ctx: &mut Context<Self>, entry: LogEntry) {
+        let fut = self.ctx.store.append(&entry);
+        self.drive_store(ctx, fut);
+    }
+
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        if self.ctx.persist == PersistPolicy::EveryChange {
+            let fut = self.ctx.store.save_user(&self.record());
+            self.drive_store(ctx, fut);
+        }
+    }
+
+    fn record(&self) -> UserRecord {
+        UserRecord { profile: self.profile.clone(), caps: self.caps_state }
+    }
+
+    /// Runs a store call: at once when it is ready, else holding the mailbox until it is.
+    /// A failure is logged here and reported again by the store's `flush` at the end.
+    fn drive_store(&mut self, ctx: &mut Context<Self>, mut fut: StoreFuture<()>) {
+        match (&mut fut).now_or_never() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::error!(user = %self.profile.id, error = %e, "Store write failed."),
+            None => {
+                let user = self.profile.id;
+                ctx.wait(fut.into_actor(self).map(move |res, _, _| {
+                    if let Err(e) = res {
+                        tracing::error!(user = %user, error = %e, "Store write failed.");
+                    }
+                }));
+            }
+        }
+    }
+
+    fn log_entry(&self, kind: LogKind, at: Timestamp, book: &StrategyBook) -> LogEntry {
+        LogEntry {
+            kind,
+            at,
+            user: self.profile.id,
+            utc_offset: self.profile.utc_offset,
+            group: None,
+            segment: None,
+            caps: None,
+            bot: None,
+            content: None,
+            strategy: book.name.clone(),
+            arm: self.ctx.arm.clone(),
+            outcome: None,
+        }
+    }
+
+    /// Counts a message against the caps and records it.
+    fn count_send(
+        &mut self,
+        ctx: &mut Context<Self>,
+        message: &OutboundMessage,
+        caps: Caps,
+        outcome: &'static str,
+        book: &StrategyBook,
+    ) -> Option<Outcome> {
+        let at = message.at;
+        let offset = self.profile.utc_offset;
+        let local_hour = at.local_hour(offset);
+        self.caps_state.record_send(at, offset);
+        self.profile.responses.record_received();
+        self.sends += 1;
+        let group = match message.to {
+            Destination::Group(g) => Some(g),
+            Destination::User(_) => None,
+        };
+        self.last_send = Some(LastSend { segment: message.segment, local_hour, group });
+        let mut entry = self.log_entry(LogKind::Send, at, book);
+        entry.group = group;
+        entry.segment = Some(message.segment);
+        entry.caps = Some(caps.into());
+        entry.bot = Some(message.bot);
+        entry.content = Some(message.content);
+        entry.outcome = Some(outcome);
+        self.log(ctx, entry);
+        self.persist(ctx);
+        let kind = OutcomeKind::Sent { caps, offset, via_group: group.is_some(), local_hour };
+        self.outcome(at, message.segment, kind)
+    }
+
+    /// Acts on the transport's answer to a direct message and reports to the scheduler.
+    fn after_send(
+        &mut self,
+        ctx: &mut Context<Self>,
+        message: OutboundMessage,
+        caps: Caps,
+        result: Result<Delivered, TransportError>,
+        book: &StrategyBook,
+    ) {
+        let at = message.at;
+        let (outcome, next) = match result {
+            Ok(Delivered) => {
+                self.transient_failures = 0;
+                let outcome = self.count_send(ctx, &message, caps, "delivered", book);
+                (outcome, self.plan(at, book))
+            }
+            Err(e @ TransportError::Unknown { .. }) => {
+                tracing::warn!(user = %self.profile.id, error = %e, "Send outcome unknown; counted, not resent.");
+                let outcome = self.count_send(ctx, &message, caps, "unknown", book);
+                (outcome, self.plan(at, book))
+            }
+            Err(TransportError::RateLimited { retry_after_secs }) => {
+                let retry = at.plus(i64::from(retry_after_secs.max(1)));
+                (self.outcome(at, message.segment, OutcomeKind::Failed("rate_limited")), self.plan(retry, book))
+            }
+            Err(TransportError::Transient { .. }) => {
+                self.transient_failures += 1;
+                let retry = if self.transient_failures <= MAX_TRANSIENT_RETRIES {
+                    at.plus(TRANSIENT_BACKOFF_SECS << (self.transient_failures - 1))
+                } else {
+                    self.transient_failures = 0;
+                    at.plus(1)
+                };
+                (self.outcome(at, message.segment, OutcomeKind::Failed("transient")), self.plan(retry, book))
+            }
+            Err(TransportError::Blocked) => {
+                let outcome = self.opt_out(ctx, at, book);
+                (outcome, None)
+            }
+            Err(e @ TransportError::Fatal { .. }) => {
+                tracing::error!(user = %self.profile.id, error = %e, "Fatal send failure; user no longer messaged.");
+                self.undeliverable = true;
+                self.planned = None;
+                (self.outcome(at, message.segment, OutcomeKind::Failed("fatal")), None)
+            }
+        };
+        self.done(next, outcome);
+    }
+
+    /// Marks the user opted out (final) and records it once.
+    fn opt_out(&mut self, ctx: &mut Context<Self>, at: Timestamp, book: &StrategyBook) -> Option<Outcome> {
+        if self.caps_state.opted_out {
+            return None;
+        }
+        self.caps_state.opted_out = true;
+        self.planned = None;
+        self.wake_token = self.wake_token.wrapping_add(1);
+        let segment = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
+        let mut entry = self.log_entry(LogKind::OptOut, at, book);
+        entry.segment = Some(segment);
+        entry.group = self.last_send.and_then(|l| l.group);
+        self.log(ctx, entry);
+        self.persist(ctx);
+        self.outcome(at, segment, OutcomeKind::OptOut)
+    }
+}
+
+/// The held segments as a bit set (confidence changes alone do not re-plan).
+fn held_mask(set: &SegmentSet) -> u8 {
+    set.iter().fold(0u8, |m, a| m | (1 << a.segment.index()))
+}
+
+impl Handler<Wake> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Wake, ctx: &mut Self::Context) {
+        if msg.token != self.wake_token || self.caps_state.opted_out || self.undeliverable {
+            return self.done(None, None); // superseded plan
+        }
+        let (at, book) = (msg.at, msg.book);
+        self.planned = None;
+        self.refresh_segments(at);
+        let Some(segment) = governing_segment(&self.segments, &book) else {
+            return self.done(None, self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)));
+        };
+        let caps = caps_for(&self.segments, &book);
+        match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
+            Decision::Suppress { reason, not_before } => {
+                let next = not_before.and_then(|t| self.plan(t, &book));
+                self.done(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)));
+            }
+            Decision::Send => {
+                let strategy = book.get(segment);
+                let content = strategy.content[self.sends as usize % strategy.content.len()];
+                let bot = BotId(self.sends % self.profile.bots_followed.max(1));
+                let message = OutboundMessage {
+                    id: (self.profile.id.0 << 20) | u64::from(self.sends & 0xF_FFFF),
+                    to: Destination::User(self.profile.id),
+                    bot,
+                    content,
+                    segment,
+                    at,
+                };
+                let mut fut: SendFuture = self.ctx.transport.send(&message);
+                match (&mut fut).now_or_never() {
+                    Some(result) => self.after_send(ctx, message, caps, result, &book),
+                    None => {
+                        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+                            act.after_send(ctx, message, caps, result, &book);
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<DeliverInbound> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverInbound, ctx: &mut Self::Context) {
+        let (event, book) = (msg.event, msg.book);
+        let at = event.at;
+        self.ctx.transport.acknowledge(&event);
+        let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(&book));
+        let outcome = match event.kind {
+            InboundKind::OptOut => self.opt_out(ctx, at, &book),
+            _ if self.caps_state.opted_out => None,
+            InboundKind::Reply => {
+                self.profile.responses.record_response();
+                self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+                let mut entry = self.log_entry(LogKind::Response, at, &book);
+                entry.segment = Some(attributed);
+                entry.group = event.group;
+                self.log(ctx, entry);
+                self.persist(ctx);
+                let send_hour = self.last_send.map(|l| l.local_hour).unwrap_or(0);
+                self.outcome(at, attributed, OutcomeKind::Response { send_hour })
+            }
+            InboundKind::Conversion => {
+                self.profile.purchases += 1;
+                let mut entry = self.log_entry(LogKind::Conversion, at, &book);
+                entry.segment = Some(attributed);
+                entry.group = event.group;
+                self.log(ctx, entry);
+                self.persist(ctx);
+                self.outcome(at, attributed, OutcomeKind::Conversion)
+            }
+            InboundKind::Activity => {
+                self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+                self.persist(ctx);
+                None
+            }
+        };
+        let changed = self.refresh_segments(at);
+        let next = if (changed || self.planned.is_none()) && !self.caps_state.opted_out {
+            self.plan(at, &book)
+        } else {
+            None
+        };
+        self.done(next, outcome);
+    }
+}
+
+impl Handler<ReserveGroupSlot> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReserveGroupSlot, _ctx: &mut Self::Context) {
+        let answer = if self.caps_state.opted_out || self.undeliverable {
+            SlotAnswer::Absent
+        } else {
+            self.refresh_segments(msg.at);
+            let caps = caps_for(&self.segments, &msg.book);
+            match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.at) {
+                Decision::Send => {
+                    self.reserved += 1;
+                    self.reserved_at = msg.at;
+                    SlotAnswer::Granted
+                }
+                Decision::Suppress { reason, .. } => SlotAnswer::Refused(reason),
+            }
+        };
+        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer });
+    }
+}
+
+impl Handler<SettleGroupSlot> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SettleGroupSlot, ctx: &mut Self::Context) {
+        self.reserved = self.reserved.saturating_sub(1);
+        if !msg.sent || self.caps_state.opted_out {
+            return self.done(None, None);
+        }
+        let book = msg.book;
+        let segment = self.governing_or_first(&book);
+        let caps = caps_for(&self.segments, &book);
+        let message = OutboundMessage {
+            id: msg.post,
+            to: Destination::Group(msg.group),
+            bot: BotId(0),
+            content: crate::domain::ContentKind::Community,
+            segment,
+            at: msg.at,
+        };
+        let outcome = self.count_send(ctx, &message, caps, msg.outcome, &book);
+        // The group post used a slot: the pending plan may no longer hold.
+        let next = match self.planned {
+            Some(_) => {
+                self.planned = None;
+                self.plan(msg.at, &book)
+            }
+            None => None,
+        };
+        self.done(next, outcome);
+    }
+}
+
+impl Handler<TakeSnapshot> for UserActor {
+    type Result = UserSnapshot;
+
+    fn handle(&mut self, msg: TakeSnapshot, ctx: &mut Self::Context) -> UserSnapshot {
+        self.refresh_segments(msg.at);
+        if self.ctx.persist == PersistPolicy::AtEnd {
+            let fut = self.ctx.store.save_user(&self.record());
+            self.drive_store(ctx, fut);
+        }
+        UserSnapshot {
+            user: self.profile.id,
+            segments: self.segments,
+            governing: governing_segment(&self.segments, &msg.book),
+            caps: self.caps_state,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The `gavat` command line: flags are parsed, then turned into a validated plan before
+//! any work starts. Bad input is a one-line error and exit code 2; a failure while
+//! running is exit code 1.
+
+pub mod simulate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad arguments or input files.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// gavat — decides whom to message, when, how often and with what; simulates it first.
+#[derive(Debug, Parser)]
+#[command(name = "gavat", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine on a virtual clock with a synthetic population and print a report per
+    /// segment: sends, responses, conversions, opt-outs, suppressed sends and cap
+    /// violations (always 0).
+    Simulate(simulate::SimulateArgs),
+}
+
+/// An error with the exit code it deserves.
+#[derive(Debug)]
+pub struct CliError {
+    /// [`EXIT_USAGE`] or [`EXIT_FAILURE`].
+    pub code: u8,
+    /// The message (one line).
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    /// Bad input: exit code 2.
+    pub fn usage(error: impl Into<anyhow::Error>) -> CliError {
+        CliError { code: EXIT_USAGE, error: error.into() }
+    }
+
+    /// A failure while running: exit code 1.
+    pub fn failure(error: impl Into<anyhow::Error>) -> CliError {
+        CliError { code: EXIT_FAILURE, error: error.into() }
+    }
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gavat: error: {:#}", e.error);
+            ExitCode::from(e.code)
+        }
+    }
+}

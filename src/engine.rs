@@ -1,0 +1,306 @@
+//! Wiring: builds the actors from a clock, a transport, a store, strategies and users, runs
+//! them until the horizon, and collects what they counted. Both modes use this one path;
+//! only the injected seams differ.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use tokio::sync::oneshot;
+
+use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
+use crate::actors::messages::{InboundArrived, OutcomesRecorded, TakeSnapshot};
+use crate::actors::scheduler::{AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Start};
+use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
+use crate::actors::user::{PersistPolicy, UserActor, UserContext};
+use crate::clock::Clock;
+use crate::config::StrategyBook;
+use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
+use crate::store::{Store, StoreError};
+use crate::transport::{InboundSink, Transport};
+
+/// Default learner cadence: every 6 hours.
+pub const LEARNER_INTERVAL_SECS: i64 = 6 * 3_600;
+/// Snapshots requested at once at the end of a run (bounds memory for a million users).
+const SNAPSHOT_CHUNK: usize = 8_192;
+
+/// Why the engine could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A required seam was not given to the builder.
+    #[error("engine is missing its {0}")]
+    Missing(&'static str),
+    /// The async runtime could not be built.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The actors stopped before the run finished (a bug; reported, never hidden).
+    #[error("the engine's actors stopped unexpectedly: {0}")]
+    Mailbox(String),
+    /// The store failed: data may be lost.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a finished run counted.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Per-segment statistics, indexed by [`Segment::index`].
+    pub segments: Vec<SegmentStats>,
+    /// Users whose governing segment at the end is each segment.
+    pub governed_by: [u64; 8],
+    /// Users holding each segment at the end (a user counts once per segment held).
+    pub held_by: [u64; 8],
+    /// Users opted out at the end.
+    pub opted_out_users: u64,
+    /// Users in the run.
+    pub users: u64,
+    /// The scheduler's own counts, including the cap audit.
+    pub scheduler: SchedulerSummary,
+    /// The learner's table.
+    pub hours: HourTable,
+}
+
+/// Builds an [`Engine`].
+#[derive(Default)]
+pub struct EngineBuilder {
+    clock: Option<Arc<dyn Clock>>,
+    transport: Option<Arc<dyn Transport>>,
+    store: Option<Arc<dyn Store>>,
+    book: Option<StrategyBook>,
+    users: Vec<UserProfile>,
+    groups: Vec<GroupProfile>,
+    group_policy: Option<GroupPolicy>,
+    horizon: Option<Timestamp>,
+    seed: u64,
+    persist: Option<PersistPolicy>,
+    arm: Option<Arc<str>>,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder").field("users", &self.users.len()).finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// The clock (required).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The transport (required).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+    /// The store (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The strategies (default: the shipped ones).
+    pub fn strategies(mut self, book: StrategyBook) -> Self {
+        self.book = Some(book);
+        self
+    }
+    /// The users.
+    pub fn users(mut self, users: Vec<UserProfile>) -> Self {
+        self.users = users;
+        self
+    }
+    /// The groups and how they may be posted to.
+    pub fn groups(mut self, groups: Vec<GroupProfile>, policy: GroupPolicy) -> Self {
+        self.groups = groups;
+        self.group_policy = Some(policy);
+        self
+    }
+    /// Stop at this time (default: run until stopped).
+    pub fn horizon(mut self, horizon: Timestamp) -> Self {
+        self.horizon = Some(horizon);
+        self
+    }
+    /// The seed for the engine's own random choices (send-time jitter), split per user.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// When users are written to the store (default: every change on a real clock, at the
+    /// end on a virtual one).
+    pub fn persist(mut self, policy: PersistPolicy) -> Self {
+        self.persist = Some(policy);
+        self
+    }
+    /// The experiment arm recorded on every send.
+    pub fn arm(mut self, arm: impl Into<Arc<str>>) -> Self {
+        self.arm = Some(arm.into());
+        self
+    }
+    /// Called as the clock moves (once per hour of engine time).
+    pub fn progress(mut self, f: impl FnMut(Timestamp) + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Checks that every seam is there.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let clock = self.clock.ok_or(EngineError::Missing("clock"))?;
+        let persist = self.persist.unwrap_or(if clock.is_virtual() {
+            PersistPolicy::AtEnd
+        } else {
+            PersistPolicy::EveryChange
+        });
+        Ok(Engine {
+            transport: self.transport.ok_or(EngineError::Missing("transport"))?,
+            store: self.store.ok_or(EngineError::Missing("store"))?,
+            clock,
+            book: Arc::new(self.book.unwrap_or_else(StrategyBook::defaults)),
+            users: self.users,
+            groups: self.groups,
+            group_policy: self.group_policy,
+            horizon: self.horizon,
+            seed: self.seed,
+            persist,
+            arm: self.arm,
+            progress: self.progress,
+        })
+    }
+}
+
+/// A configured engine, ready to run once.
+pub struct Engine {
+    clock: Arc<dyn Clock>,
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn Store>,
+    book: Arc<StrategyBook>,
+    users: Vec<UserProfile>,
+    groups: Vec<GroupProfile>,
+    group_policy: Option<GroupPolicy>,
+    horizon: Option<Timestamp>,
+    seed: u64,
+    persist: PersistPolicy,
+    arm: Option<Arc<str>>,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("users", &self.users.len()).field("horizon", &self.horizon).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Runs until the horizon (must be called inside an actix `System`; see
+    /// [`run_on_virtual_runtime`]).
+    pub async fn run(self) -> Result<RunResult, EngineError> {
+        let n = self.users.len();
+        let segment_addrs: Vec<Addr<SegmentActor>> =
+            self.book.iter().map(|s| SegmentActor::new(s.clone()).start()).collect();
+        let learner = LearnerActor::default().start();
+        let mut listeners: Vec<Recipient<OutcomesRecorded>> =
+            segment_addrs.iter().map(|a| a.clone().recipient()).collect();
+        listeners.push(learner.clone().recipient());
+
+        let (finished_tx, finished_rx) = oneshot::channel();
+        let scheduler = SchedulerActor::new(
+            SchedulerParts {
+                clock: self.clock.clone(),
+                horizon: self.horizon,
+                book: self.book.clone(),
+                user_ids: self.users.iter().map(|u| u.id).collect(),
+                groups: self.groups,
+                group_policy: self.group_policy,
+                transport: self.transport.clone(),
+                listeners,
+                learner_interval_secs: LEARNER_INTERVAL_SECS,
+                finished: finished_tx,
+            },
+            self.progress,
+        )
+        .start();
+
+        let now = self.clock.now();
+        let context = UserContext {
+            scheduler: scheduler.clone(),
+            transport: self.transport.clone(),
+            store: self.store.clone(),
+            persist: self.persist,
+            arm: self.arm,
+        };
+        let mut addrs = Vec::with_capacity(n);
+        let mut first_wakes = Vec::with_capacity(n);
+        for (index, profile) in self.users.into_iter().enumerate() {
+            let index = index as u32;
+            let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
+            let mut actor = UserActor::new(index, profile, rng, context.clone());
+            if let Some((at, token)) = actor.first_plan(now, &self.book) {
+                first_wakes.push((index, at, token));
+            }
+            addrs.push(actor.start());
+        }
+        scheduler.do_send(AttachUsers { users: addrs.clone(), first_wakes });
+        let sink_target = scheduler.clone();
+        self.transport.start(InboundSink::new(move |event| sink_target.do_send(InboundArrived { event })));
+        scheduler.do_send(Start);
+
+        let summary = finished_rx
+            .await
+            .map_err(|_| EngineError::Mailbox("the scheduler stopped before the end of the run".into()))?;
+
+        let end = summary.ended_at;
+        let mut governed_by = [0u64; 8];
+        let mut held_by = [0u64; 8];
+        let mut opted_out_users = 0;
+        for chunk in addrs.chunks(SNAPSHOT_CHUNK) {
+            let replies =
+                join_all(chunk.iter().map(|a| a.send(TakeSnapshot { at: end, book: self.book.clone() }))).await;
+            for reply in replies {
+                let snap = reply.map_err(|e| EngineError::Mailbox(e.to_string()))?;
+                if let Some(g) = snap.governing {
+                    governed_by[g.index()] += 1;
+                }
+                for a in snap.segments.iter() {
+                    held_by[a.segment.index()] += 1;
+                }
+                opted_out_users += u64::from(snap.caps.opted_out);
+            }
+        }
+        let mut segments = Vec::with_capacity(Segment::ALL.len());
+        for addr in &segment_addrs {
+            segments.push(addr.send(GetSegmentStats).await.map_err(|e| EngineError::Mailbox(e.to_string()))?);
+        }
+        let hours = learner.send(GetHourTable).await.map_err(|e| EngineError::Mailbox(e.to_string()))?;
+        self.store.flush().await?;
+        Ok(RunResult {
+            segments,
+            governed_by,
+            held_by,
+            opted_out_users,
+            users: n as u64,
+            scheduler: summary,
+            hours,
+        })
+    }
+}
+
+/// Runs `f` on a fresh actix system over a paused current-thread tokio runtime: any tokio
+/// timer jumps instead of waiting, and everything runs on this one thread in a
+/// deterministic order.
+pub fn run_on_virtual_runtime<F, Fut, T>(f: F) -> Result<T, EngineError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(EngineError::Runtime)?;
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    Ok(system.block_on(f()))
+}

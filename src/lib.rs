@@ -1,0 +1,34 @@
+//! gavat decides whom to message, when, how often and with what — live over Telegram, or
+//! on a virtual clock with thousands of synthetic users so that a strategy is tested
+//! before it reaches a real person.
+//!
+//! # Layout
+//! - [`domain`]: users, groups, segments, strategies, time, messages and events.
+//! - [`config`]: strategy files → a validated [`config::StrategyBook`].
+//! - [`policy`]: the pure decision rules — caps, cooldown, quiet hours, priority, planning.
+//! - [`segmentation`]: rule-based segments with confidence.
+//! - [`clock`], [`transport`], [`store`]: the seams; in-memory and simulated
+//!   implementations.
+//! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
+//! - [`audit`]: an independent re-check of every send against its caps.
+//! - [`engine`]: wiring and running.
+//! - [`simulation`]: a synthetic population on the virtual clock, and its report.
+//! - [`cli`]: the `gavat` command line.
+//!
+//! Dependencies point one way: this crate uses `gavat-sim` and `gavat-experiments`; they
+//! never use it.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod actors;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod policy;
+pub mod segmentation;
+pub mod simulation;
+pub mod store;
+pub mod telemetry;
+pub mod transport;

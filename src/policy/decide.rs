@@ -1,0 +1,342 @@
+//! The send rule: given what a user (or group) has already received and the caps in force,
+//! may a message go out at `now`, and if not, why and from when.
+
+use serde::Serialize;
+
+use crate::domain::{Caps, HOUR, Timestamp, UtcOffset};
+
+/// What the rule needs to know about past sends to one recipient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapState {
+    /// Opted out (`/stop`, blocked the bot): final.
+    pub opted_out: bool,
+    /// When the last message counted against the caps went out.
+    pub last_sent: Option<Timestamp>,
+    /// The local day of `last_sent`.
+    pub last_send_day: i64,
+    /// Messages counted on `last_send_day`.
+    pub sent_on_last_day: u32,
+}
+
+impl CapState {
+    /// Counts one message against the caps: sent, or possibly sent (an unknown outcome).
+    pub fn record_send(&mut self, at: Timestamp, offset: UtcOffset) {
+        let day = at.local_day(offset);
+        if self.last_sent.is_some() && day == self.last_send_day {
+            self.sent_on_last_day += 1;
+        } else {
+            self.last_send_day = day;
+            self.sent_on_last_day = 1;
+        }
+        self.last_sent = Some(at);
+    }
+
+    /// Messages already counted in the local day of `at`.
+    pub fn sent_on_day_of(&self, at: Timestamp, offset: UtcOffset) -> u32 {
+        match self.last_sent {
+            Some(_) if at.local_day(offset) == self.last_send_day => self.sent_on_last_day,
+            _ => 0,
+        }
+    }
+}
+
+/// Why a message was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressReason {
+    /// The user opted out.
+    OptedOut,
+    /// Outside the allowed local hours.
+    QuietHours,
+    /// The daily limit of the user's local day is reached.
+    DailyLimit,
+    /// Too soon after the last message.
+    Cooldown,
+    /// Not a send day for the user's frequency.
+    Frequency,
+    /// The user holds no segment, so no strategy may message them.
+    NoSegment,
+    /// A group post was held back because a member could not take one more message.
+    MemberCap,
+    /// Telegram's limit on posts per minute to groups.
+    PlatformRate,
+}
+
+impl SuppressReason {
+    /// Every reason, in report order.
+    pub const ALL: [SuppressReason; 8] = [
+        SuppressReason::OptedOut,
+        SuppressReason::QuietHours,
+        SuppressReason::DailyLimit,
+        SuppressReason::Cooldown,
+        SuppressReason::Frequency,
+        SuppressReason::NoSegment,
+        SuppressReason::MemberCap,
+        SuppressReason::PlatformRate,
+    ];
+
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressReason::OptedOut => "opted_out",
+            SuppressReason::QuietHours => "quiet_hours",
+            SuppressReason::DailyLimit => "daily_limit",
+            SuppressReason::Cooldown => "cooldown",
+            SuppressReason::Frequency => "frequency",
+            SuppressReason::NoSegment => "no_segment",
+            SuppressReason::MemberCap => "member_cap",
+            SuppressReason::PlatformRate => "platform_rate",
+        }
+    }
+}
+
+/// The rule's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A message may go out now.
+    Send,
+    /// Not now: why, and the earliest time a message could go out (`None`: never).
+    Suppress {
+        /// The first rule that said no.
+        reason: SuppressReason,
+        /// The earliest time a message may go out under the same caps.
+        not_before: Option<Timestamp>,
+    },
+}
+
+/// May a message go out at `now`? Checked in a fixed order — opt-out, quiet hours, daily
+/// limit, cooldown, frequency — and the first rule that says no is the reason.
+pub fn decide(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> Decision {
+    let reason = if state.opted_out {
+        Some(SuppressReason::OptedOut)
+    } else if caps.daily_limit == 0 && caps.allowed_hours.is_empty() {
+        Some(SuppressReason::NoSegment)
+    } else if !caps.allowed_hours.contains(now.local_hour(offset)) {
+        Some(SuppressReason::QuietHours)
+    } else if state.sent_on_day_of(now, offset) >= caps.daily_limit {
+        Some(SuppressReason::DailyLimit)
+    } else if state
+        .last_sent
+        .is_some_and(|last| now.secs() - last.secs() < caps.cooldown_secs)
+    {
+        Some(SuppressReason::Cooldown)
+    } else if state.last_sent.is_some() && {
+        let day = now.local_day(offset);
+        day != state.last_send_day && day < state.last_send_day + caps.period_days
+    } {
+        Some(SuppressReason::Frequency)
+    } else {
+        None
+    };
+    match reason {
+        None => Decision::Send,
+        Some(reason) => Decision::Suppress {
+            reason,
+            not_before: earliest_allowed(state, caps, offset, now),
+        },
+    }
+}
+
+/// The earliest instant at or after `now` at which [`decide`] says [`Decision::Send`], or
+/// `None` if no such instant exists (opted out, no allowed hour, a zero daily limit).
+pub fn earliest_allowed(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> Option<Timestamp> {
+    if state.opted_out || caps.daily_limit == 0 || caps.allowed_hours.is_empty() {
+        return None;
+    }
+    let mut t = now;
+    if let Some(last) = state.last_sent {
+        t = t.max(last.plus(caps.cooldown_secs));
+    }
+    // Each pass moves `t` forward to satisfy one rule; a handful of passes settle it
+    // (day rules move to a day start, the hour rule within one day).
+    for _ in 0..8 {
+        let day = t.local_day(offset);
+        if state.last_sent.is_some() {
+            if day == state.last_send_day && state.sent_on_last_day >= caps.daily_limit {
+                t = Timestamp::start_of_local_day(day + 1, offset).max(t);
+                continue;
+            }
+            if day != state.last_send_day && day < state.last_send_day + caps.period_days {
+                t = Timestamp::start_of_local_day(state.last_send_day + caps.period_days, offset);
+                continue;
+            }
+        }
+        let hour = t.local_hour(offset);
+        let (_, ahead) = caps.allowed_hours.next_from(hour)?;
+        if ahead == 0 {
+            return Some(t);
+        }
+        let hour_start = t.secs() - (t.secs() + offset.secs()).rem_euclid(HOUR);
+        t = Timestamp(hour_start + i64::from(ahead) * HOUR);
+    }
+    debug_assert!(false, "earliest_allowed did not settle");
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DAY, HourMask};
+
+    const MSK: UtcOffset = UtcOffset(180);
+
+    fn caps(daily_limit: u32, cooldown_h: i64, hours: HourMask, period_days: i64) -> Caps {
+        Caps { daily_limit, cooldown_secs: cooldown_h * HOUR, allowed_hours: hours, period_days }
+    }
+
+    /// A UTC instant for local `day` at local `hour:minute` in `offset`.
+    fn local(day: i64, hour: i64, minute: i64, offset: UtcOffset) -> Timestamp {
+        Timestamp::start_of_local_day(day, offset).plus(hour * HOUR + minute * 60)
+    }
+
+    fn suppressed_for(d: Decision) -> Option<SuppressReason> {
+        match d {
+            Decision::Send => None,
+            Decision::Suppress { reason, .. } => Some(reason),
+        }
+    }
+
+    /// The daily limit counts in the user's local day: it resets at local midnight, not UTC.
+    #[test]
+    fn daily_limit_resets_at_local_midnight() {
+        let c = caps(2, 0, HourMask::ALL_DAY, 1);
+        let mut s = CapState::default();
+        s.record_send(local(500, 22, 0, MSK), MSK);
+        s.record_send(local(500, 23, 0, MSK), MSK);
+        let at = local(500, 23, 30, MSK);
+        assert_eq!(suppressed_for(decide(&s, &c, MSK, at)), Some(SuppressReason::DailyLimit));
+        // 00:10 local is still 21:10 UTC of the previous UTC day — but a new local day.
+        let after_midnight = local(501, 0, 10, MSK);
+        assert_eq!(after_midnight.local_day(UtcOffset(0)), 500);
+        assert_eq!(decide(&s, &c, MSK, after_midnight), Decision::Send);
+        assert_eq!(earliest_allowed(&s, &c, MSK, at), Some(local(501, 0, 0, MSK)));
+    }
+
+    /// The same UTC instants counted in two time zones fall into different local days.
+    #[test]
+    fn daily_limit_depends_on_the_time_zone() {
+        let c = caps(1, 0, HourMask::ALL_DAY, 1);
+        let first = Timestamp(1_000 * DAY + 20 * HOUR); // 20:00 UTC
+        let second = Timestamp(1_000 * DAY + 23 * HOUR); // 23:00 UTC
+        let utc = UtcOffset(0);
+        let mut s = CapState::default();
+        s.record_send(first, utc);
+        assert_eq!(suppressed_for(decide(&s, &c, utc, second)), Some(SuppressReason::DailyLimit));
+        // In UTC+3 the first send is 23:00 local on day 1000, the second 02:00 local on day 1001.
+        let mut s = CapState::default();
+        s.record_send(first, MSK);
+        assert_eq!(decide(&s, &c, MSK, second), Decision::Send);
+        // In UTC−5 both fall on the same local day.
+        let ny = UtcOffset(-300);
+        let mut s = CapState::default();
+        s.record_send(first, ny);
+        assert_eq!(suppressed_for(decide(&s, &c, ny, second)), Some(SuppressReason::DailyLimit));
+    }
+
+    /// Cooldown holds to the second.
+    #[test]
+    fn cooldown_holds_to_the_second() {
+        let c = caps(10, 4, HourMask::ALL_DAY, 1);
+        let mut s = CapState::default();
+        let t0 = local(10, 9, 0, MSK);
+        s.record_send(t0, MSK);
+        let just_before = t0.plus(4 * HOUR - 1);
+        assert_eq!(suppressed_for(decide(&s, &c, MSK, just_before)), Some(SuppressReason::Cooldown));
+        assert_eq!(decide(&s, &c, MSK, t0.plus(4 * HOUR)), Decision::Send);
+        assert_eq!(earliest_allowed(&s, &c, MSK, just_before), Some(t0.plus(4 * HOUR)));
+    }
+
+    /// Quiet hours: nothing outside the window, and the next opening is the window's start.
+    #[test]
+    fn quiet_hours_are_never_crossed() {
+        let c = caps(3, 0, HourMask::window(9, 21), 1);
+        let s = CapState::default();
+        let night = local(10, 22, 30, MSK);
+        match decide(&s, &c, MSK, night) {
+            Decision::Suppress { reason: SuppressReason::QuietHours, not_before } => {
+                assert_eq!(not_before, Some(local(11, 9, 0, MSK)));
+            }
+            other => panic!("expected quiet hours, got {other:?}"),
+        }
+        assert_eq!(suppressed_for(decide(&s, &c, MSK, local(10, 21, 0, MSK))), Some(SuppressReason::QuietHours));
+        assert_eq!(decide(&s, &c, MSK, local(10, 20, 59, MSK)), Decision::Send);
+        // A window that wraps midnight.
+        let c = caps(3, 0, HourMask::window(22, 2), 1);
+        assert_eq!(decide(&s, &c, MSK, local(10, 1, 59, MSK)), Decision::Send);
+        assert_eq!(earliest_allowed(&s, &c, MSK, local(10, 2, 0, MSK)), Some(local(10, 22, 0, MSK)));
+    }
+
+    /// Opt-out is final: no time is ever allowed again.
+    #[test]
+    fn opt_out_is_final() {
+        let c = caps(3, 0, HourMask::ALL_DAY, 1);
+        let s = CapState { opted_out: true, ..CapState::default() };
+        for day in 0..30 {
+            let t = local(100 + day, 12, 0, MSK);
+            assert_eq!(
+                decide(&s, &c, MSK, t),
+                Decision::Suppress { reason: SuppressReason::OptedOut, not_before: None }
+            );
+        }
+        assert_eq!(earliest_allowed(&s, &c, MSK, local(100, 0, 0, MSK)), None);
+    }
+
+    /// Every-two-days: the day after a send day is closed, the one after opens.
+    #[test]
+    fn frequency_spaces_send_days() {
+        let c = caps(2, 0, HourMask::window(9, 21), 2);
+        let mut s = CapState::default();
+        s.record_send(local(10, 10, 0, MSK), MSK);
+        assert_eq!(decide(&s, &c, MSK, local(10, 15, 0, MSK)), Decision::Send, "same day, under the limit");
+        assert_eq!(suppressed_for(decide(&s, &c, MSK, local(11, 10, 0, MSK))), Some(SuppressReason::Frequency));
+        assert_eq!(earliest_allowed(&s, &c, MSK, local(11, 10, 0, MSK)), Some(local(12, 9, 0, MSK)));
+    }
+
+    /// A zero daily limit or an empty window never allows a send.
+    #[test]
+    fn impossible_caps_never_send() {
+        let s = CapState::default();
+        assert_eq!(earliest_allowed(&s, &caps(0, 0, HourMask::ALL_DAY, 1), MSK, local(1, 0, 0, MSK)), None);
+        assert_eq!(earliest_allowed(&s, &caps(1, 0, HourMask::NONE, 1), MSK, local(1, 0, 0, MSK)), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the history, `earliest_allowed` returns a time that `decide` accepts,
+            /// and no earlier whole minute is accepted.
+            #[test]
+            fn earliest_allowed_is_allowed_and_earliest(
+                offset_min in -720i32..=840,
+                daily_limit in 1u32..4,
+                cooldown_h in 0i64..48,
+                start in 0u8..24,
+                end in 0u8..24,
+                period in 1i64..8,
+                sends in proptest::collection::vec(0i64..(5 * DAY), 0..6),
+                probe in 0i64..(6 * DAY),
+            ) {
+                let offset = UtcOffset(offset_min);
+                let c = caps(daily_limit, cooldown_h, HourMask::window(start, end), period);
+                let base = 20_000 * DAY;
+                let mut sorted = sends.clone();
+                sorted.sort_unstable();
+                let mut s = CapState::default();
+                for at in sorted {
+                    s.record_send(Timestamp(base + at), offset);
+                }
+                let now = Timestamp(base + probe).max(s.last_sent.unwrap_or_default());
+                let t = earliest_allowed(&s, &c, offset, now).expect("a window and a limit exist");
+                prop_assert!(t >= now);
+                prop_assert_eq!(decide(&s, &c, offset, t), Decision::Send);
+                let mut probe_t = now;
+                while probe_t < t {
+                    prop_assert_ne!(decide(&s, &c, offset, probe_t), Decision::Send, "{:?} earlier than {:?}", probe_t, t);
+                    probe_t = probe_t.plus(600);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! When to try the next message: the earliest time the caps allow, moved to the governing
+//! strategy's optimal hours when one comes later on the same local day.
+
+use crate::domain::{Caps, HOUR, HourMask, Timestamp, UtcOffset};
+
+use super::decide::{CapState, Decision, decide, earliest_allowed};
+
+/// The next send time at or after `now`, or `None` if the caps never allow one.
+///
+/// Starts from [`earliest_allowed`]; if that hour is not one of `optimal` and an optimal hour
+/// that the caps allow comes later the same local day, waits for it. `jitter_secs` (drawn by
+/// the caller from the user's own random stream, `0..3600`) spreads users over the chosen
+/// hour; it is applied only while it keeps the time inside that hour, so it never crosses a
+/// cap. The returned time always satisfies [`decide`].
+pub fn plan_next_send(
+    state: &CapState,
+    caps: &Caps,
+    optimal: HourMask,
+    offset: UtcOffset,
+    now: Timestamp,
+    jitter_secs: i64,
+) -> Option<Timestamp> {
+    let earliest = earliest_allowed(state, caps, offset, now)?;
+    let day = earliest.local_day(offset);
+    let hour = earliest.local_hour(offset);
+    let hour_start = |t: Timestamp| Timestamp(t.secs() - (t.secs() + offset.secs()).rem_euclid(HOUR));
+
+    let mut chosen = earliest;
+    if !optimal.contains(hour) {
+        let mut probe = hour_start(earliest).plus(HOUR);
+        while probe.local_day(offset) == day {
+            if optimal.contains(probe.local_hour(offset)) && decide(state, caps, offset, probe) == Decision::Send {
+                chosen = probe;
+                break;
+            }
+            probe = probe.plus(HOUR);
+        }
+    }
+    let end_of_hour = hour_start(chosen).plus(HOUR - 1);
+    let jittered = Timestamp((chosen.secs() + jitter_secs.clamp(0, HOUR - 1)).min(end_of_hour.secs()));
+    if jittered != chosen && decide(state, caps, offset, jittered) == Decision::Send {
+        Some(jittered)
+    } else {
+        Some(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSK: UtcOffset = UtcOffset(180);
+
+    fn local(day: i64, hour: i64, minute: i64) -> Timestamp {
+        Timestamp::start_of_local_day(day, MSK).plus(hour * HOUR + minute * 60)
+    }
+
+    fn caps() -> Caps {
+        Caps { daily_limit: 2, cooldown_secs: 4 * HOUR, allowed_hours: HourMask::window(9, 21), period_days: 1 }
+    }
+
+    /// Waits for the optimal hour later the same day, with jitter inside that hour.
+    #[test]
+    fn prefers_optimal_hours_the_same_day() {
+        let s = CapState::default();
+        let t = plan_next_send(&s, &caps(), HourMask::window(18, 20), MSK, local(3, 7, 0), 600).unwrap();
+        assert_eq!(t, local(3, 18, 10));
+    }
+
+    /// When no optimal hour is left that day, takes the earliest allowed time.
+    #[test]
+    fn falls_back_to_the_earliest_allowed_time() {
+        let s = CapState::default();
+        let t = plan_next_send(&s, &caps(), HourMask::window(10, 11), MSK, local(3, 15, 0), 0).unwrap();
+        assert_eq!(t, local(3, 15, 0));
+    }
+
+    /// Jitter never pushes a send out of the allowed window or before the cooldown ends.
+    #[test]
+    fn jitter_respects_caps() {
+        let mut s = CapState::default();
+        s.record_send(local(3, 16, 30), MSK);
+        // Cooldown ends 20:30; the window closes at 21:00; jitter of 59 min must clamp.
+        let t = plan_next_send(&s, &caps(), HourMask::NONE, MSK, local(3, 17, 0), 3_599).unwrap();
+        assert_eq!(t, local(3, 20, 59).plus(59));
+        assert_eq!(decide(&s, &caps(), MSK, t), Decision::Send);
+        assert!(t.secs() - local(3, 16, 30).secs() >= 4 * HOUR);
+    }
+}

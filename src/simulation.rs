@@ -1,0 +1,374 @@
+//! Simulation mode: a synthetic population from `gavat-sim` behind the simulated
+//! transport, the engine on a virtual clock, and the per-segment report it prints.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gavat_sim::{BehaviourModel, Population, Scenario, SyntheticGroup, SyntheticUser};
+use serde::Serialize;
+
+use crate::actors::scheduler::GroupPolicy;
+use crate::actors::segment::SegmentStats;
+use crate::clock::{Clock, Stopwatch, VirtualClock};
+use crate::config::{StrategyBook, parse_hours};
+use crate::domain::{
+    ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile,
+    UtcOffset,
+};
+use crate::engine::{Engine, EngineError, RunResult, run_on_virtual_runtime};
+use crate::policy::SuppressReason;
+use crate::store::{JsonlLog, MemoryStore, Store, StoreError};
+use crate::transport::SimTransport;
+
+/// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
+/// reproduces a run).
+pub const SIMULATION_START: Timestamp = Timestamp(1_767_225_600);
+
+/// A validated simulation run.
+#[derive(Debug, Clone)]
+pub struct SimulationPlan {
+    /// Synthetic users.
+    pub users: usize,
+    /// Simulated days.
+    pub days: u32,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// The population and behaviour parameters.
+    pub scenario: Scenario,
+    /// Where the scenario came from (for the report).
+    pub scenario_name: String,
+    /// The strategies.
+    pub book: StrategyBook,
+    /// Write every send and reaction here as JSON lines.
+    pub events: Option<PathBuf>,
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The events file could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One row of the report: a segment or the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentRow {
+    /// `HOT_LEAD` … or `TOTAL`.
+    pub segment: String,
+    /// Users governed by this segment at the end of the run.
+    pub users: u64,
+    /// Users holding this segment at the end (users hold several).
+    pub holders: u64,
+    /// Messages sent under this segment's strategy (direct and group).
+    pub sent: u64,
+    /// Of which group posts.
+    pub sent_via_group: u64,
+    /// Replies to those messages.
+    pub responses: u64,
+    /// responses / sent.
+    pub response_rate: f64,
+    /// Purchases following a reply.
+    pub conversions: u64,
+    /// conversions / sent.
+    pub conversion_rate: f64,
+    /// Opt-outs (including blocks).
+    pub opt_outs: u64,
+    /// opt_outs / sent.
+    pub opt_out_rate: f64,
+    /// 100 × (responses + 2·conversions − 5·opt_outs) / sent.
+    pub engagement: f64,
+    /// Sends held back by a rule, by reason.
+    pub suppressed: BTreeMap<&'static str, u64>,
+    /// Transport failures, by kind.
+    pub failed: BTreeMap<&'static str, u64>,
+}
+
+/// Wall-clock measurements: they differ between runs, so they are kept apart from the
+/// results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    /// Seconds to build the population and actors and run the simulation.
+    pub wall_secs: f64,
+    /// Work items the scheduler dispatched (planned sends, inbound events, group posts).
+    pub events: u64,
+    /// events / wall_secs.
+    pub events_per_sec: f64,
+}
+
+/// What `gavat simulate` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimulationReport {
+    /// The seed (print it to reproduce the run).
+    pub seed: u64,
+    /// Synthetic users.
+    pub users: u64,
+    /// Simulated days.
+    pub days: u32,
+    /// Simulated start and end (UTC).
+    pub start: String,
+    /// End of the simulated period.
+    pub end: String,
+    /// The scenario.
+    pub scenario: String,
+    /// The strategy set.
+    pub strategy: String,
+    /// One row per segment, in fixed order.
+    pub segments: Vec<SegmentRow>,
+    /// All segments together.
+    pub total: SegmentRow,
+    /// Users who opted out during the run.
+    pub opted_out_users: u64,
+    /// Group posts sent.
+    pub group_posts: u64,
+    /// Group posts held back, by reason.
+    pub group_posts_held: BTreeMap<&'static str, u64>,
+    /// Sends that broke a cap, found by the independent audit. Must be 0.
+    pub cap_violations: u64,
+    /// The first violations, described (empty when there are none).
+    pub cap_violation_examples: Vec<String>,
+    /// Wall time and throughput (not part of the results).
+    pub timing: Timing,
+}
+
+/// Turns a synthetic user into what the CRM would know of them at the start.
+pub fn profile_from_synthetic(user: &SyntheticUser) -> UserProfile {
+    let history = &user.history;
+    let sessions: u32 = history.activity_by_local_hour.iter().sum();
+    let mut responses = ResponseHistory::default();
+    // Replay the known tally into the recent window: spread the answers evenly.
+    let known = history.messages_received.min(16);
+    let answered_recent = if history.messages_received == 0 {
+        0
+    } else {
+        ((u64::from(history.responses) * u64::from(known) + u64::from(history.messages_received) / 2)
+            / u64::from(history.messages_received)) as u32
+    };
+    for i in 0..known {
+        responses.record_received();
+        // Bresenham-like spread of `answered_recent` answers over `known` messages.
+        if (i + 1) * answered_recent / known.max(1) != i * answered_recent / known.max(1) {
+            responses.record_response();
+        }
+    }
+    responses.received = history.messages_received;
+    responses.responded = history.responses.min(history.messages_received);
+    UserProfile {
+        id: UserId(user.id),
+        joined_at: Timestamp(user.joined_at),
+        utc_offset: UtcOffset(user.utc_offset_minutes),
+        activity: ActivitySummary {
+            by_local_hour: history.activity_by_local_hour,
+            sessions,
+            last_active: Timestamp(history.last_active),
+            // 30 days of history: about 7/30 of it fell in the last week.
+            weekly_sessions: sessions as f32 * 7.0 / 30.0,
+        },
+        bots_followed: user.bots_followed,
+        purchases: user.purchases,
+        responses,
+    }
+}
+
+/// Turns a synthetic group into a CRM group.
+pub fn group_from_synthetic(group: &SyntheticGroup) -> GroupProfile {
+    GroupProfile {
+        id: GroupId(group.id),
+        members: group.members.iter().map(|m| UserId(*m)).collect(),
+        utc_offset: UtcOffset(group.utc_offset_minutes),
+        activity_per_day: group.activity_per_day,
+    }
+}
+
+/// The scenario's rules for group posts.
+pub fn group_policy(scenario: &Scenario) -> GroupPolicy {
+    GroupPolicy {
+        caps: Caps {
+            daily_limit: scenario.group_daily_limit(),
+            cooldown_secs: scenario.group_cooldown_secs(),
+            allowed_hours: parse_hours("10-21").unwrap_or_default(),
+            period_days: 1,
+        },
+        optimal_hours: parse_hours("12-14,18-20").unwrap_or_default(),
+        posts_per_minute: scenario.group_posts_per_minute(),
+        interval_secs: scenario.group_post_interval_secs(),
+    }
+}
+
+/// Runs a simulation; `progress` is told the fraction of simulated time done.
+pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result<SimulationReport, SimulationError> {
+    let stopwatch = Stopwatch::start();
+    let start = SIMULATION_START;
+    let horizon = start.plus(i64::from(plan.days) * DAY);
+    let population: Population = gavat_sim::generate(&plan.scenario, plan.users, plan.seed, start.secs());
+    let users: Vec<UserProfile> = population.users.iter().map(profile_from_synthetic).collect();
+    let groups: Vec<GroupProfile> = population.groups.iter().map(group_from_synthetic).collect();
+    let policy = group_policy(&plan.scenario);
+    let model = BehaviourModel::new(&plan.scenario);
+    let transport = Arc::new(SimTransport::new(population, model, plan.seed, horizon));
+    let store: Arc<dyn Store> = match &plan.events {
+        Some(path) => Arc::new(JsonlLog::create(path, MemoryStore::counting())?),
+        None => Arc::new(MemoryStore::counting()),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(start));
+    let span = (horizon.secs() - start.secs()).max(1) as f64;
+    let mut progress = progress;
+    let engine = Engine::builder()
+        .clock(clock)
+        .transport(transport)
+        .store(store)
+        .strategies(plan.book.clone())
+        .users(users)
+        .groups(groups, policy)
+        .horizon(horizon)
+        .seed(plan.seed)
+        .progress(move |t| progress((t.secs() - start.secs()) as f64 / span))
+        .build()?;
+    let result = run_on_virtual_runtime(|| engine.run())??;
+    let wall_secs = stopwatch.elapsed_secs();
+    Ok(report(plan, start, horizon, &result, wall_secs))
+}
+
+fn rate(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { round6(n as f64 / d as f64) }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn row(name: &str, users: u64, holders: u64, s: &SegmentStats) -> SegmentRow {
+    let engagement = if s.sent == 0 {
+        0.0
+    } else {
+        round6(100.0 * (s.responses as f64 + 2.0 * s.conversions as f64 - 5.0 * s.opt_outs as f64) / s.sent as f64)
+    };
+    SegmentRow {
+        segment: name.to_string(),
+        users,
+        holders,
+        sent: s.sent,
+        sent_via_group: s.sent_via_group,
+        responses: s.responses,
+        response_rate: rate(s.responses, s.sent),
+        conversions: s.conversions,
+        conversion_rate: rate(s.conversions, s.sent),
+        opt_outs: s.opt_outs,
+        opt_out_rate: rate(s.opt_outs, s.sent),
+        engagement,
+        suppressed: SuppressReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), s.suppressed.get(r).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        failed: s.failed.clone(),
+    }
+}
+
+fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult, wall_secs: f64) -> SimulationReport {
+    let mut total = SegmentStats::default();
+    let segments = Segment::ALL
+        .iter()
+        .map(|seg| {
+            let stats = &r.segments[seg.index()];
+            total.absorb(stats);
+            row(seg.as_str(), r.governed_by[seg.index()], r.held_by[seg.index()], stats)
+        })
+        .collect();
+    let events = r.scheduler.dispatched;
+    SimulationReport {
+        seed: plan.seed,
+        users: r.users,
+        days: plan.days,
+        start: start.to_rfc3339(),
+        end: end.to_rfc3339(),
+        scenario: plan.scenario_name.clone(),
+        strategy: plan.book.name.to_string(),
+        segments,
+        total: row("TOTAL", r.users, r.users, &total),
+        opted_out_users: r.opted_out_users,
+        group_posts: r.scheduler.group_posts,
+        group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        cap_violations: r.scheduler.cap_violations,
+        cap_violation_examples: r.scheduler.violation_examples.clone(),
+        timing: Timing {
+            wall_secs,
+            events,
+            events_per_sec: if wall_secs > 0.0 { events as f64 / wall_secs } else { 0.0 },
+        },
+    }
+}
+
+impl SimulationReport {
+    /// The report as a readable table.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "gavat simulate — {} users × {} days ({} → {}), seed {}, scenario {}, strategies {}",
+            self.users, self.days, self.start, self.end, self.seed, self.scenario, self.strategy
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<18} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
+            "segment", "users", "sent", "resp", "resp %", "conv", "conv %", "opt-out", "opt %", "engage", "group"
+        );
+        for r in self.segments.iter().chain(std::iter::once(&self.total)) {
+            if r.segment == "TOTAL" {
+                let _ = writeln!(out, "{}", "-".repeat(108));
+            }
+            let _ = writeln!(
+                out,
+                "{:<18} {:>7} {:>8} {:>8} {:>8.2}% {:>7} {:>6.2}% {:>7} {:>7.3}% {:>7.1} {:>7}",
+                r.segment,
+                r.users,
+                r.sent,
+                r.responses,
+                100.0 * r.response_rate,
+                r.conversions,
+                100.0 * r.conversion_rate,
+                r.opt_outs,
+                100.0 * r.opt_out_rate,
+                r.engagement,
+                r.sent_via_group
+            );
+        }
+        let _ = writeln!(out);
+        let suppressed: Vec<String> = self.total.suppressed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "suppressed sends:  {}",
+            if suppressed.is_empty() { "none".to_string() } else { suppressed.join(", ") }
+        );
+        let held: Vec<String> = self.group_posts_held.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "group posts:       {} sent, held back: {}",
+            self.group_posts,
+            if held.is_empty() { "none".to_string() } else { held.join(", ") }
+        );
+        let failed: Vec<String> = self.total.failed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "transport failures: {}",
+            if failed.is_empty() { "none".to_string() } else { failed.join(", ") }
+        );
+        let _ = writeln!(out, "users opted out:   {}", self.opted_out_users);
+        let _ = writeln!(out, "cap violations:    {} (must be 0)", self.cap_violations);
+        for example in &self.cap_violation_examples {
+            let _ = writeln!(out, "  {example}");
+        }
+        let _ = writeln!(
+            out,
+            "wall time:         {:.3} s, {} events, {:.0} events/s",
+            self.timing.wall_secs, self.timing.events, self.timing.events_per_sec
+        );
+        out
+    }
+}

@@ -1,0 +1,138 @@
+//! The store seam: user profiles to start from, the state of each user's counters, and the
+//! log of every send and reaction. [`MemoryStore`] keeps it in memory; [`JsonlLog`] wraps
+//! any store and also writes the log as JSON lines (the `--events` file). SQLite and Redis
+//! stores will implement the same trait.
+
+mod jsonl;
+mod memory;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::domain::{BotId, Caps, ContentKind, GroupId, HourMask, Segment, Timestamp, UserId, UserProfile, UtcOffset};
+use crate::policy::CapState;
+
+pub use jsonl::JsonlLog;
+pub use memory::MemoryStore;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Writing or reading a file failed: data may be lost, the run must fail.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a store call returns; in-memory stores return futures that are ready at once.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// What kind of log entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// A message went out (or may have: see `outcome`).
+    Send,
+    /// The user answered.
+    Response,
+    /// The user bought.
+    Conversion,
+    /// The user opted out (or blocked the bot).
+    OptOut,
+}
+
+/// The caps in force at a send, as written to the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LoggedCaps {
+    /// Most messages in the user's local day.
+    pub daily_limit: u32,
+    /// Least seconds between messages.
+    pub cooldown_secs: i64,
+    /// Allowed local hours, e.g. `[9, 10, …, 20]`.
+    #[serde(serialize_with = "serialize_hours")]
+    pub allowed_hours: HourMask,
+    /// Least local days from one send day to the next.
+    pub period_days: i64,
+}
+
+impl From<Caps> for LoggedCaps {
+    fn from(c: Caps) -> LoggedCaps {
+        LoggedCaps {
+            daily_limit: c.daily_limit,
+            cooldown_secs: c.cooldown_secs,
+            allowed_hours: c.allowed_hours,
+            period_days: c.period_days,
+        }
+    }
+}
+
+fn serialize_time<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(2))?;
+    map.serialize_entry("at", &at.to_rfc3339())?;
+    map.serialize_entry("at_unix", &at.secs())?;
+    map.end()
+}
+
+fn serialize_hours<S: serde::Serializer>(mask: &HourMask, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(mask.hours())
+}
+
+/// One line of the send/response log (schema: `docs/events.md`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// What happened.
+    pub kind: LogKind,
+    /// When (UTC): written as `"at": "2026-11-24T06:00:00Z", "at_unix": 1795500000`.
+    #[serde(flatten, serialize_with = "serialize_time")]
+    pub at: Timestamp,
+    /// To or from whom.
+    pub user: UserId,
+    /// The user's offset from UTC, minutes.
+    pub utc_offset: UtcOffset,
+    /// The group, for a group post or a reaction to one.
+    pub group: Option<GroupId>,
+    /// The segment whose strategy governed the send (for reactions: the send they answer).
+    pub segment: Option<Segment>,
+    /// The caps in force at the send (sends only).
+    pub caps: Option<LoggedCaps>,
+    /// The bot (sends only).
+    pub bot: Option<BotId>,
+    /// The content kind (sends only).
+    pub content: Option<ContentKind>,
+    /// The strategy set in force.
+    pub strategy: Arc<str>,
+    /// The experiment arm, if any.
+    pub arm: Option<Arc<str>>,
+    /// For sends: `delivered`, or `unknown` when the transport could not tell (counted
+    /// against the caps all the same).
+    pub outcome: Option<&'static str>,
+}
+
+/// What the store keeps of one user between runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// The profile as of now.
+    pub profile: UserProfile,
+    /// The cap counters.
+    pub caps: CapState,
+}
+
+/// Persistence for the engine.
+pub trait Store: Send + Sync + Debug {
+    /// Saves a user's profile and counters (after each change).
+    fn save_user(&self, record: &UserRecord) -> StoreFuture<()>;
+    /// Appends one entry to the log.
+    fn append(&self, entry: &LogEntry) -> StoreFuture<()>;
+    /// Makes everything written so far durable (end of a run).
+    fn flush(&self) -> StoreFuture<()>;
+}

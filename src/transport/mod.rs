@@ -1,0 +1,114 @@
+//! The transport seam: sends outbound messages and reports what users do back to the
+//! engine. Implementations: [`MemoryTransport`] (records sends, replays scripted outcomes;
+//! for tests) and [`SimTransport`] (synthetic users reacting on the virtual clock). The
+//! Telegram transport will implement the same trait.
+
+mod memory;
+mod sim;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::domain::{InboundEvent, OutboundMessage};
+
+pub use memory::MemoryTransport;
+pub use sim::SimTransport;
+
+/// How a send ended when it did not end in delivery. Each variant's doc says what the
+/// engine does with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The platform asked us to slow down (Telegram's 429). Not sent; the engine tries again
+    /// no earlier than `retry_after_secs` later, re-checking every cap then.
+    #[error("rate limited: retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds to wait, as the platform said.
+        retry_after_secs: u32,
+    },
+    /// The user blocked the bot (Telegram's 403). Not sent; treated as an opt-out: final.
+    #[error("blocked by the user")]
+    Blocked,
+    /// Failed before the platform processed it (connection refused, a 5xx that guarantees
+    /// no side effect). Provably not sent: safe to retry after a backoff, caps re-checked.
+    #[error("transient failure, not sent: {reason}")]
+    Transient {
+        /// What went wrong (never contains a secret).
+        reason: String,
+    },
+    /// The request may or may not have been delivered (a timeout after sending). Never
+    /// resent automatically; counted against the caps as if delivered.
+    #[error("outcome unknown, may have been delivered: {reason}")]
+    Unknown {
+        /// What went wrong (never contains a secret).
+        reason: String,
+    },
+    /// Will not succeed by retrying (chat not found, a malformed request). Not sent; the
+    /// engine stops messaging this recipient in this run.
+    #[error("fatal: {reason}")]
+    Fatal {
+        /// What went wrong (never contains a secret).
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Whether a message with this outcome must count against the caps.
+    pub fn counts_against_caps(&self) -> bool {
+        matches!(self, TransportError::Unknown { .. })
+    }
+
+    /// The name used in reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::RateLimited { .. } => "rate_limited",
+            TransportError::Blocked => "blocked",
+            TransportError::Transient { .. } => "transient",
+            TransportError::Unknown { .. } => "unknown",
+            TransportError::Fatal { .. } => "fatal",
+        }
+    }
+}
+
+/// A successful send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered;
+
+/// What [`Transport::send`] returns. In-memory and simulated transports return futures
+/// that are ready at once; the engine then continues without yielding.
+pub type SendFuture = Pin<Box<dyn Future<Output = Result<Delivered, TransportError>> + Send>>;
+
+/// Where inbound events go: the engine passes one to [`Transport::start`].
+#[derive(Clone)]
+pub struct InboundSink(Arc<dyn Fn(InboundEvent) + Send + Sync>);
+
+impl InboundSink {
+    /// A sink calling `f` for every event.
+    pub fn new(f: impl Fn(InboundEvent) + Send + Sync + 'static) -> InboundSink {
+        InboundSink(Arc::new(f))
+    }
+
+    /// Hands one event to the engine. Events dated in the future are held by the scheduler
+    /// until their time (a simulated reply arrives after its delay).
+    pub fn push(&self, event: InboundEvent) {
+        (self.0)(event)
+    }
+}
+
+impl Debug for InboundSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboundSink")
+    }
+}
+
+/// Sends messages; reports replies, conversions, opt-outs and activity.
+pub trait Transport: Send + Sync + Debug {
+    /// Starts reporting inbound events into `sink`.
+    fn start(&self, sink: InboundSink);
+    /// Sends one message. The message's `at` is the engine's current time.
+    fn send(&self, message: &OutboundMessage) -> SendFuture;
+    /// The engine has processed `event` (live: advance the update offset; simulated: draw
+    /// the user's next activity).
+    fn acknowledge(&self, event: &InboundEvent);
+}

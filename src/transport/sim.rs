@@ -1,0 +1,152 @@
+//! The simulated transport: synthetic users from `gavat-sim` receive messages and react on
+//! the virtual clock. Each user draws from their own random streams derived from
+//! `(seed, user id)` — one for reactions, one for spontaneous activity — so a user's story
+//! does not depend on the order in which the engine happens to process other users.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use gavat_sim::{BehaviourModel, Exposure, Population, Purpose, UserMemory};
+use rand_pcg::Pcg64Mcg;
+
+use crate::domain::{GroupId, InboundEvent, InboundKind, OutboundMessage, Destination, Timestamp, UserId};
+
+use super::{Delivered, InboundSink, SendFuture, Transport, TransportError};
+
+/// Synthetic users behind a transport.
+#[derive(Debug)]
+pub struct SimTransport {
+    population: Population,
+    model: BehaviourModel,
+    horizon: Timestamp,
+    world: Mutex<World>,
+    sink: OnceLock<InboundSink>,
+}
+
+#[derive(Debug)]
+struct World {
+    users: Vec<SimUser>,
+}
+
+#[derive(Debug)]
+struct SimUser {
+    memory: UserMemory,
+    behaviour_rng: Pcg64Mcg,
+    activity_rng: Pcg64Mcg,
+}
+
+impl SimTransport {
+    /// Synthetic `population` reacting by `model`; activity stops at `horizon`. User ids
+    /// must be `0..n` (as [`gavat_sim::generate`] makes them).
+    pub fn new(population: Population, model: BehaviourModel, seed: u64, horizon: Timestamp) -> SimTransport {
+        let users = population
+            .users
+            .iter()
+            .map(|u| SimUser {
+                memory: UserMemory::default(),
+                behaviour_rng: gavat_sim::stream(seed, u.id, Purpose::Behaviour),
+                activity_rng: gavat_sim::stream(seed, u.id, Purpose::Activity),
+            })
+            .collect();
+        SimTransport { population, model, horizon, world: Mutex::new(World { users }), sink: OnceLock::new() }
+    }
+
+    /// The synthetic population.
+    pub fn population(&self) -> &Population {
+        &self.population
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, event: InboundEvent) {
+        if let Some(sink) = self.sink.get() {
+            sink.push(event);
+        }
+    }
+
+    /// Draws one user's reaction to an exposure and reports it; `Err(Blocked)` if the user
+    /// has already blocked the bot.
+    fn expose(&self, world: &mut World, user: usize, exposure: Exposure, group: Option<GroupId>) -> bool {
+        let Some(profile) = self.population.users.get(user) else {
+            return false;
+        };
+        let sim = &mut world.users[user];
+        if sim.memory.opted_out() {
+            return false;
+        }
+        let reaction = self.model.react(profile, &mut sim.memory, &mut sim.behaviour_rng, exposure);
+        let at = Timestamp(exposure.at);
+        let id = UserId(profile.id);
+        let report = |after: Option<u32>, kind: InboundKind| {
+            if let Some(after) = after {
+                self.push(InboundEvent { at: at.plus(i64::from(after)), user: id, kind, group });
+            }
+        };
+        report(reaction.response_after, InboundKind::Reply);
+        report(reaction.conversion_after, InboundKind::Conversion);
+        report(reaction.opt_out_after, InboundKind::OptOut);
+        true
+    }
+
+    fn next_activity(&self, world: &mut World, user: usize, after: Timestamp) {
+        let Some(profile) = self.population.users.get(user) else {
+            return;
+        };
+        let rng = &mut world.users[user].activity_rng;
+        let horizon = self.horizon.secs() - after.secs();
+        if horizon <= 0 {
+            return;
+        }
+        if let Some(at) = self.model.next_activity(profile, rng, after.secs(), horizon) {
+            self.push(InboundEvent { at: Timestamp(at), user: UserId(profile.id), kind: InboundKind::Activity, group: None });
+        }
+    }
+}
+
+impl Transport for SimTransport {
+    fn start(&self, sink: InboundSink) {
+        if self.sink.set(sink).is_err() {
+            return; // already started
+        }
+        let start = Timestamp(self.population.start);
+        let mut world = self.world();
+        for user in 0..self.population.users.len() {
+            self.next_activity(&mut world, user, start);
+        }
+    }
+
+    fn send(&self, message: &OutboundMessage) -> SendFuture {
+        let mut world = self.world();
+        let outcome = match message.to {
+            Destination::User(id) => {
+                let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: false };
+                if self.expose(&mut world, id.0 as usize, exposure, None) {
+                    Ok(Delivered)
+                } else if (id.0 as usize) < self.population.users.len() {
+                    Err(TransportError::Blocked)
+                } else {
+                    Err(TransportError::Fatal { reason: format!("chat {} not found", id.0) })
+                }
+            }
+            Destination::Group(gid) => match self.population.groups.iter().find(|g| g.id == gid.0) {
+                Some(group) => {
+                    let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: true };
+                    for &member in &group.members {
+                        self.expose(&mut world, member as usize, exposure, Some(gid));
+                    }
+                    Ok(Delivered)
+                }
+                None => Err(TransportError::Fatal { reason: format!("group {} not found", gid.0) }),
+            },
+        };
+        Box::pin(std::future::ready(outcome))
+    }
+
+    fn acknowledge(&self, event: &InboundEvent) {
+        if event.kind == InboundKind::Activity {
+            let mut world = self.world();
+            self.next_activity(&mut world, event.user.0 as usize, event.at);
+        }
+    }
+}

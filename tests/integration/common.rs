@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the `gavat` binary with `args`.
+pub fn gavat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gavat"))
+        .args(args)
+        .env("GAVAT_LOG", "error")
+        .output()
+        .expect("the gavat binary runs")
+}
+
+/// Runs `gavat simulate … --json` and parses the report, failing with stderr on error.
+pub fn simulate_json(args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["simulate", "--json"];
+    full.extend_from_slice(args);
+    let out = gavat(&full);
+    assert!(out.status.success(), "gavat {full:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// The path as a `&str`.
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}

@@ -1,0 +1,7 @@
+//! gavat's integration tests: one binary, modules named by the behaviour they show.
+
+mod caps_from_events;
+mod cli;
+mod common;
+mod determinism;
+mod transport_outcomes;

@@ -1,0 +1,121 @@
+//! What the engine does with each transport outcome: a 429 waits its `retry_after`; an
+//! unknown outcome counts against the caps and is never resent; a block is a final
+//! opt-out; an opt-out event stops everything at once; a transient failure is retried.
+
+use std::sync::Arc;
+
+use gavat::clock::VirtualClock;
+use gavat::domain::{
+    ActivitySummary, DAY, HOUR, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset,
+};
+use gavat::engine::{Engine, RunResult, run_on_virtual_runtime};
+use gavat::store::{LogKind, MemoryStore};
+use gavat::transport::{Delivered, MemoryTransport, TransportError};
+
+const START: Timestamp = Timestamp(1_767_225_600);
+
+/// A warm lead (every 2 days, 2 a day, 12 h cooldown, 9–21 local) in UTC.
+fn warm_lead() -> UserProfile {
+    UserProfile {
+        id: UserId(0),
+        joined_at: START.plus(-100 * DAY),
+        utc_offset: UtcOffset(0),
+        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
+        bots_followed: 1,
+        purchases: 0,
+        responses: ResponseHistory::default(),
+    }
+}
+
+fn run(transport: Arc<MemoryTransport>, store: Arc<MemoryStore>, days: i64) -> RunResult {
+    let engine = Engine::builder()
+        .clock(Arc::new(VirtualClock::new(START)))
+        .transport(transport)
+        .store(store)
+        .users(vec![warm_lead()])
+        .horizon(START.plus(days * DAY))
+        .seed(5)
+        .build()
+        .expect("all seams given");
+    run_on_virtual_runtime(|| engine.run()).expect("runtime").expect("run")
+}
+
+fn sends(store: &MemoryStore) -> Vec<(Timestamp, &'static str)> {
+    store.log().iter().filter(|e| e.kind == LogKind::Send).map(|e| (e.at, e.outcome.unwrap())).collect()
+}
+
+/// A 429 is not counted, and the next attempt comes no earlier than `retry_after`.
+#[test]
+fn rate_limit_waits_retry_after() {
+    let transport = Arc::new(MemoryTransport::new());
+    transport.script([Err(TransportError::RateLimited { retry_after_secs: 900 }), Ok(Delivered)]);
+    let store = Arc::new(MemoryStore::keeping_everything());
+    let result = run(transport.clone(), store.clone(), 1);
+    let attempts = transport.sent();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert!(attempts[1].at.secs() - attempts[0].at.secs() >= 900);
+    assert_eq!(sends(&store)[0].0, attempts[1].at, "only the delivered attempt is logged as a send");
+    assert_eq!(result.segments.iter().map(|s| s.failed.get("rate_limited").copied().unwrap_or(0)).sum::<u64>(), 1);
+    assert_eq!(result.scheduler.cap_violations, 0);
+}
+
+/// An unknown outcome counts against the caps: the next message waits the full cooldown,
+/// and the same message is never sent twice.
+#[test]
+fn unknown_outcome_counts_and_is_not_resent() {
+    let transport = Arc::new(MemoryTransport::new());
+    transport.script([Err(TransportError::Unknown { reason: "timeout after sending".into() })]);
+    let store = Arc::new(MemoryStore::keeping_everything());
+    run(transport.clone(), store.clone(), 3);
+    let logged = sends(&store);
+    assert_eq!(logged[0].1, "unknown");
+    assert!(logged.len() >= 2, "{logged:?}");
+    assert!(logged[1].0.secs() - logged[0].0.secs() >= 12 * HOUR, "{logged:?}");
+    let attempts = transport.sent();
+    assert_eq!(attempts.len(), logged.len(), "every attempt was logged once: none was resent");
+    assert!(attempts.windows(2).all(|w| w[0].id != w[1].id));
+}
+
+/// A blocked bot is a final opt-out: one attempt, then silence for the rest of the run.
+#[test]
+fn block_is_a_final_opt_out() {
+    let transport = Arc::new(MemoryTransport::new());
+    transport.script([Err(TransportError::Blocked)]);
+    let store = Arc::new(MemoryStore::keeping_everything());
+    let result = run(transport.clone(), store.clone(), 10);
+    assert_eq!(transport.sent().len(), 1);
+    assert_eq!(result.opted_out_users, 1);
+    assert!(store.log().iter().any(|e| e.kind == LogKind::OptOut));
+}
+
+/// An opt-out event takes effect at once: nothing is sent after it, ever.
+#[test]
+fn opt_out_event_stops_everything() {
+    let opt_out_at = START.plus(2 * DAY + 3 * HOUR);
+    let transport = Arc::new(MemoryTransport::new().with_inbound([InboundEvent {
+        at: opt_out_at,
+        user: UserId(0),
+        kind: InboundKind::OptOut,
+        group: None,
+    }]));
+    let store = Arc::new(MemoryStore::keeping_everything());
+    let result = run(transport.clone(), store.clone(), 20);
+    let attempts = transport.sent();
+    assert!(!attempts.is_empty());
+    assert!(attempts.iter().all(|m| m.at < opt_out_at), "{attempts:?}");
+    assert_eq!(result.opted_out_users, 1);
+    assert_eq!(transport.acknowledged().len(), 1, "the event was acknowledged to the transport");
+}
+
+/// A transient failure is retried after a backoff, with caps re-checked.
+#[test]
+fn transient_failure_is_retried() {
+    let transport = Arc::new(MemoryTransport::new());
+    transport.script([Err(TransportError::Transient { reason: "connection refused".into() }), Ok(Delivered)]);
+    let store = Arc::new(MemoryStore::keeping_everything());
+    run(transport.clone(), store.clone(), 1);
+    let attempts = transport.sent();
+    assert!(attempts.len() >= 2);
+    assert!(attempts[1].at.secs() - attempts[0].at.secs() >= 60);
+    assert_eq!(sends(&store)[0].0, attempts[1].at);
+}

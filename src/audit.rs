@@ -52,7 +52,11 @@ impl CapAudit {
         if let Some(last) = seen.last
             && at.secs() - last.secs() < caps.cooldown_secs
         {
-            broken.push(format!("{} s after the previous send, cooldown {}", at.secs() - last.secs(), caps.cooldown_secs));
+            broken.push(format!(
+                "{} s after the previous send, cooldown {}",
+                at.secs() - last.secs(),
+                caps.cooldown_secs
+            ));
         }
         if let Some(last_day) = seen.last_day
             && day != last_day

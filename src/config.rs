@@ -60,10 +60,8 @@ impl StrategyBook {
     /// Reads and validates a strategy file.
     pub fn from_path(path: &Path) -> Result<StrategyBook, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         StrategyBook::from_toml_str(&text, &display)
     }
 
@@ -216,9 +214,7 @@ pub fn parse_hours(text: &str) -> Result<HourMask, String> {
     let mut mask = HourMask::NONE;
     for part in text.split(',') {
         let part = part.trim();
-        let (start, end) = part
-            .split_once('-')
-            .ok_or_else(|| format!("`{part}` is not a range like `9-21`"))?;
+        let (start, end) = part.split_once('-').ok_or_else(|| format!("`{part}` is not a range like `9-21`"))?;
         let parse = |s: &str| -> Result<u8, String> {
             s.trim()
                 .parse::<u8>()

@@ -161,13 +161,10 @@ impl FromStr for Segment {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Segment::ALL
-            .into_iter()
-            .find(|seg| seg.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let names: Vec<&str> = Segment::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown segment `{s}` (expected one of {})", names.join(", "))
-            })
+        Segment::ALL.into_iter().find(|seg| seg.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let names: Vec<&str> = Segment::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown segment `{s}` (expected one of {})", names.join(", "))
+        })
     }
 }
 
@@ -269,9 +266,7 @@ impl HourMask {
     /// The first allowed hour at or after `h`, wrapping past midnight, with how many hours
     /// ahead it is (0 when `h` itself is allowed). `None` for an empty mask.
     pub fn next_from(self, h: u8) -> Option<(u8, u8)> {
-        (0u8..24)
-            .map(|ahead| ((h + ahead) % 24, ahead))
-            .find(|(hour, _)| self.contains(*hour))
+        (0u8..24).map(|ahead| ((h + ahead) % 24, ahead)).find(|(hour, _)| self.contains(*hour))
     }
 }
 

@@ -10,7 +10,9 @@ use tokio::sync::oneshot;
 
 use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
 use crate::actors::messages::{InboundArrived, OutcomesRecorded, TakeSnapshot};
-use crate::actors::scheduler::{AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Start};
+use crate::actors::scheduler::{
+    AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Start,
+};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
 use crate::actors::user::{PersistPolicy, UserActor, UserContext};
 use crate::clock::Clock;
@@ -145,11 +147,8 @@ impl EngineBuilder {
     /// Checks that every seam is there.
     pub fn build(self) -> Result<Engine, EngineError> {
         let clock = self.clock.ok_or(EngineError::Missing("clock"))?;
-        let persist = self.persist.unwrap_or(if clock.is_virtual() {
-            PersistPolicy::AtEnd
-        } else {
-            PersistPolicy::EveryChange
-        });
+        let persist =
+            self.persist.unwrap_or(if clock.is_virtual() { PersistPolicy::AtEnd } else { PersistPolicy::EveryChange });
         Ok(Engine {
             transport: self.transport.ok_or(EngineError::Missing("transport"))?,
             store: self.store.ok_or(EngineError::Missing("store"))?,
@@ -185,7 +184,10 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("users", &self.users.len()).field("horizon", &self.horizon).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("users", &self.users.len())
+            .field("horizon", &self.horizon)
+            .finish_non_exhaustive()
     }
 }
 
@@ -276,15 +278,7 @@ impl Engine {
         }
         let hours = learner.send(GetHourTable).await.map_err(|e| EngineError::Mailbox(e.to_string()))?;
         self.store.flush().await?;
-        Ok(RunResult {
-            segments,
-            governed_by,
-            held_by,
-            opted_out_users,
-            users: n as u64,
-            scheduler: summary,
-            hours,
-        })
+        Ok(RunResult { segments, governed_by, held_by, opted_out_users, users: n as u64, scheduler: summary, hours })
     }
 }
 

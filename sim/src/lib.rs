@@ -1,1 +1,24 @@
-pub fn x(){}
+//! gavat-sim: synthetic populations and the behaviour model that gavat's simulations run
+//! against. It knows nothing of the engine; the engine adapts it behind its transport.
+//!
+//! # Layout
+//! - [`scenario`]: scenario TOML → validated [`Scenario`].
+//! - [`population`]: latent user types, synthetic users and groups, [`generate`].
+//! - [`behaviour`]: reactions to messages (reply, purchase, opt-out) and spontaneous activity.
+//! - [`content`]: the content kinds the model knows.
+//! - [`rng`]: one version-stable random stream per `(seed, entity, purpose)`.
+//!
+//! The model and its formulas are documented in `sim/README.md`.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod behaviour;
+pub mod content;
+pub mod population;
+pub mod rng;
+pub mod scenario;
+
+pub use behaviour::{BehaviourModel, Exposure, Reaction, UserMemory};
+pub use content::ContentKind;
+pub use population::{ObservedHistory, Population, SyntheticGroup, SyntheticUser, UserType, generate};
+pub use rng::{Purpose, stream};
+pub use scenario::{Scenario, ScenarioError};

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::config::StrategyBook;
+use crate::domain::Segment;
 use crate::domain::{Caps, GroupId, InboundEvent, SegmentSet, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
-use crate::domain::Segment;
 
 /// Dense index of a user inside one engine (position in the list the engine was built
 /// with); cheaper than a map lookup on every message.

@@ -22,9 +22,7 @@ use tokio::sync::oneshot;
 use crate::audit::CapAudit;
 use crate::clock::Clock;
 use crate::config::StrategyBook;
-use crate::domain::{
-    Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, Timestamp, UserId,
-};
+use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, Timestamp, UserId};
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
 use crate::transport::{Delivered, Transport, TransportError};
 
@@ -343,7 +341,8 @@ impl SchedulerActor {
         let Some(policy) = self.group_policy else { return };
         let g = &self.groups[group];
         let jitter = ((g.profile.id.0.wrapping_mul(2_654_435_761) ^ u64::from(g.posts)) % 3_600) as i64;
-        if let Some(at) = plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.utc_offset, not_before, jitter)
+        if let Some(at) =
+            plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.utc_offset, not_before, jitter)
         {
             self.push(at, Work::GroupPost { group });
         }
@@ -374,7 +373,13 @@ impl SchedulerActor {
         let members = g.members.clone();
         self.posts.insert(
             post,
-            PostInFlight { group, at, waiting: members.len(), granted: Vec::with_capacity(members.len()), refused: None },
+            PostInFlight {
+                group,
+                at,
+                waiting: members.len(),
+                granted: Vec::with_capacity(members.len()),
+                refused: None,
+            },
         );
         let gid = g.profile.id;
         for member in members {

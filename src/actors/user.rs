@@ -17,7 +17,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::config::StrategyBook;
 use crate::domain::{
-    BotId, Caps, GroupId, InboundKind, OutboundMessage, Destination, Segment, SegmentSet, Timestamp, UserProfile,
+    BotId, Caps, Destination, GroupId, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp, UserProfile,
 };
 use crate::policy::{CapState, Decision, SuppressReason, caps_for, decide, governing_segment, plan_next_send};
 use crate::segmentation;
@@ -146,9 +146,7 @@ impl UserActor {
             return None;
         }
         let caps = caps_for(&self.segments, book);
-        let optimal = governing_segment(&self.segments, book)
-            .map(|s| book.get(s).optimal_hours)
-            .unwrap_or_default();
+        let optimal = governing_segment(&self.segments, book).map(|s| book.get(s).optimal_hours).unwrap_or_default();
         let jitter = self.rng.random_range(0..3_600);
         let at = plan_next_send(&self.effective_state(), &caps, optimal, self.profile.utc_offset, not_before, jitter)?;
         if self.planned == Some(at) {
@@ -337,7 +335,8 @@ impl Handler<Wake> for UserActor {
         self.planned = None;
         self.refresh_segments(at);
         let Some(segment) = governing_segment(&self.segments, &book) else {
-            return self.done(None, self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)));
+            return self
+                .done(None, self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)));
         };
         let caps = caps_for(&self.segments, &book);
         match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
@@ -409,11 +408,8 @@ impl Handler<DeliverInbound> for UserActor {
             }
         };
         let changed = self.refresh_segments(at);
-        let next = if (changed || self.planned.is_none()) && !self.caps_state.opted_out {
-            self.plan(at, &book)
-        } else {
-            None
-        };
+        let next =
+            if (changed || self.planned.is_none()) && !self.caps_state.opted_out { self.plan(at, &book) } else { None };
         self.done(next, outcome);
     }
 }

@@ -47,10 +47,7 @@ impl SimulateArgs {
     /// Reads and checks every input before anything runs.
     pub fn plan(&self) -> Result<(SimulationPlan, bool), CliError> {
         let (scenario, scenario_name) = match &self.scenario {
-            Some(path) => (
-                Scenario::from_path(path).map_err(CliError::usage)?,
-                path.display().to_string(),
-            ),
+            Some(path) => (Scenario::from_path(path).map_err(CliError::usage)?, path.display().to_string()),
             None => (Scenario::default_scenario(), "default".to_string()),
         };
         let book = match &self.strategy {

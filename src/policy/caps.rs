@@ -12,9 +12,7 @@ pub fn governing_segment(segments: &SegmentSet, book: &StrategyBook) -> Option<S
         .max_by(|a, b| {
             let pa = book.get(a.segment).priority;
             let pb = book.get(b.segment).priority;
-            pa.cmp(&pb)
-                .then(a.confidence.total_cmp(&b.confidence))
-                .then(b.segment.index().cmp(&a.segment.index()))
+            pa.cmp(&pb).then(a.confidence.total_cmp(&b.confidence)).then(b.segment.index().cmp(&a.segment.index()))
         })
         .map(|a| a.segment)
 }
@@ -24,19 +22,9 @@ pub fn governing_segment(segments: &SegmentSet, book: &StrategyBook) -> Option<S
 /// A user with no segment gets caps that allow nothing.
 pub fn caps_for(segments: &SegmentSet, book: &StrategyBook) -> Caps {
     if segments.is_empty() {
-        return Caps {
-            daily_limit: 0,
-            cooldown_secs: 0,
-            allowed_hours: HourMask::NONE,
-            period_days: 1,
-        };
+        return Caps { daily_limit: 0, cooldown_secs: 0, allowed_hours: HourMask::NONE, period_days: 1 };
     }
-    let mut caps = Caps {
-        daily_limit: u32::MAX,
-        cooldown_secs: 0,
-        allowed_hours: HourMask::ALL_DAY,
-        period_days: 1,
-    };
+    let mut caps = Caps { daily_limit: u32::MAX, cooldown_secs: 0, allowed_hours: HourMask::ALL_DAY, period_days: 1 };
     for a in segments.iter() {
         let s = book.get(a.segment);
         caps.daily_limit = caps.daily_limit.min(s.daily_limit);

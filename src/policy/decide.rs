@@ -115,10 +115,7 @@ pub fn decide(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) 
         Some(SuppressReason::QuietHours)
     } else if state.sent_on_day_of(now, offset) >= caps.daily_limit {
         Some(SuppressReason::DailyLimit)
-    } else if state
-        .last_sent
-        .is_some_and(|last| now.secs() - last.secs() < caps.cooldown_secs)
-    {
+    } else if state.last_sent.is_some_and(|last| now.secs() - last.secs() < caps.cooldown_secs) {
         Some(SuppressReason::Cooldown)
     } else if state.last_sent.is_some() && {
         let day = now.local_day(offset);
@@ -130,10 +127,7 @@ pub fn decide(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) 
     };
     match reason {
         None => Decision::Send,
-        Some(reason) => Decision::Suppress {
-            reason,
-            not_before: earliest_allowed(state, caps, offset, now),
-        },
+        Some(reason) => Decision::Suppress { reason, not_before: earliest_allowed(state, caps, offset, now) },
     }
 }
 

@@ -26,11 +26,7 @@ impl PostRateWindow {
         if self.per_minute == 0 {
             return Some(Timestamp(i64::MAX));
         }
-        if (self.recent.len() as u32) < self.per_minute {
-            None
-        } else {
-            self.recent.front().map(|t| t.plus(60))
-        }
+        if (self.recent.len() as u32) < self.per_minute { None } else { self.recent.front().map(|t| t.plus(60)) }
     }
 
     /// Records a post at `now` (call only after [`PostRateWindow::next_free`] said `None`).

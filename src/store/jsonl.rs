@@ -46,9 +46,7 @@ impl<S: Store> Store for JsonlLog<S> {
     fn append(&self, entry: &LogEntry) -> StoreFuture<()> {
         let written = {
             let mut out = self.out();
-            serde_json::to_writer(&mut *out, entry)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
+            serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"))
         };
         if let Err(e) = written {
             return Box::pin(std::future::ready(Err(self.io_error(e))));

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use gavat_sim::{BehaviourModel, Exposure, Population, Purpose, UserMemory};
 use rand_pcg::Pcg64Mcg;
 
-use crate::domain::{GroupId, InboundEvent, InboundKind, OutboundMessage, Destination, Timestamp, UserId};
+use crate::domain::{Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Timestamp, UserId};
 
 use super::{Delivered, InboundSink, SendFuture, Transport, TransportError};
 
@@ -99,7 +99,12 @@ impl SimTransport {
             return;
         }
         if let Some(at) = self.model.next_activity(profile, rng, after.secs(), horizon) {
-            self.push(InboundEvent { at: Timestamp(at), user: UserId(profile.id), kind: InboundKind::Activity, group: None });
+            self.push(InboundEvent {
+                at: Timestamp(at),
+                user: UserId(profile.id),
+                kind: InboundKind::Activity,
+                group: None,
+            });
         }
     }
 }

@@ -54,7 +54,8 @@ fn every_send_in_the_events_file_respects_its_caps() {
                 let daily = caps["daily_limit"].as_u64().unwrap();
                 let cooldown = caps["cooldown_secs"].as_i64().unwrap();
                 let period = caps["period_days"].as_i64().unwrap();
-                let hours: Vec<i64> = caps["allowed_hours"].as_array().unwrap().iter().map(|h| h.as_i64().unwrap()).collect();
+                let hours: Vec<i64> =
+                    caps["allowed_hours"].as_array().unwrap().iter().map(|h| h.as_i64().unwrap()).collect();
                 let mut broken = Vec::new();
                 if seen.opted_out.is_some() {
                     broken.push("after opt-out");
@@ -83,7 +84,12 @@ fn every_send_in_the_events_file_respects_its_caps() {
             other => panic!("line {}: unknown kind {other}", n + 1),
         }
     }
-    assert!(violations.is_empty(), "{} violations, first: {:?}", violations.len(), &violations[..violations.len().min(5)]);
+    assert!(
+        violations.is_empty(),
+        "{} violations, first: {:?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
     let total = &report["total"];
     assert_eq!(counts.get("send").copied().unwrap_or(0), total["sent"].as_u64().unwrap());
     assert_eq!(counts.get("response").copied().unwrap_or(0), total["responses"].as_u64().unwrap());
@@ -94,6 +100,11 @@ fn every_send_in_the_events_file_respects_its_caps() {
     // The shipped script agrees.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_caps.py");
     let out = Command::new("python3").arg(script).arg(&events).output().expect("python3 runs the checker");
-    assert!(out.status.success(), "check_caps.py: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check_caps.py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 violations"));
 }

@@ -19,8 +19,9 @@ pub type SleepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Clock: Send + Sync + Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
-    /// Completes once `now() >= at`. A virtual clock jumps to `at` at once.
-    fn sleep_until(&self, at: Timestamp) -> SleepFuture;
+    /// Waits until `now() >= at`: `None` when no waiting is needed — the time has come, or
+    /// the clock is virtual and has just jumped to `at` — else a future to await.
+    fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture>;
     /// Whether time moves only when the scheduler moves it. On a virtual clock the
     /// scheduler finishes all work of an instant before it advances.
     fn is_virtual(&self) -> bool;
@@ -36,9 +37,9 @@ impl Clock for SystemClock {
         Timestamp(chrono::Utc::now().timestamp())
     }
 
-    fn sleep_until(&self, at: Timestamp) -> SleepFuture {
-        let wait = (at.secs() - self.now().secs()).max(0) as u64;
-        Box::pin(tokio::time::sleep(std::time::Duration::from_secs(wait)))
+    fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
+        let wait = at.secs() - self.now().secs();
+        (wait > 0).then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(wait as u64))) as SleepFuture)
     }
 
     fn is_virtual(&self) -> bool {
@@ -69,9 +70,9 @@ impl Clock for VirtualClock {
         Timestamp(self.now.load(Ordering::Relaxed))
     }
 
-    fn sleep_until(&self, at: Timestamp) -> SleepFuture {
+    fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
         self.advance_to(at);
-        Box::pin(std::future::ready(()))
+        None
     }
 
     fn is_virtual(&self) -> bool {
@@ -100,14 +101,13 @@ impl Stopwatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::FutureExt;
 
     /// A virtual clock jumps forward on sleep, never moves backwards, and never waits.
     #[test]
     fn virtual_clock_jumps_and_never_goes_back() {
         let clock = VirtualClock::new(Timestamp(1_000));
         assert_eq!(clock.now(), Timestamp(1_000));
-        assert!(clock.sleep_until(Timestamp(5_000)).now_or_never().is_some(), "ready at once");
+        assert!(clock.sleep_until(Timestamp(5_000)).is_none(), "no waiting");
         assert_eq!(clock.now(), Timestamp(5_000));
         clock.advance_to(Timestamp(4_000));
         assert_eq!(clock.now(), Timestamp(5_000));

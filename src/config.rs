@@ -19,13 +19,12 @@ const MAX_DAILY_LIMIT: u32 = 24;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read. Fatal for this run.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, so not also reported as a source).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML, or a value has the wrong type. Fatal for this run.
     #[error("{path}:{line}: field {field}: {message}")]
@@ -60,8 +59,7 @@ impl StrategyBook {
     /// Reads and validates a strategy file.
     pub fn from_path(path: &Path) -> Result<StrategyBook, ConfigError> {
         let display = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: display.clone(), cause })?;
         StrategyBook::from_toml_str(&text, &display)
     }
 

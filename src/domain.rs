@@ -327,8 +327,10 @@ pub enum Frequency {
     /// Any day.
     Daily,
     /// Every second day.
+    #[serde(rename = "every_2_days")]
     Every2Days,
     /// Every third day.
+    #[serde(rename = "every_3_days")]
     Every3Days,
     /// Once a week.
     Weekly,

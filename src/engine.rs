@@ -9,7 +9,7 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 
 use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
-use crate::actors::messages::{InboundArrived, OutcomesRecorded, TakeSnapshot};
+use crate::actors::messages::{InboundBuffer, InboundPending, OutcomesRecorded, TakeSnapshot};
 use crate::actors::scheduler::{
     AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Start,
 };
@@ -34,7 +34,7 @@ pub enum EngineError {
     Missing(&'static str),
     /// The async runtime could not be built.
     #[error("cannot start the runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
     /// The actors stopped before the run finished (a bug; reported, never hidden).
     #[error("the engine's actors stopped unexpectedly: {0}")]
     Mailbox(String),
@@ -209,12 +209,14 @@ impl Engine {
         listeners.push(learner.clone().recipient());
 
         let (finished_tx, finished_rx) = oneshot::channel();
+        let inbound: InboundBuffer = InboundBuffer::default();
         let scheduler = SchedulerActor::new(
             SchedulerParts {
                 clock: self.clock.clone(),
                 horizon: self.horizon,
                 book: self.book.clone(),
                 user_ids: self.users.iter().map(|u| u.id).collect(),
+                inbound: inbound.clone(),
                 groups: self.groups,
                 group_policy: self.group_policy,
                 transport: self.transport.clone(),
@@ -246,8 +248,15 @@ impl Engine {
             addrs.push(actor.start());
         }
         scheduler.do_send(AttachUsers { users: addrs.clone(), first_wakes });
-        let sink_target = scheduler.clone();
-        self.transport.start(InboundSink::new(move |event| sink_target.do_send(InboundArrived { event })));
+        // On a virtual clock the scheduler drains the buffer whenever work reports done; on a
+        // real clock events arrive on their own, so the scheduler is also nudged.
+        let nudge = (!self.clock.is_virtual()).then(|| scheduler.clone());
+        self.transport.start(InboundSink::new(move |event| {
+            inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(event);
+            if let Some(scheduler) = &nudge {
+                scheduler.do_send(InboundPending);
+            }
+        }));
         scheduler.do_send(Start);
 
         let summary = finished_rx

@@ -142,7 +142,9 @@ impl BehaviourModel {
     }
 
     /// The next spontaneous session strictly after `after` and within `horizon` seconds:
-    /// a Poisson process at `activity_per_day`, shaped by the active hours (thinning).
+    /// an inhomogeneous Poisson process whose intensity in local hour `h` is
+    /// `activity_per_day · 24 · active_hours[h]` per day. Exact inversion: one exponential
+    /// draw `E`, whole days skipped at `activity_per_day` each, then hour by hour.
     pub fn next_activity<R: rand::Rng + ?Sized>(
         &self,
         user: &SyntheticUser,
@@ -153,24 +155,31 @@ impl BehaviourModel {
         if user.activity_per_day <= 0.0 || horizon <= 0 {
             return None;
         }
-        let max_w = f64::from(user.active_hours.iter().copied().fold(0.0, f32::max));
-        // Peak intensity per second: the daily rate concentrated into the busiest hour.
-        let peak_rate = user.activity_per_day * 24.0 * max_w / 86_400.0;
-        let mut t = after as f64;
-        let end = (after + horizon) as f64;
-        loop {
-            let u: f64 = rng.random();
-            t += -(1.0 - u).ln() / peak_rate;
-            if t > end {
-                return None;
-            }
-            let h = local_hour(t as i64, user.utc_offset_minutes);
-            let accept: f64 = rng.random();
-            if accept * max_w < f64::from(user.active_hours[h]) {
-                let at = (t as i64).max(after + 1);
-                return Some(at);
-            }
+        let u: f64 = rng.random();
+        // Expected sessions to pass before the next one: E ~ Exp(1), in units of days' mass.
+        let mut mass = -(1.0 - u).ln() / user.activity_per_day;
+        let whole_days = mass.floor();
+        mass -= whole_days;
+        if whole_days * 86_400.0 > horizon as f64 {
+            return None;
         }
+        let mut t = after + whole_days as i64 * 86_400;
+        // Walk the hours from `t`: each full hour holds `active_hours[h]` of a day's mass.
+        let offset = i64::from(user.utc_offset_minutes) * 60;
+        for _ in 0..25 {
+            let h = local_hour(t, user.utc_offset_minutes);
+            let hour_end = t - (t + offset).rem_euclid(3_600) + 3_600;
+            let w = f64::from(user.active_hours[h]);
+            let span = (hour_end - t) as f64 / 3_600.0;
+            if mass <= w * span {
+                let secs = if w > 0.0 { mass / w * 3_600.0 } else { 0.0 };
+                t += secs.ceil().max(1.0) as i64;
+                break;
+            }
+            mass -= w * span;
+            t = hour_end;
+        }
+        (t - after <= horizon).then_some(t.max(after + 1))
     }
 }
 

@@ -201,7 +201,7 @@ fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> SyntheticUs
     let opt_out_base = (p.opt_out_base * rng.random_range(0.5..1.5)).min(1.0);
 
     // History: the part of the last 30 days the user has been around.
-    let days_known = (joined_days.min(30.0)).max(0.0);
+    let days_known = joined_days.clamp(0.0, 30.0);
     let mut activity_by_local_hour = [0u32; 24];
     for (h, count) in activity_by_local_hour.iter_mut().enumerate() {
         let mean = activity_per_day * days_known * f64::from(active_hours[h]);

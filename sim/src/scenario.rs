@@ -15,13 +15,12 @@ pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, so not also reported as a source).
+        cause: std::io::Error,
     },
     /// Not valid TOML, or a value of the wrong type or an unknown field.
     #[error("{path}:{line}: {message}")]
@@ -243,7 +242,7 @@ impl Scenario {
     pub fn from_path(path: &Path) -> Result<Scenario, ScenarioError> {
         let display = path.display().to_string();
         let text =
-            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: display.clone(), source })?;
+            std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: display.clone(), cause })?;
         Scenario::from_toml_str(&text, &display)
     }
 

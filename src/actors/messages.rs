@@ -87,8 +87,14 @@ pub struct GroupSlotAnswered {
 pub enum SlotAnswer {
     /// Within every cap: the slot is reserved.
     Granted,
-    /// A cap says no: the post must wait.
-    Refused(SuppressReason),
+    /// A cap says no: the post must wait, at least until `not_before` (`None`: this member
+    /// cannot take a message under the current caps at all).
+    Refused {
+        /// The first rule that said no.
+        reason: SuppressReason,
+        /// When this member could take one.
+        not_before: Option<Timestamp>,
+    },
     /// Opted out: no longer part of the group's audience.
     Absent,
 }
@@ -105,13 +111,16 @@ pub struct WorkDone {
     pub outcome: Option<Outcome>,
 }
 
-/// Transport → scheduler: a user did something (now, or at a later virtual time).
+/// Where the transport's sink puts inbound events for the scheduler to queue. A shared
+/// buffer rather than one message per event: on a virtual clock every event is produced
+/// while the scheduler waits for the work that caused it, and is drained when that work
+/// reports done; on a real clock the sink also sends [`InboundPending`].
+pub type InboundBuffer = std::sync::Arc<std::sync::Mutex<Vec<InboundEvent>>>;
+
+/// Transport → scheduler (real clock only): events are waiting in the [`InboundBuffer`].
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct InboundArrived {
-    /// The event.
-    pub event: InboundEvent,
-}
+pub struct InboundPending;
 
 /// Something that happened to one user, for statistics and the audit.
 #[derive(Clone, Copy, Debug, PartialEq)]

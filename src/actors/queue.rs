@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::domain::{InboundEvent, InboundKind, Timestamp};
+use crate::domain::{GroupId, InboundKind, Timestamp};
 
 use super::messages::UserIndex;
 
@@ -22,23 +22,33 @@ pub enum Work {
         token: u32,
     },
     /// Something a user did.
-    Inbound(InboundEvent),
+    Inbound {
+        /// Who.
+        user: UserIndex,
+        /// What.
+        kind: InboundKind,
+        /// Through which group, if any.
+        group: Option<GroupId>,
+    },
     /// Consider posting to a group.
     GroupPost {
         /// Which group (index).
-        group: usize,
+        group: u32,
     },
     /// Flush outcomes to the statistics actors; the learner's cadence.
     LearnerTick,
 }
 
+/// Bits of the arrival counter kept in a key; it only orders items of one entity at one
+/// instant, which are never 2^28 arrivals apart.
+const SEQ_BITS: u32 = 28;
+
+/// `(time, kind:2 | entity:32 | sub-kind:2 | arrival:28)`, compared as a pair of integers:
+/// 16 bytes, so that the heap moves little memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
-    at: Timestamp,
-    rank: u8,
-    entity: u64,
-    sub: u8,
-    seq: u64,
+    at: i64,
+    order: u64,
 }
 
 #[derive(Debug)]
@@ -79,27 +89,28 @@ impl WorkQueue {
 
     /// Adds work due at `at`.
     pub fn push(&mut self, at: Timestamp, work: Work) {
-        let (rank, entity, sub) = match &work {
-            Work::Inbound(e) => {
-                let sub = match e.kind {
+        let (rank, entity, sub): (u64, u32, u64) = match &work {
+            Work::Inbound { user, kind, .. } => {
+                let sub = match kind {
                     InboundKind::OptOut => 0,
                     InboundKind::Reply => 1,
                     InboundKind::Conversion => 2,
                     InboundKind::Activity => 3,
                 };
-                (0, e.user.0, sub)
+                (0, *user, sub)
             }
-            Work::GroupPost { group } => (1, *group as u64, 0),
-            Work::Wake { user, .. } => (2, u64::from(*user), 0),
+            Work::GroupPost { group } => (1, *group, 0),
+            Work::Wake { user, .. } => (2, *user, 0),
             Work::LearnerTick => (3, 0, 0),
         };
         self.seq += 1;
-        self.heap.push(Reverse(Item { key: Key { at, rank, entity, sub, seq: self.seq }, work }));
+        let order = rank << 62 | u64::from(entity) << 30 | sub << SEQ_BITS | (self.seq & ((1 << SEQ_BITS) - 1));
+        self.heap.push(Reverse(Item { key: Key { at: at.secs(), order }, work }));
     }
 
     /// When the next item is due.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.heap.peek().map(|Reverse(i)| i.key.at)
+        self.heap.peek().map(|Reverse(i)| Timestamp(i.key.at))
     }
 
     /// Removes and returns the next item if it is due exactly at `at`.
@@ -119,17 +130,16 @@ impl WorkQueue {
 
     /// Items due at or before `at`.
     pub fn due_by(&self, at: Timestamp) -> usize {
-        self.heap.iter().filter(|Reverse(i)| i.key.at <= at).count()
+        self.heap.iter().filter(|Reverse(i)| i.key.at <= at.secs()).count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::UserId;
 
-    fn inbound(user: u64, kind: InboundKind) -> Work {
-        Work::Inbound(InboundEvent { at: Timestamp(10), user: UserId(user), kind, group: None })
+    fn inbound(user: u32, kind: InboundKind) -> Work {
+        Work::Inbound { user, kind, group: None }
     }
 
     /// Time first; at one instant inbound before group posts before wakes, lower ids first,

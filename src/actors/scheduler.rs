@@ -22,7 +22,9 @@ use tokio::sync::oneshot;
 use crate::audit::CapAudit;
 use crate::clock::Clock;
 use crate::config::StrategyBook;
-use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, Timestamp, UserId};
+use crate::domain::{
+    Caps, ContentKind, Destination, GroupProfile, InboundEvent, OutboundMessage, Segment, Timestamp, UserId,
+};
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
 use crate::transport::{Delivered, Transport, TransportError};
 
@@ -62,6 +64,11 @@ struct PostInFlight {
     waiting: usize,
     granted: Vec<UserIndex>,
     refused: Option<SuppressReason>,
+    /// The latest time a refusing member could take a message (`None` while nobody
+    /// refused, or when one never could).
+    retry_at: Option<Timestamp>,
+    /// A refusing member can never take one under the current caps.
+    blocked_for_good: bool,
 }
 
 /// Finds a user's actor from their id.
@@ -123,6 +130,9 @@ pub struct SchedulerActor {
     queue: WorkQueue,
     users: Vec<Addr<UserActor>>,
     directory: Directory,
+    user_ids: Vec<UserId>,
+    inbound: InboundBuffer,
+    inbound_spare: Vec<InboundEvent>,
     book: Arc<StrategyBook>,
     outstanding: usize,
     groups: Vec<GroupState>,
@@ -162,6 +172,8 @@ pub struct SchedulerParts {
     pub book: Arc<StrategyBook>,
     /// User ids in index order.
     pub user_ids: Vec<UserId>,
+    /// Where the transport's sink leaves inbound events.
+    pub inbound: InboundBuffer,
     /// Groups and their policy.
     pub groups: Vec<GroupProfile>,
     /// The group policy (no group posts without one).
@@ -198,6 +210,9 @@ impl SchedulerActor {
             queue: WorkQueue::new(),
             users: Vec::new(),
             directory,
+            user_ids: parts.user_ids,
+            inbound: parts.inbound,
+            inbound_spare: Vec::new(),
             book: parts.book,
             outstanding: 0,
             groups,
@@ -222,9 +237,35 @@ impl SchedulerActor {
         self.queue.push(at, work);
     }
 
+    /// Moves events the transport reported into the queue (never earlier than now).
+    fn drain_inbound(&mut self) {
+        {
+            let mut buffer = self.inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if buffer.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *buffer, &mut self.inbound_spare);
+        }
+        let now = self.clock.now();
+        let mut events = std::mem::take(&mut self.inbound_spare);
+        for event in events.drain(..) {
+            match self.directory.find(event.user) {
+                Some(user) => {
+                    self.push(event.at.max(now), Work::Inbound { user, kind: event.kind, group: event.group })
+                }
+                None => {
+                    self.summary.unknown_users += 1;
+                    tracing::warn!(user = %event.user, kind = event.kind.as_str(), "Inbound event for an unknown user dropped.");
+                }
+            }
+        }
+        self.inbound_spare = events;
+    }
+
     /// Dispatches due work until something is outstanding (virtual clock) or nothing is
     /// due yet (real clock).
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.drain_inbound();
         loop {
             if self.clock.is_virtual() && self.outstanding > 0 {
                 return;
@@ -239,8 +280,8 @@ impl SchedulerActor {
                 return self.arm_timer(ctx, at);
             }
             if self.clock.is_virtual() {
-                // A virtual clock jumps: the future is ready at once.
-                let _ = self.clock.sleep_until(at).now_or_never();
+                // A virtual clock jumps; nothing to wait for.
+                let _ = self.clock.sleep_until(at);
             }
             self.report_progress(at);
             while let Some(work) = self.queue.pop_at(at) {
@@ -254,8 +295,10 @@ impl SchedulerActor {
         if self.timer_armed_for.is_some_and(|t| t <= at) {
             return;
         }
+        let Some(sleep) = self.clock.sleep_until(at) else {
+            return self.pump(ctx);
+        };
         self.timer_armed_for = Some(at);
-        let sleep = self.clock.sleep_until(at);
         ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
             act.timer_armed_for = None;
             act.pump(ctx);
@@ -278,17 +321,12 @@ impl SchedulerActor {
                 self.outstanding += 1;
                 self.users[user as usize].do_send(Wake { at, token, book: self.book.clone() });
             }
-            Work::Inbound(event) => match self.directory.find(event.user) {
-                Some(user) => {
-                    self.outstanding += 1;
-                    self.users[user as usize].do_send(DeliverInbound { event, book: self.book.clone() });
-                }
-                None => {
-                    self.summary.unknown_users += 1;
-                    tracing::warn!(user = %event.user, kind = event.kind.as_str(), "Inbound event for an unknown user dropped.");
-                }
-            },
-            Work::GroupPost { group } => self.start_group_post(at, group),
+            Work::Inbound { user, kind, group } => {
+                self.outstanding += 1;
+                let event = InboundEvent { at, user: self.user_ids[user as usize], kind, group };
+                self.users[user as usize].do_send(DeliverInbound { event, book: self.book.clone() });
+            }
+            Work::GroupPost { group } => self.start_group_post(at, group as usize),
             Work::LearnerTick => {
                 self.flush_outcomes();
                 if self.learner_interval_secs > 0 {
@@ -344,7 +382,7 @@ impl SchedulerActor {
         if let Some(at) =
             plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.utc_offset, not_before, jitter)
         {
-            self.push(at, Work::GroupPost { group });
+            self.push(at, Work::GroupPost { group: group as u32 });
         }
     }
 
@@ -362,7 +400,7 @@ impl SchedulerActor {
         }
         if let Some(free_at) = self.group_rate.next_free(at) {
             self.suppressed_group_post(SuppressReason::PlatformRate);
-            self.push(free_at, Work::GroupPost { group });
+            self.push(free_at, Work::GroupPost { group: group as u32 });
             return;
         }
         if g.members.is_empty() {
@@ -379,6 +417,8 @@ impl SchedulerActor {
                 waiting: members.len(),
                 granted: Vec::with_capacity(members.len()),
                 refused: None,
+                retry_at: None,
+                blocked_for_good: false,
             },
         );
         let gid = g.profile.id;
@@ -411,7 +451,13 @@ impl SchedulerActor {
         };
         if flight.refused.is_some() || flight.granted.is_empty() {
             settle(self, false, "");
-            self.plan_group(flight.group, flight.at.plus(policy.interval_secs / 4));
+            // Try again when the last refusing member could take a message (they may have
+            // received another by then, so it is a new round of reservations).
+            let retry = match flight.retry_at {
+                Some(t) if !flight.blocked_for_good => t.max(flight.at.plus(60)),
+                _ => flight.at.plus(policy.interval_secs),
+            };
+            self.plan_group(flight.group, retry);
             return;
         }
         let message = OutboundMessage {
@@ -439,11 +485,14 @@ impl SchedulerActor {
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
                 settle(self, false, "");
-                self.push(flight.at.plus(i64::from(retry_after_secs.max(1))), Work::GroupPost { group: flight.group });
+                self.push(
+                    flight.at.plus(i64::from(retry_after_secs.max(1))),
+                    Work::GroupPost { group: flight.group as u32 },
+                );
             }
             Err(TransportError::Transient { .. }) => {
                 settle(self, false, "");
-                self.push(flight.at.plus(60), Work::GroupPost { group: flight.group });
+                self.push(flight.at.plus(60), Work::GroupPost { group: flight.group as u32 });
             }
             Err(e) => {
                 tracing::error!(group = gid.0, error = %e, "Group post failed; group no longer posted to.");
@@ -513,15 +562,11 @@ impl Handler<WorkDone> for SchedulerActor {
     }
 }
 
-impl Handler<InboundArrived> for SchedulerActor {
+impl Handler<InboundPending> for SchedulerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: InboundArrived, ctx: &mut Self::Context) {
-        let at = msg.event.at.max(self.clock.now());
-        self.push(at, Work::Inbound(msg.event));
-        if !self.clock.is_virtual() {
-            self.pump(ctx);
-        }
+    fn handle(&mut self, _msg: InboundPending, ctx: &mut Self::Context) {
+        self.pump(ctx);
     }
 }
 
@@ -535,8 +580,12 @@ impl Handler<GroupSlotAnswered> for SchedulerActor {
                 flight.waiting -= 1;
                 match msg.answer {
                     SlotAnswer::Granted => flight.granted.push(msg.user),
-                    SlotAnswer::Refused(reason) => {
+                    SlotAnswer::Refused { reason, not_before } => {
                         flight.refused.get_or_insert(reason);
+                        match not_before {
+                            Some(t) => flight.retry_at = Some(flight.retry_at.map_or(t, |r| r.max(t))),
+                            None => flight.blocked_for_good = true,
+                        }
                     }
                     SlotAnswer::Absent => {}
                 }

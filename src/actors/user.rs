@@ -429,7 +429,7 @@ impl Handler<ReserveGroupSlot> for UserActor {
                     self.reserved_at = msg.at;
                     SlotAnswer::Granted
                 }
-                Decision::Suppress { reason, .. } => SlotAnswer::Refused(reason),
+                Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
             }
         };
         self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer });

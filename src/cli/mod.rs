@@ -54,7 +54,22 @@ impl CliError {
 
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: print as clap formats them.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, like every other input error.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("gavat: error: {first} (see --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     crate::telemetry::init();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),

@@ -18,10 +18,10 @@ use super::CliError;
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Synthetic users (at least 1).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    #[arg(long, default_value_t = 10_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub users: u64,
     /// Simulated days (at least 1).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3_650))]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=3_650))]
     pub days: u32,
     /// Seed for every random choice; without it one is drawn and printed.
     #[arg(long)]

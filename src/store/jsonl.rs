@@ -20,7 +20,7 @@ impl<S: Store> JsonlLog<S> {
     /// Creates (or truncates) `path`.
     pub fn create(path: &Path, inner: S) -> Result<JsonlLog<S>, StoreError> {
         let display = path.display().to_string();
-        let file = File::create(path).map_err(|source| StoreError::Io { path: display.clone(), source })?;
+        let file = File::create(path).map_err(|cause| StoreError::Io { path: display.clone(), cause })?;
         Ok(JsonlLog { inner, path: display, out: Mutex::new(BufWriter::with_capacity(1 << 20, file)) })
     }
 
@@ -33,8 +33,8 @@ impl<S: Store> JsonlLog<S> {
         self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn io_error(&self, source: std::io::Error) -> StoreError {
-        StoreError::Io { path: self.path.clone(), source }
+    fn io_error(&self, cause: std::io::Error) -> StoreError {
+        StoreError::Io { path: self.path.clone(), cause }
     }
 }
 

@@ -23,13 +23,12 @@ pub use memory::MemoryStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Writing or reading a file failed: data may be lost, the run must fail.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (part of the message, so not also reported as a source).
+        cause: std::io::Error,
     },
 }
 

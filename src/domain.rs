@@ -399,9 +399,9 @@ pub struct Caps {
 /// What a user's activity looks like to the CRM.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ActivitySummary {
-    /// Sessions seen per local hour of day (rolling: includes history before the engine
-    /// started).
-    pub by_local_hour: [u32; 24],
+    /// Sessions seen per local hour of day, including history from before the engine
+    /// started (saturating: a million profiles stay small).
+    pub by_local_hour: [u16; 24],
     /// Sessions in total.
     pub sessions: u32,
     /// Last time the user did anything.
@@ -417,7 +417,8 @@ impl ActivitySummary {
     /// Records one session at `at`, local hour `hour`.
     pub fn record_session(&mut self, at: Timestamp, hour: u8) {
         self.weekly_sessions = self.weekly_sessions_at(at) + 1.0;
-        self.by_local_hour[usize::from(hour % 24)] += 1;
+        let slot = &mut self.by_local_hour[usize::from(hour % 24)];
+        *slot = slot.saturating_add(1);
         self.sessions += 1;
         self.last_active = self.last_active.max(at);
     }

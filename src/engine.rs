@@ -229,13 +229,13 @@ impl Engine {
         .start();
 
         let now = self.clock.now();
-        let context = UserContext {
+        let context = Arc::new(UserContext {
             scheduler: scheduler.clone(),
             transport: self.transport.clone(),
             store: self.store.clone(),
             persist: self.persist,
             arm: self.arm,
-        };
+        });
         let mut addrs = Vec::with_capacity(n);
         let mut first_wakes = Vec::with_capacity(n);
         for (index, profile) in self.users.into_iter().enumerate() {
@@ -247,6 +247,7 @@ impl Engine {
             }
             addrs.push(actor.start());
         }
+        let addrs: Arc<[Addr<UserActor>]> = Arc::from(addrs);
         scheduler.do_send(AttachUsers { users: addrs.clone(), first_wakes });
         // On a virtual clock the scheduler drains the buffer whenever work reports done; on a
         // real clock events arrive on their own, so the scheduler is also nudged.

@@ -57,9 +57,9 @@ pub fn segment(profile: &UserProfile, now: Timestamp) -> SegmentSet {
         set.insert(Segment::BotLover, (0.7 + 0.05 * (profile.bots_followed - 3) as f32).min(0.95));
     }
 
-    let sessions: u32 = profile.activity.by_local_hour.iter().sum();
+    let sessions: u32 = profile.activity.by_local_hour.iter().map(|&c| u32::from(c)).sum();
     if sessions >= 10 {
-        let night: u32 = [22, 23, 0, 1, 2, 3].iter().map(|&h| profile.activity.by_local_hour[h]).sum();
+        let night: u32 = [22, 23, 0, 1, 2, 3].iter().map(|&h| u32::from(profile.activity.by_local_hour[h])).sum();
         let night_share = night as f32 / sessions as f32;
         if night_share >= 0.5 {
             set.insert(Segment::NightOwl, night_share.min(0.95));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gavat_sim::{BehaviourModel, Population, Scenario, SyntheticGroup, SyntheticUser};
+use gavat_sim::{BehaviourModel, ObservedHistory, Population, Scenario, SyntheticGroup, SyntheticUser};
 use serde::Serialize;
 
 use crate::actors::scheduler::GroupPolicy;
@@ -136,8 +136,7 @@ pub struct SimulationReport {
 }
 
 /// Turns a synthetic user into what the CRM would know of them at the start.
-pub fn profile_from_synthetic(user: &SyntheticUser) -> UserProfile {
-    let history = &user.history;
+pub fn profile_from_synthetic(user: &SyntheticUser, history: &ObservedHistory) -> UserProfile {
     let sessions: u32 = history.activity_by_local_hour.iter().sum();
     let mut responses = ResponseHistory::default();
     // Replay the known tally into the recent window: spread the answers evenly.
@@ -162,7 +161,7 @@ pub fn profile_from_synthetic(user: &SyntheticUser) -> UserProfile {
         joined_at: Timestamp(user.joined_at),
         utc_offset: UtcOffset(user.utc_offset_minutes),
         activity: ActivitySummary {
-            by_local_hour: history.activity_by_local_hour,
+            by_local_hour: history.activity_by_local_hour.map(|c| u16::try_from(c).unwrap_or(u16::MAX)),
             sessions,
             last_active: Timestamp(history.last_active),
             // 30 days of history: about 7/30 of it fell in the last week.
@@ -204,8 +203,11 @@ pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result
     let stopwatch = Stopwatch::start();
     let start = SIMULATION_START;
     let horizon = start.plus(i64::from(plan.days) * DAY);
-    let population: Population = gavat_sim::generate(&plan.scenario, plan.users, plan.seed, start.secs());
-    let users: Vec<UserProfile> = population.users.iter().map(profile_from_synthetic).collect();
+    let mut population: Population = gavat_sim::generate(&plan.scenario, plan.users, plan.seed, start.secs());
+    let histories = std::mem::take(&mut population.histories);
+    let users: Vec<UserProfile> =
+        population.users.iter().zip(&histories).map(|(u, h)| profile_from_synthetic(u, h)).collect();
+    drop(histories);
     let groups: Vec<GroupProfile> = population.groups.iter().map(group_from_synthetic).collect();
     let policy = group_policy(&plan.scenario);
     let model = BehaviourModel::new(&plan.scenario);

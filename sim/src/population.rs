@@ -104,8 +104,6 @@ pub struct SyntheticUser {
     pub fatigue_sensitivity: f64,
     /// P(opt out | message), unfatigued.
     pub opt_out_base: f64,
-    /// What the CRM knows.
-    pub history: ObservedHistory,
 }
 
 /// A group of users.
@@ -126,6 +124,9 @@ pub struct SyntheticGroup {
 pub struct Population {
     /// Users, by id.
     pub users: Vec<SyntheticUser>,
+    /// What a CRM knows of each user at the start, by id. Kept apart from `users` so that
+    /// a simulation can drop it once profiles are built (it is a third of a user's size).
+    pub histories: Vec<ObservedHistory>,
     /// Groups, by id.
     pub groups: Vec<SyntheticGroup>,
     /// Start of the simulation, unix seconds.
@@ -173,7 +174,7 @@ pub fn hour_weights(peak: f64, spread: f64) -> [f32; 24] {
     w
 }
 
-fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> SyntheticUser {
+fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> (SyntheticUser, ObservedHistory) {
     let rng = &mut stream(seed, id, Purpose::Population);
     let mix: Vec<f64> = UserType::ALL.iter().map(|t| *scenario.population.mix.get(*t)).collect();
     let user_type = UserType::ALL[weighted(rng, &mix)];
@@ -219,7 +220,7 @@ fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> SyntheticUs
     };
     let last_active = start - (since_active_days * DAY as f64) as i64;
 
-    SyntheticUser {
+    let user = SyntheticUser {
         id,
         user_type,
         utc_offset_minutes,
@@ -233,13 +234,14 @@ fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> SyntheticUs
         content_affinity,
         fatigue_sensitivity,
         opt_out_base,
-        history: ObservedHistory { activity_by_local_hour, messages_received, responses, last_active },
-    }
+    };
+    (user, ObservedHistory { activity_by_local_hour, messages_received, responses, last_active })
 }
 
 /// Generates `users` users and their groups, deterministically from `seed`.
 pub fn generate(scenario: &Scenario, users: usize, seed: u64, start: i64) -> Population {
-    let synthetic: Vec<SyntheticUser> = (0..users as u64).map(|id| draw_user(scenario, seed, id, start)).collect();
+    let (synthetic, histories): (Vec<SyntheticUser>, Vec<ObservedHistory>) =
+        (0..users as u64).map(|id| draw_user(scenario, seed, id, start)).unzip();
     let g = &scenario.groups;
     let group_count = (users as f64 * g.per_thousand_users / 1_000.0).round() as u64;
     let tz_weights: Vec<f64> = scenario.population.timezones.iter().map(|t| t.weight).collect();
@@ -258,7 +260,7 @@ pub fn generate(scenario: &Scenario, users: usize, seed: u64, start: i64) -> Pop
             }
         })
         .collect();
-    Population { users: synthetic, groups, start }
+    Population { users: synthetic, histories, groups, start }
 }
 
 #[cfg(test)]
@@ -274,6 +276,7 @@ mod tests {
         let small = generate(&s, 10, 9, START);
         let large = generate(&s, 1_000, 9, START);
         assert_eq!(small.users[..], large.users[..10]);
+        assert_eq!(small.histories[..], large.histories[..10]);
         assert_eq!(generate(&s, 10, 9, START).users, small.users);
         assert_ne!(generate(&s, 10, 10, START).users, small.users);
     }
@@ -298,7 +301,7 @@ mod tests {
     fn types_look_like_their_names() {
         let s = Scenario::default_scenario();
         let pop = generate(&s, 5_000, 4, START);
-        for u in &pop.users {
+        for (u, history) in pop.users.iter().zip(&pop.histories) {
             let night: f32 = [22, 23, 0, 1, 2, 3].iter().map(|&h| u.active_hours[h]).sum();
             match u.user_type {
                 UserType::NightOwl => assert!(night > 0.5, "{night}"),
@@ -308,7 +311,7 @@ mod tests {
                 _ => {}
             }
             assert!((u.active_hours.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-            assert!(u.history.last_active <= START && u.joined_at <= START);
+            assert!(history.last_active <= START && u.joined_at <= START);
         }
     }
 

@@ -128,7 +128,7 @@ pub struct SchedulerActor {
     clock: Arc<dyn Clock>,
     horizon: Option<Timestamp>,
     queue: WorkQueue,
-    users: Vec<Addr<UserActor>>,
+    users: Arc<[Addr<UserActor>]>,
     directory: Directory,
     user_ids: Vec<UserId>,
     inbound: InboundBuffer,
@@ -208,7 +208,7 @@ impl SchedulerActor {
             clock: parts.clock,
             horizon: parts.horizon,
             queue: WorkQueue::new(),
-            users: Vec::new(),
+            users: Arc::from(Vec::new()),
             directory,
             user_ids: parts.user_ids,
             inbound: parts.inbound,
@@ -511,7 +511,7 @@ impl Actor for SchedulerActor {
 #[rtype(result = "()")]
 pub struct AttachUsers {
     /// The addresses.
-    pub users: Vec<Addr<UserActor>>,
+    pub users: Arc<[Addr<UserActor>]>,
     /// Each user's first planned wake, if any, as `(index, at, token)`.
     pub first_wakes: Vec<(UserIndex, Timestamp, u32)>,
 }

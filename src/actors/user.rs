@@ -83,7 +83,7 @@ pub struct UserActor {
     sends: u32,
     last_send: Option<LastSend>,
     rng: Pcg64Mcg,
-    ctx: UserContext,
+    ctx: Arc<UserContext>,
 }
 
 impl Actor for UserActor {
@@ -97,7 +97,7 @@ impl Actor for UserActor {
 
 impl UserActor {
     /// A user with `profile`, drawing jitter from `rng` (their own stream).
-    pub fn new(index: UserIndex, profile: UserProfile, rng: Pcg64Mcg, ctx: UserContext) -> UserActor {
+    pub fn new(index: UserIndex, profile: UserProfile, rng: Pcg64Mcg, ctx: Arc<UserContext>) -> UserActor {
         UserActor {
             index,
             profile,

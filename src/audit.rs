@@ -59,7 +59,11 @@ impl CapAudit {
         }
         let has_sent = seen.last != i64::MIN;
         if has_sent && at.secs() - seen.last < caps.cooldown_secs {
-            broken.push(format!("{} s after the previous send, cooldown {}", at.secs() - seen.last, caps.cooldown_secs));
+            broken.push(format!(
+                "{} s after the previous send, cooldown {}",
+                at.secs() - seen.last,
+                caps.cooldown_secs
+            ));
         }
         if has_sent && day != seen.day && i64::from(day - seen.day) < caps.period_days {
             broken.push(format!("{} days after the last send day, period {}", day - seen.day, caps.period_days));

@@ -37,6 +37,32 @@ pub struct DeliverInbound {
     pub book: Arc<StrategyBook>,
 }
 
+/// Scheduler → user: will you keep `slot` free for a group post? A granted booking
+/// constrains the user's direct sends — each must leave the booked slot within every cap —
+/// until the post is reserved at `slot` or the booking is released. Answered with a
+/// [`GroupSlotAnswered`].
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BookGroupSlot {
+    /// The current time.
+    pub at: Timestamp,
+    /// When the post is planned.
+    pub slot: Timestamp,
+    /// Which post.
+    pub post: u64,
+    /// The strategies in force.
+    pub book: Arc<StrategyBook>,
+}
+
+/// Scheduler → user: the booking for `post` is off (another member could not keep the
+/// slot). Answered with a `WorkDone`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ReleaseGroupBooking {
+    /// Which post.
+    pub post: u64,
+}
+
 /// Scheduler → user: may a group post reach you at `at`? Answered with a
 /// [`GroupSlotAnswered`]. A granted slot counts against the caps until settled.
 #[derive(Message, Debug)]
@@ -80,6 +106,8 @@ pub struct GroupSlotAnswered {
     pub user: UserIndex,
     /// What they answer.
     pub answer: SlotAnswer,
+    /// A new plan for the member's own next send, if the answer changed it.
+    pub next_wake: Option<(Timestamp, u32)>,
 }
 
 /// A member's answer to a group post.

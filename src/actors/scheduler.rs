@@ -54,13 +54,33 @@ struct GroupState {
     members: Vec<UserIndex>,
     caps_state: CapState,
     posts: u32,
+    /// The post booked with every member, and its slot.
+    booking: Option<(u64, Timestamp)>,
+    /// Booking rounds tried in a row without success.
+    booking_rounds: u32,
+}
+
+/// Booking rounds tried at one instant before waiting for the retry time.
+const MAX_BOOKING_ROUNDS: u32 = 4;
+
+/// Which round of a group post the members are answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Will you keep the slot free? (ahead of time)
+    Booking,
+    /// May the post reach you now? (at the slot)
+    Reserving,
 }
 
 /// A group post waiting for its members' answers.
 #[derive(Debug)]
 struct PostInFlight {
     group: usize,
+    /// When the round was asked.
     at: Timestamp,
+    /// The slot the post is for.
+    slot: Timestamp,
+    phase: Phase,
     waiting: usize,
     granted: Vec<UserIndex>,
     refused: Option<SuppressReason>,
@@ -69,6 +89,22 @@ struct PostInFlight {
     retry_at: Option<Timestamp>,
     /// A refusing member can never take one under the current caps.
     blocked_for_good: bool,
+}
+
+impl PostInFlight {
+    fn new(group: usize, at: Timestamp, slot: Timestamp, phase: Phase, members: usize) -> PostInFlight {
+        PostInFlight {
+            group,
+            at,
+            slot,
+            phase,
+            waiting: members,
+            granted: Vec::with_capacity(members),
+            refused: None,
+            retry_at: None,
+            blocked_for_good: false,
+        }
+    }
 }
 
 /// Finds a user's actor from their id.
@@ -201,6 +237,8 @@ impl SchedulerActor {
                 profile,
                 caps_state: CapState::default(),
                 posts: 0,
+                booking: None,
+                booking_rounds: 0,
             })
             .collect();
         let per_minute = parts.group_policy.map(|p| p.posts_per_minute).unwrap_or(20);
@@ -375,54 +413,93 @@ impl SchedulerActor {
 
     // ---- group posts -------------------------------------------------------------------
 
+    /// Plans a group's next post at or after `not_before` and books the slot with every
+    /// member now.
     fn plan_group(&mut self, group: usize, not_before: Timestamp) {
         let Some(policy) = self.group_policy else { return };
         let g = &self.groups[group];
         let jitter = ((g.profile.id.0.wrapping_mul(2_654_435_761) ^ u64::from(g.posts)) % 3_600) as i64;
-        if let Some(at) =
+        let Some(slot) =
             plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.utc_offset, not_before, jitter)
-        {
-            self.push(at, Work::GroupPost { group: group as u32 });
-        }
-    }
-
-    fn start_group_post(&mut self, at: Timestamp, group: usize) {
-        let Some(policy) = self.group_policy else { return };
-        let g = &self.groups[group];
-        match decide(&g.caps_state, &policy.caps, g.profile.utc_offset, at) {
-            Decision::Send => {}
-            Decision::Suppress { not_before, .. } => {
-                if let Some(t) = not_before {
-                    self.plan_group(group, t);
-                }
-                return;
-            }
-        }
-        if let Some(free_at) = self.group_rate.next_free(at) {
-            self.suppressed_group_post(SuppressReason::PlatformRate);
-            self.push(free_at, Work::GroupPost { group: group as u32 });
+        else {
+            return;
+        };
+        if g.members.is_empty() {
             return;
         }
-        if g.members.is_empty() {
-            return self.plan_group(group, at.plus(policy.interval_secs));
-        }
+        let now = self.clock.now();
         let post = self.next_post_id;
         self.next_post_id += 1;
         let members = g.members.clone();
-        self.posts.insert(
-            post,
-            PostInFlight {
-                group,
-                at,
-                waiting: members.len(),
-                granted: Vec::with_capacity(members.len()),
-                refused: None,
-                retry_at: None,
-                blocked_for_good: false,
-            },
-        );
-        let gid = g.profile.id;
+        self.posts.insert(post, PostInFlight::new(group, now, slot, Phase::Booking, members.len()));
         for member in members {
+            self.outstanding += 1;
+            self.users[member as usize].do_send(BookGroupSlot { at: now, slot, post, book: self.book.clone() });
+        }
+    }
+
+    /// A booking round is complete: keep the slot, or release it and try a later one.
+    fn finish_booking(&mut self, post: u64) {
+        let Some(flight) = self.posts.remove(&post) else { return };
+        let Some(policy) = self.group_policy else { return };
+        let g = &mut self.groups[flight.group];
+        if flight.refused.is_none() {
+            g.booking = Some((post, flight.slot));
+            g.booking_rounds = 0;
+            self.push(flight.slot, Work::GroupPost { group: flight.group as u32 });
+            return;
+        }
+        for &member in &flight.granted {
+            self.outstanding += 1;
+            self.users[member as usize].do_send(ReleaseGroupBooking { post });
+        }
+        g.booking_rounds += 1;
+        let retry = match flight.retry_at {
+            Some(t) if !flight.blocked_for_good => t.max(flight.slot.plus(60)),
+            _ => flight.slot.plus(policy.interval_secs),
+        };
+        if g.booking_rounds < MAX_BOOKING_ROUNDS {
+            self.plan_group(flight.group, retry);
+        } else {
+            // Stop haggling this instant; start afresh when the retry time comes.
+            g.booking_rounds = 0;
+            self.push(retry, Work::GroupPost { group: flight.group as u32 });
+        }
+    }
+
+    /// A group's planned time has come: with a booking for it, reserve the members' slots;
+    /// without one, book a slot first.
+    fn start_group_post(&mut self, at: Timestamp, group: usize) {
+        let Some(policy) = self.group_policy else { return };
+        let g = &mut self.groups[group];
+        let Some((post, _)) = g.booking.take() else {
+            return self.plan_group(group, at);
+        };
+        let members = g.members.clone();
+        let release = |act: &mut SchedulerActor| {
+            for &member in &members {
+                act.outstanding += 1;
+                act.users[member as usize].do_send(ReleaseGroupBooking { post });
+            }
+        };
+        if let Decision::Suppress { not_before, .. } = decide(&g.caps_state, &policy.caps, g.profile.utc_offset, at) {
+            release(self);
+            if let Some(t) = not_before {
+                self.plan_group(group, t);
+            }
+            return;
+        }
+        if let Some(free_at) = self.group_rate.next_free(at) {
+            // Telegram's 20 posts a minute: wait for a free place, keeping the booking (the
+            // members re-check every cap when the post is reserved).
+            self.suppressed_group_post(SuppressReason::PlatformRate);
+            self.groups[group].booking = Some((post, free_at));
+            self.push(free_at, Work::GroupPost { group: group as u32 });
+            return;
+        }
+        let gid = self.groups[group].profile.id;
+        self.posts.insert(post, PostInFlight::new(group, at, at, Phase::Reserving, members.len()));
+        for &member in &members {
             self.outstanding += 1;
             self.users[member as usize].do_send(ReserveGroupSlot { at, post, group: gid, book: self.book.clone() });
         }
@@ -432,27 +509,15 @@ impl SchedulerActor {
         *self.summary.group_posts_held.entry(reason).or_default() += 1;
     }
 
-    fn finish_group_post(&mut self, post: u64) {
+    /// A reservation round is complete: send the post if every member can take it.
+    fn finish_reservation(&mut self, ctx: &mut Context<Self>, post: u64) {
         let Some(flight) = self.posts.remove(&post) else { return };
         let Some(policy) = self.group_policy else { return };
-        let gid = self.groups[flight.group].profile.id;
-        let settle = |act: &mut SchedulerActor, sent: bool, outcome: &'static str| {
-            for &member in &flight.granted {
-                act.outstanding += 1;
-                act.users[member as usize].do_send(SettleGroupSlot {
-                    at: flight.at,
-                    post,
-                    group: gid,
-                    sent,
-                    outcome,
-                    book: act.book.clone(),
-                });
-            }
-        };
         if flight.refused.is_some() || flight.granted.is_empty() {
-            settle(self, false, "");
-            // Try again when the last refusing member could take a message (they may have
-            // received another by then, so it is a new round of reservations).
+            if flight.refused.is_some() {
+                self.suppressed_group_post(SuppressReason::MemberCap);
+            }
+            self.settle(&flight, post, false, "");
             let retry = match flight.retry_at {
                 Some(t) if !flight.blocked_for_good => t.max(flight.at.plus(60)),
                 _ => flight.at.plus(policy.interval_secs),
@@ -460,6 +525,7 @@ impl SchedulerActor {
             self.plan_group(flight.group, retry);
             return;
         }
+        let gid = self.groups[flight.group].profile.id;
         let message = OutboundMessage {
             id: post,
             to: Destination::Group(gid),
@@ -468,35 +534,60 @@ impl SchedulerActor {
             segment: Segment::Engaged,
             at: flight.at,
         };
-        let result = match self.transport.send(&message).now_or_never() {
-            Some(result) => result,
-            None => Err(TransportError::Unknown { reason: "group post still pending".into() }),
-        };
+        let mut fut = self.transport.send(&message);
+        match (&mut fut).now_or_never() {
+            Some(result) => self.after_group_send(flight, post, result),
+            None => {
+                // Real I/O: hold everything else until the platform answers.
+                ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.after_group_send(flight, post, result);
+                    act.pump(ctx);
+                }));
+            }
+        }
+    }
+
+    fn settle(&mut self, flight: &PostInFlight, post: u64, sent: bool, outcome: &'static str) {
+        let gid = self.groups[flight.group].profile.id;
+        for &member in &flight.granted {
+            self.outstanding += 1;
+            self.users[member as usize].do_send(SettleGroupSlot {
+                at: flight.at,
+                post,
+                group: gid,
+                sent,
+                outcome,
+                book: self.book.clone(),
+            });
+        }
+    }
+
+    fn after_group_send(&mut self, flight: PostInFlight, post: u64, result: Result<Delivered, TransportError>) {
+        let Some(policy) = self.group_policy else { return };
+        let group = flight.group;
         match result {
             Ok(Delivered) | Err(TransportError::Unknown { .. }) => {
                 let outcome = if result.is_ok() { "delivered" } else { "unknown" };
-                let g = &mut self.groups[flight.group];
+                let g = &mut self.groups[group];
                 g.caps_state.record_send(flight.at, g.profile.utc_offset);
                 g.posts += 1;
                 self.group_rate.record(flight.at);
                 self.summary.group_posts += 1;
-                settle(self, true, outcome);
-                self.plan_group(flight.group, flight.at.plus(policy.interval_secs));
+                self.settle(&flight, post, true, outcome);
+                self.plan_group(group, flight.at.plus(policy.interval_secs));
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
-                settle(self, false, "");
-                self.push(
-                    flight.at.plus(i64::from(retry_after_secs.max(1))),
-                    Work::GroupPost { group: flight.group as u32 },
-                );
+                self.settle(&flight, post, false, "");
+                self.plan_group(group, flight.at.plus(i64::from(retry_after_secs.max(1))));
             }
             Err(TransportError::Transient { .. }) => {
-                settle(self, false, "");
-                self.push(flight.at.plus(60), Work::GroupPost { group: flight.group as u32 });
+                self.settle(&flight, post, false, "");
+                self.plan_group(group, flight.at.plus(60));
             }
             Err(e) => {
+                let gid = self.groups[group].profile.id;
                 tracing::error!(group = gid.0, error = %e, "Group post failed; group no longer posted to.");
-                settle(self, false, "");
+                self.settle(&flight, post, false, "");
             }
         }
     }
@@ -575,6 +666,9 @@ impl Handler<GroupSlotAnswered> for SchedulerActor {
 
     fn handle(&mut self, msg: GroupSlotAnswered, ctx: &mut Self::Context) {
         self.outstanding = self.outstanding.saturating_sub(1);
+        if let Some((at, token)) = msg.next_wake {
+            self.push(at, Work::Wake { user: msg.user, token });
+        }
         let complete = match self.posts.get_mut(&msg.post) {
             Some(flight) => {
                 flight.waiting -= 1;
@@ -589,15 +683,14 @@ impl Handler<GroupSlotAnswered> for SchedulerActor {
                     }
                     SlotAnswer::Absent => {}
                 }
-                flight.waiting == 0
+                (flight.waiting == 0).then_some(flight.phase)
             }
-            None => false,
+            None => None,
         };
-        if complete {
-            if self.posts.get(&msg.post).is_some_and(|f| f.refused.is_some()) {
-                self.suppressed_group_post(SuppressReason::MemberCap);
-            }
-            self.finish_group_post(msg.post);
+        match complete {
+            Some(Phase::Booking) => self.finish_booking(msg.post),
+            Some(Phase::Reserving) => self.finish_reservation(ctx, msg.post),
+            None => {}
         }
         self.pump(ctx);
     }

@@ -19,7 +19,10 @@ use crate::config::StrategyBook;
 use crate::domain::{
     BotId, Caps, Destination, GroupId, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp, UserProfile,
 };
-use crate::policy::{CapState, Decision, SuppressReason, caps_for, decide, governing_segment, plan_next_send};
+use crate::policy::{
+    CapState, Decision, SuppressReason, caps_for, decide, earliest_allowed, governing_segment, plan_next_send,
+    sends_fit,
+};
 use crate::segmentation;
 use crate::store::{LogEntry, LogKind, Store, StoreFuture, UserRecord};
 use crate::transport::{Delivered, SendFuture, Transport, TransportError};
@@ -71,6 +74,8 @@ pub struct UserActor {
     profile: UserProfile,
     segments: SegmentSet,
     caps_state: CapState,
+    /// Group posts booked ahead: `(post, slot)`. Direct sends must leave each slot valid.
+    bookings: Vec<(u64, Timestamp)>,
     /// Group slots granted and not yet settled, all at `reserved_at`.
     reserved: u32,
     reserved_at: Timestamp,
@@ -103,6 +108,7 @@ impl UserActor {
             profile,
             segments: SegmentSet::default(),
             caps_state: CapState::default(),
+            bookings: Vec::new(),
             reserved: 0,
             reserved_at: Timestamp::default(),
             wake_token: 0,
@@ -139,7 +145,29 @@ impl UserActor {
         state
     }
 
+    /// Whether a send at `extra` (if any) and every booked slot fit the caps together;
+    /// `None` if they do, else the rule that would break.
+    fn booking_conflict(&self, caps: &Caps, extra: Option<Timestamp>) -> Option<SuppressReason> {
+        if self.bookings.is_empty() {
+            return None;
+        }
+        let mut times: Vec<Timestamp> = self.bookings.iter().map(|(_, slot)| *slot).chain(extra).collect();
+        sends_fit(&self.effective_state(), caps, self.profile.utc_offset, &mut times)
+    }
+
+    /// Cap counters as if every booked slot had been used.
+    fn state_after_bookings(&self) -> (CapState, Option<Timestamp>) {
+        let mut state = self.effective_state();
+        let mut slots: Vec<Timestamp> = self.bookings.iter().map(|(_, slot)| *slot).collect();
+        slots.sort_unstable();
+        for slot in &slots {
+            state.record_send(*slot, self.profile.utc_offset);
+        }
+        (state, slots.last().copied())
+    }
+
     /// Plans the next send at or after `not_before`; a new token supersedes older plans.
+    /// A time that would crowd a booked group slot moves past the bookings.
     fn plan(&mut self, not_before: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
         if self.caps_state.opted_out || self.undeliverable {
             self.planned = None;
@@ -148,7 +176,13 @@ impl UserActor {
         let caps = caps_for(&self.segments, book);
         let optimal = governing_segment(&self.segments, book).map(|s| book.get(s).optimal_hours).unwrap_or_default();
         let jitter = self.rng.random_range(0..3_600);
-        let at = plan_next_send(&self.effective_state(), &caps, optimal, self.profile.utc_offset, not_before, jitter)?;
+        let offset = self.profile.utc_offset;
+        let mut at = plan_next_send(&self.effective_state(), &caps, optimal, offset, not_before, jitter)?;
+        if self.booking_conflict(&caps, Some(at)).is_some() {
+            let (after, last_slot) = self.state_after_bookings();
+            let from = last_slot.map_or(not_before, |slot| slot.max(not_before));
+            at = plan_next_send(&after, &caps, optimal, offset, from, jitter)?;
+        }
         if self.planned == Some(at) {
             return None; // the pending wake already covers it
         }
@@ -339,7 +373,15 @@ impl Handler<Wake> for UserActor {
                 .done(None, self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)));
         };
         let caps = caps_for(&self.segments, &book);
-        match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
+        let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
+            Decision::Send => match self.booking_conflict(&caps, Some(at)) {
+                // Sending now would crowd a booked group post: wait until after it.
+                Some(reason) => Decision::Suppress { reason, not_before: Some(at) },
+                None => Decision::Send,
+            },
+            other => other,
+        };
+        match decision {
             Decision::Suppress { reason, not_before } => {
                 let next = not_before.and_then(|t| self.plan(t, &book));
                 self.done(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)));
@@ -418,12 +460,21 @@ impl Handler<ReserveGroupSlot> for UserActor {
     type Result = ();
 
     fn handle(&mut self, msg: ReserveGroupSlot, _ctx: &mut Self::Context) {
+        // The booking for this post is being used now (or was never made).
+        self.bookings.retain(|(post, _)| *post != msg.post);
         let answer = if self.caps_state.opted_out || self.undeliverable {
             SlotAnswer::Absent
         } else {
             self.refresh_segments(msg.at);
             let caps = caps_for(&self.segments, &msg.book);
-            match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.at) {
+            let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.at) {
+                Decision::Send => match self.booking_conflict(&caps, Some(msg.at)) {
+                    Some(reason) => Decision::Suppress { reason, not_before: None },
+                    None => Decision::Send,
+                },
+                other => other,
+            };
+            match decision {
                 Decision::Send => {
                     self.reserved += 1;
                     self.reserved_at = msg.at;
@@ -432,7 +483,56 @@ impl Handler<ReserveGroupSlot> for UserActor {
                 Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
             }
         };
-        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer });
+        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer, next_wake: None });
+    }
+}
+
+impl Handler<BookGroupSlot> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BookGroupSlot, _ctx: &mut Self::Context) {
+        let mut next_wake = None;
+        let answer = if self.caps_state.opted_out || self.undeliverable {
+            SlotAnswer::Absent
+        } else {
+            self.refresh_segments(msg.at);
+            let caps = caps_for(&self.segments, &msg.book);
+            match self.booking_conflict(&caps, Some(msg.slot)).or_else(|| {
+                // With no other booking, the slot alone must pass the rules.
+                match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.slot) {
+                    Decision::Send => None,
+                    Decision::Suppress { reason, .. } => Some(reason),
+                }
+            }) {
+                None => {
+                    self.bookings.push((msg.post, msg.slot));
+                    // A planned send that now crowds the slot moves.
+                    if let Some(planned) = self.planned
+                        && self.booking_conflict(&caps, Some(planned)).is_some()
+                    {
+                        self.planned = None;
+                        next_wake = self.plan(msg.at, &msg.book);
+                    }
+                    SlotAnswer::Granted
+                }
+                Some(reason) => {
+                    let (after, last_slot) = self.state_after_bookings();
+                    let from = last_slot.map_or(msg.slot, |s| s.max(msg.slot));
+                    let not_before = earliest_allowed(&after, &caps, self.profile.utc_offset, from);
+                    SlotAnswer::Refused { reason, not_before }
+                }
+            }
+        };
+        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer, next_wake });
+    }
+}
+
+impl Handler<ReleaseGroupBooking> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseGroupBooking, _ctx: &mut Self::Context) {
+        self.bookings.retain(|(post, _)| *post != msg.post);
+        self.done(None, None);
     }
 }
 

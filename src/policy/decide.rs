@@ -167,6 +167,21 @@ pub fn earliest_allowed(state: &CapState, caps: &Caps, offset: UtcOffset, now: T
     None
 }
 
+/// Whether further sends at `times` (sorted here) would all pass [`decide`] one after the
+/// other, starting from `state`. `None` if they fit; otherwise the first rule that breaks.
+/// Used for booked group posts: a direct send must leave every booked slot valid.
+pub fn sends_fit(state: &CapState, caps: &Caps, offset: UtcOffset, times: &mut [Timestamp]) -> Option<SuppressReason> {
+    times.sort_unstable();
+    let mut state = *state;
+    for &t in times.iter() {
+        if let Decision::Suppress { reason, .. } = decide(&state, caps, offset, t) {
+            return Some(reason);
+        }
+        state.record_send(t, offset);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +307,21 @@ mod tests {
         let s = CapState::default();
         assert_eq!(earliest_allowed(&s, &caps(0, 0, HourMask::ALL_DAY, 1), MSK, local(1, 0, 0, MSK)), None);
         assert_eq!(earliest_allowed(&s, &caps(1, 0, HourMask::NONE, 1), MSK, local(1, 0, 0, MSK)), None);
+    }
+
+    /// A booked slot constrains sends before it: too close to the booking breaks the
+    /// cooldown; far enough before it fits; the booking itself must fit the daily limit.
+    #[test]
+    fn sends_fit_around_a_booking() {
+        let c = caps(2, 4, HourMask::ALL_DAY, 1);
+        let s = CapState::default();
+        let booked = local(10, 18, 0, MSK);
+        assert_eq!(sends_fit(&s, &c, MSK, &mut [booked, local(10, 16, 0, MSK)]), Some(SuppressReason::Cooldown));
+        assert_eq!(sends_fit(&s, &c, MSK, &mut [booked, local(10, 13, 0, MSK)]), None);
+        let mut two = CapState::default();
+        two.record_send(local(10, 8, 0, MSK), MSK);
+        two.record_send(local(10, 12, 0, MSK), MSK);
+        assert_eq!(sends_fit(&two, &c, MSK, &mut [booked]), Some(SuppressReason::DailyLimit));
     }
 
     mod properties {

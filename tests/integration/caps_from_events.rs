@@ -15,13 +15,13 @@ struct Seen {
     opted_out: Option<i64>,
 }
 
-/// Runs a seeded simulation with `--events`, re-checks every send, and checks that the
-/// file agrees with the report's totals.
+/// Runs a seeded simulation with `--events`, re-checks every send (group posts included),
+/// and checks that the file agrees with the report's totals.
 #[test]
 fn every_send_in_the_events_file_respects_its_caps() {
     let dir = temp_dir();
     let events = dir.path().join("events.jsonl");
-    let out = gavat(&["simulate", "--users", "600", "--days", "21", "--seed", "11", "--json", "--events", s(&events)]);
+    let out = gavat(&["simulate", "--users", "2000", "--days", "21", "--seed", "11", "--json", "--events", s(&events)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -29,6 +29,7 @@ fn every_send_in_the_events_file_respects_its_caps() {
     let mut users: BTreeMap<u64, Seen> = BTreeMap::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut previous_at = i64::MIN;
+    let mut group_sends = 0u64;
     let mut violations = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("line {}: {err}", n + 1));
@@ -50,6 +51,7 @@ fn every_send_in_the_events_file_respects_its_caps() {
                 seen.opted_out.get_or_insert(at);
             }
             "send" => {
+                group_sends += u64::from(!e["group"].is_null());
                 let caps = &e["caps"];
                 let daily = caps["daily_limit"].as_u64().unwrap();
                 let cooldown = caps["cooldown_secs"].as_i64().unwrap();
@@ -96,6 +98,8 @@ fn every_send_in_the_events_file_respects_its_caps() {
     assert_eq!(counts.get("conversion").copied().unwrap_or(0), total["conversions"].as_u64().unwrap());
     assert_eq!(counts.get("opt_out").copied().unwrap_or(0), total["opt_outs"].as_u64().unwrap());
     assert!(counts["send"] > 1_000, "too few sends to mean anything: {counts:?}");
+    assert!(group_sends > 0, "no group post reached anyone: the group path went unchecked");
+    assert_eq!(group_sends, total["sent_via_group"].as_u64().unwrap());
 
     // The shipped script agrees.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_caps.py");

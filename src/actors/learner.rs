@@ -69,3 +69,23 @@ impl Handler<GetHourTable> for LearnerActor {
         self.table.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The best hour is the highest observed rate among hours with enough sends.
+    #[test]
+    fn best_hour_needs_evidence() {
+        let mut t = HourTable::default();
+        let hot = Segment::HotLead.index();
+        t.sent[hot][10] = 100;
+        t.responses[hot][10] = 10;
+        t.sent[hot][19] = 100;
+        t.responses[hot][19] = 25;
+        t.sent[hot][3] = 2;
+        t.responses[hot][3] = 2; // 100%, but only two sends
+        assert_eq!(t.best_hour(Segment::HotLead, 20), Some((19, 0.25)));
+        assert_eq!(t.best_hour(Segment::ColdLead, 20), None);
+    }
+}

@@ -205,14 +205,6 @@ impl WorkQueue {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-
-    /// Items due at or before `at`.
-    pub fn due_by(&self, at: Timestamp) -> usize {
-        let due = |i: &Item| i.key.at <= at.secs();
-        self.current.iter().filter(|Reverse(i)| due(i)).count()
-            + self.buckets.iter().flatten().filter(|i| due(i)).count()
-            + self.overflow.iter().filter(|Reverse(i)| due(i)).count()
-    }
 }
 
 #[cfg(test)]

@@ -144,10 +144,6 @@ pub struct SchedulerSummary {
     pub group_posts: u64,
     /// Group posts held back, by reason (a member at a cap, the platform's rate limit).
     pub group_posts_held: BTreeMap<SuppressReason, u64>,
-    /// Items still queued when the run ended (due after the horizon).
-    pub queued_at_end: usize,
-    /// Items due within an hour of the end.
-    pub due_within_hour_at_end: usize,
     /// Cap violations found by the independent audit (must be 0).
     pub cap_violations: u64,
     /// The first violations, described.
@@ -403,8 +399,6 @@ impl SchedulerActor {
         let Some(finished) = self.finished.take() else { return };
         self.flush_outcomes();
         let now = self.clock.now();
-        self.summary.queued_at_end = self.queue.len();
-        self.summary.due_within_hour_at_end = self.queue.due_by(now.plus(3_600));
         self.summary.cap_violations = self.audit.violations();
         self.summary.violation_examples = self.audit.examples().to_vec();
         self.summary.ended_at = self.horizon.unwrap_or(now);

@@ -93,11 +93,6 @@ pub struct UserActor {
 
 impl Actor for UserActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // A million mostly idle users: keep the mailbox small.
-        ctx.set_mailbox_capacity(16);
-    }
 }
 
 impl UserActor {

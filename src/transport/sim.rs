@@ -134,7 +134,7 @@ impl Transport for SimTransport {
                     Err(TransportError::Fatal { reason: format!("chat {} not found", id.0) })
                 }
             }
-            Destination::Group(gid) => match self.population.groups.iter().find(|g| g.id == gid.0) {
+            Destination::Group(gid) => match self.population.groups.get(gid.0 as usize).filter(|g| g.id == gid.0) {
                 Some(group) => {
                     let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: true };
                     for &member in &group.members {

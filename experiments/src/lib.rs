@@ -2,10 +2,11 @@
 //! asks it which arm a user belongs to and hands it per-user results.
 //!
 //! # Layout
+//! - [`design`]: experiment files (arms, holdout, metrics, guardrails, planned power).
 //! - [`assignment`]: deterministic arm assignment by hash of `(salt, user id)`.
-//!
-//! Statistics (interval estimates, tests, power analysis) arrive with the experiments
-//! issue.
+//! - [`stats`]: intervals, tests, Bayesian comparison, sequential test, power analysis.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod assignment;
+pub mod design;
+pub mod stats;

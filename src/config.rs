@@ -38,6 +38,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// A strategy override (an experiment arm's) names an unknown segment or field, or a
+    /// value the strategy cannot take.
+    #[error("{path}: field {field}: {message}")]
+    Override {
+        /// The file holding the override.
+        path: String,
+        /// The field, e.g. `arms[1].overrides.HOT_LEAD.cooldown_hours`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// All segments' strategies, as one immutable, versioned table.
@@ -112,6 +123,63 @@ impl StrategyBook {
         self.strategies[i] = strategy;
         self
     }
+
+    /// This book with `overrides` applied: segment name → field → value, the fields and
+    /// values of a strategy file. Each changed strategy is validated as if read from a file;
+    /// errors name `origin` and the field under `prefix` (e.g. `arms[1].overrides`).
+    pub fn with_overrides(
+        &self,
+        overrides: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, toml::Value>>,
+        origin: &str,
+        prefix: &str,
+    ) -> Result<StrategyBook, ConfigError> {
+        let mut book = self.clone();
+        for (segment_name, fields) in overrides {
+            let error =
+                |field: String, message: String| ConfigError::Override { path: origin.to_string(), field, message };
+            let segment: Segment =
+                segment_name.parse().map_err(|m: String| error(format!("{prefix}.{segment_name}"), m))?;
+            let raw = RawStrategy::from(book.get(segment));
+            let mut table = match toml::Value::try_from(&raw) {
+                Ok(toml::Value::Table(t)) => t,
+                _ => return Err(error(format!("{prefix}.{segment_name}"), "cannot be represented".into())),
+            };
+            for (field, value) in fields {
+                if !table.contains_key(field) {
+                    return Err(error(format!("{prefix}.{segment_name}.{field}"), "not a strategy field".into()));
+                }
+                table.insert(field.clone(), value.clone());
+            }
+            let changed: RawStrategy = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| error(format!("{prefix}.{segment_name}"), one_line(e.message())))?;
+            let strategy = changed
+                .validate(segment)
+                .map_err(|(field, message)| error(format!("{prefix}.{segment_name}.{field}"), message))?;
+            book = book.with(strategy);
+        }
+        Ok(book)
+    }
+}
+
+impl From<&DeliveryStrategy> for RawStrategy {
+    fn from(s: &DeliveryStrategy) -> RawStrategy {
+        RawStrategy {
+            priority: s.priority,
+            frequency: s.frequency,
+            daily_limit: s.daily_limit,
+            cooldown_hours: s.cooldown_secs as f64 / 3600.0,
+            allowed_hours: hours_to_text(s.allowed_hours),
+            optimal_hours: hours_to_text(s.optimal_hours),
+            content: s.content.clone(),
+        }
+    }
+}
+
+/// `"9-21"`, `"10-12,18-20"`, `"20-2"` or `"0-24"`: the form [`parse_hours`] reads.
+fn hours_to_text(mask: HourMask) -> String {
+    let parts: Vec<String> = mask.ranges().iter().map(|(s, e)| format!("{s}-{e}")).collect();
+    parts.join(",")
 }
 
 /// The file as written. Segments are named fields (not a flattened map) so that serde keeps
@@ -153,7 +221,7 @@ impl RawBook {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawStrategy {
     priority: u8,
@@ -334,6 +402,41 @@ mod tests {
 
         let err = StrategyBook::from_toml_str("name = \"x\"\n[HOT_LEAD\n", "s.toml").unwrap_err();
         assert!(err.to_string().starts_with("s.toml:2:"), "{err}");
+    }
+
+    /// Overrides change only the named fields, are validated, and name the field at fault.
+    #[test]
+    fn overrides_apply_and_validate() {
+        let book = StrategyBook::defaults();
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("cooldown_hours".to_string(), toml::Value::Integer(8));
+        fields.insert("optimal_hours".to_string(), toml::Value::String("18-21".into()));
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert("HOT_LEAD".to_string(), fields);
+        let changed = book.with_overrides(&overrides, "e.toml", "arms[1].overrides").unwrap();
+        let hot = changed.get(Segment::HotLead);
+        assert_eq!(hot.cooldown_secs, 8 * 3600);
+        assert_eq!(hot.optimal_hours, HourMask::window(18, 21));
+        assert_eq!(hot.daily_limit, 3, "untouched fields keep their values");
+        assert_eq!(changed.get(Segment::WarmLead), book.get(Segment::WarmLead));
+        // Round trip of every shipped strategy through the file form is lossless.
+        let none = std::collections::BTreeMap::new();
+        for segment in Segment::ALL {
+            let mut o = std::collections::BTreeMap::new();
+            o.insert(segment.as_str().to_string(), none.clone());
+            assert_eq!(book.with_overrides(&o, "e.toml", "o").unwrap(), book);
+        }
+
+        let mut bad = overrides.clone();
+        bad.get_mut("HOT_LEAD").unwrap().insert("daily_limit".into(), toml::Value::Integer(99));
+        let err = book.with_overrides(&bad, "e.toml", "arms[1].overrides").unwrap_err().to_string();
+        assert!(err.contains("field arms[1].overrides.HOT_LEAD.daily_limit"), "{err}");
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert("HOT".to_string(), std::collections::BTreeMap::new());
+        assert!(book.with_overrides(&bad, "e.toml", "o").unwrap_err().to_string().contains("unknown segment"));
+        let mut bad = overrides.clone();
+        bad.get_mut("HOT_LEAD").unwrap().insert("speed".into(), toml::Value::Integer(1));
+        assert!(book.with_overrides(&bad, "e.toml", "o").unwrap_err().to_string().contains("o.HOT_LEAD.speed"));
     }
 
     /// Hour ranges parse, wrap and reject nonsense.

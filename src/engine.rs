@@ -43,6 +43,35 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Experiment arms: each user runs under one arm's strategies and has it recorded on every
+/// send. The engine does not assign: the caller (with `gavat-experiments`) does.
+#[derive(Debug, Clone)]
+pub struct Arms {
+    /// Arm names, recorded on sends.
+    pub names: Vec<Arc<str>>,
+    /// Each arm's strategies.
+    pub books: Vec<Arc<StrategyBook>>,
+    /// Each user's arm (index into `names`), in user order.
+    pub of_user: Vec<u16>,
+}
+
+/// One user's counts at the end of a run, for per-user experiment results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserResult {
+    /// Who.
+    pub user: crate::domain::UserId,
+    /// Arm index (0 without an experiment).
+    pub arm: u16,
+    /// Messages received (direct and group).
+    pub messages: u32,
+    /// Replies.
+    pub responses: u32,
+    /// Purchases.
+    pub conversions: u32,
+    /// Opted out by the end.
+    pub opted_out: bool,
+}
+
 /// What a finished run counted.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -60,6 +89,9 @@ pub struct RunResult {
     pub scheduler: SchedulerSummary,
     /// The learner's table.
     pub hours: HourTable,
+    /// Per-user counts, in user order (only when asked for with
+    /// [`EngineBuilder::collect_user_results`]).
+    pub per_user: Vec<UserResult>,
 }
 
 /// Builds an [`Engine`].
@@ -75,7 +107,8 @@ pub struct EngineBuilder {
     horizon: Option<Timestamp>,
     seed: u64,
     persist: Option<PersistPolicy>,
-    arm: Option<Arc<str>>,
+    arms: Option<Arms>,
+    collect_user_results: bool,
     progress: Option<ProgressFn>,
 }
 
@@ -133,9 +166,14 @@ impl EngineBuilder {
         self.persist = Some(policy);
         self
     }
-    /// The experiment arm recorded on every send.
-    pub fn arm(mut self, arm: impl Into<Arc<str>>) -> Self {
-        self.arm = Some(arm.into());
+    /// Experiment arms (default: everyone under [`EngineBuilder::strategies`], no arm).
+    pub fn arms(mut self, arms: Arms) -> Self {
+        self.arms = Some(arms);
+        self
+    }
+    /// Keep every user's counts for [`RunResult::per_user`].
+    pub fn collect_user_results(mut self, yes: bool) -> Self {
+        self.collect_user_results = yes;
         self
     }
     /// Called as the clock moves (once per hour of engine time).
@@ -149,6 +187,13 @@ impl EngineBuilder {
         let clock = self.clock.ok_or(EngineError::Missing("clock"))?;
         let persist =
             self.persist.unwrap_or(if clock.is_virtual() { PersistPolicy::AtEnd } else { PersistPolicy::EveryChange });
+        if let Some(arms) = &self.arms
+            && (arms.of_user.len() != self.users.len()
+                || arms.names.len() != arms.books.len()
+                || arms.of_user.iter().any(|a| usize::from(*a) >= arms.books.len()))
+        {
+            return Err(EngineError::Missing("a consistent arm for every user"));
+        }
         Ok(Engine {
             transport: self.transport.ok_or(EngineError::Missing("transport"))?,
             store: self.store.ok_or(EngineError::Missing("store"))?,
@@ -160,7 +205,8 @@ impl EngineBuilder {
             horizon: self.horizon,
             seed: self.seed,
             persist,
-            arm: self.arm,
+            arms: self.arms,
+            collect_user_results: self.collect_user_results,
             progress: self.progress,
         })
     }
@@ -178,7 +224,8 @@ pub struct Engine {
     horizon: Option<Timestamp>,
     seed: u64,
     persist: PersistPolicy,
-    arm: Option<Arc<str>>,
+    arms: Option<Arms>,
+    collect_user_results: bool,
     progress: Option<ProgressFn>,
 }
 
@@ -208,13 +255,18 @@ impl Engine {
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
 
+        let (books, arm_of, arm_names) = match self.arms {
+            Some(arms) => (arms.books, arms.of_user, arms.names),
+            None => (vec![self.book.clone()], Vec::new(), Vec::new()),
+        };
         let (finished_tx, finished_rx) = oneshot::channel();
         let inbound: InboundBuffer = InboundBuffer::default();
         let scheduler = SchedulerActor::new(
             SchedulerParts {
                 clock: self.clock.clone(),
                 horizon: self.horizon,
-                book: self.book.clone(),
+                books: books.clone(),
+                arm_of: arm_of.clone(),
                 user_ids: self.users.iter().map(|u| u.id).collect(),
                 inbound: inbound.clone(),
                 groups: self.groups,
@@ -234,15 +286,17 @@ impl Engine {
             transport: self.transport.clone(),
             store: self.store.clone(),
             persist: self.persist,
-            arm: self.arm,
         });
         let mut addrs = Vec::with_capacity(n);
         let mut first_wakes = Vec::with_capacity(n);
         for (index, profile) in self.users.into_iter().enumerate() {
             let index = index as u32;
             let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
-            let mut actor = UserActor::new(index, profile, rng, context.clone());
-            if let Some((at, token)) = actor.first_plan(now, &self.book) {
+            let arm = arm_of.get(index as usize).copied().unwrap_or(0);
+            let name = arm_names.get(usize::from(arm)).cloned();
+            let book = &books[usize::from(arm)];
+            let mut actor = UserActor::new(index, profile, rng, name, context.clone());
+            if let Some((at, token)) = actor.first_plan(now, book) {
                 first_wakes.push((index, at, token));
             }
             addrs.push(actor.start());
@@ -268,11 +322,26 @@ impl Engine {
         let mut governed_by = [0u64; 8];
         let mut held_by = [0u64; 8];
         let mut opted_out_users = 0;
-        for chunk in addrs.chunks(SNAPSHOT_CHUNK) {
-            let replies =
-                join_all(chunk.iter().map(|a| a.send(TakeSnapshot { at: end, book: self.book.clone() }))).await;
-            for reply in replies {
+        let mut per_user = Vec::new();
+        for (chunk_no, chunk) in addrs.chunks(SNAPSHOT_CHUNK).enumerate() {
+            let first = chunk_no * SNAPSHOT_CHUNK;
+            let replies = join_all(chunk.iter().enumerate().map(|(i, a)| {
+                let arm = arm_of.get(first + i).copied().unwrap_or(0);
+                a.send(TakeSnapshot { at: end, book: books[usize::from(arm)].clone() })
+            }))
+            .await;
+            for (i, reply) in replies.into_iter().enumerate() {
                 let snap = reply.map_err(|e| EngineError::Mailbox(e.to_string()))?;
+                if self.collect_user_results {
+                    per_user.push(UserResult {
+                        user: snap.user,
+                        arm: arm_of.get(first + i).copied().unwrap_or(0),
+                        messages: snap.messages,
+                        responses: snap.responses,
+                        conversions: snap.conversions,
+                        opted_out: snap.caps.opted_out,
+                    });
+                }
                 if let Some(g) = snap.governing {
                     governed_by[g.index()] += 1;
                 }
@@ -288,7 +357,16 @@ impl Engine {
         }
         let hours = learner.send(GetHourTable).await.map_err(|e| EngineError::Mailbox(e.to_string()))?;
         self.store.flush().await?;
-        Ok(RunResult { segments, governed_by, held_by, opted_out_users, users: n as u64, scheduler: summary, hours })
+        Ok(RunResult {
+            segments,
+            governed_by,
+            held_by,
+            opted_out_users,
+            users: n as u64,
+            scheduler: summary,
+            hours,
+            per_user,
+        })
     }
 }
 

@@ -223,4 +223,10 @@ pub struct UserSnapshot {
     pub governing: Option<Segment>,
     /// Cap counters.
     pub caps: CapState,
+    /// Messages received during the run (direct and group).
+    pub messages: u32,
+    /// Replies during the run.
+    pub responses: u32,
+    /// Purchases during the run.
+    pub conversions: u32,
 }

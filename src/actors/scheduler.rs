@@ -165,7 +165,10 @@ pub struct SchedulerActor {
     user_ids: Vec<UserId>,
     inbound: InboundBuffer,
     inbound_spare: Vec<InboundEvent>,
-    book: Arc<StrategyBook>,
+    /// The strategies of each experiment arm (one entry without an experiment).
+    books: Vec<Arc<StrategyBook>>,
+    /// Each user's arm (empty without an experiment).
+    arm_of: Vec<u16>,
     outstanding: usize,
     groups: Vec<GroupState>,
     group_policy: Option<GroupPolicy>,
@@ -200,8 +203,10 @@ pub struct SchedulerParts {
     pub clock: Arc<dyn Clock>,
     /// Stop at this time (simulation); `None` runs until stopped.
     pub horizon: Option<Timestamp>,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
+    /// The strategies of each experiment arm (one entry without an experiment).
+    pub books: Vec<Arc<StrategyBook>>,
+    /// Each user's arm, by index (empty: everyone uses `books[0]`).
+    pub arm_of: Vec<u16>,
     /// User ids in index order.
     pub user_ids: Vec<UserId>,
     /// Where the transport's sink leaves inbound events.
@@ -247,7 +252,8 @@ impl SchedulerActor {
             user_ids: parts.user_ids,
             inbound: parts.inbound,
             inbound_spare: Vec::new(),
-            book: parts.book,
+            books: parts.books,
+            arm_of: parts.arm_of,
             outstanding: 0,
             groups,
             group_policy: parts.group_policy,
@@ -269,6 +275,12 @@ impl SchedulerActor {
 
     fn push(&mut self, at: Timestamp, work: Work) {
         self.queue.push(at, work);
+    }
+
+    /// The strategies of `user`'s arm.
+    fn book_for(&self, user: UserIndex) -> Arc<StrategyBook> {
+        let arm = self.arm_of.get(user as usize).copied().unwrap_or(0);
+        self.books[usize::from(arm)].clone()
     }
 
     /// Moves events the transport reported into the queue (never earlier than now).
@@ -353,12 +365,12 @@ impl SchedulerActor {
         match work {
             Work::Wake { user, token } => {
                 self.outstanding += 1;
-                self.users[user as usize].do_send(Wake { at, token, book: self.book.clone() });
+                self.users[user as usize].do_send(Wake { at, token, book: self.book_for(user) });
             }
             Work::Inbound { user, kind, group } => {
                 self.outstanding += 1;
                 let event = InboundEvent { at, user: self.user_ids[user as usize], kind, group };
-                self.users[user as usize].do_send(DeliverInbound { event, book: self.book.clone() });
+                self.users[user as usize].do_send(DeliverInbound { event, book: self.book_for(user) });
             }
             Work::GroupPost { group } => self.start_group_post(at, group as usize),
             Work::LearnerTick => {
@@ -428,7 +440,7 @@ impl SchedulerActor {
         self.posts.insert(post, PostInFlight::new(group, now, slot, Phase::Booking, members.len()));
         for member in members {
             self.outstanding += 1;
-            self.users[member as usize].do_send(BookGroupSlot { at: now, slot, post, book: self.book.clone() });
+            self.users[member as usize].do_send(BookGroupSlot { at: now, slot, post, book: self.book_for(member) });
         }
     }
 
@@ -495,7 +507,7 @@ impl SchedulerActor {
         self.posts.insert(post, PostInFlight::new(group, at, at, Phase::Reserving, members.len()));
         for &member in &members {
             self.outstanding += 1;
-            self.users[member as usize].do_send(ReserveGroupSlot { at, post, group: gid, book: self.book.clone() });
+            self.users[member as usize].do_send(ReserveGroupSlot { at, post, group: gid, book: self.book_for(member) });
         }
     }
 
@@ -551,7 +563,7 @@ impl SchedulerActor {
                 group: gid,
                 sent,
                 outcome,
-                book: self.book.clone(),
+                book: self.book_for(member),
             });
         }
     }

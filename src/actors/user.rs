@@ -55,8 +55,6 @@ pub struct UserContext {
     pub store: Arc<dyn Store>,
     /// When to persist.
     pub persist: PersistPolicy,
-    /// The experiment arm recorded on every send, if any.
-    pub arm: Option<Arc<str>>,
 }
 
 /// The last message a user received, to attribute replies.
@@ -88,6 +86,11 @@ pub struct UserActor {
     sends: u32,
     last_send: Option<LastSend>,
     rng: Pcg64Mcg,
+    /// The experiment arm recorded on every send, if any.
+    arm: Option<Arc<str>>,
+    /// Replies and purchases during this run (for per-user experiment results).
+    run_responses: u32,
+    run_conversions: u32,
     ctx: Arc<UserContext>,
 }
 
@@ -97,7 +100,13 @@ impl Actor for UserActor {
 
 impl UserActor {
     /// A user with `profile`, drawing jitter from `rng` (their own stream).
-    pub fn new(index: UserIndex, profile: UserProfile, rng: Pcg64Mcg, ctx: Arc<UserContext>) -> UserActor {
+    pub fn new(
+        index: UserIndex,
+        profile: UserProfile,
+        rng: Pcg64Mcg,
+        arm: Option<Arc<str>>,
+        ctx: Arc<UserContext>,
+    ) -> UserActor {
         UserActor {
             index,
             profile,
@@ -113,6 +122,9 @@ impl UserActor {
             sends: 0,
             last_send: None,
             rng,
+            arm,
+            run_responses: 0,
+            run_conversions: 0,
             ctx,
         }
     }
@@ -243,7 +255,7 @@ impl UserActor {
             bot: None,
             content: None,
             strategy: book.name.clone(),
-            arm: self.ctx.arm.clone(),
+            arm: self.arm.clone(),
             outcome: None,
         }
     }
@@ -419,6 +431,7 @@ impl Handler<DeliverInbound> for UserActor {
             InboundKind::OptOut => self.opt_out(ctx, at, &book),
             _ if self.caps_state.opted_out => None,
             InboundKind::Reply => {
+                self.run_responses += 1;
                 self.profile.responses.record_response();
                 self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
                 let mut entry = self.log_entry(LogKind::Response, at, &book);
@@ -430,6 +443,7 @@ impl Handler<DeliverInbound> for UserActor {
                 self.outcome(at, attributed, OutcomeKind::Response { send_hour })
             }
             InboundKind::Conversion => {
+                self.run_conversions += 1;
                 self.profile.purchases += 1;
                 let mut entry = self.log_entry(LogKind::Conversion, at, &book);
                 entry.segment = Some(attributed);
@@ -577,6 +591,9 @@ impl Handler<TakeSnapshot> for UserActor {
             segments: self.segments,
             governing: governing_segment(&self.segments, &msg.book),
             caps: self.caps_state,
+            messages: self.sends,
+            responses: self.run_responses,
+            conversions: self.run_conversions,
         }
     }
 }

@@ -124,6 +124,16 @@ impl StrategyBook {
         self
     }
 
+    /// This book with every daily limit at zero: nobody is messaged (an experiment's
+    /// holdout).
+    pub fn silenced(&self) -> StrategyBook {
+        let mut book = self.clone();
+        for strategy in &mut book.strategies {
+            strategy.daily_limit = 0;
+        }
+        book
+    }
+
     /// This book with `overrides` applied: segment name → field → value, the fields and
     /// values of a strategy file. Each changed strategy is validated as if read from a file;
     /// errors name `origin` and the field under `prefix` (e.g. `arms[1].overrides`).

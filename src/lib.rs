@@ -13,6 +13,7 @@
 //! - [`audit`]: an independent re-check of every send against its caps.
 //! - [`engine`]: wiring and running.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
+//! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
 //! - [`cli`]: the `gavat` command line.
 //!
 //! Dependencies point one way: this crate uses `gavat-sim` and `gavat-experiments`; they
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod experiment;
 pub mod policy;
 pub mod segmentation;
 pub mod simulation;

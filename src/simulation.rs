@@ -16,7 +16,7 @@ use crate::domain::{
     ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile,
     UtcOffset,
 };
-use crate::engine::{Engine, EngineError, RunResult, run_on_virtual_runtime};
+use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::policy::SuppressReason;
 use crate::store::{JsonlLog, MemoryStore, Store, StoreError};
 use crate::transport::SimTransport;
@@ -201,6 +201,55 @@ pub fn group_policy(scenario: &Scenario) -> GroupPolicy {
 /// Runs a simulation; `progress` is told the fraction of simulated time done.
 pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result<SimulationReport, SimulationError> {
     let stopwatch = Stopwatch::start();
+    let run = run_engine(plan, None, progress)?;
+    let wall_secs = stopwatch.elapsed_secs();
+    Ok(report(plan, run.start, run.end, &run.result, wall_secs))
+}
+
+/// How the users of an experiment run are split into arms.
+#[derive(Debug, Clone)]
+pub enum ArmAssignment {
+    /// By hash of `(salt, user id)` over the weights (the experiment's design).
+    ByHash {
+        /// The experiment's salt.
+        salt: String,
+        /// Arm weights, in arm order.
+        weights: Vec<f64>,
+    },
+    /// Everyone in one arm (the paired design replays each arm for all users).
+    Everyone(u16),
+}
+
+/// The arms of an experiment run.
+#[derive(Debug, Clone)]
+pub struct ArmSetup {
+    /// Arm names.
+    pub names: Vec<Arc<str>>,
+    /// Each arm's strategies.
+    pub books: Vec<Arc<StrategyBook>>,
+    /// Who goes where.
+    pub assignment: ArmAssignment,
+}
+
+/// What [`run_engine`] returns.
+#[derive(Debug)]
+pub struct EngineRun {
+    /// The engine's counts.
+    pub result: RunResult,
+    /// Simulated start.
+    pub start: Timestamp,
+    /// Simulated end.
+    pub end: Timestamp,
+}
+
+/// Runs the engine over a synthetic population. With `arms`, every user runs under their
+/// arm's strategies, per-user results are collected, and there are no group posts: a post
+/// reaches members of every arm and would blur the comparison.
+pub fn run_engine(
+    plan: &SimulationPlan,
+    arms: Option<ArmSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<EngineRun, SimulationError> {
     let start = SIMULATION_START;
     let horizon = start.plus(i64::from(plan.days) * DAY);
     let mut population: Population = gavat_sim::generate(&plan.scenario, plan.users, plan.seed, start.secs());
@@ -211,6 +260,18 @@ pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result
     let groups: Vec<GroupProfile> = population.groups.iter().map(group_from_synthetic).collect();
     let policy = group_policy(&plan.scenario);
     let model = BehaviourModel::new(&plan.scenario);
+    let experiment_arms = arms.map(|setup| {
+        let of_user = users
+            .iter()
+            .map(|u| match &setup.assignment {
+                ArmAssignment::Everyone(arm) => *arm,
+                ArmAssignment::ByHash { salt, weights } => {
+                    gavat_experiments::assignment::assign(salt, u.id.0, weights).unwrap_or(0) as u16
+                }
+            })
+            .collect();
+        Arms { names: setup.names, books: setup.books, of_user }
+    });
     let transport = Arc::new(SimTransport::new(population, model, plan.seed, horizon));
     let store: Arc<dyn Store> = match &plan.events {
         Some(path) => Arc::new(JsonlLog::create(path, MemoryStore::counting())?),
@@ -219,20 +280,22 @@ pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(start));
     let span = (horizon.secs() - start.secs()).max(1) as f64;
     let mut progress = progress;
-    let engine = Engine::builder()
+    let mut builder = Engine::builder()
         .clock(clock)
         .transport(transport)
         .store(store)
         .strategies(plan.book.clone())
         .users(users)
-        .groups(groups, policy)
         .horizon(horizon)
         .seed(plan.seed)
-        .progress(move |t| progress((t.secs() - start.secs()) as f64 / span))
-        .build()?;
+        .progress(move |t| progress((t.secs() - start.secs()) as f64 / span));
+    builder = match experiment_arms {
+        Some(arms) => builder.arms(arms).collect_user_results(true),
+        None => builder.groups(groups, policy),
+    };
+    let engine = builder.build()?;
     let result = run_on_virtual_runtime(|| engine.run())??;
-    let wall_secs = stopwatch.elapsed_secs();
-    Ok(report(plan, start, horizon, &result, wall_secs))
+    Ok(EngineRun { result, start, end: horizon })
 }
 
 fn rate(n: u64, d: u64) -> f64 {

@@ -149,17 +149,29 @@ impl Accumulator {
     pub fn arms(&self) -> &[ArmStats] {
         &self.arms
     }
+
+    /// Makes the arm called `name` the control (first); `false` if there is no such arm.
+    pub fn set_control(&mut self, name: &str) -> bool {
+        match self.arms.iter().position(|a| a.name == name) {
+            Some(i) => {
+                let arm = self.arms.remove(i);
+                self.arms.insert(0, arm);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
-/// A guardrail's state.
+/// A guardrail's state, from the interval of the increase over control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardrailState {
-    /// The increase's upper bound is within the limit.
+    /// The whole interval is within the limit: the metric did not rise too much.
     Held,
-    /// The estimate is within the limit but its upper bound is not: more data needed.
+    /// The interval straddles the limit: a harmful rise is not ruled out (do not ship).
     NotRuledOut,
-    /// The estimated increase is beyond the limit.
+    /// The whole interval is beyond the limit: the metric rose too much.
     Breached,
 }
 
@@ -372,7 +384,7 @@ fn guardrail(t: &ArmStats, c: &ArmStats, metric: Metric, max_increase: f64, zq: 
     let d = mt - mc;
     let half = zq * (vt + vc).sqrt();
     let increase = Interval { estimate: d, low: d - half, high: d + half };
-    let state = if d > max_increase {
+    let state = if increase.low > max_increase {
         GuardrailState::Breached
     } else if increase.high > max_increase {
         GuardrailState::NotRuledOut

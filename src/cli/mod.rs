@@ -2,6 +2,7 @@
 //! any work starts. Bad input is a one-line error and exit code 2; a failure while
 //! running is exit code 1.
 
+pub mod experiment;
 pub mod simulate;
 
 use std::process::ExitCode;
@@ -29,6 +30,10 @@ pub enum Command {
     /// segment: sends, responses, conversions, opt-outs, suppressed sends and cap
     /// violations (always 0).
     Simulate(simulate::SimulateArgs),
+    /// Plan, run and compare experiments: arms of strategies on synthetic users, compared
+    /// with statistics a data scientist would sign (docs/statistics.md).
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
 }
 
 /// An error with the exit code it deserves.
@@ -73,6 +78,7 @@ pub fn main() -> ExitCode {
     crate::telemetry::init();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Experiment(command) => experiment::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,22 @@ use super::CliError;
 /// Flags of `gavat simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    /// Population, length, seed and files.
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Print the report as JSON (no progress bar). Wall time and throughput are in a
+    /// separate `timing` object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write every send, response, conversion and opt-out as one JSON object per line
+    /// (schema: docs/events.md).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+/// The flags every simulated run shares.
+#[derive(Debug, Args)]
+pub struct SimArgs {
     /// Synthetic users (at least 1).
     #[arg(long, default_value_t = 10_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub users: u64,
@@ -33,19 +49,11 @@ pub struct SimulateArgs {
     /// Strategy TOML replacing the shipped defaults (`config/strategies.toml`).
     #[arg(long, value_name = "FILE")]
     pub strategy: Option<PathBuf>,
-    /// Print the report as JSON (no progress bar). Wall time and throughput are in a
-    /// separate `timing` object.
-    #[arg(long)]
-    pub json: bool,
-    /// Write every send, response, conversion and opt-out as one JSON object per line
-    /// (schema: docs/events.md).
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
 }
 
-impl SimulateArgs {
-    /// Reads and checks every input before anything runs.
-    pub fn plan(&self) -> Result<(SimulationPlan, bool), CliError> {
+impl SimArgs {
+    /// Reads and checks every input before anything runs; `events` is where the log goes.
+    pub fn plan(&self, events: Option<&PathBuf>) -> Result<(SimulationPlan, bool), CliError> {
         let (scenario, scenario_name) = match &self.scenario {
             Some(path) => (Scenario::from_path(path).map_err(CliError::usage)?, path.display().to_string()),
             None => (Scenario::default_scenario(), "default".to_string()),
@@ -54,7 +62,7 @@ impl SimulateArgs {
             Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
             None => StrategyBook::defaults(),
         };
-        if let Some(events) = &self.events
+        if let Some(events) = events
             && let Some(dir) = events.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
@@ -75,7 +83,7 @@ impl SimulateArgs {
             scenario,
             scenario_name,
             book,
-            events: self.events.clone(),
+            events: events.cloned(),
         };
         Ok((plan, drawn))
     }
@@ -91,30 +99,13 @@ fn draw_seed() -> u64 {
 
 /// Runs `gavat simulate`.
 pub fn run(args: SimulateArgs) -> Result<(), CliError> {
-    let (plan, drawn) = args.plan()?;
+    let (plan, drawn) = args.sim.plan(args.events.as_ref())?;
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
-    let bar = ProgressBar::with_draw_target(Some(1_000), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} simulating {msg} [{bar:40}] {percent}% ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("{} users × {} days", plan.users, plan.days));
-    let show_progress = !args.json && std::io::stderr().is_terminal();
-    let started = Stopwatch::start();
-    let progress_bar = bar.clone();
-    let mut visible = false;
-    let report = simulation::run(&plan, move |fraction| {
-        if show_progress && !visible && started.elapsed_secs() > 1.0 {
-            progress_bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-            visible = true;
-        }
-        progress_bar.set_position((fraction * 1_000.0) as u64);
-    })
-    .map_err(CliError::failure)?;
-    bar.finish_and_clear();
+    let progress = Progress::new(format!("simulating {} users × {} days", plan.users, plan.days), !args.json);
+    let report = simulation::run(&plan, progress.callback()).map_err(CliError::failure)?;
+    progress.finish();
 
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -133,4 +124,44 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// A progress bar on stderr that appears only once a run has taken about a second, and
+/// never when stdout is for a machine (`--json`) or stderr is not a terminal.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    bar: ProgressBar,
+    enabled: bool,
+}
+
+impl Progress {
+    /// A hidden bar for `message`; `enabled` false keeps it hidden for good.
+    pub fn new(message: String, enabled: bool) -> Progress {
+        let bar = ProgressBar::with_draw_target(Some(1_000), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {percent}% ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        Progress { bar, enabled: enabled && std::io::stderr().is_terminal() }
+    }
+
+    /// A callback taking the fraction done.
+    pub fn callback(&self) -> impl FnMut(f64) + Clone + 'static {
+        let bar = self.bar.clone();
+        let enabled = self.enabled;
+        let started = std::rc::Rc::new(Stopwatch::start());
+        move |fraction: f64| {
+            if enabled && bar.is_hidden() && started.elapsed_secs() > 1.0 {
+                bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            }
+            bar.set_position((fraction * 1_000.0) as u64);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -1,0 +1,209 @@
+//! Experiments on the simulator: the arms of an experiment file become strategy books, users
+//! are split by the assignment hash — or, for the paired design, every user is replayed under
+//! every arm with the same random streams — and per-user results feed the comparison of
+//! `gavat-experiments`.
+
+use std::sync::Arc;
+
+use gavat_experiments::compare::{Accumulator, CompareError, Report, compare};
+use gavat_experiments::design::{Experiment, Metric};
+use gavat_experiments::results::UserRow;
+use gavat_experiments::stats::{Interval, MeanSummary, StatsError, mean_interval};
+use serde::Serialize;
+
+use crate::config::{ConfigError, StrategyBook};
+use crate::engine::UserResult;
+use crate::simulation::{ArmAssignment, ArmSetup, SimulationError, SimulationPlan, run_engine};
+
+/// The name of the holdout arm in results.
+pub const HOLDOUT: &str = "holdout";
+
+/// A validated experiment run.
+#[derive(Debug, Clone)]
+pub struct ExperimentPlan {
+    /// Population, days, seed, scenario, base strategies.
+    pub sim: SimulationPlan,
+    /// The experiment.
+    pub design: Experiment,
+    /// Where it came from (for errors).
+    pub origin: String,
+    /// Also replay every user under every arm.
+    pub paired: bool,
+}
+
+/// Why an experiment could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// An arm's overrides are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The simulation failed.
+    #[error(transparent)]
+    Simulation(#[from] SimulationError),
+    /// The comparison could not be made.
+    #[error(transparent)]
+    Compare(#[from] CompareError),
+    /// A statistic could not be computed.
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+}
+
+/// The paired design's interval next to the split design's, for one treatment.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedComparison {
+    /// The treatment.
+    pub arm: String,
+    /// Treatment minus control from the split design (different users in each arm).
+    pub split: Interval,
+    /// Treatment minus control from the paired design (every user under both arms, same
+    /// random streams): the mean of per-user differences with a t interval.
+    pub paired: Interval,
+    /// split width / paired width: how much narrower pairing makes the interval.
+    pub width_ratio: f64,
+}
+
+/// What an experiment run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentOutcome {
+    /// The experiment's name.
+    pub experiment: String,
+    /// Users, days, seed.
+    pub users: usize,
+    /// Simulated days.
+    pub days: u32,
+    /// The seed.
+    pub seed: u64,
+    /// The comparison of the split design.
+    pub report: Report,
+    /// The paired design, when asked for.
+    pub paired: Option<Vec<PairedComparison>>,
+    /// Per-user rows of the split design, in user order.
+    #[serde(skip)]
+    pub rows: Vec<UserRow>,
+}
+
+/// An experiment's arms made concrete, in assignment order (the holdout last).
+#[derive(Debug, Clone)]
+pub struct ConcreteArms {
+    /// Arm names.
+    pub names: Vec<Arc<str>>,
+    /// Each arm's strategies: the base with the arm's overrides (the holdout's send nothing).
+    pub books: Vec<Arc<StrategyBook>>,
+    /// Assignment weights.
+    pub weights: Vec<f64>,
+}
+
+/// Applies every arm's overrides to `base`; errors name the arm's field in `origin`.
+pub fn arm_setup(design: &Experiment, base: &StrategyBook, origin: &str) -> Result<ConcreteArms, ConfigError> {
+    let mut names = Vec::new();
+    let mut books = Vec::new();
+    for (i, arm) in design.arms.iter().enumerate() {
+        names.push(Arc::from(arm.name.as_str()));
+        books.push(Arc::new(base.with_overrides(&arm.overrides, origin, &format!("arms[{i}].overrides"))?));
+    }
+    if design.holdout.is_some() {
+        names.push(Arc::from(HOLDOUT));
+        books.push(Arc::new(base.silenced()));
+    }
+    Ok(ConcreteArms { names, books, weights: design.assignment_weights() })
+}
+
+fn rows_of(results: &[UserResult], names: &[Arc<str>]) -> Vec<UserRow> {
+    results
+        .iter()
+        .map(|r| UserRow {
+            user: r.user.0,
+            arm: names[usize::from(r.arm)].to_string(),
+            messages: u64::from(r.messages),
+            responses: u64::from(r.responses),
+            conversions: u64::from(r.conversions),
+            opted_out: r.opted_out,
+            engagement: UserRow::engagement_of(u64::from(r.responses), u64::from(r.conversions), r.opted_out),
+        })
+        .collect()
+}
+
+/// A user's value of a per-user metric (`None` for the ratio metric, which is not per user).
+fn per_user_value(metric: Metric, r: &UserResult) -> Option<f64> {
+    match metric {
+        Metric::ResponseRate => Some(f64::from(u8::from(r.responses > 0))),
+        Metric::ConversionRate => Some(f64::from(u8::from(r.conversions > 0))),
+        Metric::OptOutRate => Some(f64::from(u8::from(r.opted_out))),
+        Metric::Engagement => {
+            Some(UserRow::engagement_of(u64::from(r.responses), u64::from(r.conversions), r.opted_out))
+        }
+        Metric::ResponsesPerMessage => None,
+    }
+}
+
+/// Runs the experiment: the split design always, the paired design when asked.
+/// `progress` is told the fraction done.
+pub fn run(
+    plan: &ExperimentPlan,
+    progress: impl FnMut(f64) + Clone + 'static,
+) -> Result<ExperimentOutcome, ExperimentError> {
+    let design = &plan.design;
+    let ConcreteArms { names, books, weights } = arm_setup(design, &plan.sim.book, &plan.origin)?;
+    let treatments = design.arms.len();
+    let runs = if plan.paired { 1 + treatments } else { 1 } as f64;
+    let scaled = |run: usize| {
+        let mut p = progress.clone();
+        move |f: f64| p((run as f64 + f) / runs)
+    };
+    let setup = ArmSetup {
+        names: names.clone(),
+        books: books.clone(),
+        assignment: ArmAssignment::ByHash { salt: design.salt.clone(), weights: weights.clone() },
+    };
+    let split = run_engine(&plan.sim, Some(setup), scaled(0))?;
+    let rows = rows_of(&split.result.per_user, &names);
+    let mut acc = Accumulator::with_arms(names.iter().map(|n| &**n));
+    for row in &rows {
+        acc.add(row);
+    }
+    let report = compare(&acc, design.primary_metric, design.alpha, Some(&weights), Some(design))?;
+
+    let paired = if plan.paired && design.primary_metric != Metric::ResponsesPerMessage {
+        let mut per_arm: Vec<Vec<UserResult>> = Vec::with_capacity(treatments);
+        for arm in 0..treatments {
+            let setup = ArmSetup {
+                names: names.clone(),
+                books: books.clone(),
+                assignment: ArmAssignment::Everyone(arm as u16),
+            };
+            per_arm.push(run_engine(&plan.sim, Some(setup), scaled(1 + arm))?.result.per_user);
+        }
+        let metric = design.primary_metric;
+        let mut lines = Vec::new();
+        for (k, treated) in per_arm.iter().enumerate().skip(1) {
+            let diffs: Vec<f64> = treated
+                .iter()
+                .zip(&per_arm[0])
+                .filter_map(|(t, c)| Some(per_user_value(metric, t)? - per_user_value(metric, c)?))
+                .collect();
+            let paired = mean_interval(&MeanSummary::of(&diffs), design.alpha)?;
+            let name = design.arms[k].name.clone();
+            let Some(split_cmp) = report.comparisons.iter().find(|c| c.arm == name) else { continue };
+            let split_width = split_cmp.difference.high - split_cmp.difference.low;
+            let paired_width = paired.high - paired.low;
+            lines.push(PairedComparison {
+                arm: name,
+                split: split_cmp.difference,
+                paired,
+                width_ratio: if paired_width > 0.0 { split_width / paired_width } else { f64::INFINITY },
+            });
+        }
+        Some(lines)
+    } else {
+        None
+    };
+    Ok(ExperimentOutcome {
+        experiment: design.name.clone(),
+        users: plan.sim.users,
+        days: plan.sim.days,
+        seed: plan.sim.seed,
+        report,
+        paired,
+        rows,
+    })
+}

@@ -71,63 +71,76 @@ pub enum ResultsError {
     },
 }
 
-/// Streams the rows of a results file to `each`, in file order. The first line must be
-/// [`HEADER`]; a blank last line is fine; anything else malformed is an error naming the
-/// line and column (no row is skipped silently).
+/// Streams the rows of a results file to `each`, in file order, reusing one line buffer
+/// and one row (no allocation per row). The first line must be [`HEADER`]; blank lines are
+/// ignored; anything else malformed is an error naming the line and column (no row is
+/// skipped silently).
 pub fn read_rows(
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     path: &str,
-    mut each: impl FnMut(UserRow) -> Result<(), ResultsError>,
+    mut each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
 ) -> Result<u64, ResultsError> {
-    let mut rows = 0u64;
     let malformed = |line: usize, message: String| ResultsError::Malformed { path: path.to_string(), line, message };
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
-        let n = i + 1;
+    let mut line = String::new();
+    let mut row = UserRow {
+        user: 0,
+        arm: String::new(),
+        messages: 0,
+        responses: 0,
+        conversions: 0,
+        opted_out: false,
+        engagement: 0.0,
+    };
+    let mut rows = 0u64;
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
         if n == 1 {
-            if line.trim() != HEADER {
+            if text.trim() != HEADER {
                 return Err(malformed(1, format!("expected the header `{HEADER}`")));
             }
             continue;
         }
-        if line.trim().is_empty() {
+        if text.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != 7 {
-            return Err(malformed(n, format!("expected 7 columns, found {}", fields.len())));
-        }
-        let int = |col: usize, name: &str| -> Result<u64, ResultsError> {
-            fields[col]
-                .trim()
-                .parse()
-                .map_err(|_| malformed(n, format!("column {name}: `{}` is not a count", fields[col])))
+        let mut fields = text.split(',');
+        let mut next = |name: &str| fields.next().ok_or_else(|| malformed(n, format!("column {name}: missing")));
+        let int = |value: &str, name: &str| -> Result<u64, ResultsError> {
+            value.trim().parse().map_err(|_| malformed(n, format!("column {name}: `{value}` is not a count")))
         };
-        let opted_out = match fields[5].trim() {
+        row.user = int(next("user")?, "user")?;
+        let arm = next("arm")?.trim();
+        if arm.is_empty() {
+            return Err(malformed(n, "column arm: empty".into()));
+        }
+        row.arm.clear();
+        row.arm.push_str(arm);
+        row.messages = int(next("messages")?, "messages")?;
+        row.responses = int(next("responses")?, "responses")?;
+        row.conversions = int(next("conversions")?, "conversions")?;
+        row.opted_out = match next("opted_out")?.trim() {
             "0" | "false" => false,
             "1" | "true" => true,
             other => return Err(malformed(n, format!("column opted_out: `{other}` is not 0 or 1"))),
         };
-        let engagement: f64 = fields[6]
+        let engagement = next("engagement")?;
+        row.engagement = engagement
             .trim()
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| malformed(n, format!("column engagement: `{}` is not a number", fields[6])))?;
-        let arm = fields[1].trim();
-        if arm.is_empty() {
-            return Err(malformed(n, "column arm: empty".into()));
+            .ok_or_else(|| malformed(n, format!("column engagement: `{engagement}` is not a number")))?;
+        if fields.next().is_some() {
+            return Err(malformed(n, "more than 7 columns".into()));
         }
-        let row = UserRow {
-            user: int(0, "user")?,
-            arm: arm.to_string(),
-            messages: int(2, "messages")?,
-            responses: int(3, "responses")?,
-            conversions: int(4, "conversions")?,
-            opted_out,
-            engagement,
-        };
-        each(row)?;
+        each(&row)?;
         rows += 1;
     }
     Ok(rows)
@@ -153,7 +166,7 @@ mod tests {
         row.write_csv(&mut text).unwrap();
         let mut seen = Vec::new();
         let n = read_rows(&text[..], "r.csv", |r| {
-            seen.push(r);
+            seen.push(r.clone());
             Ok(())
         })
         .unwrap();
@@ -165,6 +178,9 @@ mod tests {
         let err = read_rows("user,arm\n".as_bytes(), "r.csv", |_| Ok(())).unwrap_err().to_string();
         assert!(err.starts_with("r.csv:1:"), "{err}");
         let err = read_rows(format!("{HEADER}\n1,a,1,0\n").as_bytes(), "r.csv", |_| Ok(())).unwrap_err().to_string();
-        assert!(err.contains("7 columns"), "{err}");
+        assert!(err.contains("column conversions: missing"), "{err}");
+        let err =
+            read_rows(format!("{HEADER}\n1,a,1,0,0,0,0,9\n").as_bytes(), "r.csv", |_| Ok(())).unwrap_err().to_string();
+        assert!(err.contains("more than 7 columns"), "{err}");
     }
 }

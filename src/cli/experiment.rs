@@ -248,7 +248,7 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
     };
     let stopwatch = Stopwatch::start();
     let rows = read_rows(BufReader::with_capacity(1 << 20, file), &display, |row| {
-        acc.add(&row);
+        acc.add(row);
         Ok(())
     })
     .map_err(CliError::usage)?;

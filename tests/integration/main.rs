@@ -4,4 +4,5 @@ mod caps_from_events;
 mod cli;
 mod common;
 mod determinism;
+mod experiments;
 mod transport_outcomes;

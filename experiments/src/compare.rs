@@ -205,6 +205,9 @@ pub struct ArmComparison {
     pub prob_beat_control: f64,
     /// Expected loss of choosing the treatment, in the metric's units.
     pub expected_loss: f64,
+    /// The mSPRT's always-valid p-value at this look: valid however often a live experiment
+    /// is looked at (its running minimum over looks is what to watch).
+    pub p_always_valid: f64,
     /// Guardrails.
     pub guardrails: Vec<GuardrailCheck>,
 }
@@ -343,6 +346,7 @@ pub fn compare(
             }
             _ => (0.5, 0.0),
         };
+        let p_always_valid = always_valid_p(t, control, metric, d, design.map(|e| e.minimum_detectable_effect))?;
         let guardrails = design
             .map(|e| {
                 e.guardrails.iter().map(|g| guardrail(t, control, g.metric, g.max_increase, zq)).collect::<Vec<_>>()
@@ -356,6 +360,7 @@ pub fn compare(
             p_adjusted: p_value,
             prob_beat_control,
             expected_loss,
+            p_always_valid,
             guardrails,
         });
     }
@@ -376,6 +381,23 @@ pub fn compare(
         srm_warning,
         verdict,
     })
+}
+
+/// The mSPRT p-value for a difference `d` of per-user means: σ² is the pooled per-user
+/// variance, n the harmonic mean of the arms' sizes, and the mixing variance τ² = (mde ·
+/// control mean)² — the effect the experiment was designed to detect (mde 10% without a
+/// design). The ratio metric uses the variance of its linearised per-user values.
+fn always_valid_p(t: &ArmStats, c: &ArmStats, metric: Metric, d: f64, mde: Option<f64>) -> Result<f64, StatsError> {
+    let (mc, vc) = c.estimate(metric);
+    let (_, vt) = t.estimate(metric);
+    // Per-user variances from the variances of the arm estimates.
+    let sigma2 = 0.5 * (vt * t.users as f64 + vc * c.users as f64);
+    let n = 2.0 / (1.0 / t.users as f64 + 1.0 / c.users as f64);
+    let tau = mde.unwrap_or(0.1) * mc.abs();
+    if sigma2 <= 0.0 || tau <= 0.0 {
+        return Ok(1.0);
+    }
+    Ok(stats::msprt_mean_difference(n.floor() as u64, d, sigma2, tau * tau)?.p_value)
 }
 
 fn guardrail(t: &ArmStats, c: &ArmStats, metric: Metric, max_increase: f64, zq: f64) -> GuardrailCheck {
@@ -459,29 +481,31 @@ impl Report {
         let _ = writeln!(out, "primary metric: {metric}   alpha: {}   control: {}", self.alpha, self.control);
         let _ = writeln!(
             out,
-            "{:<20} {:>9} {:>26} {:>26} {:>9} {:>8} {:>9}",
-            "arm", "users", "estimate [95% CI]", "lift [CI]", "p (adj)", "P(beat)", "exp.loss"
+            "{:<20} {:>9} {:>26} {:>26} {:>9} {:>9} {:>8} {:>9}",
+            "arm", "users", "estimate [95% CI]", "lift [CI]", "p (adj)", "p (mSPRT)", "P(beat)", "exp.loss"
         );
         for line in &self.arms {
             let e = &line.estimate;
             let cmp = self.comparisons.iter().find(|c| c.arm == line.arm);
-            let (lift, p, beat, loss) = match cmp {
+            let (lift, p, seq, beat, loss) = match cmp {
                 Some(c) => (
                     format!("{} [{}, {}]", pct(c.lift.estimate), pct(c.lift.low), pct(c.lift.high)),
                     format!("{:.4}", c.p_adjusted),
+                    format!("{:.4}", c.p_always_valid),
                     format!("{:.1}%", 100.0 * c.prob_beat_control),
                     format!("{:.2e}", c.expected_loss),
                 ),
-                None => ("(control)".into(), "".into(), "".into(), "".into()),
+                None => ("(control)".into(), "".into(), "".into(), "".into(), "".into()),
             };
             let _ = writeln!(
                 out,
-                "{:<20} {:>9} {:>26} {:>26} {:>9} {:>8} {:>9}",
+                "{:<20} {:>9} {:>26} {:>26} {:>9} {:>9} {:>8} {:>9}",
                 line.arm,
                 line.users,
                 format!("{:.4} [{:.4}, {:.4}]", e.estimate, e.low, e.high),
                 lift,
                 p,
+                seq,
                 beat,
                 loss
             );
@@ -610,6 +634,12 @@ mod tests {
         assert!((c.p_value - z.p_value).abs() < 1e-12);
         assert!((c.lift.estimate - 0.5).abs() < 1e-12);
         assert!(c.prob_beat_control > 0.99);
+        // The always-valid p-value pays for optional stopping: above the fixed-n one, and
+        // equal to the mSPRT formula with the pooled per-user variance.
+        assert!(c.p_always_valid >= c.p_value && c.p_always_valid <= 1.0, "{}", c.p_always_valid);
+        let sigma2 = 0.5 * (0.09 * 0.91 + 0.06 * 0.94);
+        let expected = stats::msprt_mean_difference(2000, 0.03, sigma2, (0.1f64 * 0.06).powi(2)).unwrap().p_value;
+        assert!((c.p_always_valid - expected).abs() < 1e-12, "{} vs {expected}", c.p_always_valid);
         assert!(!report.srm_warning);
         assert!(report.verdict[0].starts_with("b raises response rate by 50.0%"), "{:?}", report.verdict);
         assert!(report.to_svg().contains("<circle"));

@@ -89,6 +89,7 @@ fn whole_simulation(c: &mut Criterion) {
                 scenario: gavat_sim::Scenario::default_scenario(),
                 scenario_name: "default".into(),
                 book: StrategyBook::defaults(),
+                rules: gavat::segmentation::SegmentationRules::defaults(),
                 events: None,
             },
             |plan| simulation::run(&plan, |_| {}).expect("simulation runs"),

@@ -18,6 +18,7 @@ use crate::actors::user::{PersistPolicy, UserActor, UserContext};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
+use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError};
 use crate::transport::{InboundSink, Transport};
 
@@ -109,6 +110,7 @@ pub struct EngineBuilder {
     persist: Option<PersistPolicy>,
     arms: Option<Arms>,
     collect_user_results: bool,
+    rules: Option<SegmentationRules>,
     progress: Option<ProgressFn>,
 }
 
@@ -171,6 +173,11 @@ impl EngineBuilder {
         self.arms = Some(arms);
         self
     }
+    /// The segmentation rules (default: the shipped ones).
+    pub fn segmentation(mut self, rules: SegmentationRules) -> Self {
+        self.rules = Some(rules);
+        self
+    }
     /// Keep every user's counts for [`RunResult::per_user`].
     pub fn collect_user_results(mut self, yes: bool) -> Self {
         self.collect_user_results = yes;
@@ -207,6 +214,7 @@ impl EngineBuilder {
             persist,
             arms: self.arms,
             collect_user_results: self.collect_user_results,
+            rules: Arc::new(self.rules.unwrap_or_else(SegmentationRules::defaults)),
             progress: self.progress,
         })
     }
@@ -226,6 +234,7 @@ pub struct Engine {
     persist: PersistPolicy,
     arms: Option<Arms>,
     collect_user_results: bool,
+    rules: Arc<SegmentationRules>,
     progress: Option<ProgressFn>,
 }
 
@@ -286,6 +295,7 @@ impl Engine {
             transport: self.transport.clone(),
             store: self.store.clone(),
             persist: self.persist,
+            rules: self.rules.clone(),
         });
         let mut addrs = Vec::with_capacity(n);
         let mut first_wakes = Vec::with_capacity(n);

@@ -1,14 +1,15 @@
 //! Rule-based segmentation: from what a profile shows to the segments a user holds, each
-//! with a confidence. Pure and cheap, so the user actor re-runs it on every event.
+//! with a confidence and the reasons that produced it. The thresholds live in
+//! `config/segmentation.toml` (shipped; `--rules FILE` replaces them). Pure and cheap: the
+//! user actor re-runs it on every event without building any reason text; `explain` runs
+//! the very same rules and keeps the reasons.
 //!
-//! The rules and their thresholds (documented in `docs/architecture.md`):
-//!
-//! | segment | rule | confidence |
+//! | segment | rule (defaults) | confidence |
 //! |---|---|---|
 //! | NEW_USER | joined less than 7 days ago | 0.95 falling to 0.6 at 7 days |
 //! | HOT_LEAD | answered ≥ 40% of the last (≤ 8, ≥ 3) messages | 0.5 + 0.5 × share |
 //! | WARM_LEAD | answered 10–40% of the last (≥ 3) messages, or fewer than 3 messages and active in the last 7 days | 0.6 / 0.45 |
-//! | COLD_LEAD | answered < 10% of the last (≥ 5) messages, or inactive for 14 days | 0.6 (0.8 with ≥ 10 messages) / 0.8 |
+//! | COLD_LEAD | answered < 10% of the last (≥ 5) messages, or inactive for 14 days | 0.6 (0.8 with a full window) / 0.8 |
 //! | ENGAGED | ≥ 5 sessions in about the last week | 0.6 + sessions/100, at most 0.95 |
 //! | BOT_LOVER | follows ≥ 3 of our bots | 0.7 + 0.05 per extra bot, at most 0.95 |
 //! | NIGHT_OWL | ≥ 50% of ≥ 10 sessions between 22:00 and 04:00 local | the share, at most 0.95 |
@@ -16,63 +17,357 @@
 //!
 //! A user no rule matches is a COLD_LEAD with confidence 0.3.
 
-use crate::domain::{DAY, Segment, SegmentSet, Timestamp, UserProfile};
+use std::path::Path;
 
-/// Days a user counts as new.
-pub const NEW_USER_DAYS: i64 = 7;
-/// Days without activity after which a user is cold.
-pub const INACTIVE_DAYS: i64 = 14;
+use serde::{Deserialize, Serialize};
+
+use crate::config::parse_hours;
+use crate::domain::{DAY, HourMask, Segment, SegmentSet, Timestamp, UserProfile};
+
+/// The rules shipped with gavat (`config/segmentation.toml`).
+pub const DEFAULT_RULES: &str = include_str!("../config/segmentation.toml");
+
+/// Why a rules file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {cause}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why (part of the message).
+        cause: std::io::Error,
+    },
+    /// Not valid TOML, a wrong type or an unknown field.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A meaningless value.
+    #[error("{path}: field {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The field, e.g. `night_owl.night_hours`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `[new_user]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRule {
+    /// Joined less than this many days ago.
+    pub max_age_days: f32,
+}
+
+/// `[hot_lead]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotLeadRule {
+    /// How many of the last messages to look at (at most 16).
+    pub window: u8,
+    /// At least this many of them.
+    pub min_messages: u32,
+    /// Answered at least this share.
+    pub min_response_share: f32,
+}
+
+/// `[warm_lead]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmLeadRule {
+    /// Answered at least this share (and less than the hot share).
+    pub min_response_share: f32,
+    /// Or, with few messages, active within this many days.
+    pub recently_active_days: f32,
+}
+
+/// `[cold_lead]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdLeadRule {
+    /// At least this many messages ...
+    pub min_messages: u32,
+    /// ... answered less than this share.
+    pub max_response_share: f32,
+    /// Or no activity for this many days.
+    pub inactive_days: f32,
+}
+
+/// `[engaged]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngagedRule {
+    /// Sessions in about the last week.
+    pub min_weekly_sessions: f32,
+}
+
+/// `[bot_lover]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotLoverRule {
+    /// Follows at least this many bots.
+    pub min_bots: u32,
+}
+
+/// `[night_owl]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NightOwlRule {
+    /// Local hours that count as night, e.g. `"22-4"`.
+    pub night_hours: String,
+    /// Sessions needed before judging.
+    pub min_sessions: u32,
+    /// Share of sessions at night.
+    pub min_night_share: f32,
+}
+
+/// `[premium_potential]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PremiumRule {
+    /// Bought at least this often ...
+    pub min_purchases: u32,
+    /// ... and answers at least this share.
+    pub min_response_share: f32,
+    /// Or bought at least this often, whatever the answers.
+    pub purchases_alone: u32,
+}
+
+/// `[fallback]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackRule {
+    /// Confidence of the COLD_LEAD given to a user no rule matches.
+    pub confidence: f32,
+}
+
+/// All the thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationRules {
+    /// NEW_USER.
+    pub new_user: NewUserRule,
+    /// HOT_LEAD.
+    pub hot_lead: HotLeadRule,
+    /// WARM_LEAD.
+    pub warm_lead: WarmLeadRule,
+    /// COLD_LEAD.
+    pub cold_lead: ColdLeadRule,
+    /// ENGAGED.
+    pub engaged: EngagedRule,
+    /// BOT_LOVER.
+    pub bot_lover: BotLoverRule,
+    /// NIGHT_OWL.
+    pub night_owl: NightOwlRule,
+    /// PREMIUM_POTENTIAL.
+    pub premium_potential: PremiumRule,
+    /// No rule matched.
+    pub fallback: FallbackRule,
+    /// `night_owl.night_hours`, parsed.
+    #[serde(skip)]
+    night: HourMask,
+}
+
+impl SegmentationRules {
+    /// The shipped rules.
+    pub fn defaults() -> SegmentationRules {
+        SegmentationRules::from_toml_str(DEFAULT_RULES, "config/segmentation.toml")
+            .expect("the shipped segmentation.toml is valid (checked by a test)")
+    }
+
+    /// Reads and validates a rules file.
+    pub fn from_path(path: &Path) -> Result<SegmentationRules, RulesError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|cause| RulesError::Read { path: display.clone(), cause })?;
+        SegmentationRules::from_toml_str(&text, &display)
+    }
+
+    /// Parses and validates rules TOML; `origin` names the file in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<SegmentationRules, RulesError> {
+        let mut rules: SegmentationRules = toml::from_str(text).map_err(|e| RulesError::Parse {
+            path: origin.to_string(),
+            line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
+            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+        })?;
+        let invalid = |field: &str, message: String| RulesError::Invalid {
+            path: origin.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        rules.night = parse_hours(&rules.night_owl.night_hours).map_err(|m| invalid("night_owl.night_hours", m))?;
+        let shares = [
+            ("hot_lead.min_response_share", rules.hot_lead.min_response_share),
+            ("warm_lead.min_response_share", rules.warm_lead.min_response_share),
+            ("cold_lead.max_response_share", rules.cold_lead.max_response_share),
+            ("night_owl.min_night_share", rules.night_owl.min_night_share),
+            ("premium_potential.min_response_share", rules.premium_potential.min_response_share),
+            ("fallback.confidence", rules.fallback.confidence),
+        ];
+        for (field, v) in shares {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(field, format!("{v} is not a share in [0, 1]")));
+            }
+        }
+        if rules.warm_lead.min_response_share > rules.hot_lead.min_response_share {
+            return Err(invalid("warm_lead.min_response_share", "must not exceed hot_lead.min_response_share".into()));
+        }
+        if !(1..=16).contains(&rules.hot_lead.window) {
+            return Err(invalid("hot_lead.window", format!("{} must be 1–16 messages", rules.hot_lead.window)));
+        }
+        for (field, v) in [
+            ("new_user.max_age_days", rules.new_user.max_age_days),
+            ("warm_lead.recently_active_days", rules.warm_lead.recently_active_days),
+            ("cold_lead.inactive_days", rules.cold_lead.inactive_days),
+            ("engaged.min_weekly_sessions", rules.engaged.min_weekly_sessions),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(field, format!("{v} must be positive")));
+            }
+        }
+        Ok(rules)
+    }
+}
+
+/// One segment a user holds, with its confidence and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Explained {
+    /// The segment.
+    pub segment: Segment,
+    /// Confidence in [0, 1].
+    pub confidence: f32,
+    /// What made the rules decide, in words.
+    pub reasons: Vec<String>,
+}
+
+/// Where the rules put their reasons; the hot path passes one that ignores them.
+trait Reasons {
+    fn add(&mut self, segment: Segment, reason: impl FnOnce() -> String);
+}
+
+struct Silent;
+
+impl Reasons for Silent {
+    fn add(&mut self, _: Segment, _: impl FnOnce() -> String) {}
+}
+
+struct Collected(Vec<(Segment, String)>);
+
+impl Reasons for Collected {
+    fn add(&mut self, segment: Segment, reason: impl FnOnce() -> String) {
+        self.0.push((segment, reason()));
+    }
+}
 
 /// The segments `profile` holds at `now`.
-pub fn segment(profile: &UserProfile, now: Timestamp) -> SegmentSet {
+pub fn segment(profile: &UserProfile, now: Timestamp, rules: &SegmentationRules) -> SegmentSet {
+    evaluate(profile, now, rules, &mut Silent)
+}
+
+/// The same decision with its reasons, highest confidence first.
+pub fn explain(profile: &UserProfile, now: Timestamp, rules: &SegmentationRules) -> Vec<Explained> {
+    let mut reasons = Collected(Vec::new());
+    let set = evaluate(profile, now, rules, &mut reasons);
+    set.by_confidence()
+        .into_iter()
+        .map(|a| Explained {
+            segment: a.segment,
+            confidence: a.confidence,
+            reasons: reasons.0.iter().filter(|(s, _)| *s == a.segment).map(|(_, r)| r.clone()).collect(),
+        })
+        .collect()
+}
+
+fn evaluate(profile: &UserProfile, now: Timestamp, rules: &SegmentationRules, why: &mut impl Reasons) -> SegmentSet {
     let mut set = SegmentSet::default();
+    let days = |t: Timestamp| (now.secs() - t.secs()) as f32 / DAY as f32;
 
-    let age_days = (now.secs() - profile.joined_at.secs()) as f32 / DAY as f32;
-    if (0.0..NEW_USER_DAYS as f32).contains(&age_days) {
-        set.insert(Segment::NewUser, 0.95 - 0.35 * age_days / NEW_USER_DAYS as f32);
+    let age_days = days(profile.joined_at);
+    let max_age = rules.new_user.max_age_days;
+    if (0.0..max_age).contains(&age_days) {
+        set.insert(Segment::NewUser, 0.95 - 0.35 * age_days / max_age);
+        why.add(Segment::NewUser, || format!("joined {age_days:.1} days ago (under {max_age})"));
     }
 
-    let (answered, window) = profile.responses.last_n(8);
+    let hot = &rules.hot_lead;
+    let (answered, window) = profile.responses.last_n(hot.window);
     let share = if window > 0 { answered as f32 / window as f32 } else { 0.0 };
-    let inactive_days = (now.secs() - profile.activity.last_active.secs()) / DAY;
-    if window >= 3 && share >= 0.4 {
+    let inactive_days = days(profile.activity.last_active);
+    let answered_text = || format!("answered {answered} of the last {window} messages");
+    if window >= hot.min_messages && share >= hot.min_response_share {
         set.insert(Segment::HotLead, 0.5 + 0.5 * share);
-    } else if window >= 3 && share >= 0.1 {
+        why.add(Segment::HotLead, answered_text);
+    } else if window >= hot.min_messages && share >= rules.warm_lead.min_response_share {
         set.insert(Segment::WarmLead, 0.6);
-    } else if window < 3 && inactive_days < 7 && set.get(Segment::NewUser).is_none() {
+        why.add(Segment::WarmLead, answered_text);
+    } else if window < hot.min_messages
+        && inactive_days < rules.warm_lead.recently_active_days
+        && set.get(Segment::NewUser).is_none()
+    {
         set.insert(Segment::WarmLead, 0.45);
+        why.add(Segment::WarmLead, || format!("active {inactive_days:.1} days ago with only {window} messages so far"));
     }
-    if window >= 5 && share < 0.1 {
-        set.insert(Segment::ColdLead, if window >= 8 { 0.8 } else { 0.6 });
-    } else if inactive_days >= INACTIVE_DAYS {
+    let cold = &rules.cold_lead;
+    if window >= cold.min_messages && share < cold.max_response_share {
+        set.insert(Segment::ColdLead, if window >= hot.window.into() { 0.8 } else { 0.6 });
+        why.add(Segment::ColdLead, answered_text);
+    } else if inactive_days >= cold.inactive_days {
         set.insert(Segment::ColdLead, 0.8);
+        why.add(Segment::ColdLead, || format!("no activity for {inactive_days:.0} days"));
     }
 
     let weekly = profile.activity.weekly_sessions_at(now);
-    if weekly >= 5.0 {
+    if weekly >= rules.engaged.min_weekly_sessions {
         set.insert(Segment::Engaged, (0.6 + weekly / 100.0).min(0.95));
+        why.add(Segment::Engaged, || format!("about {weekly:.1} sessions in the last week"));
     }
 
-    if profile.bots_followed >= 3 {
-        set.insert(Segment::BotLover, (0.7 + 0.05 * (profile.bots_followed - 3) as f32).min(0.95));
+    let bots = profile.bots_followed;
+    if bots >= rules.bot_lover.min_bots {
+        let extra = (bots - rules.bot_lover.min_bots) as f32;
+        set.insert(Segment::BotLover, (0.7 + 0.05 * extra).min(0.95));
+        why.add(Segment::BotLover, || format!("follows {bots} of our bots"));
     }
 
+    let owl = &rules.night_owl;
     let sessions: u32 = profile.activity.by_local_hour.iter().map(|&c| u32::from(c)).sum();
-    if sessions >= 10 {
-        let night: u32 = [22, 23, 0, 1, 2, 3].iter().map(|&h| u32::from(profile.activity.by_local_hour[h])).sum();
+    if sessions >= owl.min_sessions && sessions > 0 {
+        let night: u32 = rules.night.hours().map(|h| u32::from(profile.activity.by_local_hour[usize::from(h)])).sum();
         let night_share = night as f32 / sessions as f32;
-        if night_share >= 0.5 {
+        if night_share >= owl.min_night_share {
             set.insert(Segment::NightOwl, night_share.min(0.95));
+            why.add(Segment::NightOwl, || {
+                format!("{:.0}% of {sessions} sessions between {} local", 100.0 * night_share, owl.night_hours)
+            });
         }
     }
 
+    let premium = &rules.premium_potential;
     let purchases = profile.purchases;
-    if (purchases >= 1 && (window == 0 || share >= 0.2)) || purchases >= 3 {
+    if (purchases >= premium.min_purchases && (window == 0 || share >= premium.min_response_share))
+        || purchases >= premium.purchases_alone
+    {
         set.insert(Segment::PremiumPotential, (0.6 + 0.1 * purchases as f32).min(0.9));
+        why.add(Segment::PremiumPotential, || {
+            if window == 0 {
+                format!("{purchases} purchases, no messages yet")
+            } else {
+                format!("{purchases} purchases, answered {answered} of the last {window} messages")
+            }
+        });
     }
 
     if set.is_empty() {
-        set.insert(Segment::ColdLead, 0.3);
+        set.insert(Segment::ColdLead, rules.fallback.confidence);
+        why.add(Segment::ColdLead, || "no rule matched".to_string());
     }
     set
 }
@@ -83,6 +378,10 @@ mod tests {
     use crate::domain::{ActivitySummary, ResponseHistory, UserId, UtcOffset};
 
     const NOW: Timestamp = Timestamp(20_000 * DAY);
+
+    fn rules() -> SegmentationRules {
+        SegmentationRules::defaults()
+    }
 
     fn profile() -> UserProfile {
         UserProfile {
@@ -110,9 +409,9 @@ mod tests {
     fn new_user_ages_out_at_seven_days() {
         let mut p = profile();
         p.joined_at = Timestamp(NOW.secs() - 7 * DAY + 1);
-        assert!(segment(&p, NOW).get(Segment::NewUser).is_some());
+        assert!(segment(&p, NOW, &rules()).get(Segment::NewUser).is_some());
         p.joined_at = Timestamp(NOW.secs() - 7 * DAY);
-        assert!(segment(&p, NOW).get(Segment::NewUser).is_none());
+        assert!(segment(&p, NOW, &rules()).get(Segment::NewUser).is_none());
     }
 
     /// 40% answered makes a hot lead; just under is warm; under 10% over 5 is cold.
@@ -120,17 +419,17 @@ mod tests {
     fn response_share_thresholds() {
         let mut p = profile();
         with_responses(&mut p, &[true, true, false, false, false]); // 2 of 5 = 40%
-        let s = segment(&p, NOW);
+        let s = segment(&p, NOW, &rules());
         assert!(s.get(Segment::HotLead).is_some() && s.get(Segment::WarmLead).is_none());
 
         let mut p = profile();
         with_responses(&mut p, &[true, false, false, false, false, false, false, false]); // 12.5%
-        let s = segment(&p, NOW);
+        let s = segment(&p, NOW, &rules());
         assert!(s.get(Segment::WarmLead).is_some() && s.get(Segment::HotLead).is_none());
 
         let mut p = profile();
         with_responses(&mut p, &[false; 5]);
-        assert_eq!(segment(&p, NOW).get(Segment::ColdLead), Some(0.6));
+        assert_eq!(segment(&p, NOW, &rules()).get(Segment::ColdLead), Some(0.6));
     }
 
     /// A responsive user becomes a hot lead as answers arrive.
@@ -138,9 +437,9 @@ mod tests {
     fn responses_promote_a_user() {
         let mut p = profile();
         with_responses(&mut p, &[false, false, false]);
-        assert!(segment(&p, NOW).get(Segment::HotLead).is_none());
+        assert!(segment(&p, NOW, &rules()).get(Segment::HotLead).is_none());
         with_responses(&mut p, &[true, true]);
-        assert!(segment(&p, NOW).get(Segment::HotLead).is_some());
+        assert!(segment(&p, NOW, &rules()).get(Segment::HotLead).is_some());
     }
 
     /// Night owls, bot lovers, engaged and premium users at their thresholds.
@@ -149,22 +448,56 @@ mod tests {
         let mut p = profile();
         p.activity.by_local_hour[23] = 5;
         p.activity.by_local_hour[14] = 5;
-        assert_eq!(segment(&p, NOW).get(Segment::NightOwl), Some(0.5));
+        assert_eq!(segment(&p, NOW, &rules()).get(Segment::NightOwl), Some(0.5));
         p.activity.by_local_hour[14] = 6;
-        assert!(segment(&p, NOW).get(Segment::NightOwl).is_none());
+        assert!(segment(&p, NOW, &rules()).get(Segment::NightOwl).is_none());
 
         p.bots_followed = 3;
-        assert_eq!(segment(&p, NOW).get(Segment::BotLover), Some(0.7));
+        assert_eq!(segment(&p, NOW, &rules()).get(Segment::BotLover), Some(0.7));
 
         p.activity.weekly_sessions = 5.0;
         p.activity.last_active = NOW;
-        assert!(segment(&p, NOW).get(Segment::Engaged).is_some());
-        assert!(segment(&p, Timestamp(NOW.secs() + DAY)).get(Segment::Engaged).is_none(), "decays");
+        assert!(segment(&p, NOW, &rules()).get(Segment::Engaged).is_some());
+        assert!(segment(&p, Timestamp(NOW.secs() + DAY), &rules()).get(Segment::Engaged).is_none(), "decays");
 
         p.purchases = 1;
-        assert!(segment(&p, NOW).get(Segment::PremiumPotential).is_some());
+        assert!(segment(&p, NOW, &rules()).get(Segment::PremiumPotential).is_some());
         with_responses(&mut p, &[false; 5]);
-        assert!(segment(&p, NOW).get(Segment::PremiumPotential).is_none());
+        assert!(segment(&p, NOW, &rules()).get(Segment::PremiumPotential).is_none());
+    }
+
+    /// Reasons say what the rules saw, and `explain` agrees with `segment`.
+    #[test]
+    fn explanations_carry_reasons() {
+        let mut p = profile();
+        with_responses(&mut p, &[true, true, true, true, false]);
+        p.bots_followed = 5;
+        let explained = explain(&p, NOW, &rules());
+        let hot = explained.iter().find(|e| e.segment == Segment::HotLead).unwrap();
+        assert_eq!(hot.reasons, vec!["answered 4 of the last 5 messages".to_string()]);
+        let bots = explained.iter().find(|e| e.segment == Segment::BotLover).unwrap();
+        assert_eq!(bots.reasons, vec!["follows 5 of our bots".to_string()]);
+        let set = segment(&p, NOW, &rules());
+        assert_eq!(explained.len(), set.iter().count());
+        assert!(explained.windows(2).all(|w| w[0].confidence >= w[1].confidence));
+    }
+
+    /// The thresholds come from the file: a changed threshold changes the decision, and a
+    /// bad value names its field.
+    #[test]
+    fn thresholds_come_from_the_file() {
+        let mut p = profile();
+        p.bots_followed = 2;
+        assert!(segment(&p, NOW, &rules()).get(Segment::BotLover).is_none());
+        let text = DEFAULT_RULES.replace("min_bots = 3", "min_bots = 2");
+        let two = SegmentationRules::from_toml_str(&text, "r.toml").unwrap();
+        assert!(segment(&p, NOW, &two).get(Segment::BotLover).is_some());
+        let text = DEFAULT_RULES.replace("min_night_share = 0.5", "min_night_share = 1.5");
+        let err = SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string();
+        assert!(err.contains("field night_owl.min_night_share"), "{err}");
+        let text = DEFAULT_RULES.replace("night_hours = \"22-4\"", "night_hours = \"late\"");
+        let err = SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string();
+        assert!(err.contains("field night_owl.night_hours"), "{err}");
     }
 
     /// Everyone holds at least one segment; long silence makes a cold lead.
@@ -172,7 +505,7 @@ mod tests {
     fn fallback_and_inactivity() {
         let mut p = profile();
         p.activity.last_active = Timestamp(NOW.secs() - 20 * DAY);
-        let s = segment(&p, NOW);
+        let s = segment(&p, NOW, &rules());
         assert_eq!(s.get(Segment::ColdLead), Some(0.8));
         assert!(!s.is_empty());
     }

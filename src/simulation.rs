@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::policy::SuppressReason;
+use crate::segmentation::SegmentationRules;
 use crate::store::{JsonlLog, MemoryStore, Store, StoreError};
 use crate::transport::SimTransport;
 
@@ -40,6 +41,8 @@ pub struct SimulationPlan {
     pub scenario_name: String,
     /// The strategies.
     pub book: StrategyBook,
+    /// The segmentation rules.
+    pub rules: SegmentationRules,
     /// Write every send and reaction here as JSON lines.
     pub events: Option<PathBuf>,
 }
@@ -285,6 +288,7 @@ pub fn run_engine(
         .transport(transport)
         .store(store)
         .strategies(plan.book.clone())
+        .segmentation(plan.rules.clone())
         .users(users)
         .horizon(horizon)
         .seed(plan.seed)

@@ -23,7 +23,7 @@ use crate::policy::{
     CapState, Decision, SuppressReason, caps_for, decide, earliest_allowed, governing_segment, plan_next_send,
     sends_fit,
 };
-use crate::segmentation;
+use crate::segmentation::{self, SegmentationRules};
 use crate::store::{LogEntry, LogKind, Store, StoreFuture, UserRecord};
 use crate::transport::{Delivered, SendFuture, Transport, TransportError};
 
@@ -55,6 +55,8 @@ pub struct UserContext {
     pub store: Arc<dyn Store>,
     /// When to persist.
     pub persist: PersistPolicy,
+    /// The segmentation rules.
+    pub rules: Arc<SegmentationRules>,
 }
 
 /// The last message a user received, to attribute replies.
@@ -137,7 +139,7 @@ impl UserActor {
 
     /// Re-runs the segmentation rules; returns whether the set of held segments changed.
     fn refresh_segments(&mut self, now: Timestamp) -> bool {
-        let new = segmentation::segment(&self.profile, now);
+        let new = segmentation::segment(&self.profile, now, &self.ctx.rules);
         let changed = held_mask(&new) != held_mask(&self.segments);
         self.segments = new;
         changed

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
+use crate::segmentation::SegmentationRules;
 use crate::simulation::{self, SimulationPlan};
 
 use super::CliError;
@@ -49,6 +50,9 @@ pub struct SimArgs {
     /// Strategy TOML replacing the shipped defaults (`config/strategies.toml`).
     #[arg(long, value_name = "FILE")]
     pub strategy: Option<PathBuf>,
+    /// Segmentation rules TOML replacing the shipped thresholds (`config/segmentation.toml`).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -72,6 +76,10 @@ impl SimArgs {
                 dir.display()
             )));
         }
+        let rules = match &self.rules {
+            Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
+            None => SegmentationRules::defaults(),
+        };
         let (seed, drawn) = match self.seed {
             Some(seed) => (seed, false),
             None => (draw_seed(), true),
@@ -83,6 +91,7 @@ impl SimArgs {
             scenario,
             scenario_name,
             book,
+            rules,
             events: events.cloned(),
         };
         Ok((plan, drawn))

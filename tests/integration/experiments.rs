@@ -92,6 +92,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
             scenario: Scenario::default_scenario(),
             scenario_name: "default".into(),
             book: StrategyBook::defaults(),
+            rules: gavat::segmentation::SegmentationRules::defaults(),
             events: None,
         },
         design: Experiment::from_toml_str(text, "test.toml").expect("a valid design"),

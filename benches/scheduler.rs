@@ -91,6 +91,7 @@ fn whole_simulation(c: &mut Criterion) {
                 book: StrategyBook::defaults(),
                 rules: gavat::segmentation::SegmentationRules::defaults(),
                 events: None,
+                save_state: None,
             },
             |plan| simulation::run(&plan, |_| {}).expect("simulation runs"),
             BatchSize::PerIteration,

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
-use crate::store::{JsonlLog, MemoryStore, Store, StoreError};
+use crate::store::{JsonlLog, MemoryStore, RunRecord, SqliteStore, Store, StoreError};
 use crate::transport::SimTransport;
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
@@ -45,6 +45,9 @@ pub struct SimulationPlan {
     pub rules: SegmentationRules,
     /// Write every send and reaction here as JSON lines.
     pub events: Option<PathBuf>,
+    /// Save the final CRM state (profiles, segments, log, queue) into this SQLite file,
+    /// replacing it.
+    pub save_state: Option<PathBuf>,
 }
 
 /// Why a simulation could not run.
@@ -276,9 +279,22 @@ pub fn run_engine(
         Arms { names: setup.names, books: setup.books, of_user }
     });
     let transport = Arc::new(SimTransport::new(population, model, plan.seed, horizon));
-    let store: Arc<dyn Store> = match &plan.events {
-        Some(path) => Arc::new(JsonlLog::create(path, MemoryStore::counting())?),
+    let base: Arc<dyn Store> = match &plan.save_state {
+        Some(path) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                if file.exists() {
+                    std::fs::remove_file(&file)
+                        .map_err(|cause| StoreError::Io { path: file.display().to_string(), cause })?;
+                }
+            }
+            Arc::new(SqliteStore::open(path)?)
+        }
         None => Arc::new(MemoryStore::counting()),
+    };
+    let store: Arc<dyn Store> = match &plan.events {
+        Some(path) => Arc::new(JsonlLog::create(path, base)?),
+        None => base,
     };
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(start));
     let span = (horizon.secs() - start.secs()).max(1) as f64;
@@ -286,7 +302,7 @@ pub fn run_engine(
     let mut builder = Engine::builder()
         .clock(clock)
         .transport(transport)
-        .store(store)
+        .store(store.clone())
         .strategies(plan.book.clone())
         .segmentation(plan.rules.clone())
         .users(users)
@@ -299,6 +315,15 @@ pub fn run_engine(
     };
     let engine = builder.build()?;
     let result = run_on_virtual_runtime(|| engine.run())??;
+    let suppressed = Segment::ALL
+        .iter()
+        .flat_map(|seg| result.segments[seg.index()].suppressed.iter().map(|(reason, n)| (*seg, *reason, *n)))
+        .collect();
+    let run = RunRecord { ended_at: horizon, strategy: plan.book.name.to_string(), seed: Some(plan.seed), suppressed };
+    futures::executor::block_on(async {
+        store.save_run(&run).await?;
+        store.flush().await
+    })?;
     Ok(EngineRun { result, start, end: horizon })
 }
 

@@ -217,15 +217,22 @@ impl UserActor {
         self.drive_store(ctx, fut);
     }
 
-    fn persist(&mut self, ctx: &mut Context<Self>) {
+    fn persist(&mut self, ctx: &mut Context<Self>, now: Timestamp, book: &StrategyBook) {
         if self.ctx.persist == PersistPolicy::EveryChange {
-            let fut = self.ctx.store.save_user(&self.record());
+            let fut = self.ctx.store.save_user(&self.record(now, book));
             self.drive_store(ctx, fut);
         }
     }
 
-    fn record(&self) -> UserRecord {
-        UserRecord { profile: self.profile.clone(), caps: self.caps_state }
+    fn record(&self, now: Timestamp, book: &StrategyBook) -> UserRecord {
+        UserRecord {
+            profile: self.profile.clone(),
+            caps: self.caps_state,
+            segments: segmentation::explain(&self.profile, now, &self.ctx.rules),
+            governing: governing_segment(&self.segments, book),
+            caps_in_force: caps_for(&self.segments, book),
+            next_send: self.planned,
+        }
     }
 
     /// Runs a store call: at once when it is ready, else holding the mailbox until it is.
@@ -290,7 +297,7 @@ impl UserActor {
         entry.content = Some(message.content);
         entry.outcome = Some(outcome);
         self.log(ctx, entry);
-        self.persist(ctx);
+        self.persist(ctx, at, book);
         let kind = OutcomeKind::Sent { caps, offset, via_group: group.is_some(), local_hour };
         self.outcome(at, message.segment, kind)
     }
@@ -357,7 +364,7 @@ impl UserActor {
         entry.segment = Some(segment);
         entry.group = self.last_send.and_then(|l| l.group);
         self.log(ctx, entry);
-        self.persist(ctx);
+        self.persist(ctx, at, book);
         self.outcome(at, segment, OutcomeKind::OptOut)
     }
 }
@@ -440,7 +447,7 @@ impl Handler<DeliverInbound> for UserActor {
                 entry.segment = Some(attributed);
                 entry.group = event.group;
                 self.log(ctx, entry);
-                self.persist(ctx);
+                self.persist(ctx, at, &book);
                 let send_hour = self.last_send.map(|l| l.local_hour).unwrap_or(0);
                 self.outcome(at, attributed, OutcomeKind::Response { send_hour })
             }
@@ -451,12 +458,12 @@ impl Handler<DeliverInbound> for UserActor {
                 entry.segment = Some(attributed);
                 entry.group = event.group;
                 self.log(ctx, entry);
-                self.persist(ctx);
+                self.persist(ctx, at, &book);
                 self.outcome(at, attributed, OutcomeKind::Conversion)
             }
             InboundKind::Activity => {
                 self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
-                self.persist(ctx);
+                self.persist(ctx, at, &book);
                 None
             }
         };
@@ -585,7 +592,7 @@ impl Handler<TakeSnapshot> for UserActor {
     fn handle(&mut self, msg: TakeSnapshot, ctx: &mut Self::Context) -> UserSnapshot {
         self.refresh_segments(msg.at);
         if self.ctx.persist == PersistPolicy::AtEnd {
-            let fut = self.ctx.store.save_user(&self.record());
+            let fut = self.ctx.store.save_user(&self.record(msg.at, &msg.book));
             self.drive_store(ctx, fut);
         }
         UserSnapshot {

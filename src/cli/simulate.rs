@@ -29,6 +29,11 @@ pub struct SimulateArgs {
     /// (schema: docs/events.md).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Save the simulated CRM's final state (profiles, segments with reasons, the
+    /// send/response log, planned sends) into this SQLite file, replacing it; explore it
+    /// with `gavat users`, `gavat segments`, `gavat delivery` and `gavat segment`.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
 }
 
 /// The flags every simulated run shares.
@@ -93,6 +98,7 @@ impl SimArgs {
             book,
             rules,
             events: events.cloned(),
+            save_state: None,
         };
         Ok((plan, drawn))
     }
@@ -108,7 +114,19 @@ fn draw_seed() -> u64 {
 
 /// Runs `gavat simulate`.
 pub fn run(args: SimulateArgs) -> Result<(), CliError> {
-    let (plan, drawn) = args.sim.plan(args.events.as_ref())?;
+    let (mut plan, drawn) = args.sim.plan(args.events.as_ref())?;
+    if let Some(path) = &args.save_state {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--save-state {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+        plan.save_state = Some(path.clone());
+    }
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
@@ -124,6 +142,9 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         write!(stdout, "{}", report.to_text()).context("writing the report").map_err(CliError::failure)?;
         if let Some(events) = &plan.events {
             writeln!(stdout, "events written:    {}", events.display()).map_err(CliError::failure)?;
+        }
+        if let Some(state) = &plan.save_state {
+            writeln!(stdout, "state saved:       {}", state.display()).map_err(CliError::failure)?;
         }
     }
     if report.cap_violations > 0 {

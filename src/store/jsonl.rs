@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{LogEntry, Store, StoreError, StoreFuture, UserRecord};
+use super::{LogEntry, RunRecord, Store, StoreError, StoreFuture, UserRecord};
 
 /// Writes the log to a JSON-lines file, then passes everything on to `inner`.
 #[derive(Debug)]
@@ -52,6 +52,10 @@ impl<S: Store> Store for JsonlLog<S> {
             return Box::pin(std::future::ready(Err(self.io_error(e))));
         }
         self.inner.append(entry)
+    }
+
+    fn save_run(&self, run: &RunRecord) -> StoreFuture<()> {
+        self.inner.save_run(run)
     }
 
     fn flush(&self) -> StoreFuture<()> {

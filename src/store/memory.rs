@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::domain::UserId;
 
-use super::{LogEntry, LogKind, Store, StoreFuture, UserRecord};
+use super::{LogEntry, LogKind, RunRecord, Store, StoreFuture, UserRecord};
 
 /// Everything in memory.
 #[derive(Debug, Default)]
@@ -21,6 +21,7 @@ struct Inner {
     users: BTreeMap<UserId, UserRecord>,
     log: Vec<LogEntry>,
     counts: [u64; 4],
+    run: Option<RunRecord>,
 }
 
 impl MemoryStore {
@@ -67,6 +68,13 @@ impl Store for MemoryStore {
         inner.counts[entry.kind as usize] += 1;
         if self.keep_everything {
             inner.log.push(entry.clone());
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn save_run(&self, run: &RunRecord) -> StoreFuture<()> {
+        if self.keep_everything {
+            self.lock().run = Some(run.clone());
         }
         Box::pin(std::future::ready(Ok(())))
     }

@@ -5,6 +5,7 @@
 
 mod jsonl;
 mod memory;
+mod sqlite;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -14,10 +15,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::domain::{BotId, Caps, ContentKind, GroupId, HourMask, Segment, Timestamp, UserId, UserProfile, UtcOffset};
-use crate::policy::CapState;
+use crate::policy::{CapState, SuppressReason};
+use crate::segmentation::Explained;
 
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
+pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SqliteStore, StoredEvent, StoredUser};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,42 @@ pub struct UserRecord {
     pub profile: UserProfile,
     /// The cap counters.
     pub caps: CapState,
+    /// Segments held, with confidence and reasons, highest confidence first.
+    pub segments: Vec<Explained>,
+    /// The segment whose strategy governs.
+    pub governing: Option<Segment>,
+    /// The caps in force (the strictest over the segments held).
+    pub caps_in_force: Caps,
+    /// When the next message is planned, if any.
+    pub next_send: Option<Timestamp>,
+}
+
+/// What a whole run leaves behind besides users and the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// The engine's time at the end (the store's "now").
+    pub ended_at: Timestamp,
+    /// The strategy set's name.
+    pub strategy: String,
+    /// The seed, for simulations.
+    pub seed: Option<u64>,
+    /// Sends held back, by governing segment and reason.
+    pub suppressed: Vec<(Segment, SuppressReason, u64)>,
+}
+
+impl<T: Store + ?Sized> Store for Arc<T> {
+    fn save_user(&self, record: &UserRecord) -> StoreFuture<()> {
+        (**self).save_user(record)
+    }
+    fn append(&self, entry: &LogEntry) -> StoreFuture<()> {
+        (**self).append(entry)
+    }
+    fn save_run(&self, run: &RunRecord) -> StoreFuture<()> {
+        (**self).save_run(run)
+    }
+    fn flush(&self) -> StoreFuture<()> {
+        (**self).flush()
+    }
 }
 
 /// Persistence for the engine.
@@ -132,6 +171,8 @@ pub trait Store: Send + Sync + Debug {
     fn save_user(&self, record: &UserRecord) -> StoreFuture<()>;
     /// Appends one entry to the log.
     fn append(&self, entry: &LogEntry) -> StoreFuture<()>;
+    /// Records what the run as a whole left behind (end of a run).
+    fn save_run(&self, run: &RunRecord) -> StoreFuture<()>;
     /// Makes everything written so far durable (end of a run).
     fn flush(&self) -> StoreFuture<()>;
 }

@@ -1,0 +1,767 @@
+//! The embedded CRM store: SQLite (bundled, WAL mode) implementing the [`Store`] seam, and
+//! the queries the management commands read it with. It holds profiles and cap counters,
+//! segment assignments with confidence and reasons, the send/response log, run summaries
+//! and the LLM cache, under a schema version with migrations (`PRAGMA user_version`).
+//!
+//! Writes are buffered and committed in transactions of up to 10,000 rows (and at
+//! `flush`): a simulation's hundred thousand log lines cost a few transactions, not a
+//! hundred thousand fsyncs. The calls block briefly; they never await, so they cannot
+//! let a paused virtual clock jump.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::domain::{
+    ActivitySummary, Caps, HourMask, ResponseHistory, Segment, Timestamp, UserId, UserProfile, UtcOffset,
+};
+use crate::policy::CapState;
+#[cfg(test)]
+use crate::policy::SuppressReason;
+use crate::segmentation::Explained;
+
+use super::{LogEntry, LogKind, RunRecord, Store, StoreError, StoreFuture, UserRecord};
+
+/// Rows buffered before a transaction is committed.
+const BATCH: usize = 10_000;
+
+/// The schema, one entry per version: migration `i` takes `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        joined_at INTEGER NOT NULL,
+        utc_offset INTEGER NOT NULL,
+        bots_followed INTEGER NOT NULL,
+        purchases INTEGER NOT NULL,
+        sessions INTEGER NOT NULL,
+        by_local_hour TEXT NOT NULL,
+        last_active INTEGER NOT NULL,
+        weekly_sessions REAL NOT NULL,
+        received INTEGER NOT NULL,
+        responded INTEGER NOT NULL,
+        recent INTEGER NOT NULL,
+        recent_len INTEGER NOT NULL,
+        opted_out INTEGER NOT NULL,
+        last_sent INTEGER,
+        last_send_day INTEGER NOT NULL,
+        sent_on_last_day INTEGER NOT NULL,
+        governing TEXT,
+        daily_limit INTEGER NOT NULL,
+        cooldown_secs INTEGER NOT NULL,
+        allowed_hours INTEGER NOT NULL,
+        period_days INTEGER NOT NULL,
+        next_send_at INTEGER
+     );
+     CREATE TABLE segments (
+        user_id INTEGER NOT NULL,
+        segment TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        reasons TEXT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (user_id, segment)
+     );
+     CREATE INDEX segments_by_segment ON segments (segment, confidence DESC);
+     CREATE TABLE log (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        utc_offset INTEGER NOT NULL,
+        group_id INTEGER,
+        segment TEXT,
+        daily_limit INTEGER,
+        cooldown_secs INTEGER,
+        allowed_hours INTEGER,
+        period_days INTEGER,
+        bot INTEGER,
+        content TEXT,
+        strategy TEXT NOT NULL,
+        arm TEXT,
+        outcome TEXT
+     );
+     CREATE INDEX log_by_user ON log (user_id, at);
+     CREATE INDEX log_by_time ON log (at);
+     CREATE TABLE suppressions (
+        segment TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (segment, reason)
+     );
+     CREATE TABLE llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);",
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// A CRM store in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    users: Vec<UserRecord>,
+    log: Vec<LogEntry>,
+    /// The first write error, reported again at `flush` so that no loss goes unnoticed.
+    failed: Option<String>,
+}
+
+fn sql_error(path: &str, e: rusqlite::Error) -> StoreError {
+    StoreError::Io { path: path.to_string(), cause: std::io::Error::other(e.to_string()) }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let display = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| sql_error(&display, e))?;
+        let store = SqliteStore {
+            path: display.clone(),
+            inner: Mutex::new(Inner { conn, users: Vec::new(), log: Vec::new(), failed: None }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading; a missing file is an error, not a new store.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Io {
+                path: path.display().to_string(),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such store (create one with `gavat simulate --save-state`)",
+                ),
+            });
+        }
+        SqliteStore::open(path)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql_error(&self.path, e)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let inner = self.lock();
+        let conn = &inner.conn;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.err(e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| self.err(e))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                cause: std::io::Error::other(format!(
+                    "schema version {version} is newer than this gavat understands ({SCHEMA_VERSION})"
+                )),
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(&format!("BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;", i + 1))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        let version: i64 =
+            self.lock().conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(usize::try_from(version).unwrap_or(usize::MAX))
+    }
+
+    /// Writes buffered rows in one transaction.
+    fn write_buffers(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        if inner.users.is_empty() && inner.log.is_empty() {
+            return Ok(());
+        }
+        let users = std::mem::take(&mut inner.users);
+        let log = std::mem::take(&mut inner.log);
+        let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO users VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut clear = tx.prepare_cached("DELETE FROM segments WHERE user_id = ?1").map_err(|e| self.err(e))?;
+            let mut seg =
+                tx.prepare_cached("INSERT INTO segments VALUES (?1, ?2, ?3, ?4, 'rules')").map_err(|e| self.err(e))?;
+            for u in &users {
+                let p = &u.profile;
+                let hours = serde_json::to_string(&p.activity.by_local_hour).unwrap_or_default();
+                upsert
+                    .execute(params![
+                        p.id.0 as i64,
+                        p.joined_at.secs(),
+                        p.utc_offset.0,
+                        p.bots_followed,
+                        p.purchases,
+                        p.activity.sessions,
+                        hours,
+                        p.activity.last_active.secs(),
+                        f64::from(p.activity.weekly_sessions),
+                        p.responses.received,
+                        p.responses.responded,
+                        p.responses.recent,
+                        p.responses.recent_len,
+                        u.caps.opted_out,
+                        u.caps.last_sent.map(|t| t.secs()),
+                        u.caps.last_send_day,
+                        u.caps.sent_on_last_day,
+                        u.governing.map(|s| s.as_str()),
+                        u.caps_in_force.daily_limit,
+                        u.caps_in_force.cooldown_secs,
+                        u.caps_in_force.allowed_hours.0,
+                        u.caps_in_force.period_days,
+                        u.next_send.map(|t| t.secs()),
+                    ])
+                    .map_err(|e| self.err(e))?;
+                clear.execute(params![p.id.0 as i64]).map_err(|e| self.err(e))?;
+                for s in &u.segments {
+                    let reasons = serde_json::to_string(&s.reasons).unwrap_or_default();
+                    seg.execute(params![p.id.0 as i64, s.segment.as_str(), f64::from(s.confidence), reasons])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO log (kind, at, user_id, utc_offset, group_id, segment, daily_limit, cooldown_secs,
+                     allowed_hours, period_days, bot, content, strategy, arm, outcome)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(|e| self.err(e))?;
+            for e in &log {
+                insert
+                    .execute(params![
+                        kind_name(e.kind),
+                        e.at.secs(),
+                        e.user.0 as i64,
+                        e.utc_offset.0,
+                        e.group.map(|g| g.0 as i64),
+                        e.segment.map(|s| s.as_str()),
+                        e.caps.map(|c| c.daily_limit),
+                        e.caps.map(|c| c.cooldown_secs),
+                        e.caps.map(|c| c.allowed_hours.0),
+                        e.caps.map(|c| c.period_days),
+                        e.bot.map(|b| b.0),
+                        e.content.map(|c| c.as_str()),
+                        &*e.strategy,
+                        e.arm.as_deref(),
+                        e.outcome,
+                    ])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn buffered(&self, push: impl FnOnce(&mut Inner)) -> StoreFuture<()> {
+        let mut inner = self.lock();
+        push(&mut inner);
+        let result = if inner.users.len() + inner.log.len() >= BATCH {
+            let r = self.write_buffers(&mut inner);
+            if let Err(e) = &r {
+                inner.failed.get_or_insert_with(|| e.to_string());
+            }
+            r
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn kind_name(kind: LogKind) -> &'static str {
+    match kind {
+        LogKind::Send => "send",
+        LogKind::Response => "response",
+        LogKind::Conversion => "conversion",
+        LogKind::OptOut => "opt_out",
+    }
+}
+
+impl Store for SqliteStore {
+    fn save_user(&self, record: &UserRecord) -> StoreFuture<()> {
+        self.buffered(|inner| inner.users.push(record.clone()))
+    }
+
+    fn append(&self, entry: &LogEntry) -> StoreFuture<()> {
+        self.buffered(|inner| inner.log.push(entry.clone()))
+    }
+
+    fn save_run(&self, run: &RunRecord) -> StoreFuture<()> {
+        let inner = self.lock();
+        let result = (|| -> Result<(), rusqlite::Error> {
+            let tx = inner.conn.unchecked_transaction()?;
+            for (key, value) in [
+                ("ended_at", run.ended_at.secs().to_string()),
+                ("strategy", run.strategy.clone()),
+                ("seed", run.seed.map(|s| s.to_string()).unwrap_or_default()),
+            ] {
+                tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
+            }
+            tx.execute("DELETE FROM suppressions", [])?;
+            for (segment, reason, count) in &run.suppressed {
+                tx.execute(
+                    "INSERT INTO suppressions VALUES (?1, ?2, ?3)",
+                    params![segment.as_str(), reason.as_str(), *count as i64],
+                )?;
+            }
+            tx.commit()
+        })();
+        Box::pin(std::future::ready(result.map_err(|e| self.err(e))))
+    }
+
+    fn flush(&self) -> StoreFuture<()> {
+        let mut inner = self.lock();
+        let result = self.write_buffers(&mut inner).and_then(|()| match inner.failed.take() {
+            Some(first) => Err(StoreError::Io {
+                path: self.path.clone(),
+                cause: std::io::Error::other(format!("an earlier write failed: {first}")),
+            }),
+            None => Ok(()),
+        });
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// One user as the store holds them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredUser {
+    /// Profile.
+    #[serde(skip)]
+    pub profile: UserProfile,
+    /// Cap counters.
+    #[serde(skip)]
+    pub caps: CapState,
+    /// Segments, highest confidence first.
+    pub segments: Vec<Explained>,
+    /// The governing segment.
+    pub governing: Option<Segment>,
+    /// Caps in force.
+    #[serde(skip)]
+    pub caps_in_force: Caps,
+    /// Next planned send.
+    pub next_send: Option<Timestamp>,
+}
+
+/// One line of the log, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// `send`, `response`, `conversion`, `opt_out`.
+    pub kind: String,
+    /// When.
+    pub at: Timestamp,
+    /// Governing segment.
+    pub segment: Option<String>,
+    /// Group, for group posts.
+    pub group: Option<i64>,
+    /// Content of a send.
+    pub content: Option<String>,
+    /// `delivered` / `unknown` for sends.
+    pub outcome: Option<String>,
+}
+
+/// Per-segment counts from the log in a time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentCounts {
+    /// Users governed by the segment.
+    pub users: u64,
+    /// Sends.
+    pub sent: u64,
+    /// Replies.
+    pub responses: u64,
+    /// Purchases.
+    pub conversions: u64,
+    /// Opt-outs.
+    pub opt_outs: u64,
+}
+
+impl SqliteStore {
+    /// The store's present: the engine time at the end of the last saved run.
+    pub fn ended_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let inner = self.lock();
+        let value: Option<String> = inner
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'ended_at'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(value.and_then(|v| v.parse().ok()).map(Timestamp))
+    }
+
+    /// The strategy set the last run used.
+    pub fn strategy_name(&self) -> Result<Option<String>, StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'strategy'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many users the store holds.
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// One user, or `None` if unknown.
+    pub fn user(&self, id: UserId) -> Result<Option<StoredUser>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner.conn.prepare_cached("SELECT * FROM users WHERE id = ?1").map_err(|e| self.err(e))?;
+        let Some(mut user) = stmt.query_row(params![id.0 as i64], row_to_user).optional().map_err(|e| self.err(e))?
+        else {
+            return Ok(None);
+        };
+        user.segments = segments_of(&inner.conn, id).map_err(|e| self.err(e))?;
+        Ok(Some(user))
+    }
+
+    /// Calls `each` for every user, in id order (for re-segmentation).
+    pub fn for_each_user(&self, mut each: impl FnMut(StoredUser)) -> Result<(), StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner.conn.prepare("SELECT * FROM users ORDER BY id").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], row_to_user).map_err(|e| self.err(e))?;
+        for row in rows {
+            let mut user = row.map_err(|e| self.err(e))?;
+            user.segments = segments_of(&inner.conn, user.profile.id).map_err(|e| self.err(e))?;
+            each(user);
+        }
+        Ok(())
+    }
+
+    /// Replaces users' segments (from a re-segmentation), in one transaction.
+    pub fn replace_segments(
+        &self,
+        updates: &[(UserId, Vec<Explained>, Option<Segment>)],
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut clear = tx.prepare_cached("DELETE FROM segments WHERE user_id = ?1").map_err(|e| self.err(e))?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO segments VALUES (?1, ?2, ?3, ?4, ?5)").map_err(|e| self.err(e))?;
+            let mut governing =
+                tx.prepare_cached("UPDATE users SET governing = ?2 WHERE id = ?1").map_err(|e| self.err(e))?;
+            for (id, segments, gov) in updates {
+                clear.execute(params![id.0 as i64]).map_err(|e| self.err(e))?;
+                for s in segments {
+                    let reasons = serde_json::to_string(&s.reasons).unwrap_or_default();
+                    insert
+                        .execute(params![id.0 as i64, s.segment.as_str(), f64::from(s.confidence), reasons, source])
+                        .map_err(|e| self.err(e))?;
+                }
+                governing.execute(params![id.0 as i64, gov.map(|s| s.as_str())]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The user's last `limit` log entries, newest first.
+    pub fn recent_events(&self, id: UserId, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare_cached(
+                "SELECT kind, at, segment, group_id, content, outcome FROM log WHERE user_id = ?1
+                 ORDER BY at DESC, id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![id.0 as i64, limit as i64], |r| {
+                Ok(StoredEvent {
+                    kind: r.get(0)?,
+                    at: Timestamp(r.get(1)?),
+                    segment: r.get(2)?,
+                    group: r.get(3)?,
+                    content: r.get(4)?,
+                    outcome: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Per-segment counts of the log since `since` (all of it with `None`), and the users each
+    /// segment governs now.
+    pub fn segment_counts(&self, since: Option<Timestamp>) -> Result<Vec<(Segment, SegmentCounts)>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<(Segment, SegmentCounts)> =
+            Segment::ALL.iter().map(|s| (*s, SegmentCounts::default())).collect();
+        let find = |name: &str| Segment::ALL.iter().position(|s| s.as_str() == name);
+        let mut stmt = inner
+            .conn
+            .prepare(
+                "SELECT segment, kind, COUNT(*) FROM log WHERE at >= ?1 AND segment IS NOT NULL GROUP BY segment, kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since.map_or(i64::MIN, |t| t.secs())], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (segment, kind, n) = row.map_err(|e| self.err(e))?;
+            let Some(i) = find(&segment) else { continue };
+            let c = &mut out[i].1;
+            match kind.as_str() {
+                "send" => c.sent += n as u64,
+                "response" => c.responses += n as u64,
+                "conversion" => c.conversions += n as u64,
+                "opt_out" => c.opt_outs += n as u64,
+                _ => {}
+            }
+        }
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT governing, COUNT(*) FROM users WHERE governing IS NOT NULL GROUP BY governing")
+            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(|e| self.err(e))?;
+        for row in rows {
+            let (segment, n) = row.map_err(|e| self.err(e))?;
+            if let Some(i) = find(&segment) {
+                out[i].1.users = n as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends held back, by segment and reason, as of the last run.
+    pub fn suppressions(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT segment, reason, count FROM suppressions ORDER BY segment, reason")
+            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Planned sends: per governing segment, how many are queued and how many are due by `by`.
+    pub fn queue(&self, by: Timestamp) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare(
+                "SELECT COALESCE(governing, '-'), COUNT(*), SUM(next_send_at <= ?1) FROM users
+                 WHERE next_send_at IS NOT NULL AND opted_out = 0 GROUP BY governing ORDER BY governing",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![by.secs()], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Users opted out.
+    pub fn opted_out_count(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT COUNT(*) FROM users WHERE opted_out = 1", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The users holding `segment` with at least `min_confidence`, highest first.
+    pub fn segment_members(
+        &self,
+        segment: Segment,
+        min_confidence: f32,
+        limit: usize,
+    ) -> Result<Vec<(UserId, f32, Vec<String>)>, StoreError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare(
+                "SELECT user_id, confidence, reasons FROM segments WHERE segment = ?1 AND confidence >= ?2
+                 ORDER BY confidence DESC, user_id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![segment.as_str(), f64::from(min_confidence), limit as i64], |r| {
+                let reasons: String = r.get(2)?;
+                Ok((
+                    UserId(r.get::<_, i64>(0)? as u64),
+                    r.get::<_, f64>(1)? as f32,
+                    serde_json::from_str(&reasons).unwrap_or_default(),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
+    let hours: String = r.get("by_local_hour")?;
+    let by_local_hour: [u16; 24] = serde_json::from_str(&hours).unwrap_or([0; 24]);
+    let profile = UserProfile {
+        id: UserId(r.get::<_, i64>("id")? as u64),
+        joined_at: Timestamp(r.get("joined_at")?),
+        utc_offset: UtcOffset(r.get("utc_offset")?),
+        activity: ActivitySummary {
+            by_local_hour,
+            sessions: r.get("sessions")?,
+            last_active: Timestamp(r.get("last_active")?),
+            weekly_sessions: r.get::<_, f64>("weekly_sessions")? as f32,
+        },
+        bots_followed: r.get("bots_followed")?,
+        purchases: r.get("purchases")?,
+        responses: ResponseHistory {
+            received: r.get("received")?,
+            responded: r.get("responded")?,
+            recent: r.get("recent")?,
+            recent_len: r.get("recent_len")?,
+        },
+    };
+    let caps = CapState {
+        opted_out: r.get("opted_out")?,
+        last_sent: r.get::<_, Option<i64>>("last_sent")?.map(Timestamp),
+        last_send_day: r.get("last_send_day")?,
+        sent_on_last_day: r.get("sent_on_last_day")?,
+    };
+    let governing: Option<String> = r.get("governing")?;
+    Ok(StoredUser {
+        profile,
+        caps,
+        segments: Vec::new(),
+        governing: governing.and_then(|g| g.parse().ok()),
+        caps_in_force: Caps {
+            daily_limit: r.get("daily_limit")?,
+            cooldown_secs: r.get("cooldown_secs")?,
+            allowed_hours: HourMask(r.get("allowed_hours")?),
+            period_days: r.get("period_days")?,
+        },
+        next_send: r.get::<_, Option<i64>>("next_send_at")?.map(Timestamp),
+    })
+}
+
+fn segments_of(conn: &Connection, id: UserId) -> rusqlite::Result<Vec<Explained>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT segment, confidence, reasons FROM segments WHERE user_id = ?1 ORDER BY confidence DESC, segment",
+    )?;
+    let rows = stmt.query_map(params![id.0 as i64], |r| {
+        let name: String = r.get(0)?;
+        let reasons: String = r.get(2)?;
+        Ok((name, r.get::<_, f64>(1)?, reasons))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, confidence, reasons) = row?;
+        if let Ok(segment) = name.parse::<Segment>() {
+            out.push(Explained {
+                segment,
+                confidence: confidence as f32,
+                reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BotId, ContentKind};
+
+    fn record(id: u64) -> UserRecord {
+        let profile = UserProfile {
+            id: UserId(id),
+            joined_at: Timestamp(1_000),
+            utc_offset: UtcOffset(180),
+            activity: ActivitySummary { sessions: 3, last_active: Timestamp(5_000), ..Default::default() },
+            bots_followed: 2,
+            purchases: 1,
+            responses: ResponseHistory { received: 5, responded: 2, recent: 0b10010, recent_len: 5 },
+        };
+        UserRecord {
+            profile,
+            caps: CapState {
+                opted_out: false,
+                last_sent: Some(Timestamp(4_000)),
+                last_send_day: 0,
+                sent_on_last_day: 1,
+            },
+            segments: vec![Explained {
+                segment: Segment::WarmLead,
+                confidence: 0.6,
+                reasons: vec!["answered 2 of 5".into()],
+            }],
+            governing: Some(Segment::WarmLead),
+            caps_in_force: Caps {
+                daily_limit: 2,
+                cooldown_secs: 43_200,
+                allowed_hours: HourMask::window(9, 21),
+                period_days: 2,
+            },
+            next_send: Some(Timestamp(90_000)),
+        }
+    }
+
+    /// What is written is read back after reopening the file, and the schema is versioned.
+    #[test]
+    fn round_trips_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+            futures::executor::block_on(store.save_user(&record(7))).unwrap();
+            let entry = LogEntry {
+                kind: LogKind::Send,
+                at: Timestamp(4_000),
+                user: UserId(7),
+                utc_offset: UtcOffset(180),
+                group: None,
+                segment: Some(Segment::WarmLead),
+                caps: Some(record(7).caps_in_force.into()),
+                bot: Some(BotId(0)),
+                content: Some(ContentKind::Offer),
+                strategy: "defaults-v1".into(),
+                arm: None,
+                outcome: Some("delivered"),
+            };
+            futures::executor::block_on(store.append(&entry)).unwrap();
+            let run = RunRecord {
+                ended_at: Timestamp(100_000),
+                strategy: "defaults-v1".into(),
+                seed: Some(3),
+                suppressed: vec![(Segment::WarmLead, SuppressReason::Cooldown, 4)],
+            };
+            futures::executor::block_on(store.save_run(&run)).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = SqliteStore::open_existing(&path).unwrap();
+        let user = store.user(UserId(7)).unwrap().unwrap();
+        assert_eq!(user.profile, record(7).profile);
+        assert_eq!(user.caps, record(7).caps);
+        assert_eq!(user.segments, record(7).segments);
+        assert_eq!(user.caps_in_force, record(7).caps_in_force);
+        assert_eq!(user.next_send, Some(Timestamp(90_000)));
+        assert_eq!(store.recent_events(UserId(7), 10).unwrap()[0].content.as_deref(), Some("offer"));
+        assert_eq!(store.ended_at().unwrap(), Some(Timestamp(100_000)));
+        assert_eq!(store.suppressions().unwrap(), vec![("WARM_LEAD".into(), "cooldown".into(), 4)]);
+        assert!(store.user(UserId(8)).unwrap().is_none());
+        assert!(SqliteStore::open_existing(&dir.path().join("missing.db")).is_err());
+    }
+}

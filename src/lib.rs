@@ -11,6 +11,7 @@
 //!   implementations.
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
+//! - [`decision_log`]: daily decision logs under `logs/`.
 //! - [`engine`]: wiring and running.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;

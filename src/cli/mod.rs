@@ -2,6 +2,7 @@
 //! any work starts. Bad input is a one-line error and exit code 2; a failure while
 //! running is exit code 1.
 
+pub mod crm;
 pub mod experiment;
 pub mod simulate;
 
@@ -34,6 +35,17 @@ pub enum Command {
     /// with statistics a data scientist would sign (docs/statistics.md).
     #[command(subcommand)]
     Experiment(experiment::ExperimentCommand),
+    /// Look at one user of a CRM store.
+    #[command(subcommand)]
+    Users(crm::UsersCommand),
+    /// Segment performance and segment membership in a CRM store.
+    #[command(subcommand)]
+    Segments(crm::SegmentsCommand),
+    /// The delivery queue and suppressed sends of a CRM store.
+    #[command(subcommand)]
+    Delivery(crm::DeliveryCommand),
+    /// Re-run segmentation over every user of a CRM store, logging each change.
+    Segment(crm::SegmentArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -79,6 +91,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Experiment(command) => experiment::run(command),
+        Command::Users(command) => crm::users(command),
+        Command::Segments(command) => crm::segments(command),
+        Command::Delivery(command) => crm::delivery(command),
+        Command::Segment(args) => crm::segment(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 mod caps_from_events;
 mod cli;
 mod common;
+mod crm;
 mod determinism;
 mod experiments;
 mod transport_outcomes;

@@ -604,7 +604,7 @@ impl SqliteStore {
                 Ok((
                     UserId(r.get::<_, i64>(0)? as u64),
                     r.get::<_, f64>(1)? as f32,
-                    serde_json::from_str(&reasons).unwrap_or_default(),
+                    serde_json::from_str(&reasons).map_err(|e| corrupt("segments.reasons", e))?,
                 ))
             })
             .map_err(|e| self.err(e))?;
@@ -612,9 +612,14 @@ impl SqliteStore {
     }
 }
 
+/// A value the store holds that this build cannot read: an error, never a silent default.
+fn corrupt(column: &str, what: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("column {column}: {what}").into())
+}
+
 fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let hours: String = r.get("by_local_hour")?;
-    let by_local_hour: [u16; 24] = serde_json::from_str(&hours).unwrap_or([0; 24]);
+    let by_local_hour: [u16; 24] = serde_json::from_str(&hours).map_err(|e| corrupt("by_local_hour", e))?;
     let profile = UserProfile {
         id: UserId(r.get::<_, i64>("id")? as u64),
         joined_at: Timestamp(r.get("joined_at")?),
@@ -640,12 +645,15 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
         last_send_day: r.get("last_send_day")?,
         sent_on_last_day: r.get("sent_on_last_day")?,
     };
-    let governing: Option<String> = r.get("governing")?;
+    let governing = match r.get::<_, Option<String>>("governing")? {
+        Some(name) => Some(name.parse::<Segment>().map_err(|e| corrupt("governing", e))?),
+        None => None,
+    };
     Ok(StoredUser {
         profile,
         caps,
         segments: Vec::new(),
-        governing: governing.and_then(|g| g.parse().ok()),
+        governing,
         caps_in_force: Caps {
             daily_limit: r.get("daily_limit")?,
             cooldown_secs: r.get("cooldown_secs")?,
@@ -668,13 +676,11 @@ fn segments_of(conn: &Connection, id: UserId) -> rusqlite::Result<Vec<Explained>
     let mut out = Vec::new();
     for row in rows {
         let (name, confidence, reasons) = row?;
-        if let Ok(segment) = name.parse::<Segment>() {
-            out.push(Explained {
-                segment,
-                confidence: confidence as f32,
-                reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-            });
-        }
+        out.push(Explained {
+            segment: name.parse::<Segment>().map_err(|e| corrupt("segments.segment", e))?,
+            confidence: confidence as f32,
+            reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("segments.reasons", e))?,
+        });
     }
     Ok(out)
 }

@@ -33,6 +33,9 @@ pub enum EngineError {
     /// A required seam was not given to the builder.
     #[error("engine is missing its {0}")]
     Missing(&'static str),
+    /// The experiment arms do not fit the users (a caller's bug, reported, never guessed).
+    #[error("experiment arms do not fit: {0}")]
+    Arms(&'static str),
     /// The async runtime could not be built.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -199,7 +202,7 @@ impl EngineBuilder {
                 || arms.names.len() != arms.books.len()
                 || arms.of_user.iter().any(|a| usize::from(*a) >= arms.books.len()))
         {
-            return Err(EngineError::Missing("a consistent arm for every user"));
+            return Err(EngineError::Arms("every user needs exactly one arm that has a name and strategies"));
         }
         Ok(Engine {
             transport: self.transport.ok_or(EngineError::Missing("transport"))?,

@@ -7,6 +7,7 @@
 //! - [`config`]: strategy files → a validated [`config::StrategyBook`].
 //! - [`policy`]: the pure decision rules — caps, cooldown, quiet hours, priority, planning.
 //! - [`segmentation`]: rule-based segments with confidence.
+//! - [`llm`]: an OpenAI-compatible model consulted where the rules are unsure.
 //! - [`clock`], [`transport`], [`store`]: the seams; in-memory and simulated
 //!   implementations.
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
@@ -30,6 +31,7 @@ pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;
+pub mod llm;
 pub mod policy;
 pub mod segmentation;
 pub mod simulation;

@@ -1,6 +1,7 @@
 //! The operators' commands over a CRM store (`--store`, default `./gavat.db`): analyse a
-//! user, report segment performance, show delivery status, list a segment's users, and
-//! re-run segmentation. Each prints a table, or JSON with `--json`.
+//! user, report segment performance, show delivery status, list a segment's users. Each
+//! prints a table, or JSON with `--json`. Re-segmentation (`gavat segment`) is in
+//! [`super::segment`].
 
 use std::path::PathBuf;
 
@@ -10,15 +11,12 @@ use gavat_experiments::stats::{Interval, wilson};
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::StrategyBook;
-use crate::decision_log::DecisionLog;
-use crate::domain::{DAY, HOUR, Segment, SegmentSet, Timestamp, UserId};
-use crate::policy::{Decision, decide, earliest_allowed, governing_segment};
-use crate::segmentation::{self, Explained, SegmentationRules};
+use crate::domain::{DAY, HOUR, Segment, Timestamp, UserId};
+use crate::policy::{Decision, decide, earliest_allowed};
+use crate::segmentation::Explained;
 use crate::store::{SqliteStore, StoredEvent};
 
 use super::CliError;
-use super::simulate::Progress;
 
 /// Where the store is.
 #[derive(Debug, Args)]
@@ -32,7 +30,7 @@ pub struct StoreArg {
 }
 
 impl StoreArg {
-    fn open(&self) -> Result<(SqliteStore, Timestamp), CliError> {
+    pub(super) fn open(&self) -> Result<(SqliteStore, Timestamp), CliError> {
         let store = SqliteStore::open_existing(&self.store).map_err(CliError::usage)?;
         // The store's present: the end of the saved run, or now for a live store.
         let now = store.ended_at().map_err(CliError::failure)?.unwrap_or_else(|| SystemClock.now());
@@ -95,24 +93,7 @@ pub enum DeliveryCommand {
     },
 }
 
-/// Flags of `gavat segment`.
-#[derive(Debug, Args)]
-pub struct SegmentArgs {
-    /// Segmentation rules replacing the shipped thresholds (`config/segmentation.toml`).
-    #[arg(long, value_name = "FILE")]
-    pub rules: Option<PathBuf>,
-    /// Strategies that decide which segment governs (default: the shipped ones).
-    #[arg(long, value_name = "FILE")]
-    pub strategy: Option<PathBuf>,
-    /// Where the daily decision log goes (`<dir>/segmentation_YYYY-MM-DD.log`).
-    #[arg(long, value_name = "DIR", default_value = "logs")]
-    pub log_dir: PathBuf,
-    /// The store.
-    #[command(flatten)]
-    pub store: StoreArg,
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn print_json(value: &impl Serialize) -> Result<(), CliError> {
     println!("{}", serde_json::to_string_pretty(value).map_err(CliError::failure)?);
     Ok(())
 }
@@ -146,6 +127,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         last_active: Timestamp,
         opted_out: bool,
         segments: &'a [Explained],
+        segmented_by: Option<&'a str>,
         governing: Option<Segment>,
         caps: CapsView,
         last_sent: Option<Timestamp>,
@@ -175,6 +157,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         last_active: u.profile.activity.last_active,
         opted_out: u.caps.opted_out,
         segments: &u.segments,
+        segmented_by: u.segmented_by.as_deref(),
         governing: u.governing,
         caps: CapsView {
             daily_limit: c.daily_limit,
@@ -207,7 +190,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     if a.opted_out {
         println!("  OPTED OUT: never messaged again");
     }
-    println!("segments (highest confidence first):");
+    println!("segments (by {}, highest confidence first):", a.segmented_by.unwrap_or("nobody yet"));
     for s in a.segments {
         let mark = if Some(s.segment) == a.governing { "  <- governs" } else { "" };
         println!("  {:<18} {:.2}  {}{mark}", s.segment.as_str(), s.confidence, s.reasons.join("; "));
@@ -401,83 +384,5 @@ pub fn delivery(command: DeliveryCommand) -> Result<(), CliError> {
     for (segment, n, d) in &queue {
         println!("  {segment:<18} {n:>8} {d:>10}");
     }
-    Ok(())
-}
-
-/// Runs `gavat segment`: re-segments every user of the store with the rules.
-pub fn segment(args: SegmentArgs) -> Result<(), CliError> {
-    let rules = match &args.rules {
-        Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
-        None => SegmentationRules::defaults(),
-    };
-    let book = match &args.strategy {
-        Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
-        None => StrategyBook::defaults(),
-    };
-    let (db, now) = args.store.open()?;
-    let total = db.user_count().map_err(CliError::failure)?.max(1);
-    let mut log = DecisionLog::open(&args.log_dir, "segmentation", SystemClock.now())
-        .map_err(|e| CliError::failure(anyhow!("{}: cannot open the decision log: {e}", args.log_dir.display())))?;
-    let progress = Progress::new(format!("segmenting {total} users"), !args.store.json);
-    let mut tick = progress.callback();
-    let mut updates = Vec::new();
-    let (mut seen, mut changed) = (0u64, 0u64);
-    let mut gained = [0u64; 8];
-    let mut lost = [0u64; 8];
-    let mut log_error = None;
-    db.for_each_user(|u| {
-        seen += 1;
-        let explained = segmentation::explain(&u.profile, now, &rules);
-        let mut set = SegmentSet::default();
-        for e in &explained {
-            set.insert(e.segment, e.confidence);
-        }
-        let before: Vec<Segment> = u.segments.iter().map(|e| e.segment).collect();
-        let after: Vec<Segment> = explained.iter().map(|e| e.segment).collect();
-        if before.iter().any(|s| !after.contains(s)) || after.iter().any(|s| !before.contains(s)) {
-            changed += 1;
-            for s in after.iter().filter(|s| !before.contains(s)) {
-                gained[s.index()] += 1;
-            }
-            for s in before.iter().filter(|s| !after.contains(s)) {
-                lost[s.index()] += 1;
-            }
-            let detail: Vec<String> = explained
-                .iter()
-                .map(|e| format!("{}={:.2} ({})", e.segment, e.confidence, e.reasons.join("; ")))
-                .collect();
-            if let Err(e) = log.write(now, &format!("user={} source=rules {}", u.profile.id, detail.join(" "))) {
-                log_error.get_or_insert(e);
-            }
-        }
-        updates.push((u.profile.id, explained, governing_segment(&set, &book)));
-        if seen % 1_000 == 0 {
-            tick(seen as f64 / total as f64);
-        }
-    })
-    .map_err(CliError::failure)?;
-    db.replace_segments(&updates, "rules").map_err(CliError::failure)?;
-    progress.finish();
-    if let Some(e) = log_error.or_else(|| log.flush().err()) {
-        return Err(CliError::failure(anyhow!("{}: cannot write the decision log: {e}", log.path().display())));
-    }
-    let summary: Vec<serde_json::Value> = Segment::ALL
-        .iter()
-        .map(|s| serde_json::json!({"segment": s.as_str(), "gained": gained[s.index()], "lost": lost[s.index()]}))
-        .collect();
-    if args.store.json {
-        return print_json(&serde_json::json!({
-            "users": seen, "changed": changed, "segments": summary, "log": log.path(),
-            "llm": "not configured: rules only",
-        }));
-    }
-    println!("segmentation: rules only (no LLM configured)");
-    println!("{seen} users segmented as of {now}; {changed} changed segments");
-    for s in Segment::ALL {
-        if gained[s.index()] + lost[s.index()] > 0 {
-            println!("  {:<18} +{} -{}", s.as_str(), gained[s.index()], lost[s.index()]);
-        }
-    }
-    println!("decisions logged to {}", log.path().display());
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 pub mod crm;
 pub mod experiment;
+pub mod llm_args;
+pub mod segment;
 pub mod simulate;
 
 use std::process::ExitCode;
@@ -44,8 +46,10 @@ pub enum Command {
     /// The delivery queue and suppressed sends of a CRM store.
     #[command(subcommand)]
     Delivery(crm::DeliveryCommand),
-    /// Re-run segmentation over every user of a CRM store, logging each change.
-    Segment(crm::SegmentArgs),
+    /// Re-run segmentation over every user of a CRM store — rules, then an OpenAI-compatible
+    /// LLM for the users the rules are unsure of when OPENAI_API_KEY is set — logging each
+    /// decision.
+    Segment(segment::SegmentArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -94,7 +98,7 @@ pub fn main() -> ExitCode {
         Command::Users(command) => crm::users(command),
         Command::Segments(command) => crm::segments(command),
         Command::Delivery(command) => crm::delivery(command),
-        Command::Segment(args) => crm::segment(args),
+        Command::Segment(args) => segment::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,7 +20,7 @@ use crate::segmentation::Explained;
 
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
-pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SqliteStore, StoredEvent, StoredUser};
+pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -349,6 +349,8 @@ pub struct StoredUser {
     pub caps: CapState,
     /// Segments, highest confidence first.
     pub segments: Vec<Explained>,
+    /// Who assigned the segments: `rules` or `llm`.
+    pub segmented_by: Option<String>,
     /// The governing segment.
     pub governing: Option<Segment>,
     /// Caps in force.
@@ -356,6 +358,41 @@ pub struct StoredUser {
     pub caps_in_force: Caps,
     /// Next planned send.
     pub next_send: Option<Timestamp>,
+}
+
+/// New segments for one user (from `gavat segment`).
+#[derive(Debug, Clone)]
+pub struct SegmentUpdate {
+    /// The user.
+    pub user: UserId,
+    /// Segments, highest confidence first.
+    pub segments: Vec<Explained>,
+    /// The governing segment among them.
+    pub governing: Option<Segment>,
+    /// Who decided: `rules` or `llm`.
+    pub source: &'static str,
+}
+
+impl crate::llm::LlmCache for SqliteStore {
+    fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT value FROM llm_cache WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn cache_put(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .execute("INSERT OR REPLACE INTO llm_cache VALUES (?1, ?2, ?3)", params![key, value, expires_at])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// One line of the log, as read back.
@@ -430,7 +467,7 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        user.segments = segments_of(&inner.conn, id).map_err(|e| self.err(e))?;
+        (user.segments, user.segmented_by) = segments_of(&inner.conn, id).map_err(|e| self.err(e))?;
         Ok(Some(user))
     }
 
@@ -441,18 +478,14 @@ impl SqliteStore {
         let rows = stmt.query_map([], row_to_user).map_err(|e| self.err(e))?;
         for row in rows {
             let mut user = row.map_err(|e| self.err(e))?;
-            user.segments = segments_of(&inner.conn, user.profile.id).map_err(|e| self.err(e))?;
+            (user.segments, user.segmented_by) = segments_of(&inner.conn, user.profile.id).map_err(|e| self.err(e))?;
             each(user);
         }
         Ok(())
     }
 
     /// Replaces users' segments (from a re-segmentation), in one transaction.
-    pub fn replace_segments(
-        &self,
-        updates: &[(UserId, Vec<Explained>, Option<Segment>)],
-        source: &str,
-    ) -> Result<(), StoreError> {
+    pub fn replace_segments(&self, updates: &[SegmentUpdate]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
         {
@@ -461,18 +494,42 @@ impl SqliteStore {
                 tx.prepare_cached("INSERT INTO segments VALUES (?1, ?2, ?3, ?4, ?5)").map_err(|e| self.err(e))?;
             let mut governing =
                 tx.prepare_cached("UPDATE users SET governing = ?2 WHERE id = ?1").map_err(|e| self.err(e))?;
-            for (id, segments, gov) in updates {
-                clear.execute(params![id.0 as i64]).map_err(|e| self.err(e))?;
-                for s in segments {
+            for u in updates {
+                clear.execute(params![u.user.0 as i64]).map_err(|e| self.err(e))?;
+                for s in &u.segments {
                     let reasons = serde_json::to_string(&s.reasons).unwrap_or_default();
                     insert
-                        .execute(params![id.0 as i64, s.segment.as_str(), f64::from(s.confidence), reasons, source])
+                        .execute(params![
+                            u.user.0 as i64,
+                            s.segment.as_str(),
+                            f64::from(s.confidence),
+                            reasons,
+                            u.source
+                        ])
                         .map_err(|e| self.err(e))?;
                 }
-                governing.execute(params![id.0 as i64, gov.map(|s| s.as_str())]).map_err(|e| self.err(e))?;
+                governing
+                    .execute(params![u.user.0 as i64, u.governing.map(|s| s.as_str())])
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The value of a `meta` key, creating it with `make` the first time.
+    pub fn meta_get_or_insert(&self, key: &str, make: impl FnOnce() -> String) -> Result<String, StoreError> {
+        let inner = self.lock();
+        let existing: Option<String> = inner
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(value) = existing {
+            return Ok(value);
+        }
+        let value = make();
+        inner.conn.execute("INSERT INTO meta VALUES (?1, ?2)", params![key, value]).map_err(|e| self.err(e))?;
+        Ok(value)
     }
 
     /// The user's last `limit` log entries, newest first.
@@ -653,6 +710,7 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
         profile,
         caps,
         segments: Vec::new(),
+        segmented_by: None,
         governing,
         caps_in_force: Caps {
             daily_limit: r.get("daily_limit")?,
@@ -664,25 +722,29 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     })
 }
 
-fn segments_of(conn: &Connection, id: UserId) -> rusqlite::Result<Vec<Explained>> {
+/// A user's segments, and who assigned them.
+fn segments_of(conn: &Connection, id: UserId) -> rusqlite::Result<(Vec<Explained>, Option<String>)> {
     let mut stmt = conn.prepare_cached(
-        "SELECT segment, confidence, reasons FROM segments WHERE user_id = ?1 ORDER BY confidence DESC, segment",
+        "SELECT segment, confidence, reasons, source FROM segments WHERE user_id = ?1
+         ORDER BY confidence DESC, segment",
     )?;
     let rows = stmt.query_map(params![id.0 as i64], |r| {
         let name: String = r.get(0)?;
         let reasons: String = r.get(2)?;
-        Ok((name, r.get::<_, f64>(1)?, reasons))
+        Ok((name, r.get::<_, f64>(1)?, reasons, r.get::<_, String>(3)?))
     })?;
     let mut out = Vec::new();
+    let mut by = None;
     for row in rows {
-        let (name, confidence, reasons) = row?;
+        let (name, confidence, reasons, source) = row?;
+        by.get_or_insert(source);
         out.push(Explained {
             segment: name.parse::<Segment>().map_err(|e| corrupt("segments.segment", e))?,
             confidence: confidence as f32,
             reasons: serde_json::from_str(&reasons).map_err(|e| corrupt("segments.reasons", e))?,
         });
     }
-    Ok(out)
+    Ok((out, by))
 }
 
 #[cfg(test)]

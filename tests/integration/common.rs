@@ -3,13 +3,25 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs the `gavat` binary with `args`.
+/// Runs the `gavat` binary with `args`, with no LLM configured whatever the environment.
 pub fn gavat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gavat"))
+    gavat_with_env(args, &[])
+}
+
+/// Runs the `gavat` binary with `args` and exactly these LLM-related variables: tests never
+/// reach a real endpoint because the developer's shell happens to hold a key.
+pub fn gavat_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gavat"));
+    command
         .args(args)
         .env("GAVAT_LOG", "error")
-        .output()
-        .expect("the gavat binary runs")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("GAVAT_LLM_MODEL");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the gavat binary runs")
 }
 
 /// Runs `gavat simulate … --json` and parses the report, failing with stderr on error.

@@ -6,4 +6,6 @@ mod common;
 mod crm;
 mod determinism;
 mod experiments;
+mod fake_openai;
+mod llm;
 mod transport_outcomes;

@@ -8,6 +8,7 @@
 //! - [`policy`]: the pure decision rules — caps, cooldown, quiet hours, priority, planning.
 //! - [`segmentation`]: rule-based segments with confidence.
 //! - [`llm`]: an OpenAI-compatible model consulted where the rules are unsure.
+//! - [`learner`]: the statistical strategy learner and its guardrails.
 //! - [`clock`], [`transport`], [`store`]: the seams; in-memory and simulated
 //!   implementations.
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
@@ -31,6 +32,7 @@ pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;
+pub mod learner;
 pub mod llm;
 pub mod policy;
 pub mod segmentation;

@@ -1,0 +1,541 @@
+//! The learner's statistical policy, pure and seeded: every `interval_hours` it looks at
+//! what each segment's sends produced and
+//!
+//! - moves the segment's optimal send hours by **Thompson sampling**: one draw from each
+//!   allowed hour's Beta(1 + responses, 1 + non-responses) posterior, and the window of
+//!   `send_hours.window` consecutive allowed hours with the largest sum of draws wins;
+//! - moves the daily limit or the cooldown **one step**, only on strong evidence (Wilson 95%
+//!   bounds of the response and opt-out rates in an evaluation window of at least
+//!   `caps.min_sends` sends), never past the hard limits;
+//! - judges each cap move on the next window against the window before it and **rolls it
+//!   back** if the opt-out rate rose by more than the guardrail with significance, or the
+//!   response rate fell with significance (one-sided two-proportion z-tests).
+//!
+//! The first `observe_hours` only observe. The learner changes strategies, never a user's
+//! state: opted-out users stay out because the user actor enforces it on every send.
+
+use rand::{RngExt, SeedableRng};
+use rand_distr::Beta;
+use rand_pcg::Pcg64;
+use serde::Serialize;
+
+use gavat_experiments::stats::{two_proportion_z_test, wilson};
+
+use crate::actors::learner::HourTable;
+use crate::config::StrategyBook;
+use crate::domain::{DeliveryStrategy, HOUR, HourMask, Segment, Timestamp};
+
+use super::settings::{HardLimits, LearnerSettings};
+
+/// What happened to a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Put in force.
+    Applied,
+    /// Judged on fresh evidence and kept.
+    Kept,
+    /// Undone by a guardrail.
+    RolledBack,
+    /// Refused before it was applied (a hard limit, an invalid proposal).
+    Rejected,
+}
+
+impl Action {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Applied => "applied",
+            Action::Kept => "kept",
+            Action::RolledBack => "rolled_back",
+            Action::Rejected => "rejected",
+        }
+    }
+}
+
+/// One entry of the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StrategyChange {
+    /// Sequence number within the run (a rollback names the change it undoes in `evidence`).
+    pub id: u32,
+    /// When (engine time).
+    pub at: Timestamp,
+    /// Whose strategy.
+    pub segment: Segment,
+    /// `statistics` (or `llm` for an adviser's proposal).
+    pub source: &'static str,
+    /// What happened.
+    pub action: Action,
+    /// `send_hours`, `daily_limit` or `cooldown_hours`.
+    pub field: &'static str,
+    /// The value before.
+    pub before: String,
+    /// The value after (for a rejection: the value proposed).
+    pub after: String,
+    /// Why, with the numbers.
+    pub evidence: String,
+}
+
+/// Sends, responses and opt-outs of one segment in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages sent.
+    pub sent: u64,
+    /// Replies.
+    pub responses: u64,
+    /// Opt-outs.
+    pub opt_outs: u64,
+}
+
+impl Counts {
+    fn describe(&self) -> String {
+        let pct = |k: u64| if self.sent == 0 { 0.0 } else { 100.0 * k as f64 / self.sent as f64 };
+        format!("{} sends, response {:.1}%, opt-out {:.2}%", self.sent, pct(self.responses), pct(self.opt_outs))
+    }
+}
+
+/// A cap move waiting for its verdict.
+#[derive(Clone, Debug)]
+struct Pending {
+    id: u32,
+    before: DeliveryStrategy,
+    field: &'static str,
+    baseline: Counts,
+}
+
+/// What one look decided.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The strategies to put in force, if anything changed.
+    pub book: Option<StrategyBook>,
+    /// The audit entries of this look.
+    pub changes: Vec<StrategyChange>,
+}
+
+/// The learner's state.
+#[derive(Debug)]
+pub struct Learner {
+    settings: LearnerSettings,
+    started_at: Timestamp,
+    rng: Pcg64,
+    window: [Counts; 8],
+    pending: [Option<Pending>; 8],
+    next_id: u32,
+}
+
+impl Learner {
+    /// A learner starting to observe at `started_at`; `seed` fixes its draws.
+    pub fn new(settings: LearnerSettings, started_at: Timestamp, seed: u64) -> Learner {
+        Learner {
+            settings,
+            started_at,
+            rng: Pcg64::seed_from_u64(seed ^ 0x006c_6561_726e_6572),
+            window: [Counts::default(); 8],
+            pending: Default::default(),
+            next_id: 1,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &LearnerSettings {
+        &self.settings
+    }
+
+    /// Counts a send attributed to `segment`.
+    pub fn record_sent(&mut self, segment: Segment) {
+        self.window[segment.index()].sent += 1;
+    }
+
+    /// Counts a reply attributed to `segment`.
+    pub fn record_response(&mut self, segment: Segment) {
+        self.window[segment.index()].responses += 1;
+    }
+
+    /// Counts an opt-out attributed to `segment`.
+    pub fn record_opt_out(&mut self, segment: Segment) {
+        self.window[segment.index()].opt_outs += 1;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        at: Timestamp,
+        segment: Segment,
+        action: Action,
+        field: &'static str,
+        before: String,
+        after: String,
+        evidence: String,
+    ) -> StrategyChange {
+        let id = self.next_id;
+        self.next_id += 1;
+        StrategyChange { id, at, segment, source: "statistics", action, field, before, after, evidence }
+    }
+
+    /// One look at `at`, with the cumulative per-hour table and the strategies in force.
+    pub fn tick(&mut self, at: Timestamp, hours: &HourTable, book: &StrategyBook) -> Decision {
+        let mut decision = Decision::default();
+        if at.secs() - self.started_at.secs() < self.settings.observe_hours * HOUR {
+            return decision;
+        }
+        let mut next = book.clone();
+        let mut changed = false;
+        for segment in Segment::ALL {
+            let current = next.get(segment).clone();
+            let mut strategy = current.clone();
+            self.judge_or_move_caps(at, segment, &mut strategy, &mut decision.changes);
+            if let Some(window) = self.thompson_window(hours, &strategy)
+                && window != strategy.optimal_hours
+            {
+                let (before, after) = (strategy.optimal_hours.to_string(), window.to_string());
+                let i = segment.index();
+                let sent: u64 = strategy.allowed_hours.hours().map(|h| hours.sent[i][usize::from(h)]).sum();
+                let evidence =
+                    format!("Thompson draw over {sent} sends in the allowed hours {}", strategy.allowed_hours);
+                let e = self.entry(at, segment, Action::Applied, "send_hours", before, after, evidence);
+                decision.changes.push(e);
+                strategy.optimal_hours = window;
+            }
+            if strategy != current {
+                next = next.with(strategy);
+                changed = true;
+            }
+        }
+        if changed {
+            decision.book = Some(next);
+        }
+        decision
+    }
+
+    /// Judges a pending cap move, or proposes a new one.
+    fn judge_or_move_caps(
+        &mut self,
+        at: Timestamp,
+        segment: Segment,
+        strategy: &mut DeliveryStrategy,
+        out: &mut Vec<StrategyChange>,
+    ) {
+        let i = segment.index();
+        let window = self.window[i];
+        let s = self.settings.clone();
+        if window.sent < s.caps.min_sends {
+            return;
+        }
+        self.window[i] = Counts::default();
+        if let Some(p) = self.pending[i].take() {
+            let b = p.baseline;
+            let harm = worse_opt_outs(&b, &window, s.guardrails.max_opt_out_increase, s.guardrails.alpha)
+                .or_else(|| worse_responses(&b, &window, s.guardrails.alpha));
+            let (before, after) = (describe_field(strategy, p.field), describe_field(&p.before, p.field));
+            let evidence = format!("change #{}: before {}; after {}", p.id, b.describe(), window.describe());
+            match harm {
+                Some(why) => {
+                    strategy.daily_limit = p.before.daily_limit;
+                    strategy.cooldown_secs = p.before.cooldown_secs;
+                    out.push(self.entry(
+                        at,
+                        segment,
+                        Action::RolledBack,
+                        p.field,
+                        before,
+                        after,
+                        format!("{evidence}; {why}"),
+                    ));
+                }
+                None => out.push(self.entry(at, segment, Action::Kept, p.field, before.clone(), before, evidence)),
+            }
+            return;
+        }
+        let alpha = s.guardrails.alpha;
+        let (Ok(response), Ok(opt_out)) = (
+            wilson(window.responses.min(window.sent), window.sent, alpha),
+            wilson(window.opt_outs.min(window.sent), window.sent, alpha),
+        ) else {
+            return;
+        };
+        let evidence = format!(
+            "{}; response 95% CI [{:.1}%, {:.1}%], opt-out 95% CI [{:.2}%, {:.2}%]",
+            window.describe(),
+            100.0 * response.low,
+            100.0 * response.high,
+            100.0 * opt_out.low,
+            100.0 * opt_out.high
+        );
+        let proposal = if opt_out.low > s.caps.opt_out_ceiling {
+            tighten(strategy, &s)
+        } else if opt_out.high < s.caps.opt_out_ceiling && response.low > s.caps.loosen_min_response {
+            loosen(strategy, &s.hard_limits, s.caps.cooldown_step_hours)
+        } else {
+            None
+        };
+        let Some((field, proposed)) = proposal else { return };
+        let (before, after) = (describe_field(strategy, field), describe_field(&proposed, field));
+        if let Err(why) = within_hard_limits(&proposed, &s.hard_limits) {
+            out.push(self.entry(at, segment, Action::Rejected, field, before, after, format!("{evidence}; {why}")));
+            return;
+        }
+        let entry = self.entry(at, segment, Action::Applied, field, before, after, evidence);
+        self.pending[i] = Some(Pending { id: entry.id, before: strategy.clone(), field, baseline: window });
+        out.push(entry);
+        *strategy = proposed;
+    }
+
+    /// The Thompson-sampled optimal window, if the segment has the evidence.
+    fn thompson_window(&mut self, hours: &HourTable, strategy: &DeliveryStrategy) -> Option<HourMask> {
+        let i = strategy.segment.index();
+        let allowed = strategy.allowed_hours;
+        let sent_allowed: u64 = allowed.hours().map(|h| hours.sent[i][usize::from(h)]).sum();
+        if sent_allowed < self.settings.send_hours.min_sends {
+            return None;
+        }
+        let mut draw = [0f64; 24];
+        for h in allowed.hours() {
+            let sent = hours.sent[i][usize::from(h)];
+            let responded = hours.responses[i][usize::from(h)].min(sent);
+            let beta = Beta::new(1.0 + responded as f64, 1.0 + (sent - responded) as f64).ok()?;
+            draw[usize::from(h)] = self.rng.sample(beta);
+        }
+        let k = self.settings.send_hours.window;
+        (0..24u8)
+            .filter(|&start| (0..k).all(|j| allowed.contains((start + j) % 24)))
+            .map(|start| (start, (0..k).map(|j| draw[usize::from((start + j) % 24)]).sum::<f64>()))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(start, _)| (0..k).fold(HourMask::NONE, |m, j| HourMask(m.0 | 1 << ((start + j) % 24))))
+    }
+}
+
+fn describe_field(s: &DeliveryStrategy, field: &str) -> String {
+    match field {
+        "daily_limit" => s.daily_limit.to_string(),
+        "cooldown_hours" => format!("{:.1}", s.cooldown_secs as f64 / HOUR as f64),
+        _ => s.optimal_hours.to_string(),
+    }
+}
+
+/// One loosening step: the daily limit first, then the cooldown.
+fn loosen(s: &DeliveryStrategy, limits: &HardLimits, step_hours: f64) -> Option<(&'static str, DeliveryStrategy)> {
+    let mut p = s.clone();
+    if s.daily_limit < limits.max_daily_limit {
+        p.daily_limit += 1;
+        return Some(("daily_limit", p));
+    }
+    let step = (step_hours * HOUR as f64) as i64;
+    let floor = (limits.min_cooldown_hours * HOUR as f64) as i64;
+    (s.cooldown_secs - step >= floor).then(|| {
+        p.cooldown_secs -= step;
+        ("cooldown_hours", p)
+    })
+}
+
+/// One tightening step: the daily limit first (never below 1), then the cooldown.
+fn tighten(s: &DeliveryStrategy, settings: &LearnerSettings) -> Option<(&'static str, DeliveryStrategy)> {
+    let mut p = s.clone();
+    if s.daily_limit > 1 {
+        p.daily_limit -= 1;
+        return Some(("daily_limit", p));
+    }
+    let step = (settings.caps.cooldown_step_hours * HOUR as f64) as i64;
+    let ceiling = (settings.hard_limits.max_cooldown_hours * HOUR as f64) as i64;
+    (s.cooldown_secs + step <= ceiling).then(|| {
+        p.cooldown_secs += step;
+        ("cooldown_hours", p)
+    })
+}
+
+/// Whether a proposed strategy stays within the hard limits — the check every proposal,
+/// statistical or an adviser's, passes before it is applied.
+pub fn within_hard_limits(s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
+    if s.daily_limit > limits.max_daily_limit {
+        return Err(format!("daily limit {} is above the hard maximum {}", s.daily_limit, limits.max_daily_limit));
+    }
+    let hours = s.cooldown_secs as f64 / HOUR as f64;
+    if hours < limits.min_cooldown_hours {
+        return Err(format!("cooldown {hours:.1} h is below the hard minimum {} h", limits.min_cooldown_hours));
+    }
+    if hours > limits.max_cooldown_hours {
+        return Err(format!("cooldown {hours:.1} h is above the hard maximum {} h", limits.max_cooldown_hours));
+    }
+    Ok(())
+}
+
+/// One-sided p-value that `after` is larger than `before` (for rates k/n).
+fn p_larger(before: (u64, u64), after: (u64, u64)) -> f64 {
+    match two_proportion_z_test(after.0.min(after.1), after.1, before.0.min(before.1), before.1) {
+        Ok(t) if t.z > 0.0 => t.p_value / 2.0,
+        Ok(t) => 1.0 - t.p_value / 2.0,
+        Err(_) => 1.0,
+    }
+}
+
+fn worse_opt_outs(before: &Counts, after: &Counts, max_increase: f64, alpha: f64) -> Option<String> {
+    let rate = |c: &Counts| c.opt_outs as f64 / c.sent.max(1) as f64;
+    let rise = rate(after) - rate(before);
+    let p = p_larger((before.opt_outs, before.sent), (after.opt_outs, after.sent));
+    (rise > max_increase && p < alpha).then(|| {
+        format!(
+            "opt-out rate rose by {:.2} points (guardrail {:.2}), one-sided p = {p:.4}",
+            100.0 * rise,
+            100.0 * max_increase
+        )
+    })
+}
+
+fn worse_responses(before: &Counts, after: &Counts, alpha: f64) -> Option<String> {
+    let p = p_larger((after.responses, after.sent), (before.responses, before.sent));
+    (p < alpha).then(|| format!("response rate fell, one-sided p = {p:.4}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learner() -> Learner {
+        Learner::new(LearnerSettings::defaults(), Timestamp(0), 7)
+    }
+
+    fn feed(l: &mut Learner, segment: Segment, sent: u64, responses: u64, opt_outs: u64) {
+        for _ in 0..sent {
+            l.record_sent(segment);
+        }
+        for _ in 0..responses {
+            l.record_response(segment);
+        }
+        for _ in 0..opt_outs {
+            l.record_opt_out(segment);
+        }
+    }
+
+    const DAY2: Timestamp = Timestamp(2 * 86_400);
+
+    #[test]
+    fn the_first_day_only_observes() {
+        let mut l = learner();
+        feed(&mut l, Segment::HotLead, 1_000, 500, 0);
+        let d = l.tick(Timestamp(6 * HOUR), &HourTable::default(), &StrategyBook::defaults());
+        assert!(d.book.is_none() && d.changes.is_empty());
+    }
+
+    #[test]
+    fn thompson_sampling_moves_toward_the_better_hour() {
+        let book = StrategyBook::defaults();
+        let mut table = HourTable::default();
+        let i = Segment::WarmLead.index();
+        // Allowed 9–21; the configured optimal window is elsewhere. 19:00 answers 40%, the rest 5%.
+        for h in 9..21 {
+            table.sent[i][h] = 200;
+            table.responses[i][h] = if h == 19 { 80 } else { 10 };
+        }
+        let mut l = learner();
+        let mut hits = 0;
+        for t in 0..20 {
+            let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &table, &book);
+            let window = d
+                .book
+                .as_ref()
+                .map_or(book.get(Segment::WarmLead).optimal_hours, |b| b.get(Segment::WarmLead).optimal_hours);
+            hits += u32::from(window.contains(19));
+            assert!(window.hours().all(|h| book.get(Segment::WarmLead).allowed_hours.contains(h)));
+            assert_eq!(window.hours().count(), 3);
+        }
+        assert_eq!(hits, 20, "with this much evidence every draw favours 19:00");
+    }
+
+    #[test]
+    fn strong_evidence_loosens_one_step_and_never_past_the_hard_maximum() {
+        let mut book = StrategyBook::defaults();
+        let mut l = learner();
+        let mut daily = Vec::new();
+        for t in 0..12 {
+            // Plenty of replies, no opt-outs, every window.
+            feed(&mut l, Segment::HotLead, 1_000, 400, 0);
+            let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &HourTable::default(), &book);
+            for c in &d.changes {
+                assert_ne!(c.action, Action::RolledBack);
+            }
+            if let Some(b) = d.book {
+                book = b;
+            }
+            let s = book.get(Segment::HotLead);
+            assert!(within_hard_limits(s, &LearnerSettings::defaults().hard_limits).is_ok(), "{s:?}");
+            daily.push((s.daily_limit, s.cooldown_secs / HOUR));
+        }
+        // HOT_LEAD starts at 3 a day (the hard maximum), 4 h (the hard minimum): nothing to loosen.
+        assert!(daily.iter().all(|&d| d == (3, 4)), "{daily:?}");
+        // WARM_LEAD (2 a day, 12 h) loosens: 3 a day, then the cooldown in 2 h steps, never below 4 h.
+        let mut book = StrategyBook::defaults();
+        let mut l = learner();
+        let mut seen = Vec::new();
+        for t in 0..40 {
+            feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+            if let Some(b) = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &HourTable::default(), &book).book {
+                book = b;
+            }
+            let s = book.get(Segment::WarmLead);
+            seen.push((s.daily_limit, s.cooldown_secs / HOUR));
+        }
+        assert_eq!(seen[0], (3, 12), "one step: the daily limit first");
+        assert_eq!(*seen.last().unwrap(), (3, 4), "then the cooldown, down to the hard minimum");
+        assert!(seen.windows(2).all(|w| w[0].1 - w[1].1 <= 2), "one step at a time: {seen:?}");
+    }
+
+    #[test]
+    fn a_change_that_raises_opt_outs_is_rolled_back() {
+        let mut book = StrategyBook::defaults();
+        let mut l = learner();
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+        let d = l.tick(DAY2, &HourTable::default(), &book);
+        book = d.book.unwrap();
+        assert_eq!(book.get(Segment::WarmLead).daily_limit, 3);
+        // After the change: 2% of sends end in an opt-out.
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 20);
+        let d = l.tick(DAY2.plus(6 * HOUR), &HourTable::default(), &book);
+        let back = d.changes.iter().find(|c| c.action == Action::RolledBack).expect("rolled back");
+        assert_eq!((back.field, back.before.as_str(), back.after.as_str()), ("daily_limit", "3", "2"));
+        assert!(back.evidence.contains("opt-out rate rose"), "{}", back.evidence);
+        assert_eq!(d.book.unwrap().get(Segment::WarmLead).daily_limit, 2);
+    }
+
+    #[test]
+    fn a_change_that_lowers_responses_is_rolled_back_and_a_harmless_one_kept() {
+        let mut l = learner();
+        let book = StrategyBook::defaults();
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+        let book = l.tick(DAY2, &HourTable::default(), &book).book.unwrap();
+        feed(&mut l, Segment::WarmLead, 1_000, 300, 0);
+        let d = l.tick(DAY2.plus(6 * HOUR), &HourTable::default(), &book);
+        assert!(d.changes.iter().any(|c| c.action == Action::RolledBack && c.evidence.contains("response rate fell")));
+
+        let mut l = learner();
+        let book = StrategyBook::defaults();
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+        let book = l.tick(DAY2, &HourTable::default(), &book).book.unwrap();
+        feed(&mut l, Segment::WarmLead, 1_000, 395, 1);
+        let d = l.tick(DAY2.plus(6 * HOUR), &HourTable::default(), &book);
+        assert!(d.changes.iter().any(|c| c.action == Action::Kept));
+        assert!(d.book.is_none());
+    }
+
+    #[test]
+    fn opt_outs_tighten_and_weak_evidence_changes_nothing() {
+        let mut l = learner();
+        let book = StrategyBook::defaults();
+        feed(&mut l, Segment::HotLead, 1_000, 300, 30);
+        let d = l.tick(DAY2, &HourTable::default(), &book);
+        assert_eq!(d.book.unwrap().get(Segment::HotLead).daily_limit, 2);
+        let mut l = learner();
+        feed(&mut l, Segment::HotLead, 100, 90, 0);
+        assert!(l.tick(DAY2, &HourTable::default(), &book).changes.is_empty(), "100 sends are not enough");
+    }
+
+    #[test]
+    fn the_hard_limits_check_refuses_what_crosses_them() {
+        let limits = LearnerSettings::defaults().hard_limits;
+        let mut s = StrategyBook::defaults().get(Segment::HotLead).clone();
+        assert!(within_hard_limits(&s, &limits).is_ok());
+        s.daily_limit = 4;
+        assert!(within_hard_limits(&s, &limits).unwrap_err().contains("hard maximum"));
+        s.daily_limit = 3;
+        s.cooldown_secs = 3 * HOUR;
+        assert!(within_hard_limits(&s, &limits).unwrap_err().contains("hard minimum"));
+    }
+}

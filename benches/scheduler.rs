@@ -92,6 +92,7 @@ fn whole_simulation(c: &mut Criterion) {
                 rules: gavat::segmentation::SegmentationRules::defaults(),
                 events: None,
                 save_state: None,
+                learner: None,
             },
             |plan| simulation::run(&plan, |_| {}).expect("simulation runs"),
             BatchSize::PerIteration,

@@ -18,6 +18,7 @@ use crate::actors::user::{PersistPolicy, UserActor, UserContext};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
+use crate::learner::{Learner, LearnerSettings};
 use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError};
 use crate::transport::{InboundSink, Transport};
@@ -115,6 +116,7 @@ pub struct EngineBuilder {
     collect_user_results: bool,
     rules: Option<SegmentationRules>,
     progress: Option<ProgressFn>,
+    learner: Option<LearnerSettings>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -181,6 +183,12 @@ impl EngineBuilder {
         self.rules = Some(rules);
         self
     }
+    /// Re-plan strategies with the learner every `settings.interval_hours` of engine time
+    /// (single-book runs only; experiment arms stay fixed).
+    pub fn learner(mut self, settings: LearnerSettings) -> Self {
+        self.learner = Some(settings);
+        self
+    }
     /// Keep every user's counts for [`RunResult::per_user`].
     pub fn collect_user_results(mut self, yes: bool) -> Self {
         self.collect_user_results = yes;
@@ -219,6 +227,7 @@ impl EngineBuilder {
             collect_user_results: self.collect_user_results,
             rules: Arc::new(self.rules.unwrap_or_else(SegmentationRules::defaults)),
             progress: self.progress,
+            learner: self.learner,
         })
     }
 }
@@ -239,6 +248,7 @@ pub struct Engine {
     collect_user_results: bool,
     rules: Arc<SegmentationRules>,
     progress: Option<ProgressFn>,
+    learner: Option<LearnerSettings>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -262,7 +272,12 @@ impl Engine {
         let n = self.users.len();
         let segment_addrs: Vec<Addr<SegmentActor>> =
             self.book.iter().map(|s| SegmentActor::new(s.clone()).start()).collect();
-        let learner = LearnerActor::default().start();
+        let learning = self.learner.is_some();
+        let interval = self.learner.as_ref().map_or(LEARNER_INTERVAL_SECS, |l| l.interval_hours * 3_600);
+        let learner = match self.learner {
+            Some(settings) => LearnerActor::with_learner(Learner::new(settings, self.clock.now(), self.seed)).start(),
+            None => LearnerActor::default().start(),
+        };
         let mut listeners: Vec<Recipient<OutcomesRecorded>> =
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
@@ -285,7 +300,8 @@ impl Engine {
                 group_policy: self.group_policy,
                 transport: self.transport.clone(),
                 listeners,
-                learner_interval_secs: LEARNER_INTERVAL_SECS,
+                learner: learning.then(|| learner.clone().recipient()),
+                learner_interval_secs: interval,
                 finished: finished_tx,
             },
             self.progress,
@@ -340,7 +356,8 @@ impl Engine {
             let first = chunk_no * SNAPSHOT_CHUNK;
             let replies = join_all(chunk.iter().enumerate().map(|(i, a)| {
                 let arm = arm_of.get(first + i).copied().unwrap_or(0);
-                a.send(TakeSnapshot { at: end, book: books[usize::from(arm)].clone() })
+                let book = summary.final_book.clone().unwrap_or_else(|| books[usize::from(arm)].clone());
+                a.send(TakeSnapshot { at: end, book })
             }))
             .await;
             for (i, reply) in replies.into_iter().enumerate() {

@@ -17,6 +17,7 @@ use crate::domain::{
     UtcOffset,
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
+use crate::learner::{Action, LearnerSettings, StrategyChange};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
 use crate::store::{JsonlLog, MemoryStore, RunRecord, SqliteStore, Store, StoreError};
@@ -48,6 +49,8 @@ pub struct SimulationPlan {
     /// Save the final CRM state (profiles, segments, log, queue) into this SQLite file,
     /// replacing it.
     pub save_state: Option<PathBuf>,
+    /// Run with the learner re-planning strategies (`--learn`).
+    pub learner: Option<LearnerSettings>,
 }
 
 /// Why a simulation could not run.
@@ -137,6 +140,8 @@ pub struct SimulationReport {
     pub cap_violations: u64,
     /// The first violations, described (empty when there are none).
     pub cap_violation_examples: Vec<String>,
+    /// The learner's audit trail (`--learn`; empty otherwise).
+    pub strategy_changes: Vec<StrategyChange>,
     /// Wall time and throughput (not part of the results).
     pub timing: Timing,
 }
@@ -309,6 +314,9 @@ pub fn run_engine(
         .horizon(horizon)
         .seed(plan.seed)
         .progress(move |t| progress((t.secs() - start.secs()) as f64 / span));
+    if let Some(settings) = &plan.learner {
+        builder = builder.learner(settings.clone());
+    }
     builder = match experiment_arms {
         Some(arms) => builder.arms(arms).collect_user_results(true),
         None => builder.groups(groups, policy),
@@ -389,6 +397,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
         cap_violations: r.scheduler.cap_violations,
         cap_violation_examples: r.scheduler.violation_examples.clone(),
+        strategy_changes: r.scheduler.strategy_changes.clone(),
         timing: Timing {
             wall_secs,
             events,
@@ -457,6 +466,47 @@ impl SimulationReport {
         let _ = writeln!(out, "cap violations:    {} (must be 0)", self.cap_violations);
         for example in &self.cap_violation_examples {
             let _ = writeln!(out, "  {example}");
+        }
+        if !self.strategy_changes.is_empty() {
+            let count = |a: Action| self.strategy_changes.iter().filter(|c| c.action == a).count();
+            let _ = writeln!(
+                out,
+                "learner:           {} changes applied, {} kept after review, {} rolled back, {} rejected",
+                count(Action::Applied),
+                count(Action::Kept),
+                count(Action::RolledBack),
+                count(Action::Rejected)
+            );
+            let caps: Vec<&StrategyChange> = self
+                .strategy_changes
+                .iter()
+                .filter(|c| c.field != "send_hours" || c.action != Action::Applied)
+                .collect();
+            for c in caps.iter().take(12) {
+                let _ = writeln!(
+                    out,
+                    "  #{:<4} {} {:<18} {:<11} {:<14} {} → {}  ({})",
+                    c.id,
+                    c.at,
+                    c.segment.as_str(),
+                    c.action.as_str(),
+                    c.field,
+                    c.before,
+                    c.after,
+                    c.evidence
+                );
+            }
+            if caps.len() > 12 {
+                let _ = writeln!(out, "  … {} more cap decisions (--json lists every change)", caps.len() - 12);
+            }
+            let mut last_hours: BTreeMap<&str, &str> = BTreeMap::new();
+            for c in self.strategy_changes.iter().filter(|c| c.field == "send_hours") {
+                last_hours.insert(c.segment.as_str(), &c.after);
+            }
+            let hours: Vec<String> = last_hours.iter().map(|(s, h)| format!("{s} {h}")).collect();
+            if !hours.is_empty() {
+                let _ = writeln!(out, "  optimal hours at the end: {}", hours.join(", "));
+            }
         }
         let _ = writeln!(
             out,

@@ -1,10 +1,15 @@
-//! `LearnerActor`: receives every outcome and aggregates sends and responses per segment
-//! and per local hour of the send — the table a later optimiser (Thompson sampling over
-//! send hours) works from. It changes nothing yet.
+//! `LearnerActor`: receives every outcome, aggregates sends and responses per segment and
+//! local send hour, and — when the engine runs with a learner — answers the scheduler's
+//! periodic [`Learn`] with the strategies to put in force and the audit entries of the
+//! look (`crate::learner::policy` decides). Without a learner it only aggregates.
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::domain::Segment;
+use crate::config::StrategyBook;
+use crate::domain::{Segment, Timestamp};
+use crate::learner::{Learner, StrategyChange};
 
 use super::messages::{OutcomeKind, OutcomesRecorded};
 
@@ -35,6 +40,63 @@ impl HourTable {
 #[derive(Debug, Default)]
 pub struct LearnerActor {
     table: HourTable,
+    learner: Option<Learner>,
+}
+
+impl LearnerActor {
+    /// An actor that also re-plans strategies with `learner`.
+    pub fn with_learner(learner: Learner) -> LearnerActor {
+        LearnerActor { table: HourTable::default(), learner: Some(learner) }
+    }
+}
+
+/// Scheduler → learner: look now, with the strategies in force; answer with a
+/// [`StrategyUpdate`] to `reply_to` (always, so the virtual clock knows the look is over).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Learn {
+    /// Engine time.
+    pub at: Timestamp,
+    /// The strategies in force.
+    pub book: Arc<StrategyBook>,
+    /// Where the answer goes.
+    pub reply_to: Recipient<StrategyUpdate>,
+}
+
+impl std::fmt::Debug for Learn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Learn").field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+/// Learner → scheduler: new strategies (if any) and the look's audit entries.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct StrategyUpdate {
+    /// The strategies to put in force from now on.
+    pub book: Option<Arc<StrategyBook>>,
+    /// What was applied, kept, rolled back or rejected.
+    pub changes: Vec<StrategyChange>,
+}
+
+impl Handler<Learn> for LearnerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) {
+        let decision = match self.learner.as_mut() {
+            Some(learner) => learner.tick(msg.at, &self.table, &msg.book),
+            None => Default::default(),
+        };
+        for c in &decision.changes {
+            tracing::info!(
+                target: "gavat::learner",
+                id = c.id, at = %c.at, segment = c.segment.as_str(), action = c.action.as_str(),
+                field = c.field, before = %c.before, after = %c.after, evidence = %c.evidence,
+                "strategy change"
+            );
+        }
+        msg.reply_to.do_send(StrategyUpdate { book: decision.book.map(Arc::new), changes: decision.changes });
+    }
 }
 
 impl Actor for LearnerActor {
@@ -49,8 +111,23 @@ impl Handler<OutcomesRecorded> for LearnerActor {
         for o in msg.outcomes.iter() {
             let s = o.segment.index();
             match o.kind {
-                OutcomeKind::Sent { local_hour, .. } => self.table.sent[s][usize::from(local_hour)] += 1,
-                OutcomeKind::Response { send_hour } => self.table.responses[s][usize::from(send_hour % 24)] += 1,
+                OutcomeKind::Sent { local_hour, .. } => {
+                    self.table.sent[s][usize::from(local_hour)] += 1;
+                    if let Some(l) = self.learner.as_mut() {
+                        l.record_sent(o.segment);
+                    }
+                }
+                OutcomeKind::Response { send_hour } => {
+                    self.table.responses[s][usize::from(send_hour % 24)] += 1;
+                    if let Some(l) = self.learner.as_mut() {
+                        l.record_response(o.segment);
+                    }
+                }
+                OutcomeKind::OptOut => {
+                    if let Some(l) = self.learner.as_mut() {
+                        l.record_opt_out(o.segment);
+                    }
+                }
                 _ => {}
             }
         }

@@ -25,9 +25,11 @@ use crate::config::StrategyBook;
 use crate::domain::{
     Caps, ContentKind, Destination, GroupProfile, InboundEvent, OutboundMessage, Segment, Timestamp, UserId,
 };
+use crate::learner::StrategyChange;
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
 use crate::transport::{Delivered, Transport, TransportError};
 
+use super::learner::{Learn, StrategyUpdate};
 use super::messages::*;
 use super::queue::{Work, WorkQueue};
 use super::user::UserActor;
@@ -134,8 +136,12 @@ impl Directory {
 }
 
 /// Counts of the scheduler's own work, for the report.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SchedulerSummary {
+    /// The learner's audit trail (empty without a learner).
+    pub strategy_changes: Vec<StrategyChange>,
+    /// The strategies in force at the end, when a learner changed them.
+    pub final_book: Option<Arc<StrategyBook>>,
     /// Work items dispatched (wakes, inbound events, group posts, ticks).
     pub dispatched: u64,
     /// Inbound events for users the engine does not know (dropped, logged).
@@ -178,6 +184,10 @@ pub struct SchedulerActor {
     transport: Arc<dyn Transport>,
     outcome_buffer: Vec<Outcome>,
     listeners: Vec<Recipient<OutcomesRecorded>>,
+    /// The learner to ask at every tick (only when the engine learns).
+    learner: Option<Recipient<Learn>>,
+    /// This actor's address, for the learner's answers.
+    me: Option<Addr<SchedulerActor>>,
     audit: CapAudit,
     learner_interval_secs: i64,
     summary: SchedulerSummary,
@@ -219,6 +229,8 @@ pub struct SchedulerParts {
     pub transport: Arc<dyn Transport>,
     /// Statistics actors.
     pub listeners: Vec<Recipient<OutcomesRecorded>>,
+    /// The learner to ask at every tick; `None` keeps the strategies fixed.
+    pub learner: Option<Recipient<Learn>>,
     /// Learner cadence, seconds.
     pub learner_interval_secs: i64,
     /// Told the summary when the run ends.
@@ -263,6 +275,8 @@ impl SchedulerActor {
             transport: parts.transport,
             outcome_buffer: Vec::with_capacity(OUTCOME_BATCH),
             listeners: parts.listeners,
+            learner: parts.learner,
+            me: None,
             audit: CapAudit::new(n),
             learner_interval_secs: parts.learner_interval_secs,
             summary: SchedulerSummary::default(),
@@ -377,6 +391,11 @@ impl SchedulerActor {
                 self.flush_outcomes();
                 if self.learner_interval_secs > 0 {
                     self.push(at.plus(self.learner_interval_secs), Work::LearnerTick);
+                }
+                // Experiments compare fixed arms: the learner only learns in a single-book run.
+                if let (Some(learner), Some(me), true) = (&self.learner, &self.me, self.arm_of.is_empty()) {
+                    self.outstanding += 1;
+                    learner.do_send(Learn { at, book: self.books[0].clone(), reply_to: me.clone().recipient() });
                 }
             }
         }
@@ -633,6 +652,7 @@ impl Handler<Start> for SchedulerActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Start, ctx: &mut Self::Context) {
+        self.me = Some(ctx.address());
         let now = self.clock.now();
         if self.learner_interval_secs > 0 {
             self.push(now.plus(self.learner_interval_secs), Work::LearnerTick);
@@ -655,6 +675,22 @@ impl Handler<WorkDone> for SchedulerActor {
         if let Some((at, token)) = msg.next_wake {
             self.push(at, Work::Wake { user: msg.user, token });
         }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<StrategyUpdate> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StrategyUpdate, ctx: &mut Self::Context) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if let Some(book) = msg.book {
+            // From now on every wake and event carries the new strategies; the caps each
+            // send is audited against are the ones in force at that send.
+            self.books[0] = book.clone();
+            self.summary.final_book = Some(book);
+        }
+        self.summary.strategy_changes.extend(msg.changes);
         self.pump(ctx);
     }
 }

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
+use crate::learner::LearnerSettings;
 use crate::segmentation::SegmentationRules;
 use crate::simulation::{self, SimulationPlan};
 
@@ -34,6 +35,15 @@ pub struct SimulateArgs {
     /// with `gavat users`, `gavat segments`, `gavat delivery` and `gavat segment`.
     #[arg(long, value_name = "FILE")]
     pub save_state: Option<PathBuf>,
+    /// Run with the learner: every 6 simulated hours (after a first day of observing) it
+    /// moves each segment's send hours by Thompson sampling and its daily limit or cooldown
+    /// one step on strong evidence, within hard limits, rolling back what hurts. The
+    /// report lists every change.
+    #[arg(long)]
+    pub learn: bool,
+    /// Learner settings replacing the shipped ones (`config/learner.toml`); implies --learn.
+    #[arg(long, value_name = "FILE")]
+    pub learner: Option<PathBuf>,
 }
 
 /// The flags every simulated run shares.
@@ -99,6 +109,7 @@ impl SimArgs {
             rules,
             events: events.cloned(),
             save_state: None,
+            learner: None,
         };
         Ok((plan, drawn))
     }
@@ -127,6 +138,10 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         }
         plan.save_state = Some(path.clone());
     }
+    plan.learner = match &args.learner {
+        Some(path) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
+        None => args.learn.then(LearnerSettings::defaults),
+    };
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }

@@ -95,6 +95,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
             rules: gavat::segmentation::SegmentationRules::defaults(),
             events: None,
             save_state: None,
+            learner: None,
         },
         design: Experiment::from_toml_str(text, "test.toml").expect("a valid design"),
         origin: "test.toml".into(),

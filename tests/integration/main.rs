@@ -7,5 +7,6 @@ mod crm;
 mod determinism;
 mod experiments;
 mod fake_openai;
+mod learner;
 mod llm;
 mod transport_outcomes;

@@ -77,13 +77,8 @@ impl StrategyBook {
     /// Parses and validates strategy TOML; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<StrategyBook, ConfigError> {
         let raw: RawBook = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1);
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                line,
-                field: field_at_line(text, line),
-                message: one_line(e.message()),
-            }
+            let (line, message) = toml_error_at(text, &e);
+            ConfigError::Invalid { path: origin.to_string(), line, field: field_at_line(text, line), message }
         })?;
         let mut strategies = Vec::with_capacity(Segment::ALL.len());
         for segment in Segment::ALL {
@@ -312,8 +307,74 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn line_of_offset(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+/// Why a settings file (segmentation rules, learner settings) could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsFileError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {cause}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why (part of the message).
+        cause: std::io::Error,
+    },
+    /// Not valid TOML, a wrong type or an unknown field.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A meaningless value.
+    #[error("{path}: field {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The field, e.g. `night_owl.night_hours`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SettingsFileError {
+    /// A meaningless value in `field` of `path`.
+    pub fn invalid(path: &str, field: &str, message: impl Into<String>) -> SettingsFileError {
+        SettingsFileError::Invalid { path: path.to_string(), field: field.to_string(), message: message.into() }
+    }
+}
+
+/// Reads `path` and hands its text and display name to `parse` (which names the file in
+/// its errors).
+pub(crate) fn read_settings_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &str) -> Result<T, SettingsFileError>,
+) -> Result<T, SettingsFileError> {
+    let display = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|cause| SettingsFileError::Read { path: display.clone(), cause })?;
+    parse(&text, &display)
+}
+
+/// Deserialises settings TOML, with the line of any error.
+pub(crate) fn parse_settings_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, SettingsFileError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, message) = toml_error_at(text, &e);
+        SettingsFileError::Parse { path: origin.to_string(), line, message }
+    })
+}
+
+/// Where in `text` a TOML error is (1-based line) and its message on one line — for every
+/// config file of this crate (strategies, segmentation rules, learner settings).
+pub(crate) fn toml_error_at(text: &str, error: &toml::de::Error) -> (usize, String) {
+    let line = error.span().map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    (line, one_line(error.message()))
 }
 
 /// `TABLE.key` for the key assigned on `line`, using the nearest table header above it.

@@ -21,44 +21,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse_hours;
+use crate::config::{SettingsFileError, parse_hours, parse_settings_toml, read_settings_file};
 use crate::domain::{DAY, HourMask, Segment, SegmentSet, Timestamp, UserProfile};
 
 /// The rules shipped with gavat (`config/segmentation.toml`).
 pub const DEFAULT_RULES: &str = include_str!("../config/segmentation.toml");
 
 /// Why a rules file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum RulesError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {cause}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why (part of the message).
-        cause: std::io::Error,
-    },
-    /// Not valid TOML, a wrong type or an unknown field.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// A meaningless value.
-    #[error("{path}: field {field}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The field, e.g. `night_owl.night_hours`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub type RulesError = SettingsFileError;
 
 /// `[new_user]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,23 +156,13 @@ impl SegmentationRules {
 
     /// Reads and validates a rules file.
     pub fn from_path(path: &Path) -> Result<SegmentationRules, RulesError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|cause| RulesError::Read { path: display.clone(), cause })?;
-        SegmentationRules::from_toml_str(&text, &display)
+        read_settings_file(path, SegmentationRules::from_toml_str)
     }
 
     /// Parses and validates rules TOML; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<SegmentationRules, RulesError> {
-        let mut rules: SegmentationRules = toml::from_str(text).map_err(|e| RulesError::Parse {
-            path: origin.to_string(),
-            line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
-            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
-        })?;
-        let invalid = |field: &str, message: String| RulesError::Invalid {
-            path: origin.to_string(),
-            field: field.to_string(),
-            message,
-        };
+        let mut rules: SegmentationRules = parse_settings_toml(text, origin)?;
+        let invalid = |field: &str, message: String| SettingsFileError::invalid(origin, field, message);
         rules.night = parse_hours(&rules.night_owl.night_hours).map_err(|m| invalid("night_owl.night_hours", m))?;
         let shares = [
             ("hot_lead.min_response_share", rules.hot_lead.min_response_share),

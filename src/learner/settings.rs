@@ -5,41 +5,16 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::config::{SettingsFileError, parse_settings_toml, read_settings_file};
+
 /// The settings shipped with gavat.
 pub const DEFAULT_SETTINGS: &str = include_str!("../../config/learner.toml");
 
 /// Why a learner file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum LearnerSettingsError {
-    /// Unreadable.
-    #[error("{path}: cannot read: {cause}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// Not valid TOML, a wrong type or an unknown field.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// A meaningless value.
-    #[error("{path}: field {field}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The field.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub type LearnerSettingsError = SettingsFileError;
+
+/// Longest interval or observation period accepted: ten years of hours.
+const MAX_HOURS: i64 = 24 * 3_650;
 
 /// `[send_hours]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -114,26 +89,18 @@ impl LearnerSettings {
 
     /// Reads and validates a settings file.
     pub fn from_path(path: &Path) -> Result<LearnerSettings, LearnerSettingsError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|cause| LearnerSettingsError::Read { path: display.clone(), cause })?;
-        LearnerSettings::from_toml_str(&text, &display)
+        read_settings_file(path, LearnerSettings::from_toml_str)
     }
 
     /// Parses and validates; `origin` names the file in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<LearnerSettings, LearnerSettingsError> {
-        let s: LearnerSettings = toml::from_str(text).map_err(|e| LearnerSettingsError::Parse {
-            path: origin.to_string(),
-            line: e.span().map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
-            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
-        })?;
-        let invalid =
-            |field, message: String| Err(LearnerSettingsError::Invalid { path: origin.to_string(), field, message });
-        if s.interval_hours < 1 {
-            return invalid("interval_hours", format!("{} must be at least 1", s.interval_hours));
+        let s: LearnerSettings = parse_settings_toml(text, origin)?;
+        let invalid = |field: &str, message: String| Err(SettingsFileError::invalid(origin, field, message));
+        if !(1..=MAX_HOURS).contains(&s.interval_hours) {
+            return invalid("interval_hours", format!("{} must be 1–{MAX_HOURS} hours", s.interval_hours));
         }
-        if s.observe_hours < 0 {
-            return invalid("observe_hours", format!("{} must not be negative", s.observe_hours));
+        if !(0..=MAX_HOURS).contains(&s.observe_hours) {
+            return invalid("observe_hours", format!("{} must be 0–{MAX_HOURS} hours", s.observe_hours));
         }
         if !(1..=24).contains(&s.send_hours.window) {
             return invalid("send_hours.window", format!("{} must be 1–24 hours", s.send_hours.window));
@@ -178,6 +145,9 @@ mod tests {
         let bad = DEFAULT_SETTINGS.replace("max_daily_limit = 3", "max_daily_limit = 0");
         let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
         assert!(e.contains("hard_limits.max_daily_limit"), "{e}");
+        let bad = DEFAULT_SETTINGS.replace("interval_hours = 6 ", "interval_hours = 9223372036854775807 ");
+        let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
+        assert!(e.contains("interval_hours"), "{e}");
         let bad = DEFAULT_SETTINGS.replace("alpha = 0.05", "alpha = \"low\"");
         let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
         assert!(e.starts_with("l.toml:"), "{e}");

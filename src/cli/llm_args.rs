@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::llm::settings::DEFAULT_MAX_COMPLETION_TOKENS;
 use crate::llm::{ApiKey, LlmSettings};
 
 use super::CliError;
@@ -65,7 +66,7 @@ impl LlmArgs {
             concurrency: self.llm_concurrency,
             max_calls: self.llm_max_calls,
             max_tokens: self.llm_max_tokens,
-            max_completion_tokens: LlmSettings::defaults().max_completion_tokens,
+            max_completion_tokens: DEFAULT_MAX_COMPLETION_TOKENS,
             cache_ttl: Duration::from_secs(self.llm_cache_ttl_hours.saturating_mul(3600)),
         };
         settings.validate().map_err(CliError::usage)?;

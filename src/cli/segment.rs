@@ -50,7 +50,9 @@ struct Pending {
     before: Vec<Segment>,
     decided: Vec<Explained>,
     source: &'static str,
-    /// Set for users the rules are unsure of.
+    /// The rules' best confidence is below the threshold.
+    unsure: bool,
+    /// What the LLM is told, for unsure users when it is on.
     aggregates: Option<Aggregates>,
     /// Why the LLM's answer was not used, for the log.
     fallback: Option<String>,
@@ -88,13 +90,9 @@ pub fn run(args: SegmentArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failure(anyhow!("{}: cannot open the decision log: {e}", args.log_dir.display())))?;
 
     let mut pending = rules_pass(&db, now, &rules, threshold, llm.is_ok(), !args.store.json)?;
-    let unsure = pending.iter().filter(|p| p.aggregates.is_some()).count() as u64;
+    let unsure = pending.iter().filter(|p| p.unsure).count() as u64;
     let summary = match llm {
-        Err(why) => {
-            let unsure_users =
-                pending.iter().filter(|p| p.decided.first().is_none_or(|e| e.confidence < threshold)).count() as u64;
-            LlmSummary::RulesOnly { why, unsure_users, threshold }
-        }
+        Err(why) => LlmSummary::RulesOnly { why, unsure_users: unsure, threshold },
         Ok(settings) => {
             let client = LlmClient::new(settings).map_err(CliError::usage)?;
             let salt = db.meta_get_or_insert("llm_id_salt", fresh_salt).map_err(CliError::failure)?;
@@ -178,6 +176,7 @@ fn rules_pass(
             user: u.profile.id,
             before: u.segments.iter().map(|e| e.segment).collect(),
             aggregates: (llm_on && unsure).then(|| Aggregates::of(&u.profile, now, &decided)),
+            unsure,
             decided,
             source: "rules",
             fallback: None,

@@ -121,8 +121,8 @@ impl LlmClient {
         let key = settings.api_key.clone().ok_or(SetupError::NoKey)?;
         // rustls needs one process-wide crypto provider; a second install is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The whole attempt is bounded by `settings.timeout` in `attempt`; here only connecting.
         let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| SetupError::Http(shorten(&e.to_string())))?;

@@ -138,22 +138,24 @@ impl LlmSegmenter {
     ) -> Result<(Vec<(UserId, Resolution)>, SegmenterStats), StoreError> {
         let model = &self.client.settings().model;
         let mut stats = SegmenterStats { users: requests.len() as u64, ..SegmenterStats::default() };
-        // One question per distinct profile, asked in the order users first show it.
-        let mut keys: Vec<String> = Vec::with_capacity(requests.len());
-        let mut first: HashMap<String, usize> = HashMap::new();
+        // One question per distinct profile, asked in the order users first show it;
+        // `slot[i]` is the distinct profile of request `i`.
+        let mut slot: Vec<usize> = Vec::with_capacity(requests.len());
+        let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut distinct: Vec<(String, &Request)> = Vec::new();
         for r in &requests {
             let key = r.aggregates.cache_key(model);
-            first.entry(key.clone()).or_insert_with(|| {
-                distinct.push((key.clone(), r));
-                distinct.len() - 1
-            });
-            keys.push(key);
+            let next = distinct.len();
+            let i = *index_of.entry(key.clone()).or_insert(next);
+            if i == next {
+                distinct.push((key, r));
+            }
+            slot.push(i);
         }
         stats.distinct_profiles = distinct.len() as u64;
         let system = prompt::system_message();
         let disabled = Cell::new(false);
-        let ttl = self.client.settings().cache_ttl.as_secs() as i64;
+        let ttl = i64::try_from(self.client.settings().cache_ttl.as_secs()).unwrap_or(i64::MAX);
         let total = distinct.len() as u64;
         let mut outcomes: Vec<Option<(Resolution, bool)>> = vec![None; distinct.len()];
         let mut done = 0u64;
@@ -176,8 +178,8 @@ impl LlmSegmenter {
             stats.unreadable_cache_entries += u64::from(*unreadable);
         }
         let mut out = Vec::with_capacity(requests.len());
-        for (r, key) in requests.iter().zip(&keys) {
-            let (resolution, _) = outcomes[first[key]].clone().expect("every distinct profile resolved");
+        for (r, &i) in requests.iter().zip(&slot) {
+            let (resolution, _) = outcomes[i].clone().expect("every distinct profile resolved");
             match &resolution {
                 Resolution::Accepted { .. } => stats.accepted_users += 1,
                 Resolution::Fallback(f) => *stats.fallback_users.entry(f.label()).or_default() += 1,

@@ -7,6 +7,9 @@ use std::time::Duration;
 /// The environment variable holding the API key.
 pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
 
+/// Longest completion asked for by default, tokens: a verdict is a few dozen.
+pub const DEFAULT_MAX_COMPLETION_TOKENS: u32 = 200;
+
 /// An API key; printing it shows `***`.
 #[derive(Clone)]
 pub struct ApiKey(String);
@@ -91,7 +94,7 @@ impl LlmSettings {
             concurrency: 4,
             max_calls: 1_000,
             max_tokens: 500_000,
-            max_completion_tokens: 200,
+            max_completion_tokens: DEFAULT_MAX_COMPLETION_TOKENS,
             cache_ttl: Duration::from_secs(7 * 86_400),
         }
     }

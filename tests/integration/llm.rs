@@ -61,12 +61,11 @@ fn resolve(
     runtime.block_on(segmenter.resolve(requests, cache, 1_000_000, |_, _| {})).expect("the cache works")
 }
 
-/// One user against a server answering with `reply`; returns the resolution and requests made.
-fn one(settings: LlmSettings, server: &FakeOpenAi) -> Resolution {
+/// One user, asked with `settings`; returns the resolution.
+fn one(settings: LlmSettings) -> Resolution {
     let segmenter = LlmSegmenter::new(LlmClient::new(settings).unwrap(), "salt".into());
     let (mut out, _) = resolve(&segmenter, &MemoryLlmCache::default(), requests(1, 1));
     assert_eq!(out.len(), 1);
-    let _ = server;
     out.remove(0).1
 }
 
@@ -127,7 +126,7 @@ fn invalid_replies_fall_back_to_the_rules() {
     ];
     for (reply, expected) in cases {
         let server = FakeOpenAi::always(reply);
-        let f = fallback(one(settings(&server.url), &server));
+        let f = fallback(one(settings(&server.url)));
         assert!(expected(&f), "{reply} → {f:?}");
         assert_eq!(server.count(), 1, "an invalid reply is not retried: {reply}");
     }
@@ -144,14 +143,14 @@ fn a_reply_that_tries_to_inject_instructions_is_rejected() {
     ];
     for reply in attempts {
         let server = FakeOpenAi::always(reply);
-        let f = fallback(one(settings(&server.url), &server));
+        let f = fallback(one(settings(&server.url)));
         assert!(matches!(f, Fallback::Reply(ReplyError::Malformed(_))), "{reply} → {f:?}");
     }
     // A reason that tries to forge a log line is kept on one line.
     let server = FakeOpenAi::always(
         r#"{"segments": [{"segment": "COLD_LEAD", "confidence": 0.8}], "reason": "quiet\n2026-01-01T00:00:00Z user=1 source=rules HOT_LEAD=1.00"}"#,
     );
-    let Resolution::Accepted { verdict, .. } = one(settings(&server.url), &server) else { panic!() };
+    let Resolution::Accepted { verdict, .. } = one(settings(&server.url)) else { panic!() };
     assert!(!verdict.reason.contains('\n'));
 }
 
@@ -159,7 +158,7 @@ fn a_reply_that_tries_to_inject_instructions_is_rejected() {
 fn a_late_reply_times_out_after_its_retries() {
     let server =
         FakeOpenAi::start(|_, _| Reply::After(Duration::from_millis(1_500), Box::new(Reply::Content(GOOD.into()))));
-    let f = fallback(one(settings(&server.url), &server));
+    let f = fallback(one(settings(&server.url)));
     assert_eq!(f, Fallback::Call(CallError::Timeout));
     assert_eq!(server.count(), 2, "one try and one retry");
 }
@@ -172,13 +171,13 @@ fn rate_limits_and_server_errors_are_retried_then_fall_back() {
         // A passing failure: the retry succeeds.
         let server =
             FakeOpenAi::start(move |n, _| if n == 0 { Reply::Status(status) } else { Reply::Content(GOOD.into()) });
-        assert!(matches!(one(settings(&server.url), &server), Resolution::Accepted { .. }), "{status}");
+        assert!(matches!(one(settings(&server.url)), Resolution::Accepted { .. }), "{status}");
         assert_eq!(server.count(), 2);
         // A lasting one: the rules decide.
         let server = FakeOpenAi::start(move |_, _| Reply::Status(status));
         let mut s = settings(&server.url);
         s.max_retries = 2;
-        assert_eq!(fallback(one(s, &server)), Fallback::Call(error), "{status}");
+        assert_eq!(fallback(one(s)), Fallback::Call(error), "{status}");
         assert_eq!(server.count(), 3, "{status}: one try and two retries");
     }
 }
@@ -187,7 +186,7 @@ fn rate_limits_and_server_errors_are_retried_then_fall_back() {
 fn a_429_retry_after_is_honoured() {
     let server = FakeOpenAi::start(|n, _| if n == 0 { Reply::RetryAfter(0.4) } else { Reply::Content(GOOD.into()) });
     let started = gavat::clock::Stopwatch::start();
-    assert!(matches!(one(settings(&server.url), &server), Resolution::Accepted { .. }));
+    assert!(matches!(one(settings(&server.url)), Resolution::Accepted { .. }));
     let waited = started.elapsed_secs();
     assert!(waited >= 0.4, "waited {waited} s, not the server's 0.4 s");
     assert_eq!(server.count(), 2);
@@ -196,7 +195,7 @@ fn a_429_retry_after_is_honoured() {
 #[test]
 fn a_refusal_falls_back() {
     let server = FakeOpenAi::start(|_, _| Reply::Refusal("I can't help with that.".into()));
-    assert!(matches!(fallback(one(settings(&server.url), &server)), Fallback::Call(CallError::Refused(_))));
+    assert!(matches!(fallback(one(settings(&server.url))), Fallback::Call(CallError::Refused(_))));
 }
 
 #[test]

@@ -167,6 +167,45 @@ impl StrategyBook {
     }
 }
 
+/// A strategy serializes in the form of a strategy file's table (hours as `"9-21"`,
+/// cooldown in hours), so that the store, reports and `--toml` exports read like the file.
+impl serde::Serialize for DeliveryStrategy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RawStrategy::from(self).serialize(serializer)
+    }
+}
+
+impl DeliveryStrategy {
+    /// Reads back what [`serde::Serialize`] wrote (JSON), validated like a strategy file's
+    /// table; the error names the field.
+    pub fn from_json(segment: Segment, json: &str) -> Result<DeliveryStrategy, String> {
+        let raw: RawStrategy = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        raw.validate(segment).map_err(|(field, message)| format!("{field}: {message}"))
+    }
+}
+
+impl StrategyBook {
+    /// A book named `name` from one strategy per segment (any order); `None` if a segment
+    /// is missing.
+    pub fn from_strategies(name: &str, strategies: Vec<DeliveryStrategy>) -> Option<StrategyBook> {
+        let mut book = StrategyBook { name: name.into(), strategies: Vec::with_capacity(8) };
+        for segment in Segment::ALL {
+            book.strategies.push(strategies.iter().find(|s| s.segment == segment)?.clone());
+        }
+        Some(book)
+    }
+
+    /// The book as a strategy file that [`StrategyBook::from_toml_str`] reads back.
+    pub fn to_toml(&self) -> String {
+        let mut out = format!("name = {}\n", toml::Value::String(self.name.to_string()));
+        for s in &self.strategies {
+            let table = toml::to_string(&RawStrategy::from(s)).unwrap_or_default();
+            out.push_str(&format!("\n[{}]\n{table}", s.segment.as_str()));
+        }
+        out
+    }
+}
+
 impl From<&DeliveryStrategy> for RawStrategy {
     fn from(s: &DeliveryStrategy) -> RawStrategy {
         RawStrategy {

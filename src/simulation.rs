@@ -477,12 +477,11 @@ impl SimulationReport {
                 count(Action::RolledBack),
                 count(Action::Rejected)
             );
-            let caps: Vec<&StrategyChange> = self
-                .strategy_changes
-                .iter()
-                .filter(|c| c.field != "send_hours" || c.action != Action::Applied)
-                .collect();
-            for c in caps.iter().take(12) {
+            // What changed the strategies first; the rejected proposals (most lose their
+            // simulation) only as a count, with --json for the details.
+            let effective: Vec<&StrategyChange> =
+                self.strategy_changes.iter().filter(|c| c.action != Action::Rejected).collect();
+            for c in effective.iter().take(20) {
                 let _ = writeln!(
                     out,
                     "  #{:<4} {} {:<18} {:<11} {:<14} {} → {}  ({})",
@@ -496,11 +495,16 @@ impl SimulationReport {
                     c.evidence
                 );
             }
-            if caps.len() > 12 {
-                let _ = writeln!(out, "  … {} more cap decisions (--json lists every change)", caps.len() - 12);
+            if effective.len() > 20 {
+                let _ = writeln!(out, "  … {} more changes (--json lists every one)", effective.len() - 20);
             }
+            let _ = writeln!(
+                out,
+                "  {} proposals rejected: past a hard limit, or lost their simulation (--json lists why)",
+                count(Action::Rejected)
+            );
             let mut last_hours: BTreeMap<&str, &str> = BTreeMap::new();
-            for c in self.strategy_changes.iter().filter(|c| c.field == "send_hours") {
+            for c in effective.iter().filter(|c| c.field == "send_hours") {
                 last_hours.insert(c.segment.as_str(), &c.after);
             }
             let hours: Vec<String> = last_hours.iter().map(|(s, h)| format!("{s} {h}")).collect();

@@ -1,9 +1,12 @@
 //! The learner: statistics first. [`policy`] decides (Thompson sampling over send hours,
-//! one-step cap moves on strong evidence, guardrail rollbacks, hard limits), [`settings`]
-//! holds its thresholds. The `LearnerActor` runs it on the engine clock.
+//! one-step cap moves on strong evidence, guardrail rollbacks, hard limits), [`proof`]
+//! runs every proposal as a paired simulation it must win before it is applied,
+//! [`settings`] holds its thresholds. The `LearnerActor` runs it on the engine clock.
 
 pub mod policy;
+pub mod proof;
 pub mod settings;
 
-pub use policy::{Action, Counts, Decision, Learner, StrategyChange, within_hard_limits};
+pub use policy::{Action, Counts, Decision, Learner, Proposal, StrategyChange, within_hard_limits};
+pub use proof::{Goal, Proof};
 pub use settings::{LearnerSettings, LearnerSettingsError};

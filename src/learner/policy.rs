@@ -11,6 +11,8 @@
 //!   back** if the opt-out rate rose by more than the guardrail with significance, or the
 //!   response rate fell with significance (one-sided two-proportion z-tests).
 //!
+//! Every proposal — an hour move or a cap step — must first win its paired simulation
+//! ([`super::proof`]) against the strategy in force; losers are recorded as `rejected`.
 //! The first `observe_hours` only observe. The learner changes strategies, never a user's
 //! state: opted-out users stay out because the user actor enforces it on every send.
 
@@ -25,6 +27,7 @@ use crate::actors::learner::HourTable;
 use crate::config::StrategyBook;
 use crate::domain::{DeliveryStrategy, HOUR, HourMask, Segment, Timestamp};
 
+use super::proof::{Goal, Observed, Proof, prove};
 use super::settings::{HardLimits, LearnerSettings};
 
 /// What happened to a change.
@@ -74,6 +77,12 @@ pub struct StrategyChange {
     pub after: String,
     /// Why, with the numbers.
     pub evidence: String,
+    /// The simulation the proposal had to win (for `applied` and some `rejected`).
+    pub proof: Option<Proof>,
+    /// The whole strategy before the change (what a rollback restores).
+    pub strategy_before: DeliveryStrategy,
+    /// The whole strategy after it (for a rejection: the one proposed).
+    pub strategy_after: DeliveryStrategy,
 }
 
 /// Sends, responses and opt-outs of one segment in a window.
@@ -103,6 +112,21 @@ struct Pending {
     baseline: Counts,
 }
 
+/// A proposed change of one segment's strategy, from the statistics or an adviser.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    /// `statistics` or `llm`.
+    pub source: &'static str,
+    /// The field it changes: `send_hours`, `daily_limit` or `cooldown_hours`.
+    pub field: &'static str,
+    /// What it is for (its primary metric in the simulation).
+    pub goal: Goal,
+    /// The whole strategy proposed.
+    pub proposed: DeliveryStrategy,
+    /// Why it was proposed.
+    pub evidence: String,
+}
+
 /// What one look decided.
 #[derive(Debug, Default)]
 pub struct Decision {
@@ -119,6 +143,7 @@ pub struct Learner {
     started_at: Timestamp,
     rng: Pcg64,
     window: [Counts; 8],
+    totals: [Counts; 8],
     pending: [Option<Pending>; 8],
     next_id: u32,
 }
@@ -131,6 +156,7 @@ impl Learner {
             started_at,
             rng: Pcg64::seed_from_u64(seed ^ 0x006c_6561_726e_6572),
             window: [Counts::default(); 8],
+            totals: [Counts::default(); 8],
             pending: Default::default(),
             next_id: 1,
         }
@@ -144,38 +170,86 @@ impl Learner {
     /// Counts a send attributed to `segment`.
     pub fn record_sent(&mut self, segment: Segment) {
         self.window[segment.index()].sent += 1;
+        self.totals[segment.index()].sent += 1;
     }
 
     /// Counts a reply attributed to `segment`.
     pub fn record_response(&mut self, segment: Segment) {
         self.window[segment.index()].responses += 1;
+        self.totals[segment.index()].responses += 1;
     }
 
     /// Counts an opt-out attributed to `segment`.
     pub fn record_opt_out(&mut self, segment: Segment) {
         self.window[segment.index()].opt_outs += 1;
+        self.totals[segment.index()].opt_outs += 1;
     }
 
+    /// Appends an audit entry.
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &mut self,
         at: Timestamp,
-        segment: Segment,
+        source: &'static str,
         action: Action,
         field: &'static str,
-        before: String,
-        after: String,
+        before: &DeliveryStrategy,
+        after: &DeliveryStrategy,
         evidence: String,
+        proof: Option<Proof>,
     ) -> StrategyChange {
         let id = self.next_id;
         self.next_id += 1;
-        StrategyChange { id, at, segment, source: "statistics", action, field, before, after, evidence }
+        StrategyChange {
+            id,
+            at,
+            segment: before.segment,
+            source,
+            action,
+            field,
+            before: describe_field(before, field),
+            after: describe_field(after, field),
+            evidence,
+            proof,
+            strategy_before: before.clone(),
+            strategy_after: after.clone(),
+        }
+    }
+
+    /// What the segment's sends produced so far: the proof's calibration targets.
+    fn observed(&self, segment: Segment, hours: &HourTable) -> Observed {
+        let i = segment.index();
+        Observed { sent_by_hour: hours.sent[i], responses_by_hour: hours.responses[i], totals: self.totals[i] }
+    }
+
+    /// Tries one proposal against `current`: the hard limits first, then its paired
+    /// simulation. Returns the audit entry and whether the proposal may be applied.
+    pub fn try_proposal(
+        &mut self,
+        at: Timestamp,
+        current: &DeliveryStrategy,
+        proposal: Proposal,
+        hours: &HourTable,
+    ) -> (StrategyChange, bool) {
+        let Proposal { source, field, goal, proposed, evidence } = proposal;
+        if let Err(why) = within_hard_limits(&proposed, &self.settings.hard_limits) {
+            let e =
+                self.entry(at, source, Action::Rejected, field, current, &proposed, format!("{evidence}; {why}"), None);
+            return (e, false);
+        }
+        let observed = self.observed(current.segment, hours);
+        let seed: u64 = self.rng.random();
+        let s = &self.settings;
+        let proof = prove(current, &proposed, goal, &observed, &s.proof, &s.guardrails, at, seed);
+        let action = if proof.won { Action::Applied } else { Action::Rejected };
+        let evidence = format!("{evidence}; {}", proof.describe());
+        (self.entry(at, source, action, field, current, &proposed, evidence, Some(proof)), action == Action::Applied)
     }
 
     /// One look at `at`, with the cumulative per-hour table and the strategies in force.
     pub fn tick(&mut self, at: Timestamp, hours: &HourTable, book: &StrategyBook) -> Decision {
         let mut decision = Decision::default();
-        if at.secs() - self.started_at.secs() < self.settings.observe_hours * HOUR {
+        if !self.observing_done(at) {
             return decision;
         }
         let mut next = book.clone();
@@ -183,18 +257,28 @@ impl Learner {
         for segment in Segment::ALL {
             let current = next.get(segment).clone();
             let mut strategy = current.clone();
-            self.judge_or_move_caps(at, segment, &mut strategy, &mut decision.changes);
+            self.judge_or_move_caps(at, segment, &mut strategy, hours, &mut decision.changes);
             if let Some(window) = self.thompson_window(hours, &strategy)
                 && window != strategy.optimal_hours
             {
-                let (before, after) = (strategy.optimal_hours.to_string(), window.to_string());
                 let i = segment.index();
                 let sent: u64 = strategy.allowed_hours.hours().map(|h| hours.sent[i][usize::from(h)]).sum();
                 let evidence =
                     format!("Thompson draw over {sent} sends in the allowed hours {}", strategy.allowed_hours);
-                let e = self.entry(at, segment, Action::Applied, "send_hours", before, after, evidence);
-                decision.changes.push(e);
-                strategy.optimal_hours = window;
+                let mut proposed = strategy.clone();
+                proposed.optimal_hours = window;
+                let proposal = Proposal {
+                    source: "statistics",
+                    field: "send_hours",
+                    goal: Goal::MoreResponses,
+                    proposed,
+                    evidence,
+                };
+                let (entry, applied) = self.try_proposal(at, &strategy, proposal, hours);
+                if applied {
+                    strategy = entry.strategy_after.clone();
+                }
+                decision.changes.push(entry);
             }
             if strategy != current {
                 next = next.with(strategy);
@@ -207,12 +291,19 @@ impl Learner {
         decision
     }
 
-    /// Judges a pending cap move, or proposes a new one.
+    /// Whether the observation period is over at `at`.
+    pub fn observing_done(&self, at: Timestamp) -> bool {
+        at.secs() - self.started_at.secs() >= self.settings.observe_hours * HOUR
+    }
+
+    /// Judges a pending cap move, or proposes a new one (each candidate step in turn until
+    /// one wins its simulation).
     fn judge_or_move_caps(
         &mut self,
         at: Timestamp,
         segment: Segment,
         strategy: &mut DeliveryStrategy,
+        hours: &HourTable,
         out: &mut Vec<StrategyChange>,
     ) {
         let i = segment.index();
@@ -226,23 +317,29 @@ impl Learner {
             let b = p.baseline;
             let harm = worse_opt_outs(&b, &window, s.guardrails.max_opt_out_increase, s.guardrails.alpha)
                 .or_else(|| worse_responses(&b, &window, s.guardrails.alpha));
-            let (before, after) = (describe_field(strategy, p.field), describe_field(&p.before, p.field));
             let evidence = format!("change #{}: before {}; after {}", p.id, b.describe(), window.describe());
+            let mut restored = strategy.clone();
+            restored.daily_limit = p.before.daily_limit;
+            restored.cooldown_secs = p.before.cooldown_secs;
+            let current = strategy.clone();
             match harm {
                 Some(why) => {
-                    strategy.daily_limit = p.before.daily_limit;
-                    strategy.cooldown_secs = p.before.cooldown_secs;
+                    let evidence = format!("{evidence}; {why}");
                     out.push(self.entry(
                         at,
-                        segment,
+                        "statistics",
                         Action::RolledBack,
                         p.field,
-                        before,
-                        after,
-                        format!("{evidence}; {why}"),
+                        &current,
+                        &restored,
+                        evidence,
+                        None,
                     ));
+                    *strategy = restored;
                 }
-                None => out.push(self.entry(at, segment, Action::Kept, p.field, before.clone(), before, evidence)),
+                None => {
+                    out.push(self.entry(at, "statistics", Action::Kept, p.field, &current, &current, evidence, None))
+                }
             }
             return;
         }
@@ -261,23 +358,24 @@ impl Learner {
             100.0 * opt_out.low,
             100.0 * opt_out.high
         );
-        let proposal = if opt_out.low > s.caps.opt_out_ceiling {
-            tighten(strategy, &s)
+        let (goal, steps) = if opt_out.low > s.caps.opt_out_ceiling {
+            (Goal::FewerOptOuts, tighten_steps(strategy, &s))
         } else if opt_out.high < s.caps.opt_out_ceiling && response.low > s.caps.loosen_min_response {
-            loosen(strategy, &s.hard_limits, s.caps.cooldown_step_hours)
+            (Goal::MoreResponses, loosen_steps(strategy, &s.hard_limits, s.caps.cooldown_step_hours))
         } else {
-            None
-        };
-        let Some((field, proposed)) = proposal else { return };
-        let (before, after) = (describe_field(strategy, field), describe_field(&proposed, field));
-        if let Err(why) = within_hard_limits(&proposed, &s.hard_limits) {
-            out.push(self.entry(at, segment, Action::Rejected, field, before, after, format!("{evidence}; {why}")));
             return;
+        };
+        for (field, proposed) in steps {
+            let proposal = Proposal { source: "statistics", field, goal, proposed, evidence: evidence.clone() };
+            let (entry, applied) = self.try_proposal(at, strategy, proposal, hours);
+            let id = entry.id;
+            out.push(entry);
+            if applied {
+                self.pending[i] = Some(Pending { id, before: strategy.clone(), field, baseline: window });
+                *strategy = out.last().map(|e| e.strategy_after.clone()).unwrap_or_else(|| strategy.clone());
+                return;
+            }
         }
-        let entry = self.entry(at, segment, Action::Applied, field, before, after, evidence);
-        self.pending[i] = Some(Pending { id: entry.id, before: strategy.clone(), field, baseline: window });
-        out.push(entry);
-        *strategy = proposed;
     }
 
     /// The Thompson-sampled optimal window, if the segment has the evidence.
@@ -312,34 +410,41 @@ fn describe_field(s: &DeliveryStrategy, field: &str) -> String {
     }
 }
 
-/// One loosening step: the daily limit first, then the cooldown.
-fn loosen(s: &DeliveryStrategy, limits: &HardLimits, step_hours: f64) -> Option<(&'static str, DeliveryStrategy)> {
-    let mut p = s.clone();
+/// The one-step loosenings to try, in order: the daily limit, then the cooldown.
+fn loosen_steps(s: &DeliveryStrategy, limits: &HardLimits, step_hours: f64) -> Vec<(&'static str, DeliveryStrategy)> {
+    let mut steps = Vec::new();
     if s.daily_limit < limits.max_daily_limit {
+        let mut p = s.clone();
         p.daily_limit += 1;
-        return Some(("daily_limit", p));
+        steps.push(("daily_limit", p));
     }
     let step = (step_hours * HOUR as f64) as i64;
     let floor = (limits.min_cooldown_hours * HOUR as f64) as i64;
-    (s.cooldown_secs - step >= floor).then(|| {
+    if s.cooldown_secs - step >= floor {
+        let mut p = s.clone();
         p.cooldown_secs -= step;
-        ("cooldown_hours", p)
-    })
+        steps.push(("cooldown_hours", p));
+    }
+    steps
 }
 
-/// One tightening step: the daily limit first (never below 1), then the cooldown.
-fn tighten(s: &DeliveryStrategy, settings: &LearnerSettings) -> Option<(&'static str, DeliveryStrategy)> {
-    let mut p = s.clone();
+/// The one-step tightenings to try, in order: the daily limit (never below 1), then the
+/// cooldown.
+fn tighten_steps(s: &DeliveryStrategy, settings: &LearnerSettings) -> Vec<(&'static str, DeliveryStrategy)> {
+    let mut steps = Vec::new();
     if s.daily_limit > 1 {
+        let mut p = s.clone();
         p.daily_limit -= 1;
-        return Some(("daily_limit", p));
+        steps.push(("daily_limit", p));
     }
     let step = (settings.caps.cooldown_step_hours * HOUR as f64) as i64;
     let ceiling = (settings.hard_limits.max_cooldown_hours * HOUR as f64) as i64;
-    (s.cooldown_secs + step <= ceiling).then(|| {
+    if s.cooldown_secs + step <= ceiling {
+        let mut p = s.clone();
         p.cooldown_secs += step;
-        ("cooldown_hours", p)
-    })
+        steps.push(("cooldown_hours", p));
+    }
+    steps
 }
 
 /// Whether a proposed strategy stays within the hard limits — the check every proposal,
@@ -388,9 +493,19 @@ fn worse_responses(before: &Counts, after: &Counts, alpha: f64) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Frequency;
 
     fn learner() -> Learner {
         Learner::new(LearnerSettings::defaults(), Timestamp(0), 7)
+    }
+
+    /// A learner whose guardrail tolerates a rise of the opt-out rate of one point per
+    /// send, so that doubling a cap can pass its simulation (the shipped 0.2 points stop
+    /// it: the synthetic users' fatigue raises opt-outs more than that).
+    fn tolerant_learner() -> Learner {
+        let mut settings = LearnerSettings::defaults();
+        settings.guardrails.max_opt_out_increase = 0.01;
+        Learner::new(settings, Timestamp(0), 7)
     }
 
     fn feed(l: &mut Learner, segment: Segment, sent: u64, responses: u64, opt_outs: u64) {
@@ -405,6 +520,23 @@ mod tests {
         }
     }
 
+    /// The defaults with `segment` sending daily at any hour of the day, so that its daily
+    /// limit and cooldown are what bind.
+    fn busy(segment: Segment, daily_limit: u32, cooldown_hours: i64) -> StrategyBook {
+        let book = StrategyBook::defaults();
+        let mut s = book.get(segment).clone();
+        s.frequency = Frequency::Daily;
+        s.allowed_hours = HourMask::ALL_DAY;
+        s.optimal_hours = s.allowed_hours;
+        s.daily_limit = daily_limit;
+        s.cooldown_secs = cooldown_hours * HOUR;
+        book.with(s)
+    }
+
+    fn dump(changes: &[StrategyChange]) -> String {
+        changes.iter().map(|c| format!("{} {}: {}\n", c.action.as_str(), c.field, c.evidence)).collect()
+    }
+
     const DAY2: Timestamp = Timestamp(2 * 86_400);
 
     #[test]
@@ -416,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn thompson_sampling_moves_toward_the_better_hour() {
+    fn thompson_sampling_moves_toward_the_better_hour_once_it_wins_its_simulation() {
         let book = StrategyBook::defaults();
         let mut table = HourTable::default();
         let i = Segment::WarmLead.index();
@@ -426,87 +558,125 @@ mod tests {
             table.responses[i][h] = if h == 19 { 80 } else { 10 };
         }
         let mut l = learner();
-        let mut hits = 0;
+        let mut current = book.clone();
         for t in 0..20 {
-            let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &table, &book);
-            let window = d
-                .book
-                .as_ref()
-                .map_or(book.get(Segment::WarmLead).optimal_hours, |b| b.get(Segment::WarmLead).optimal_hours);
-            hits += u32::from(window.contains(19));
+            let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &table, &current);
+            for c in &d.changes {
+                assert_eq!(c.field, "send_hours");
+                assert!(c.proof.is_some(), "every hour move is simulated first");
+                if c.action == Action::Applied {
+                    assert!(c.proof.as_ref().is_some_and(|p| p.won), "{}", dump(&d.changes));
+                }
+            }
+            if let Some(b) = d.book {
+                current = b;
+            }
+            let window = current.get(Segment::WarmLead).optimal_hours;
             assert!(window.hours().all(|h| book.get(Segment::WarmLead).allowed_hours.contains(h)));
-            assert_eq!(window.hours().count(), 3);
         }
-        assert_eq!(hits, 20, "with this much evidence every draw favours 19:00");
+        let window = current.get(Segment::WarmLead).optimal_hours;
+        assert!(window.contains(19), "the window ends on the hour that answers: {window}");
+        assert_eq!(window.hours().count(), 3);
     }
 
     #[test]
     fn strong_evidence_loosens_one_step_and_never_past_the_hard_maximum() {
         let mut book = StrategyBook::defaults();
         let mut l = learner();
-        let mut daily = Vec::new();
         for t in 0..12 {
             // Plenty of replies, no opt-outs, every window.
             feed(&mut l, Segment::HotLead, 1_000, 400, 0);
             let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &HourTable::default(), &book);
-            for c in &d.changes {
-                assert_ne!(c.action, Action::RolledBack);
-            }
             if let Some(b) = d.book {
                 book = b;
             }
             let s = book.get(Segment::HotLead);
-            assert!(within_hard_limits(s, &LearnerSettings::defaults().hard_limits).is_ok(), "{s:?}");
-            daily.push((s.daily_limit, s.cooldown_secs / HOUR));
+            // HOT_LEAD starts at 3 a day (the hard maximum), 4 h (the hard minimum): nothing to loosen.
+            assert_eq!((s.daily_limit, s.cooldown_secs / HOUR), (3, 4), "{}", dump(&d.changes));
         }
-        // HOT_LEAD starts at 3 a day (the hard maximum), 4 h (the hard minimum): nothing to loosen.
-        assert!(daily.iter().all(|&d| d == (3, 4)), "{daily:?}");
-        // WARM_LEAD (2 a day, 12 h) loosens: 3 a day, then the cooldown in 2 h steps, never below 4 h.
-        let mut book = StrategyBook::defaults();
-        let mut l = learner();
+        // A daily, all-day WARM_LEAD at 1 a day, 12 h: 2 a day wins its simulation first;
+        // the cooldown then comes down one 2 h step at a time, each step only after it wins,
+        // and stops at the hard minimum of 4 h.
+        let mut book = busy(Segment::WarmLead, 1, 12);
+        let mut l = tolerant_learner();
         let mut seen = Vec::new();
         for t in 0..40 {
             feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
-            if let Some(b) = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &HourTable::default(), &book).book {
+            let d = l.tick(Timestamp(DAY2.secs() + t * 6 * HOUR), &HourTable::default(), &book);
+            for c in d.changes.iter().filter(|c| c.action == Action::Applied) {
+                assert!(c.proof.as_ref().is_some_and(|p| p.won), "{}", dump(&d.changes));
+            }
+            if let Some(b) = d.book {
                 book = b;
             }
             let s = book.get(Segment::WarmLead);
+            assert!(within_hard_limits(s, &LearnerSettings::defaults().hard_limits).is_ok(), "{s:?}");
             seen.push((s.daily_limit, s.cooldown_secs / HOUR));
         }
-        assert_eq!(seen[0], (3, 12), "one step: the daily limit first");
-        assert_eq!(*seen.last().unwrap(), (3, 4), "then the cooldown, down to the hard minimum");
-        assert!(seen.windows(2).all(|w| w[0].1 - w[1].1 <= 2), "one step at a time: {seen:?}");
+        assert_eq!(seen[0], (2, 12), "one step: the daily limit first");
+        assert!(seen.iter().all(|&(d, c)| d <= 3 && c >= 4), "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].1 - w[1].1 <= 2 && w[1].0 - w[0].0 <= 1), "one step at a time: {seen:?}");
+        assert_eq!(seen.last().unwrap().1, 4, "the cooldown came down to the hard minimum: {seen:?}");
+    }
+
+    #[test]
+    fn a_proposal_that_changes_nothing_loses_its_simulation() {
+        // The default WARM_LEAD sends every other day at its optimal evening hours, so one
+        // more message a day could never go out: the simulation sees no gain and refuses.
+        let book = StrategyBook::defaults();
+        let mut l = learner();
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+        let d = l.tick(DAY2, &HourTable::default(), &book);
+        assert!(d.book.is_none(), "{}", dump(&d.changes));
+        assert!(!d.changes.is_empty());
+        for c in &d.changes {
+            assert_eq!(c.action, Action::Rejected);
+            assert!(c.evidence.contains("lost: responses per user +0.000"), "{}", c.evidence);
+        }
+    }
+
+    #[test]
+    fn a_loosening_that_raises_simulated_opt_outs_past_the_guardrail_is_not_applied() {
+        let book = busy(Segment::WarmLead, 1, 12);
+        let mut l = learner();
+        feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
+        let d = l.tick(DAY2, &HourTable::default(), &book);
+        assert!(d.book.is_none(), "{}", dump(&d.changes));
+        let doubling = d.changes.iter().find(|c| c.field == "daily_limit").expect("proposed");
+        assert_eq!(doubling.action, Action::Rejected);
+        assert!(doubling.evidence.contains("> guardrail 0.20"), "{}", doubling.evidence);
     }
 
     #[test]
     fn a_change_that_raises_opt_outs_is_rolled_back() {
-        let mut book = StrategyBook::defaults();
-        let mut l = learner();
+        let mut book = busy(Segment::WarmLead, 1, 12);
+        let mut l = tolerant_learner();
         feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
         let d = l.tick(DAY2, &HourTable::default(), &book);
-        book = d.book.unwrap();
-        assert_eq!(book.get(Segment::WarmLead).daily_limit, 3);
+        book = d.book.unwrap_or_else(|| panic!("{}", dump(&d.changes)));
+        assert_eq!(book.get(Segment::WarmLead).daily_limit, 2);
         // After the change: 2% of sends end in an opt-out.
         feed(&mut l, Segment::WarmLead, 1_000, 400, 20);
         let d = l.tick(DAY2.plus(6 * HOUR), &HourTable::default(), &book);
         let back = d.changes.iter().find(|c| c.action == Action::RolledBack).expect("rolled back");
-        assert_eq!((back.field, back.before.as_str(), back.after.as_str()), ("daily_limit", "3", "2"));
+        assert_eq!((back.field, back.before.as_str(), back.after.as_str()), ("daily_limit", "2", "1"));
         assert!(back.evidence.contains("opt-out rate rose"), "{}", back.evidence);
-        assert_eq!(d.book.unwrap().get(Segment::WarmLead).daily_limit, 2);
+        assert_eq!(back.strategy_after.daily_limit, 1);
+        assert_eq!(d.book.unwrap().get(Segment::WarmLead).daily_limit, 1);
     }
 
     #[test]
     fn a_change_that_lowers_responses_is_rolled_back_and_a_harmless_one_kept() {
-        let mut l = learner();
-        let book = StrategyBook::defaults();
+        let mut l = tolerant_learner();
+        let book = busy(Segment::WarmLead, 1, 12);
         feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
         let book = l.tick(DAY2, &HourTable::default(), &book).book.unwrap();
         feed(&mut l, Segment::WarmLead, 1_000, 300, 0);
         let d = l.tick(DAY2.plus(6 * HOUR), &HourTable::default(), &book);
         assert!(d.changes.iter().any(|c| c.action == Action::RolledBack && c.evidence.contains("response rate fell")));
 
-        let mut l = learner();
-        let book = StrategyBook::defaults();
+        let mut l = tolerant_learner();
+        let book = busy(Segment::WarmLead, 1, 12);
         feed(&mut l, Segment::WarmLead, 1_000, 400, 0);
         let book = l.tick(DAY2, &HourTable::default(), &book).book.unwrap();
         feed(&mut l, Segment::WarmLead, 1_000, 395, 1);
@@ -518,13 +688,30 @@ mod tests {
     #[test]
     fn opt_outs_tighten_and_weak_evidence_changes_nothing() {
         let mut l = learner();
-        let book = StrategyBook::defaults();
+        let book = busy(Segment::HotLead, 3, 4);
         feed(&mut l, Segment::HotLead, 1_000, 300, 30);
         let d = l.tick(DAY2, &HourTable::default(), &book);
-        assert_eq!(d.book.unwrap().get(Segment::HotLead).daily_limit, 2);
+        let tightened = d.book.unwrap_or_else(|| panic!("{}", dump(&d.changes)));
+        assert_eq!(tightened.get(Segment::HotLead).daily_limit, 2);
+        assert!(d.changes[0].proof.as_ref().is_some_and(|p| p.goal == Goal::FewerOptOuts && p.won));
         let mut l = learner();
         feed(&mut l, Segment::HotLead, 100, 90, 0);
         assert!(l.tick(DAY2, &HourTable::default(), &book).changes.is_empty(), "100 sends are not enough");
+    }
+
+    #[test]
+    fn a_proposal_past_a_hard_limit_is_rejected_before_any_simulation() {
+        let mut l = learner();
+        let book = StrategyBook::defaults();
+        let current = book.get(Segment::HotLead).clone();
+        let mut proposed = current.clone();
+        proposed.daily_limit = 5;
+        let proposal =
+            Proposal { source: "llm", field: "daily_limit", goal: Goal::MoreResponses, proposed, evidence: "x".into() };
+        let (entry, applied) = l.try_proposal(DAY2, &current, proposal, &HourTable::default());
+        assert!(!applied);
+        assert_eq!((entry.action, entry.source, entry.after.as_str()), (Action::Rejected, "llm", "5"));
+        assert!(entry.evidence.contains("above the hard maximum 3") && entry.proof.is_none(), "{}", entry.evidence);
     }
 
     #[test]

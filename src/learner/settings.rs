@@ -62,6 +62,24 @@ pub struct GuardrailSettings {
     pub alpha: f64,
 }
 
+/// `[proof]`: the simulation every proposal must win before it is applied.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSettings {
+    /// Synthetic users of the segment, each living through both arms.
+    pub users: u32,
+    /// Simulated days per arm.
+    pub days: u32,
+    /// k in exp(−k · fatigue load) of the synthetic users (not identifiable from rates
+    /// observed at one cap setting, so it is assumed).
+    pub fatigue_sensitivity: f64,
+    /// Spread (log-normal σ) of the users' response propensity around the segment's.
+    pub heterogeneity: f64,
+    /// Hour profiles drawn from the posterior, users split evenly over them; the verdict's
+    /// interval is over these replicates.
+    pub worlds: u32,
+}
+
 /// All of it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +96,8 @@ pub struct LearnerSettings {
     pub hard_limits: HardLimits,
     /// Rollback rules.
     pub guardrails: GuardrailSettings,
+    /// Simulate before deploy.
+    pub proof: ProofSettings,
 }
 
 impl LearnerSettings {
@@ -129,6 +149,25 @@ impl LearnerSettings {
         }
         if s.caps.cooldown_step_hours.is_nan() || s.caps.cooldown_step_hours <= 0.0 {
             return invalid("caps.cooldown_step_hours", "must be positive".into());
+        }
+        let p = &s.proof;
+        if !(20..=100_000).contains(&p.users) {
+            return invalid("proof.users", format!("{} must be 20–100000", p.users));
+        }
+        if !(1..=90).contains(&p.days) {
+            return invalid("proof.days", format!("{} must be 1–90", p.days));
+        }
+        if !(0.0..=10.0).contains(&p.fatigue_sensitivity) {
+            return invalid("proof.fatigue_sensitivity", format!("{} must be in [0, 10]", p.fatigue_sensitivity));
+        }
+        if !(2..=1_000).contains(&p.worlds) || p.worlds > p.users / 10 {
+            return invalid(
+                "proof.worlds",
+                format!("{} must be 2–1000 and leave at least 10 users per world", p.worlds),
+            );
+        }
+        if !(0.0..=3.0).contains(&p.heterogeneity) {
+            return invalid("proof.heterogeneity", format!("{} must be in [0, 3]", p.heterogeneity));
         }
         Ok(s)
     }

@@ -327,7 +327,15 @@ pub fn run_engine(
         .iter()
         .flat_map(|seg| result.segments[seg.index()].suppressed.iter().map(|(reason, n)| (*seg, *reason, *n)))
         .collect();
-    let run = RunRecord { ended_at: horizon, strategy: plan.book.name.to_string(), seed: Some(plan.seed), suppressed };
+    let in_force = result.scheduler.final_book.as_deref().unwrap_or(&plan.book);
+    let run = RunRecord {
+        ended_at: horizon,
+        strategy: plan.book.name.to_string(),
+        seed: Some(plan.seed),
+        suppressed,
+        strategies: in_force.iter().cloned().collect(),
+        strategy_changes: result.scheduler.strategy_changes.clone(),
+    };
     futures::executor::block_on(async {
         store.save_run(&run).await?;
         store.flush().await

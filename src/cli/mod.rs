@@ -7,6 +7,7 @@ pub mod experiment;
 pub mod llm_args;
 pub mod segment;
 pub mod simulate;
+pub mod strategy;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,10 @@ pub enum Command {
     /// LLM for the users the rules are unsure of when OPENAI_API_KEY is set — logging each
     /// decision.
     Segment(segment::SegmentArgs),
+    /// The learner's audit trail and the strategies in force in a CRM store; roll a
+    /// change back.
+    #[command(subcommand)]
+    Strategy(strategy::StrategyCommand),
 }
 
 /// An error with the exit code it deserves.
@@ -99,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Segments(command) => crm::segments(command),
         Command::Delivery(command) => crm::delivery(command),
         Command::Segment(args) => segment::run(args),
+        Command::Strategy(command) => strategy::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

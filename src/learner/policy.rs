@@ -402,7 +402,8 @@ impl Learner {
     }
 }
 
-fn describe_field(s: &DeliveryStrategy, field: &str) -> String {
+/// One field of a strategy as the audit trail shows it.
+pub fn describe_field(s: &DeliveryStrategy, field: &str) -> String {
     match field {
         "daily_limit" => s.daily_limit.to_string(),
         "cooldown_hours" => format!("{:.1}", s.cooldown_secs as f64 / HOUR as f64),

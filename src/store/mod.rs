@@ -6,6 +6,7 @@
 mod jsonl;
 mod memory;
 mod sqlite;
+mod strategies;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -14,13 +15,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::domain::{BotId, Caps, ContentKind, GroupId, HourMask, Segment, Timestamp, UserId, UserProfile, UtcOffset};
+use crate::domain::{
+    BotId, Caps, ContentKind, DeliveryStrategy, GroupId, HourMask, Segment, Timestamp, UserId, UserProfile, UtcOffset,
+};
+use crate::learner::StrategyChange;
 use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::Explained;
 
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser};
+pub use strategies::{RollbackError, StoredChange, StoredStrategy};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +153,10 @@ pub struct RunRecord {
     pub seed: Option<u64>,
     /// Sends held back, by governing segment and reason.
     pub suppressed: Vec<(Segment, SuppressReason, u64)>,
+    /// The strategies in force at the end (the learner's, or the configured ones).
+    pub strategies: Vec<DeliveryStrategy>,
+    /// The learner's audit trail of the run, in order.
+    pub strategy_changes: Vec<StrategyChange>,
 }
 
 impl<T: Store + ?Sized> Store for Arc<T> {

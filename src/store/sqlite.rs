@@ -92,6 +92,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (segment, reason)
      );
      CREATE TABLE llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);",
+    // 2: the strategies in force and the learner's audit trail (see `super::strategies`).
+    "CREATE TABLE strategies (
+        segment TEXT PRIMARY KEY,
+        strategy TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+     );
+     CREATE TABLE strategy_changes (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        segment TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        field TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        proof TEXT,
+        strategy_before TEXT NOT NULL,
+        strategy_after TEXT NOT NULL
+     );
+     CREATE INDEX strategy_changes_by_segment ON strategy_changes (segment, id);",
 ];
 
 /// The schema version this build writes and reads.
@@ -105,8 +127,8 @@ pub struct SqliteStore {
 }
 
 #[derive(Debug)]
-struct Inner {
-    conn: Connection,
+pub(super) struct Inner {
+    pub(super) conn: Connection,
     users: Vec<UserRecord>,
     log: Vec<LogEntry>,
     /// The first write error, reported again at `flush` so that no loss goes unnoticed.
@@ -144,11 +166,16 @@ impl SqliteStore {
         SqliteStore::open(path)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    /// The file, as shown in errors.
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn err(&self, e: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, e: rusqlite::Error) -> StoreError {
         sql_error(&self.path, e)
     }
 
@@ -313,6 +340,7 @@ impl Store for SqliteStore {
             ] {
                 tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
             }
+            super::strategies::save_in_tx(&tx, run)?;
             tx.execute("DELETE FROM suppressions", [])?;
             for (segment, reason, count) in &run.suppressed {
                 tx.execute(
@@ -815,6 +843,8 @@ mod tests {
                 strategy: "defaults-v1".into(),
                 seed: Some(3),
                 suppressed: vec![(Segment::WarmLead, SuppressReason::Cooldown, 4)],
+                strategies: crate::config::StrategyBook::defaults().iter().cloned().collect(),
+                strategy_changes: Vec::new(),
             };
             futures::executor::block_on(store.save_run(&run)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();

@@ -1,7 +1,7 @@
 //! `gavat simulate --learn`: the learner changes strategies on the virtual clock, every
 //! change is in the report, caps are never broken, and a seed fixes all of it.
 
-use super::common::simulate_json;
+use super::common::{gavat, s, simulate_json, temp_dir};
 
 fn without_timing(mut report: serde_json::Value) -> serde_json::Value {
     report.as_object_mut().unwrap().remove("timing");
@@ -31,4 +31,74 @@ fn simulate_learn_is_deterministic_and_reports_every_change() {
 fn first_day_end(report: &serde_json::Value) -> i64 {
     let start = chrono::DateTime::parse_from_rfc3339(report["start"].as_str().unwrap()).unwrap().timestamp();
     start + 86_400
+}
+
+/// A learning run saved to a store: `gavat strategy history` lists every change with its
+/// simulation, `show` prints what is in force (and a strategy file `--strategies` reads
+/// back), and `rollback` restores the earlier strategy and records itself.
+#[test]
+fn the_audit_trail_is_persisted_and_a_change_can_be_rolled_back() {
+    let dir = temp_dir();
+    let db = dir.path().join("crm.db");
+    let out = gavat(&["simulate", "--users", "1500", "--days", "6", "--seed", "9", "--learn", "--save-state", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let history = json(&["strategy", "history", "--store", s(&db), "--json"]);
+    let history = history.as_array().unwrap();
+    assert!(!history.is_empty());
+    for c in history {
+        if c["source"] == "statistics" && (c["action"] == "applied" || c["action"] == "rejected") {
+            let proof = &c["proof"];
+            if c["action"] == "applied" {
+                assert_eq!(proof["won"], true, "nothing is applied without winning its simulation: {c}");
+            }
+            if !proof.is_null() {
+                assert!(c["evidence"].as_str().unwrap().contains("simulated"), "{c}");
+            }
+        }
+    }
+    let applied = history.iter().find(|c| c["action"] == "applied").expect("the learner applied something");
+    let (id, segment) = (applied["id"].as_i64().unwrap(), applied["segment"].as_str().unwrap().to_string());
+
+    let only = json(&["strategy", "history", "--store", s(&db), "--segment", &segment, "--json"]);
+    assert!(only.as_array().unwrap().iter().all(|c| c["segment"] == segment.as_str()));
+
+    let out = gavat(&["strategy", "rollback", &id.to_string(), "--store", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("operator rollback of change #{id}")));
+    let shown = json(&["strategy", "show", "--store", s(&db), "--json"]);
+    let restored = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["version"].as_i64().unwrap() > id)
+        .expect("the rolled-back segment's strategy carries the rollback's id");
+    assert_eq!(restored["strategy"], applied["strategy_before"], "the strategy before the change is back");
+    let last = json(&["strategy", "history", "--store", s(&db), "--json"]);
+    let last = last.as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["source"].as_str(), last["action"].as_str()), (Some("operator"), Some("rolled_back")));
+
+    // A rejected change cannot be rolled back; an unknown one is named.
+    if let Some(rejected) = history.iter().find(|c| c["action"] == "rejected") {
+        let out = gavat(&["strategy", "rollback", &rejected["id"].to_string(), "--store", s(&db)]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to roll back"));
+    }
+    let out = gavat(&["strategy", "rollback", "99999", "--store", s(&db)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no strategy change #99999"));
+
+    // `show --toml` is a strategy file the engine runs with.
+    let out = gavat(&["strategy", "show", "--store", s(&db), "--toml"]);
+    assert!(out.status.success());
+    let file = dir.path().join("learned.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let run = simulate_json(&["--users", "300", "--days", "2", "--seed", "1", "--strategy", s(&file)]);
+    assert_eq!(run["strategy"], "defaults-v1+learned");
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = gavat(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -93,6 +93,7 @@ fn whole_simulation(c: &mut Criterion) {
                 events: None,
                 save_state: None,
                 learner: None,
+                adviser: None,
             },
             |plan| simulation::run(&plan, |_| {}).expect("simulation runs"),
             BatchSize::PerIteration,

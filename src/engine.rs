@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
 use crate::learner::{Learner, LearnerSettings};
+use crate::llm::BlockingLlm;
 use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError};
 use crate::transport::{InboundSink, Transport};
@@ -117,6 +118,7 @@ pub struct EngineBuilder {
     rules: Option<SegmentationRules>,
     progress: Option<ProgressFn>,
     learner: Option<LearnerSettings>,
+    adviser: Option<BlockingLlm>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -189,6 +191,12 @@ impl EngineBuilder {
         self.learner = Some(settings);
         self
     }
+    /// Let the learner consult an OpenAI-compatible model as an adviser at each look (its
+    /// proposals pass the same checks and simulation as the learner's own).
+    pub fn adviser(mut self, llm: BlockingLlm) -> Self {
+        self.adviser = Some(llm);
+        self
+    }
     /// Keep every user's counts for [`RunResult::per_user`].
     pub fn collect_user_results(mut self, yes: bool) -> Self {
         self.collect_user_results = yes;
@@ -228,6 +236,7 @@ impl EngineBuilder {
             rules: Arc::new(self.rules.unwrap_or_else(SegmentationRules::defaults)),
             progress: self.progress,
             learner: self.learner,
+            adviser: self.adviser,
         })
     }
 }
@@ -249,6 +258,7 @@ pub struct Engine {
     rules: Arc<SegmentationRules>,
     progress: Option<ProgressFn>,
     learner: Option<LearnerSettings>,
+    adviser: Option<BlockingLlm>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -275,7 +285,9 @@ impl Engine {
         let learning = self.learner.is_some();
         let interval = self.learner.as_ref().map_or(LEARNER_INTERVAL_SECS, |l| l.interval_hours * 3_600);
         let learner = match self.learner {
-            Some(settings) => LearnerActor::with_learner(Learner::new(settings, self.clock.now(), self.seed)).start(),
+            Some(settings) => {
+                LearnerActor::with_learner(Learner::new(settings, self.clock.now(), self.seed), self.adviser).start()
+            }
             None => LearnerActor::default().start(),
         };
         let mut listeners: Vec<Recipient<OutcomesRecorded>> =

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gavat_sim::{BehaviourModel, ObservedHistory, Population, Scenario, SyntheticGroup, SyntheticUser};
 use serde::Serialize;
 
+use crate::actors::learner::AdviserStats;
 use crate::actors::scheduler::GroupPolicy;
 use crate::actors::segment::SegmentStats;
 use crate::clock::{Clock, Stopwatch, VirtualClock};
@@ -18,6 +19,7 @@ use crate::domain::{
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
+use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
 use crate::store::{JsonlLog, MemoryStore, RunRecord, SqliteStore, Store, StoreError};
@@ -51,6 +53,8 @@ pub struct SimulationPlan {
     pub save_state: Option<PathBuf>,
     /// Run with the learner re-planning strategies (`--learn`).
     pub learner: Option<LearnerSettings>,
+    /// The learner's LLM adviser (`--llm-adviser`).
+    pub adviser: Option<LlmSettings>,
 }
 
 /// Why a simulation could not run.
@@ -62,6 +66,9 @@ pub enum SimulationError {
     /// The events file could not be written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The LLM adviser's client could not be set up.
+    #[error("the LLM adviser: {0}")]
+    Adviser(String),
 }
 
 /// One row of the report: a segment or the total.
@@ -142,6 +149,12 @@ pub struct SimulationReport {
     pub cap_violation_examples: Vec<String>,
     /// The learner's audit trail (`--learn`; empty otherwise).
     pub strategy_changes: Vec<StrategyChange>,
+    /// What the LLM adviser did (`--llm-adviser`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adviser: Option<AdviserStats>,
+    /// The learner's notes that are not audit entries: an adviser's failed requests and
+    /// refused replies, with the engine time.
+    pub learner_notes: Vec<(String, String)>,
     /// Wall time and throughput (not part of the results).
     pub timing: Timing,
 }
@@ -316,6 +329,10 @@ pub fn run_engine(
         .progress(move |t| progress((t.secs() - start.secs()) as f64 / span));
     if let Some(settings) = &plan.learner {
         builder = builder.learner(settings.clone());
+        if let Some(llm) = &plan.adviser {
+            builder =
+                builder.adviser(BlockingLlm::new(llm.clone()).map_err(|e| SimulationError::Adviser(e.to_string()))?);
+        }
     }
     builder = match experiment_arms {
         Some(arms) => builder.arms(arms).collect_user_results(true),
@@ -406,6 +423,8 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         cap_violations: r.scheduler.cap_violations,
         cap_violation_examples: r.scheduler.violation_examples.clone(),
         strategy_changes: r.scheduler.strategy_changes.clone(),
+        adviser: r.scheduler.adviser.clone(),
+        learner_notes: r.scheduler.learner_notes.iter().map(|(at, n)| (at.to_rfc3339(), n.clone())).collect(),
         timing: Timing {
             wall_secs,
             events,
@@ -511,6 +530,24 @@ impl SimulationReport {
                 "  {} proposals rejected: past a hard limit, or lost their simulation (--json lists why)",
                 count(Action::Rejected)
             );
+            if let Some(a) = &self.adviser {
+                let from_llm =
+                    |act: Action| self.strategy_changes.iter().filter(|c| c.source == "llm" && c.action == act).count();
+                let errors: u64 = a.call_errors.values().sum();
+                let _ = writeln!(
+                    out,
+                    "  llm adviser: asked {} times, {} valid replies, {} refused whole, {} failed requests; \
+                     {} proposals: {} applied, {} rejected{}",
+                    a.asked,
+                    a.replies,
+                    a.malformed_replies,
+                    errors,
+                    a.proposals,
+                    from_llm(Action::Applied),
+                    from_llm(Action::Rejected),
+                    if a.disabled { " (disabled after a 401/403)" } else { "" }
+                );
+            }
             let mut last_hours: BTreeMap<&str, &str> = BTreeMap::new();
             for c in effective.iter().filter(|c| c.field == "send_hours") {
                 last_hours.insert(c.segment.as_str(), &c.after);

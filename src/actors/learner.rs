@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use serde::Serialize;
+
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
-use crate::learner::{Learner, StrategyChange};
+use crate::learner::adviser::{parse_advice, system_message, user_message};
+use crate::learner::{Decision, Learner, StrategyChange};
+use crate::llm::{BlockingLlm, CallError};
 
 use super::messages::{OutcomeKind, OutcomesRecorded};
 
@@ -36,17 +40,87 @@ impl HourTable {
     }
 }
 
+/// What the LLM adviser did in a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AdviserStats {
+    /// Looks at which it was asked.
+    pub asked: u64,
+    /// Replies that were one valid JSON object of the schema.
+    pub replies: u64,
+    /// Replies refused whole (not the schema's JSON).
+    pub malformed_replies: u64,
+    /// Proposals read from the valid replies.
+    pub proposals: u64,
+    /// Requests that failed, by kind (timeout, rate_limited, unauthorized, ...).
+    pub call_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Set after a 401/403: not asked again in this run.
+    pub disabled: bool,
+}
+
+/// The adviser and what it did.
+#[derive(Debug)]
+struct AdviserLink {
+    llm: BlockingLlm,
+    stats: AdviserStats,
+}
+
 /// The learner.
 #[derive(Debug, Default)]
 pub struct LearnerActor {
     table: HourTable,
     learner: Option<Learner>,
+    adviser: Option<AdviserLink>,
 }
 
 impl LearnerActor {
-    /// An actor that also re-plans strategies with `learner`.
-    pub fn with_learner(learner: Learner) -> LearnerActor {
-        LearnerActor { table: HourTable::default(), learner: Some(learner) }
+    /// An actor that also re-plans strategies with `learner`, consulting `adviser` (an
+    /// OpenAI-compatible model) at every look after the observation period if given.
+    pub fn with_learner(learner: Learner, adviser: Option<BlockingLlm>) -> LearnerActor {
+        LearnerActor {
+            table: HourTable::default(),
+            learner: Some(learner),
+            adviser: adviser.map(|llm| AdviserLink { llm, stats: AdviserStats::default() }),
+        }
+    }
+
+    /// Asks the adviser about the strategies after this look's own decision, and adds what
+    /// its proposals came to.
+    fn consult_adviser(&mut self, at: Timestamp, book: &StrategyBook, decision: &mut Decision) {
+        let (Some(learner), Some(adviser)) = (self.learner.as_mut(), self.adviser.as_mut()) else { return };
+        if adviser.stats.disabled || !learner.observing_done(at) {
+            return;
+        }
+        let current = decision.book.clone().unwrap_or_else(|| book.clone());
+        let system = system_message(learner.settings());
+        let user = user_message(&current, learner.totals(), &self.table);
+        adviser.stats.asked += 1;
+        let reply = match adviser.llm.complete_json(&system, &user) {
+            Ok(completion) => completion.content,
+            Err(e) => {
+                *adviser.stats.call_errors.entry(e.label()).or_default() += 1;
+                if matches!(e, CallError::Unauthorized(_)) {
+                    adviser.stats.disabled = true;
+                }
+                decision.notes.push(format!("llm adviser unavailable ({e}); the statistics decide alone"));
+                return;
+            }
+        };
+        let advice = match parse_advice(&reply) {
+            Ok(advice) => advice,
+            Err(e) => {
+                adviser.stats.malformed_replies += 1;
+                decision.notes.push(format!("llm reply refused whole: {e}"));
+                return;
+            }
+        };
+        adviser.stats.replies += 1;
+        adviser.stats.proposals += advice.len() as u64;
+        let advised = learner.consider_advice(at, advice, &self.table, &current);
+        decision.changes.extend(advised.changes);
+        decision.notes.extend(advised.notes);
+        if advised.book.is_some() {
+            decision.book = advised.book;
+        }
     }
 }
 
@@ -77,16 +151,24 @@ pub struct StrategyUpdate {
     pub book: Option<Arc<StrategyBook>>,
     /// What was applied, kept, rolled back or rejected.
     pub changes: Vec<StrategyChange>,
+    /// What could not be an audit entry (an adviser's failures), for the logs.
+    pub notes: Vec<(Timestamp, String)>,
+    /// The adviser's counts so far, if there is one.
+    pub adviser: Option<AdviserStats>,
 }
 
 impl Handler<Learn> for LearnerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) {
-        let decision = match self.learner.as_mut() {
+        let mut decision = match self.learner.as_mut() {
             Some(learner) => learner.tick(msg.at, &self.table, &msg.book),
             None => Default::default(),
         };
+        self.consult_adviser(msg.at, &msg.book, &mut decision);
+        for note in &decision.notes {
+            tracing::warn!(target: "gavat::learner", at = %msg.at, "{note}");
+        }
         for c in &decision.changes {
             tracing::info!(
                 target: "gavat::learner",
@@ -95,7 +177,12 @@ impl Handler<Learn> for LearnerActor {
                 "strategy change"
             );
         }
-        msg.reply_to.do_send(StrategyUpdate { book: decision.book.map(Arc::new), changes: decision.changes });
+        msg.reply_to.do_send(StrategyUpdate {
+            book: decision.book.map(Arc::new),
+            changes: decision.changes,
+            notes: decision.notes.into_iter().map(|n| (msg.at, n)).collect(),
+            adviser: self.adviser.as_ref().map(|a| a.stats.clone()),
+        });
     }
 }
 

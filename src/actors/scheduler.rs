@@ -142,6 +142,10 @@ pub struct SchedulerSummary {
     pub strategy_changes: Vec<StrategyChange>,
     /// The strategies in force at the end, when a learner changed them.
     pub final_book: Option<Arc<StrategyBook>>,
+    /// The learner's notes that are not audit entries (an adviser's failures).
+    pub learner_notes: Vec<(crate::domain::Timestamp, String)>,
+    /// What the LLM adviser did, if there was one.
+    pub adviser: Option<super::learner::AdviserStats>,
     /// Work items dispatched (wakes, inbound events, group posts, ticks).
     pub dispatched: u64,
     /// Inbound events for users the engine does not know (dropped, logged).
@@ -691,6 +695,10 @@ impl Handler<StrategyUpdate> for SchedulerActor {
             self.summary.final_book = Some(book);
         }
         self.summary.strategy_changes.extend(msg.changes);
+        self.summary.learner_notes.extend(msg.notes);
+        if msg.adviser.is_some() {
+            self.summary.adviser = msg.adviser;
+        }
         self.pump(ctx);
     }
 }

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
 use crate::learner::LearnerSettings;
+
+use super::llm_args::LlmConnectionArgs;
 use crate::segmentation::SegmentationRules;
 use crate::simulation::{self, SimulationPlan};
 
@@ -44,6 +46,14 @@ pub struct SimulateArgs {
     /// Learner settings replacing the shipped ones (`config/learner.toml`); implies --learn.
     #[arg(long, value_name = "FILE")]
     pub learner: Option<PathBuf>,
+    /// Let the learner consult an OpenAI-compatible model (key from OPENAI_API_KEY) at each
+    /// look; it sees per-segment aggregates only, and each of its proposals must pass the
+    /// schema, the hard limits and its own simulation like the learner's. Implies --learn.
+    #[arg(long)]
+    pub llm_adviser: bool,
+    /// The adviser's endpoint, model, timeouts and budget.
+    #[command(flatten, next_help_heading = "LLM adviser")]
+    pub llm: LlmConnectionArgs,
 }
 
 /// The flags every simulated run shares.
@@ -110,6 +120,7 @@ impl SimArgs {
             events: events.cloned(),
             save_state: None,
             learner: None,
+            adviser: None,
         };
         Ok((plan, drawn))
     }
@@ -140,8 +151,11 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     }
     plan.learner = match &args.learner {
         Some(path) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
-        None => args.learn.then(LearnerSettings::defaults),
+        None => (args.learn || args.llm_adviser).then(LearnerSettings::defaults),
     };
+    if args.llm_adviser {
+        plan.adviser = Some(args.llm.adviser_settings()?);
+    }
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }

@@ -1,8 +1,9 @@
 //! The learner: statistics first. [`policy`] decides (Thompson sampling over send hours,
 //! one-step cap moves on strong evidence, guardrail rollbacks, hard limits), [`proof`]
 //! runs every proposal as a paired simulation it must win before it is applied,
-//! [`settings`] holds its thresholds. The `LearnerActor` runs it on the engine clock.
+//! [`adviser`] reads an LLM's proposals strictly, [`settings`] holds its thresholds. The `LearnerActor` runs it on the engine clock.
 
+pub mod adviser;
 pub mod policy;
 pub mod proof;
 pub mod settings;

@@ -27,6 +27,7 @@ use crate::actors::learner::HourTable;
 use crate::config::StrategyBook;
 use crate::domain::{DeliveryStrategy, HOUR, HourMask, Segment, Timestamp};
 
+use super::adviser::{Advised, Refusal, to_proposal};
 use super::proof::{Goal, Observed, Proof, prove};
 use super::settings::{HardLimits, LearnerSettings};
 
@@ -134,6 +135,9 @@ pub struct Decision {
     pub book: Option<StrategyBook>,
     /// The audit entries of this look.
     pub changes: Vec<StrategyChange>,
+    /// What could not become an audit entry (an adviser's reply or proposal naming no
+    /// segment), for the logs.
+    pub notes: Vec<String>,
 }
 
 /// The learner's state.
@@ -143,6 +147,7 @@ pub struct Learner {
     started_at: Timestamp,
     rng: Pcg64,
     window: [Counts; 8],
+    last_window: [Counts; 8],
     totals: [Counts; 8],
     pending: [Option<Pending>; 8],
     next_id: u32,
@@ -156,6 +161,7 @@ impl Learner {
             started_at,
             rng: Pcg64::seed_from_u64(seed ^ 0x006c_6561_726e_6572),
             window: [Counts::default(); 8],
+            last_window: [Counts::default(); 8],
             totals: [Counts::default(); 8],
             pending: Default::default(),
             next_id: 1,
@@ -291,6 +297,84 @@ impl Learner {
         decision
     }
 
+    /// Considers an adviser's proposals (read by [`super::adviser::parse_advice`]) against
+    /// `book`, one after another: a refusal becomes a `rejected` entry (or a note, if it
+    /// names no segment); the rest go through the hard limits and their simulation like
+    /// the statistics' own, and a cap move that wins is judged by the guardrails later.
+    pub fn consider_advice(
+        &mut self,
+        at: Timestamp,
+        advice: Vec<Result<Advised, String>>,
+        hours: &HourTable,
+        book: &StrategyBook,
+    ) -> Decision {
+        let mut decision = Decision::default();
+        let mut next = book.clone();
+        let mut changed = false;
+        for item in advice {
+            let refusal = match item {
+                Err(why) => Refusal { segment: None, field: "invalid", why },
+                Ok(advised) => match to_proposal(&advised, &next, &self.settings) {
+                    Err(refusal) => refusal,
+                    Ok(proposal) => {
+                        let segment = proposal.proposed.segment;
+                        let i = segment.index();
+                        let current = next.get(segment).clone();
+                        if proposal.field != "send_hours" && self.pending[i].is_some() {
+                            Refusal {
+                                segment: Some(segment),
+                                field: proposal.field,
+                                why: "a cap change of this segment is still under review".into(),
+                            }
+                        } else {
+                            let field = proposal.field;
+                            let (entry, applied) = self.try_proposal(at, &current, proposal, hours);
+                            if applied {
+                                if field != "send_hours" {
+                                    let baseline =
+                                        if self.last_window[i].sent > 0 { self.last_window[i] } else { self.window[i] };
+                                    self.window[i] = Counts::default();
+                                    let before = current.clone();
+                                    self.pending[i] = Some(Pending { id: entry.id, before, field, baseline });
+                                }
+                                next = next.with(entry.strategy_after.clone());
+                                changed = true;
+                            }
+                            decision.changes.push(entry);
+                            continue;
+                        }
+                    }
+                },
+            };
+            match refusal.segment {
+                Some(segment) => {
+                    let s = next.get(segment).clone();
+                    let evidence = format!("llm proposal refused: {}", refusal.why);
+                    decision.changes.push(self.entry(
+                        at,
+                        "llm",
+                        Action::Rejected,
+                        refusal.field,
+                        &s,
+                        &s,
+                        evidence,
+                        None,
+                    ));
+                }
+                None => decision.notes.push(format!("llm proposal refused: {}", refusal.why)),
+            }
+        }
+        if changed {
+            decision.book = Some(next);
+        }
+        decision
+    }
+
+    /// The per-segment totals so far (what an adviser is told).
+    pub fn totals(&self) -> &[Counts; 8] {
+        &self.totals
+    }
+
     /// Whether the observation period is over at `at`.
     pub fn observing_done(&self, at: Timestamp) -> bool {
         at.secs() - self.started_at.secs() >= self.settings.observe_hours * HOUR
@@ -313,6 +397,7 @@ impl Learner {
             return;
         }
         self.window[i] = Counts::default();
+        self.last_window[i] = window;
         if let Some(p) = self.pending[i].take() {
             let b = p.baseline;
             let harm = worse_opt_outs(&b, &window, s.guardrails.max_opt_out_increase, s.guardrails.alpha)
@@ -698,6 +783,36 @@ mod tests {
         let mut l = learner();
         feed(&mut l, Segment::HotLead, 100, 90, 0);
         assert!(l.tick(DAY2, &HourTable::default(), &book).changes.is_empty(), "100 sends are not enough");
+    }
+
+    #[test]
+    fn an_advisers_sound_proposal_is_applied_only_after_winning_its_simulation() {
+        let book = StrategyBook::defaults();
+        let mut table = HourTable::default();
+        let i = Segment::WarmLead.index();
+        // Evenings (18–21) answer 40%, the rest 5%.
+        for h in 9..21 {
+            table.sent[i][h] = 200;
+            table.responses[i][h] = if h >= 18 { 80 } else { 10 };
+        }
+        let advise = |hours: &str| {
+            let reply = format!(
+                r#"{{"proposals": [{{"segment": "WARM_LEAD", "field": "send_hours", "value": "{hours}", "reason": "r"}}]}}"#
+            );
+            crate::learner::adviser::parse_advice(&reply).unwrap()
+        };
+        let mut l = learner();
+        let d = l.consider_advice(DAY2, advise("18-21"), &table, &book);
+        let c = &d.changes[0];
+        assert_eq!((c.source, c.action), ("llm", Action::Applied), "{}", dump(&d.changes));
+        assert!(c.proof.as_ref().is_some_and(|p| p.won));
+        assert_eq!(d.book.unwrap().get(Segment::WarmLead).optimal_hours.to_string(), "18-21");
+        // Away from the hour that answers: the simulation says no.
+        let d = l.consider_advice(DAY2, advise("9-12"), &table, &book);
+        let c = &d.changes[0];
+        assert_eq!((c.source, c.action), ("llm", Action::Rejected), "{}", dump(&d.changes));
+        assert!(c.proof.as_ref().is_some_and(|p| !p.won) && c.evidence.starts_with("llm: r; simulated"));
+        assert!(d.book.is_none());
     }
 
     #[test]

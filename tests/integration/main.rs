@@ -1,5 +1,6 @@
 //! gavat's integration tests: one binary, modules named by the behaviour they show.
 
+mod adviser;
 mod caps_from_events;
 mod cli;
 mod common;

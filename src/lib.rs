@@ -14,6 +14,7 @@
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
 //! - [`decision_log`]: daily decision logs under `logs/`.
+//! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
 //! - [`engine`]: wiring and running.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
@@ -35,6 +36,7 @@ pub mod experiment;
 pub mod learner;
 pub mod llm;
 pub mod policy;
+pub mod run_logs;
 pub mod segmentation;
 pub mod simulation;
 pub mod store;

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
 use crate::learner::LearnerSettings;
+use crate::run_logs::write_run_logs;
 
 use super::llm_args::LlmConnectionArgs;
 use crate::segmentation::SegmentationRules;
@@ -46,6 +47,10 @@ pub struct SimulateArgs {
     /// Learner settings replacing the shipped ones (`config/learner.toml`); implies --learn.
     #[arg(long, value_name = "FILE")]
     pub learner: Option<PathBuf>,
+    /// Where the run logs go: `<dir>/crm_analytics_YYYY-MM-DD.log` (a summary of every run)
+    /// and, with the learner, `<dir>/delivery_optimizer_YYYY-MM-DD.log` (its decisions).
+    #[arg(long, value_name = "DIR", env = "GAVAT_LOG_DIR", default_value = "logs")]
+    pub log_dir: PathBuf,
     /// Let the learner consult an OpenAI-compatible model (key from OPENAI_API_KEY) at each
     /// look; it sees per-segment aggregates only, and each of its proposals must pass the
     /// schema, the hard limits and its own simulation like the learner's. Implies --learn.
@@ -163,6 +168,10 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     let report = simulation::run(&plan, progress.callback()).map_err(CliError::failure)?;
     progress.finish();
 
+    let learning = plan.learner.is_some();
+    let logs = write_run_logs(&args.log_dir, &report, learning).map_err(|e| {
+        CliError::failure(anyhow::anyhow!("{}: cannot write the run logs: {e}", args.log_dir.display()))
+    })?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report).context("writing the report").map_err(CliError::failure)?;
@@ -174,6 +183,9 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         }
         if let Some(state) = &plan.save_state {
             writeln!(stdout, "state saved:       {}", state.display()).map_err(CliError::failure)?;
+        }
+        for log in &logs {
+            writeln!(stdout, "log appended:      {}", log.display()).map_err(CliError::failure)?;
         }
     }
     if report.cap_violations > 0 {

@@ -15,6 +15,8 @@ pub fn gavat_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .env("GAVAT_LOG", "error")
+        // Run logs go under the build's scratch space, not the working tree.
+        .env("GAVAT_LOG_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/logs"))
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("GAVAT_LLM_MODEL");

@@ -102,3 +102,28 @@ fn json(args: &[&str]) -> serde_json::Value {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The learner's decisions and the run's analytics are appended to the day's log files.
+#[test]
+fn a_learning_run_writes_its_decisions_and_analytics_logs() {
+    let dir = temp_dir();
+    let logs = dir.path().join("logs");
+    let out = gavat(&["simulate", "--users", "800", "--days", "3", "--seed", "5", "--learn", "--log-dir", s(&logs)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("crm_analytics_") && names[1].starts_with("delivery_optimizer_"), "{names:?}");
+    let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap();
+    let optimizer = read(&names[1]);
+    assert!(optimizer.lines().count() > 0);
+    assert!(optimizer.lines().all(|l| l.contains("run seed=5") && l.contains(" | ")), "{optimizer}");
+    let analytics = read(&names[0]);
+    assert_eq!(analytics.lines().count(), 9, "the run and its eight segments: {analytics}");
+    assert!(analytics.lines().next().unwrap().contains("learner=on"));
+    // A second run appends.
+    let out = gavat(&["simulate", "--users", "200", "--days", "2", "--seed", "6", "--log-dir", s(&logs)]);
+    assert!(out.status.success());
+    assert_eq!(read(&names[0]).lines().count(), 18);
+}

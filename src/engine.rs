@@ -18,11 +18,15 @@ use crate::actors::user::{PersistPolicy, UserActor, UserContext};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
+use crate::learner::proof::ActivityProfiles;
 use crate::learner::{Learner, LearnerSettings};
 use crate::llm::BlockingLlm;
 use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError};
 use crate::transport::{InboundSink, Transport};
+
+/// Activity profiles kept per segment for the learner's proofs.
+const ACTIVITY_PROFILES_PER_SEGMENT: usize = 2_000;
 
 /// Default learner cadence: every 6 hours.
 pub const LEARNER_INTERVAL_SECS: i64 = 6 * 3_600;
@@ -59,6 +63,9 @@ pub struct Arms {
     pub books: Vec<Arc<StrategyBook>>,
     /// Each user's arm (index into `names`), in user order.
     pub of_user: Vec<u16>,
+    /// The arms whose strategies the learner re-plans (needs [`EngineBuilder::learner`]);
+    /// the others stay fixed. Shorter than `names`: the rest are fixed.
+    pub learning: Vec<bool>,
 }
 
 /// One user's counts at the end of a run, for per-user experiment results.
@@ -282,22 +289,46 @@ impl Engine {
         let n = self.users.len();
         let segment_addrs: Vec<Addr<SegmentActor>> =
             self.book.iter().map(|s| SegmentActor::new(s.clone()).start()).collect();
-        let learning = self.learner.is_some();
         let interval = self.learner.as_ref().map_or(LEARNER_INTERVAL_SECS, |l| l.interval_hours * 3_600);
-        let learner = match self.learner {
-            Some(settings) => {
-                LearnerActor::with_learner(Learner::new(settings, self.clock.now(), self.seed), self.adviser).start()
+        let (books, arm_of, arm_names, learning_arms) = match self.arms {
+            Some(arms) => {
+                let mut learning = arms.learning;
+                learning.resize(arms.books.len(), false);
+                (arms.books, arms.of_user, arms.names, learning)
             }
-            None => LearnerActor::default().start(),
+            None => (vec![self.book.clone()], Vec::new(), Vec::new(), vec![true]),
+        };
+        let learning = self.learner.is_some() && learning_arms.iter().any(|l| *l);
+        let learner = match self.learner {
+            Some(settings) if learning => {
+                let start = self.clock.now();
+                // What the CRM knows of each segment's users' hours, for the proofs.
+                let activity = Arc::new(ActivityProfiles::collect(
+                    self.users.iter().map(|p| {
+                        let held = crate::segmentation::segment(p, start, &self.rules);
+                        (&p.activity.by_local_hour, held.iter().map(|a| a.segment).collect())
+                    }),
+                    ACTIVITY_PROFILES_PER_SEGMENT,
+                ));
+                let learners = learning_arms
+                    .iter()
+                    .enumerate()
+                    .map(|(arm, learns)| {
+                        // Each arm's learner draws from its own stream.
+                        learns.then(|| {
+                            Learner::new(settings.clone(), start, self.seed ^ (arm as u64) << 48)
+                                .with_activity(activity.clone())
+                        })
+                    })
+                    .collect();
+                LearnerActor::with_learners(Arc::new(arm_of.clone()), learners, self.adviser).start()
+            }
+            _ => LearnerActor::default().start(),
         };
         let mut listeners: Vec<Recipient<OutcomesRecorded>> =
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
 
-        let (books, arm_of, arm_names) = match self.arms {
-            Some(arms) => (arms.books, arms.of_user, arms.names),
-            None => (vec![self.book.clone()], Vec::new(), Vec::new()),
-        };
         let (finished_tx, finished_rx) = oneshot::channel();
         let inbound: InboundBuffer = InboundBuffer::default();
         let scheduler = SchedulerActor::new(
@@ -313,6 +344,7 @@ impl Engine {
                 transport: self.transport.clone(),
                 listeners,
                 learner: learning.then(|| learner.clone().recipient()),
+                learning_arms: learning_arms.clone(),
                 learner_interval_secs: interval,
                 finished: finished_tx,
             },
@@ -368,7 +400,12 @@ impl Engine {
             let first = chunk_no * SNAPSHOT_CHUNK;
             let replies = join_all(chunk.iter().enumerate().map(|(i, a)| {
                 let arm = arm_of.get(first + i).copied().unwrap_or(0);
-                let book = summary.final_book.clone().unwrap_or_else(|| books[usize::from(arm)].clone());
+                let book = summary
+                    .final_books
+                    .get(usize::from(arm))
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| books[usize::from(arm)].clone());
                 a.send(TakeSnapshot { at: end, book })
             }))
             .await;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::config::{ConfigError, StrategyBook};
 use crate::engine::UserResult;
+use crate::learner::{Action, LearnerSettings};
 use crate::simulation::{ArmAssignment, ArmSetup, SimulationError, SimulationPlan, run_engine};
 
 /// The name of the holdout arm in results.
@@ -77,9 +78,26 @@ pub struct ExperimentOutcome {
     pub report: Report,
     /// The paired design, when asked for.
     pub paired: Option<Vec<PairedComparison>>,
+    /// What the learner did on each learning arm (split design).
+    pub learning: Vec<ArmLearning>,
     /// Per-user rows of the split design, in user order.
     #[serde(skip)]
     pub rows: Vec<UserRow>,
+}
+
+/// The learner's decisions on one arm.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmLearning {
+    /// The arm.
+    pub arm: String,
+    /// Changes put in force.
+    pub applied: usize,
+    /// Cap changes kept after review.
+    pub kept: usize,
+    /// Changes undone by a guardrail.
+    pub rolled_back: usize,
+    /// Proposals refused (hard limits, lost simulations).
+    pub rejected: usize,
 }
 
 /// An experiment's arms made concrete, in assignment order (the holdout last).
@@ -144,6 +162,12 @@ pub fn run(
 ) -> Result<ExperimentOutcome, ExperimentError> {
     let design = &plan.design;
     let ConcreteArms { names, books, weights } = arm_setup(design, &plan.sim.book, &plan.origin)?;
+    let learning: Vec<bool> = design.arms.iter().map(|a| a.learner).collect();
+    let mut sim = plan.sim.clone();
+    if learning.iter().any(|l| *l) && sim.learner.is_none() {
+        sim.learner = Some(LearnerSettings::defaults());
+    }
+    let plan = &ExperimentPlan { sim, ..plan.clone() };
     let treatments = design.arms.len();
     let runs = if plan.paired { 1 + treatments } else { 1 } as f64;
     let scaled = |run: usize| {
@@ -154,9 +178,26 @@ pub fn run(
         names: names.clone(),
         books: books.clone(),
         assignment: ArmAssignment::ByHash { salt: design.salt.clone(), weights: weights.clone() },
+        learning: learning.clone(),
     };
     let split = run_engine(&plan.sim, Some(setup), scaled(0))?;
     let rows = rows_of(&split.result.per_user, &names);
+    let learning_summary = learning
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l)
+        .map(|(arm, _)| {
+            let changes = split.result.scheduler.strategy_changes.iter().filter(|c| usize::from(c.arm) == arm);
+            let count = |a: Action| changes.clone().filter(|c| c.action == a).count();
+            ArmLearning {
+                arm: names[arm].to_string(),
+                applied: count(Action::Applied),
+                kept: count(Action::Kept),
+                rolled_back: count(Action::RolledBack),
+                rejected: count(Action::Rejected),
+            }
+        })
+        .collect();
     let mut acc = Accumulator::with_arms(names.iter().map(|n| &**n));
     for row in &rows {
         acc.add(row);
@@ -170,6 +211,7 @@ pub fn run(
                 names: names.clone(),
                 books: books.clone(),
                 assignment: ArmAssignment::Everyone(arm as u16),
+                learning: learning.clone(),
             };
             per_arm.push(run_engine(&plan.sim, Some(setup), scaled(1 + arm))?.result.per_user);
         }
@@ -204,6 +246,7 @@ pub fn run(
         seed: plan.sim.seed,
         report,
         paired,
+        learning: learning_summary,
         rows,
     })
 }

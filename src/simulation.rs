@@ -253,6 +253,8 @@ pub struct ArmSetup {
     pub books: Vec<Arc<StrategyBook>>,
     /// Who goes where.
     pub assignment: ArmAssignment,
+    /// The arms the learner re-plans (by index; missing ones stay fixed).
+    pub learning: Vec<bool>,
 }
 
 /// What [`run_engine`] returns.
@@ -294,7 +296,7 @@ pub fn run_engine(
                 }
             })
             .collect();
-        Arms { names: setup.names, books: setup.books, of_user }
+        Arms { names: setup.names, books: setup.books, of_user, learning: setup.learning }
     });
     let transport = Arc::new(SimTransport::new(population, model, plan.seed, horizon));
     let base: Arc<dyn Store> = match &plan.save_state {
@@ -344,7 +346,8 @@ pub fn run_engine(
         .iter()
         .flat_map(|seg| result.segments[seg.index()].suppressed.iter().map(|(reason, n)| (*seg, *reason, *n)))
         .collect();
-    let in_force = result.scheduler.final_book.as_deref().unwrap_or(&plan.book);
+    let in_force = result.scheduler.final_books.first().cloned().flatten();
+    let in_force = in_force.as_deref().unwrap_or(&plan.book);
     let run = RunRecord {
         ended_at: horizon,
         strategy: plan.book.name.to_string(),

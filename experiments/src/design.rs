@@ -82,6 +82,10 @@ pub struct Arm {
     /// Strategy changes: segment name → field → value, as in a strategy file.
     #[serde(default)]
     pub overrides: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// The engine's learner re-plans this arm's strategies from its own users' outcomes
+    /// (starting from the overridden ones); other arms stay fixed.
+    #[serde(default)]
+    pub learner: bool,
 }
 
 /// A control group that receives nothing at all.

@@ -64,35 +64,57 @@ struct AdviserLink {
     stats: AdviserStats,
 }
 
+/// One learning arm: its own outcomes and its own learner.
+#[derive(Debug)]
+struct ArmLearner {
+    table: HourTable,
+    learner: Learner,
+}
+
 /// The learner.
 #[derive(Debug, Default)]
 pub struct LearnerActor {
+    /// Every outcome, all arms together (the run's table).
     table: HourTable,
-    learner: Option<Learner>,
+    /// Each user's arm by dense index (empty: everyone is in arm 0).
+    arm_of: Arc<Vec<u16>>,
+    /// A learner for each arm that learns.
+    arms: Vec<Option<ArmLearner>>,
     adviser: Option<AdviserLink>,
 }
 
 impl LearnerActor {
-    /// An actor that also re-plans strategies with `learner`, consulting `adviser` (an
-    /// OpenAI-compatible model) at every look after the observation period if given.
-    pub fn with_learner(learner: Learner, adviser: Option<BlockingLlm>) -> LearnerActor {
+    /// An actor that re-plans the strategies of the arms `make_learner` gives a learner
+    /// for (arm 0 alone in a run without arms), each from its own users' outcomes,
+    /// consulting `adviser` (an OpenAI-compatible model) at every look after the
+    /// observation period if given.
+    pub fn with_learners(
+        arm_of: Arc<Vec<u16>>,
+        learners: Vec<Option<Learner>>,
+        adviser: Option<BlockingLlm>,
+    ) -> LearnerActor {
         LearnerActor {
             table: HourTable::default(),
-            learner: Some(learner),
+            arm_of,
+            arms: learners
+                .into_iter()
+                .map(|l| l.map(|learner| ArmLearner { table: HourTable::default(), learner }))
+                .collect(),
             adviser: adviser.map(|llm| AdviserLink { llm, stats: AdviserStats::default() }),
         }
     }
 
-    /// Asks the adviser about the strategies after this look's own decision, and adds what
-    /// its proposals came to.
-    fn consult_adviser(&mut self, at: Timestamp, book: &StrategyBook, decision: &mut Decision) {
-        let (Some(learner), Some(adviser)) = (self.learner.as_mut(), self.adviser.as_mut()) else { return };
+    /// Asks the adviser about `arm`'s strategies after this look's own decision, and adds
+    /// what its proposals came to.
+    fn consult_adviser(&mut self, arm: usize, at: Timestamp, book: &StrategyBook, decision: &mut Decision) {
+        let (Some(Some(state)), Some(adviser)) = (self.arms.get_mut(arm), self.adviser.as_mut()) else { return };
+        let learner = &mut state.learner;
         if adviser.stats.disabled || !learner.observing_done(at) {
             return;
         }
         let current = decision.book.clone().unwrap_or_else(|| book.clone());
         let system = system_message(learner.settings());
-        let user = user_message(&current, learner.totals(), &self.table);
+        let user = user_message(&current, learner.totals(), &state.table);
         adviser.stats.asked += 1;
         let reply = match adviser.llm.complete_json(&system, &user) {
             Ok(completion) => completion.content,
@@ -115,7 +137,7 @@ impl LearnerActor {
         };
         adviser.stats.replies += 1;
         adviser.stats.proposals += advice.len() as u64;
-        let advised = learner.consider_advice(at, advice, &self.table, &current);
+        let advised = learner.consider_advice(at, advice, &state.table, &current);
         decision.changes.extend(advised.changes);
         decision.notes.extend(advised.notes);
         if advised.book.is_some() {
@@ -131,6 +153,8 @@ impl LearnerActor {
 pub struct Learn {
     /// Engine time.
     pub at: Timestamp,
+    /// Whose strategies (the experiment arm; 0 without arms).
+    pub arm: u16,
     /// The strategies in force.
     pub book: Arc<StrategyBook>,
     /// Where the answer goes.
@@ -147,6 +171,8 @@ impl std::fmt::Debug for Learn {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct StrategyUpdate {
+    /// Whose strategies.
+    pub arm: u16,
     /// The strategies to put in force from now on.
     pub book: Option<Arc<StrategyBook>>,
     /// What was applied, kept, rolled back or rejected.
@@ -161,11 +187,15 @@ impl Handler<Learn> for LearnerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) {
-        let mut decision = match self.learner.as_mut() {
-            Some(learner) => learner.tick(msg.at, &self.table, &msg.book),
-            None => Default::default(),
+        let arm = usize::from(msg.arm);
+        let mut decision = match self.arms.get_mut(arm) {
+            Some(Some(state)) => state.learner.tick(msg.at, &state.table, &msg.book),
+            _ => Default::default(),
         };
-        self.consult_adviser(msg.at, &msg.book, &mut decision);
+        self.consult_adviser(arm, msg.at, &msg.book, &mut decision);
+        for c in &mut decision.changes {
+            c.arm = msg.arm;
+        }
         for note in &decision.notes {
             tracing::warn!(target: "gavat::learner", at = %msg.at, "{note}");
         }
@@ -178,6 +208,7 @@ impl Handler<Learn> for LearnerActor {
             );
         }
         msg.reply_to.do_send(StrategyUpdate {
+            arm: msg.arm,
             book: decision.book.map(Arc::new),
             changes: decision.changes,
             notes: decision.notes.into_iter().map(|n| (msg.at, n)).collect(),
@@ -196,23 +227,27 @@ impl Handler<OutcomesRecorded> for LearnerActor {
     fn handle(&mut self, msg: OutcomesRecorded, _ctx: &mut Self::Context) {
         self.table.batches += 1;
         for o in msg.outcomes.iter() {
+            let arm = self.arm_of.get(o.index as usize).copied().unwrap_or(0);
+            let own = self.arms.get_mut(usize::from(arm)).and_then(Option::as_mut);
             let s = o.segment.index();
             match o.kind {
                 OutcomeKind::Sent { local_hour, .. } => {
                     self.table.sent[s][usize::from(local_hour)] += 1;
-                    if let Some(l) = self.learner.as_mut() {
-                        l.record_sent(o.segment);
+                    if let Some(state) = own {
+                        state.table.sent[s][usize::from(local_hour)] += 1;
+                        state.learner.record_sent(o.segment);
                     }
                 }
                 OutcomeKind::Response { send_hour } => {
                     self.table.responses[s][usize::from(send_hour % 24)] += 1;
-                    if let Some(l) = self.learner.as_mut() {
-                        l.record_response(o.segment);
+                    if let Some(state) = own {
+                        state.table.responses[s][usize::from(send_hour % 24)] += 1;
+                        state.learner.record_response(o.segment);
                     }
                 }
                 OutcomeKind::OptOut => {
-                    if let Some(l) = self.learner.as_mut() {
-                        l.record_opt_out(o.segment);
+                    if let Some(state) = own {
+                        state.learner.record_opt_out(o.segment);
                     }
                 }
                 _ => {}

@@ -140,8 +140,8 @@ impl Directory {
 pub struct SchedulerSummary {
     /// The learner's audit trail (empty without a learner).
     pub strategy_changes: Vec<StrategyChange>,
-    /// The strategies in force at the end, when a learner changed them.
-    pub final_book: Option<Arc<StrategyBook>>,
+    /// Each arm's strategies in force at the end, where a learner changed them.
+    pub final_books: Vec<Option<Arc<StrategyBook>>>,
     /// The learner's notes that are not audit entries (an adviser's failures).
     pub learner_notes: Vec<(crate::domain::Timestamp, String)>,
     /// What the LLM adviser did, if there was one.
@@ -190,6 +190,8 @@ pub struct SchedulerActor {
     listeners: Vec<Recipient<OutcomesRecorded>>,
     /// The learner to ask at every tick (only when the engine learns).
     learner: Option<Recipient<Learn>>,
+    /// The arms whose strategies the learner re-plans.
+    learning_arms: Vec<bool>,
     /// This actor's address, for the learner's answers.
     me: Option<Addr<SchedulerActor>>,
     audit: CapAudit,
@@ -235,6 +237,8 @@ pub struct SchedulerParts {
     pub listeners: Vec<Recipient<OutcomesRecorded>>,
     /// The learner to ask at every tick; `None` keeps the strategies fixed.
     pub learner: Option<Recipient<Learn>>,
+    /// Which arms (by index into `books`) the learner re-plans.
+    pub learning_arms: Vec<bool>,
     /// Learner cadence, seconds.
     pub learner_interval_secs: i64,
     /// Told the summary when the run ends.
@@ -280,6 +284,7 @@ impl SchedulerActor {
             outcome_buffer: Vec::with_capacity(OUTCOME_BATCH),
             listeners: parts.listeners,
             learner: parts.learner,
+            learning_arms: parts.learning_arms,
             me: None,
             audit: CapAudit::new(n),
             learner_interval_secs: parts.learner_interval_secs,
@@ -396,10 +401,17 @@ impl SchedulerActor {
                 if self.learner_interval_secs > 0 {
                     self.push(at.plus(self.learner_interval_secs), Work::LearnerTick);
                 }
-                // Experiments compare fixed arms: the learner only learns in a single-book run.
-                if let (Some(learner), Some(me), true) = (&self.learner, &self.me, self.arm_of.is_empty()) {
-                    self.outstanding += 1;
-                    learner.do_send(Learn { at, book: self.books[0].clone(), reply_to: me.clone().recipient() });
+                // Each learning arm (arm 0 in a run without arms) is re-planned from its own users.
+                if let (Some(learner), Some(me)) = (&self.learner, &self.me) {
+                    for (arm, _) in self.learning_arms.iter().enumerate().filter(|(_, learns)| **learns) {
+                        self.outstanding += 1;
+                        learner.do_send(Learn {
+                            at,
+                            arm: arm as u16,
+                            book: self.books[arm].clone(),
+                            reply_to: me.clone().recipient(),
+                        });
+                    }
                 }
             }
         }
@@ -689,10 +701,16 @@ impl Handler<StrategyUpdate> for SchedulerActor {
     fn handle(&mut self, msg: StrategyUpdate, ctx: &mut Self::Context) {
         self.outstanding = self.outstanding.saturating_sub(1);
         if let Some(book) = msg.book {
-            // From now on every wake and event carries the new strategies; the caps each
-            // send is audited against are the ones in force at that send.
-            self.books[0] = book.clone();
-            self.summary.final_book = Some(book);
+            // From now on every wake and event of the arm carries the new strategies; the
+            // caps each send is audited against are the ones in force at that send.
+            let arm = usize::from(msg.arm);
+            if arm < self.books.len() {
+                self.books[arm] = book.clone();
+                if self.summary.final_books.len() < self.books.len() {
+                    self.summary.final_books.resize(self.books.len(), None);
+                }
+                self.summary.final_books[arm] = Some(book);
+            }
         }
         self.summary.strategy_changes.extend(msg.changes);
         self.summary.learner_notes.extend(msg.notes);

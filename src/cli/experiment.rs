@@ -14,6 +14,7 @@ use gavat_experiments::stats::{Effect, sample_size_per_arm};
 
 use crate::clock::Stopwatch;
 use crate::experiment::{self, ExperimentPlan};
+use crate::learner::LearnerSettings;
 
 use super::CliError;
 use super::simulate::{Progress, SimArgs};
@@ -76,6 +77,9 @@ pub struct RunArgs {
     /// Write an SVG chart of the arms' estimates and intervals.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Learner settings for the arms with `learner = true` (default: config/learner.toml).
+    #[arg(long, value_name = "FILE")]
+    pub learner: Option<PathBuf>,
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
@@ -158,7 +162,10 @@ fn write_plot(path: &PathBuf, report: &Report) -> Result<(), CliError> {
 fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     let origin = args.file.display().to_string();
     let design = Experiment::from_path(&args.file).map_err(CliError::usage)?;
-    let (sim, drawn) = args.sim.plan(None)?;
+    let (mut sim, drawn) = args.sim.plan(None)?;
+    if let Some(path) = &args.learner {
+        sim.learner = Some(LearnerSettings::from_path(path).map_err(CliError::usage)?);
+    }
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", sim.seed, sim.seed);
     }
@@ -200,6 +207,12 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
             stopwatch.elapsed_secs()
         );
         print!("{}", outcome.report.to_text());
+        for l in &outcome.learning {
+            println!(
+                "\nlearner on arm {}: {} changes applied, {} kept, {} rolled back, {} proposals rejected",
+                l.arm, l.applied, l.kept, l.rolled_back, l.rejected
+            );
+        }
         if let Some(paired) = &outcome.paired {
             println!("\npaired design (every user under every arm, same random streams) vs split design:");
             for p in paired {

@@ -28,7 +28,7 @@ use crate::config::StrategyBook;
 use crate::domain::{DeliveryStrategy, HOUR, HourMask, Segment, Timestamp};
 
 use super::adviser::{Advised, Refusal, to_proposal};
-use super::proof::{Goal, Observed, Proof, prove};
+use super::proof::{ActivityProfiles, Goal, Observed, Proof, prove};
 use super::settings::{HardLimits, LearnerSettings};
 
 /// What happened to a change.
@@ -84,6 +84,9 @@ pub struct StrategyChange {
     pub strategy_before: DeliveryStrategy,
     /// The whole strategy after it (for a rejection: the one proposed).
     pub strategy_after: DeliveryStrategy,
+    /// The experiment arm whose strategies these are (0 without arms).
+    #[serde(skip)]
+    pub arm: u16,
 }
 
 /// Sends, responses and opt-outs of one segment in a window.
@@ -149,6 +152,7 @@ pub struct Learner {
     window: [Counts; 8],
     last_window: [Counts; 8],
     totals: [Counts; 8],
+    activity: std::sync::Arc<ActivityProfiles>,
     pending: [Option<Pending>; 8],
     next_id: u32,
 }
@@ -163,9 +167,16 @@ impl Learner {
             window: [Counts::default(); 8],
             last_window: [Counts::default(); 8],
             totals: [Counts::default(); 8],
+            activity: Default::default(),
             pending: Default::default(),
             next_id: 1,
         }
+    }
+
+    /// The segments' activity profiles the proofs draw their synthetic users from.
+    pub fn with_activity(mut self, activity: std::sync::Arc<ActivityProfiles>) -> Learner {
+        self.activity = activity;
+        self
     }
 
     /// The settings.
@@ -219,13 +230,19 @@ impl Learner {
             proof,
             strategy_before: before.clone(),
             strategy_after: after.clone(),
+            arm: 0,
         }
     }
 
     /// What the segment's sends produced so far: the proof's calibration targets.
-    fn observed(&self, segment: Segment, hours: &HourTable) -> Observed {
+    fn observed<'a>(&'a self, segment: Segment, hours: &HourTable) -> Observed<'a> {
         let i = segment.index();
-        Observed { sent_by_hour: hours.sent[i], responses_by_hour: hours.responses[i], totals: self.totals[i] }
+        Observed {
+            sent_by_hour: hours.sent[i],
+            responses_by_hour: hours.responses[i],
+            totals: self.totals[i],
+            activity: self.activity.of(segment),
+        }
     }
 
     /// Tries one proposal against `current`: the hard limits first, then its paired
@@ -243,8 +260,8 @@ impl Learner {
                 self.entry(at, source, Action::Rejected, field, current, &proposed, format!("{evidence}; {why}"), None);
             return (e, false);
         }
-        let observed = self.observed(current.segment, hours);
         let seed: u64 = self.rng.random();
+        let observed = self.observed(current.segment, hours);
         let s = &self.settings;
         let proof = prove(current, &proposed, goal, &observed, &s.proof, &s.guardrails, at, seed);
         let action = if proof.won { Action::Applied } else { Action::Rejected };

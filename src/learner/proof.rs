@@ -3,13 +3,17 @@
 //! population of that segment calibrated to what the segment's real sends produced, and
 //! it may be applied only if it wins.
 //!
-//! The synthetic users are built for the check: user *i*'s response propensity at local
-//! hour *h* follows the segment's observed (shrunken) response rate at *h*, scaled by a
-//! log-normal per-user factor; the fatigue and opt-out mechanics are `gavat-sim`'s
-//! behaviour model. One calibration run under A rescales the response and opt-out bases so
-//! that the simulated rates per send equal the observed ones. Both arms then run the
-//! engine's own send rule ([`plan_next_send`]) over the same users with the same random
-//! streams (common random numbers), so the comparison is paired user by user.
+//! The synthetic users are built for the check from what the CRM observes. User *i* takes
+//! the activity profile (sessions by local hour) of a real user of the segment, and answers
+//! at hour *h* in proportion to floor + (1 − floor)·activity(h)/max activity, times a
+//! log-normal propensity; fatigue and opt-outs follow `gavat-sim`'s behaviour model. A
+//! pilot run under A rescales the response and opt-out bases so that the simulated rates
+//! per send equal the observed ones. The users are split over `worlds`, each with per-hour
+//! corrections drawn from the posterior of the observed response rate at that hour
+//! relative to the pilot's, so that the verdict carries what the outcomes say hour by hour
+//! and how uncertain it is. Both arms then run the engine's own send rule
+//! ([`plan_next_send`]) over the same users with the same random streams (common random
+//! numbers), so the comparison is paired user by user.
 //!
 //! A proposal that loosens a cap or moves the send hours wins if the paired difference in
 //! responses per user has a one-sided (1 − α) lower bound above zero and the simulated
@@ -45,15 +49,53 @@ pub enum Goal {
     FewerOptOuts,
 }
 
-/// What the segment's real sends produced: the calibration targets.
+/// What the CRM knows of the segment: its users' activity profiles and what its real sends
+/// produced (the calibration targets).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Observed {
+pub struct Observed<'a> {
     /// Sends per local hour.
     pub sent_by_hour: [u64; 24],
     /// Responses per local hour of the send answered.
     pub responses_by_hour: [u64; 24],
     /// The segment's totals so far.
     pub totals: Counts,
+    /// Activity profiles of users of the segment (sessions by local hour, any scale); empty:
+    /// every hour alike.
+    pub activity: &'a [[f32; 24]],
+}
+
+/// Activity profiles per segment: what the proof's synthetic users are drawn from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActivityProfiles {
+    by_segment: [Vec<[f32; 24]>; 8],
+}
+
+impl ActivityProfiles {
+    /// At most `per_segment` profiles of each segment's users, in the order given.
+    pub fn collect<'a>(
+        users: impl IntoIterator<Item = (&'a [u16; 24], Vec<crate::domain::Segment>)>,
+        per_segment: usize,
+    ) -> ActivityProfiles {
+        let mut profiles = ActivityProfiles::default();
+        for (hours, segments) in users {
+            if hours.iter().all(|&n| n == 0) {
+                continue;
+            }
+            let profile: [f32; 24] = std::array::from_fn(|h| f32::from(hours[h]));
+            for segment in segments {
+                let list = &mut profiles.by_segment[segment.index()];
+                if list.len() < per_segment {
+                    list.push(profile);
+                }
+            }
+        }
+        profiles
+    }
+
+    /// The profiles of `segment`'s users.
+    pub fn of(&self, segment: crate::domain::Segment) -> &[[f32; 24]] {
+        &self.by_segment[segment.index()]
+    }
 }
 
 /// One arm's simulated outcome.
@@ -141,81 +183,91 @@ pub fn prove(
     current: &DeliveryStrategy,
     proposed: &DeliveryStrategy,
     goal: Goal,
-    observed: &Observed,
+    observed: &Observed<'_>,
     settings: &ProofSettings,
     guardrails: &GuardrailSettings,
     start: Timestamp,
     seed: u64,
 ) -> Proof {
-    let prior = HourPrior::of(observed);
-    let mut population = synthetic_segment(&prior.mean_profile(), settings, seed);
+    let mut population = synthetic_segment(observed.activity, settings, seed);
     let end = start.plus(i64::from(settings.days) * DAY);
-    calibrate(&mut population, current, observed, start, end, seed);
-    assign_worlds(&mut population, &prior, settings.worlds, seed);
-    let a = run_users(&population, current, start, end, seed);
-    let b = run_users(&population, proposed, start, end, seed);
+    let kappa = calibrate(&mut population, current, observed, start, end, seed);
+    assign_worlds(&mut population, observed, kappa, settings.worlds, seed);
+    let (a, _) = run_users(&population, current, start, end, seed);
+    let (b, _) = run_users(&population, proposed, start, end, seed);
     judge(goal, &a, &b, settings, guardrails)
 }
 
-/// The segment's response rate per local hour: Beta(m·p̄ + r_h, m·(1 − p̄) + s_h − r_h),
-/// a posterior shrunk toward the segment's mean p̄ with the weight of m sends.
-struct HourPrior {
-    alpha: [f64; 24],
-    beta: [f64; 24],
+/// What a simulated run says about the model's rates.
+#[derive(Clone, Copy, Debug, Default)]
+struct PilotRates {
+    /// Responses per send in the run.
+    responses: u64,
+    /// Σ over sends of the unfatigued response probability.
+    unfatigued: f64,
 }
 
-impl HourPrior {
-    fn of(observed: &Observed) -> HourPrior {
-        let sent: u64 = observed.sent_by_hour.iter().sum();
-        let answered: u64 = observed.responses_by_hour.iter().sum();
-        let mean = (answered.min(sent) as f64 + 1.0) / (sent as f64 + 2.0);
-        let mut prior = HourPrior { alpha: [0.0; 24], beta: [0.0; 24] };
-        for h in 0..24 {
-            let s = observed.sent_by_hour[h] as f64;
-            let r = observed.responses_by_hour[h].min(observed.sent_by_hour[h]) as f64;
-            prior.alpha[h] = HOUR_PRIOR_SENDS * mean + r;
-            prior.beta[h] = HOUR_PRIOR_SENDS * (1.0 - mean) + s - r;
-        }
-        prior
-    }
-
-    fn mean_profile(&self) -> [f32; 24] {
-        std::array::from_fn(|h| (self.alpha[h] / (self.alpha[h] + self.beta[h])) as f32)
-    }
-
-    /// One plausible profile given the data.
-    fn draw(&self, rng: &mut impl rand::Rng) -> [f32; 24] {
-        std::array::from_fn(|h| match Beta::new(self.alpha[h], self.beta[h]) {
-            Ok(beta) => rng.sample(beta) as f32,
-            Err(_) => (self.alpha[h] / (self.alpha[h] + self.beta[h])) as f32,
-        })
-    }
-}
-
-/// Splits the users over `worlds` hour profiles drawn from the posterior, so that the
-/// verdict carries the uncertainty of the estimates and not only the simulation's noise.
-/// A user's calibrated propensity keeps its ratio to the profile's best hour.
-fn assign_worlds(population: &mut Population, prior: &HourPrior, worlds: u32, seed: u64) {
+/// Splits the users over `worlds`; in each, hour *h*'s response propensity is multiplied
+/// by ρ_h = (θ_h·s_h + π_h·m) / (π_h·(s_h + m)), with θ_h ~ Beta(1 + r_h, 1 + s_h − r_h)
+/// the observed rate at *h* (s_h sends, r_h answered), π_h the model's rate at *h* (the
+/// users' mean unfatigued propensity at *h* times the pilot's fatigue damping κ) and m the
+/// prior weight in sends: the outcomes correct the activity model hour by hour, more the
+/// more sends they rest on. Hours without sends keep ρ = 1.
+fn assign_worlds(population: &mut Population, observed: &Observed<'_>, kappa: f64, worlds: u32, seed: u64) {
+    let n = population.users.len().max(1) as f64;
+    let model_rate: [f64; 24] = std::array::from_fn(|h| {
+        let sum: f64 = population.users.iter().map(|u| u.base_response * unfatigued_fit(u, h)).sum();
+        (kappa * sum / n).clamp(1e-6, 1.0)
+    });
     let mut rng = stream(seed, u64::MAX, Purpose::Population);
-    let profiles: Vec<[f32; 24]> = (0..worlds.max(1)).map(|_| prior.draw(&mut rng)).collect();
+    let corrections: Vec<[f32; 24]> = (0..worlds.max(1))
+        .map(|_| {
+            std::array::from_fn(|h| {
+                let (s, r) = (observed.sent_by_hour[h], observed.responses_by_hour[h].min(observed.sent_by_hour[h]));
+                if s == 0 {
+                    return 1.0;
+                }
+                let pi = model_rate[h];
+                let theta = match Beta::new(1.0 + r as f64, 1.0 + (s - r) as f64) {
+                    Ok(beta) => rng.sample(beta),
+                    Err(_) => pi,
+                };
+                ((theta * s as f64 + pi * HOUR_PRIOR_SENDS) / (pi * (s as f64 + HOUR_PRIOR_SENDS))) as f32
+            })
+        })
+        .collect();
     let peak = |p: &[f32; 24]| f64::from(p.iter().copied().fold(f32::EPSILON, f32::max));
     for u in &mut population.users {
-        let world = &profiles[(u.id % profiles.len() as u64) as usize];
-        u.base_response *= peak(world) / peak(&u.active_hours);
-        u.active_hours = *world;
+        let rho = &corrections[(u.id % corrections.len() as u64) as usize];
+        let before = peak(&u.active_hours);
+        u.active_hours = std::array::from_fn(|h| u.active_hours[h] * rho[h]);
+        // The model divides by the profile's peak: keep the absolute propensities.
+        u.base_response *= peak(&u.active_hours) / before;
     }
 }
 
-/// The users: the hour profile given, propensities log-normal around 1.
-fn synthetic_segment(profile: &[f32; 24], settings: &ProofSettings, seed: u64) -> Population {
-    let max = profile.iter().copied().fold(f32::EPSILON, f32::max);
+/// The user's hour factor at `h` as the behaviour model computes it (hour floor 0): the
+/// profile over its peak.
+fn unfatigued_fit(u: &SyntheticUser, h: usize) -> f64 {
+    let peak = u.active_hours.iter().copied().fold(f32::EPSILON, f32::max);
+    f64::from(u.active_hours[h] / peak)
+}
+
+/// The users: user *i* takes the *i*-th activity profile (cycling), as the hour factor
+/// floor + (1 − floor)·a(h)/max a, and a log-normal propensity factor with mean 1.
+fn synthetic_segment(activity: &[[f32; 24]], settings: &ProofSettings, seed: u64) -> Population {
     let sigma = settings.heterogeneity;
+    let floor = settings.hour_floor as f32;
     let mut scenario = Scenario::default_scenario();
-    // The hour profile carries the whole hour effect; content is neutral in the check.
+    // The hour factor is built here; content is neutral in the check.
     scenario.behaviour.hour_floor = 0.0;
     scenario.behaviour.content_floor = 1.0;
+    let flat = [1.0f32; 24];
     let users = (0..u64::from(settings.users))
         .map(|id| {
+            let a = if activity.is_empty() { &flat } else { &activity[(id % activity.len() as u64) as usize] };
+            let max = a.iter().copied().fold(f32::EPSILON, f32::max);
+            let profile: [f32; 24] = std::array::from_fn(|h| floor + (1.0 - floor) * a[h] / max);
             let mut rng = stream(seed, id, Purpose::Population);
             // Standard normal by Box–Muller; the factor exp(σz − σ²/2) has mean 1.
             let (u1, u2): (f64, f64) = (rng.random(), rng.random());
@@ -227,12 +279,13 @@ fn synthetic_segment(profile: &[f32; 24], settings: &ProofSettings, seed: u64) -
                 utc_offset_minutes: 0,
                 joined_at: 0,
                 activity_per_day: 0.0,
-                active_hours: *profile,
+                active_hours: profile,
                 bots_followed: 1,
                 purchases: 0,
                 purchase_propensity: 0.0,
-                // Scaled by the calibration; `factor` is kept relative to it.
-                base_response: f64::from(max) * factor,
+                // The profile peaks at 1: this is the propensity at the best hour, before
+                // the calibration scales it.
+                base_response: factor,
                 content_affinity: [1.0; 6],
                 fatigue_sensitivity: settings.fatigue_sensitivity,
                 opt_out_base: factor.min(4.0),
@@ -243,15 +296,16 @@ fn synthetic_segment(profile: &[f32; 24], settings: &ProofSettings, seed: u64) -
 }
 
 /// Rescales the response and opt-out bases so that a run under `current` reproduces the
-/// observed rates per send (one multiplicative correction for each).
+/// observed rates per send (one multiplicative correction for each); returns the pilot's
+/// fatigue damping κ (responses over the unfatigued expectation of its sends).
 fn calibrate(
     population: &mut Population,
     current: &DeliveryStrategy,
-    observed: &Observed,
+    observed: &Observed<'_>,
     start: Timestamp,
     end: Timestamp,
     seed: u64,
-) {
+) -> f64 {
     // The response rate from whichever record holds more sends (the hour table is
     // cumulative, the totals may be younger); opt-outs only the totals know.
     let totals = observed.totals;
@@ -267,13 +321,19 @@ fn calibrate(
     for u in &mut population.users {
         u.opt_out_base *= target_opt_out;
     }
-    let pilot = sum(&run_users(population, current, start, end, seed ^ 0x70_696c_6f74));
+    // A first guess of the scale: the target over the mean propensity.
+    for u in &mut population.users {
+        u.base_response *= target_response;
+    }
+    let (outcomes, rates) = run_users(population, current, start, end, seed ^ 0x70_696c_6f74);
+    let pilot = sum(&outcomes);
     let response_scale = if pilot.responses == 0 { 1.0 } else { target_response / pilot.response_rate() };
     let opt_out_scale = if pilot.opted_out == 0 { 1.0 } else { target_opt_out / pilot.opt_out_rate() };
     for u in &mut population.users {
         u.base_response *= response_scale;
         u.opt_out_base *= opt_out_scale;
     }
+    if rates.unfatigued > 0.0 && rates.responses > 0 { rates.responses as f64 / rates.unfatigued } else { 1.0 }
 }
 
 fn sum(outcomes: &[UserOutcome]) -> ArmOutcome {
@@ -292,7 +352,7 @@ fn run_users(
     start: Timestamp,
     end: Timestamp,
     seed: u64,
-) -> Vec<UserOutcome> {
+) -> (Vec<UserOutcome>, PilotRates) {
     let caps = Caps {
         daily_limit: strategy.daily_limit,
         cooldown_secs: strategy.cooldown_secs,
@@ -301,7 +361,8 @@ fn run_users(
     };
     let content = strategy.content.first().copied().unwrap_or(ContentKind::Offer);
     let offset = UtcOffset(0);
-    population
+    let mut rates = PilotRates::default();
+    let outcomes = population
         .users
         .iter()
         .map(|user| {
@@ -321,10 +382,13 @@ fn run_users(
                 }
                 let exposure = Exposure { at: at.secs(), content, via_group: false };
                 let reaction = population.model.react(user, &mut memory, &mut behaviour, exposure);
+                let h = usize::from(at.local_hour(offset));
                 out.sends += 1;
+                rates.unfatigued += user.base_response * unfatigued_fit(user, h);
                 state.record_send(at, offset);
                 if reaction.response_after.is_some() {
                     out.responses += 1;
+                    rates.responses += 1;
                 }
                 if reaction.opt_out_after.is_some() {
                     out.opted_out = true;
@@ -334,7 +398,8 @@ fn run_users(
             }
             out
         })
-        .collect()
+        .collect();
+    (outcomes, rates)
 }
 
 /// The verdict: the paired difference of the primary metric and the guardrail.
@@ -406,8 +471,9 @@ mod tests {
     const START: Timestamp = Timestamp(1_767_225_600);
 
     /// ENGAGED, allowed 9–21, answering 25% at 19–21 and 5% elsewhere.
-    fn observed() -> Observed {
-        let mut o = Observed { sent_by_hour: [0; 24], responses_by_hour: [0; 24], totals: Counts::default() };
+    fn observed() -> Observed<'static> {
+        let mut o =
+            Observed { sent_by_hour: [0; 24], responses_by_hour: [0; 24], totals: Counts::default(), activity: &[] };
         for h in 9..21 {
             o.sent_by_hour[h] = 400;
             o.responses_by_hour[h] = if h >= 18 { 100 } else { 20 };
@@ -453,11 +519,38 @@ mod tests {
     /// The calibration reproduces the observed response rate under the strategy in force.
     #[test]
     fn calibration_matches_the_observed_rate() {
-        let p = run(&engaged(), &engaged(), Goal::MoreResponses, 11);
-        let o = observed().totals;
-        let target = o.responses as f64 / o.sent as f64;
+        let mut o = observed();
+        for h in 9..21 {
+            o.responses_by_hour[h] = 40; // 10% at every hour
+        }
+        o.totals.responses = o.responses_by_hour.iter().sum();
+        let s = LearnerSettings::defaults();
+        let p = prove(&engaged(), &engaged(), Goal::MoreResponses, &o, &s.proof, &s.guardrails, START, 11);
         let simulated = p.current.response_rate();
-        assert!((simulated - target).abs() < 0.25 * target, "simulated {simulated} vs observed {target}");
+        assert!((simulated - 0.10).abs() < 0.02, "simulated {simulated} vs observed 0.10");
+    }
+
+    /// Users active in the evening make evening sends win even before any outcome says so:
+    /// the synthetic users take the segment's activity profiles.
+    #[test]
+    fn activity_profiles_shape_the_synthetic_users() {
+        let evening: [f32; 24] = std::array::from_fn(|h| if (18..21).contains(&h) { 10.0 } else { 1.0 });
+        let mut o = observed();
+        o.sent_by_hour = [0; 24];
+        o.responses_by_hour = [0; 24];
+        o.totals = Counts { sent: 1_000, responses: 100, opt_outs: 1 };
+        let profiles = vec![evening; 10];
+        o.activity = &profiles;
+        let s = LearnerSettings::defaults();
+        let mut noon = engaged();
+        noon.optimal_hours = HourMask::window(12, 15);
+        let mut late = engaged();
+        late.optimal_hours = HourMask::window(18, 21);
+        let p = prove(&noon, &late, Goal::MoreResponses, &o, &s.proof, &s.guardrails, START, 2);
+        assert!(p.won, "{}", p.describe());
+        o.activity = &[];
+        let p = prove(&noon, &late, Goal::MoreResponses, &o, &s.proof, &s.guardrails, START, 2);
+        assert!(!p.won, "without activity data every hour looks alike: {}", p.describe());
     }
 
     /// Tightening wins on opt-outs when the segment opts out a lot, and the same seed gives

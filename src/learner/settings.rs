@@ -75,6 +75,9 @@ pub struct ProofSettings {
     pub fatigue_sensitivity: f64,
     /// Spread (log-normal σ) of the users' response propensity around the segment's.
     pub heterogeneity: f64,
+    /// Response at a user's least active hour relative to their most active one (assumed:
+    /// the hour factor is floor + (1 − floor) · activity / peak activity).
+    pub hour_floor: f64,
     /// Hour profiles drawn from the posterior, users split evenly over them; the verdict's
     /// interval is over these replicates.
     pub worlds: u32,
@@ -165,6 +168,9 @@ impl LearnerSettings {
                 "proof.worlds",
                 format!("{} must be 2–1000 and leave at least 10 users per world", p.worlds),
             );
+        }
+        if !(0.0..=1.0).contains(&p.hour_floor) {
+            return invalid("proof.hour_floor", format!("{} is not a share in [0, 1]", p.hour_floor));
         }
         if !(0.0..=3.0).contains(&p.heterogeneity) {
             return invalid("proof.heterogeneity", format!("{} must be in [0, 3]", p.heterogeneity));

@@ -127,3 +127,40 @@ fn a_learning_run_writes_its_decisions_and_analytics_logs() {
     assert!(out.status.success());
     assert_eq!(read(&names[0]).lines().count(), 18);
 }
+
+/// The shipped learner-vs-static experiment runs: only the learner arm's strategies move,
+/// and the comparison is reported like any experiment's.
+#[test]
+fn the_shipped_learner_vs_static_experiment_runs() {
+    let dir = temp_dir();
+    let out_csv = dir.path().join("results.csv");
+    let args = [
+        "experiment",
+        "run",
+        "experiments/learner_vs_static.toml",
+        "--users",
+        "2000",
+        "--days",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+        "--out",
+        s(&out_csv),
+    ];
+    let first = json(&args);
+    let learning = first["learning"].as_array().unwrap();
+    assert_eq!(learning.len(), 1);
+    assert_eq!(learning[0]["arm"], "learner");
+    let decided =
+        ["applied", "kept", "rolled_back", "rejected"].iter().map(|k| learning[0][k].as_u64().unwrap()).sum::<u64>();
+    assert!(decided > 0, "the learner looked at its arm: {learning:?}");
+    let arms: Vec<&str> =
+        first["report"]["arms"].as_array().unwrap().iter().map(|a| a["arm"].as_str().unwrap()).collect();
+    assert_eq!(arms, ["static", "learner"]);
+    assert_eq!(first["report"]["metric"], "responses_per_message");
+    // A seed fixes the learner's decisions too.
+    let second = json(&args);
+    assert_eq!(first["report"], second["report"]);
+    assert_eq!(first["learning"], second["learning"]);
+}

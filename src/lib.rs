@@ -34,6 +34,7 @@ pub mod domain;
 pub mod engine;
 pub mod experiment;
 pub mod learner;
+pub mod learner_effect;
 pub mod llm;
 pub mod policy;
 pub mod run_logs;

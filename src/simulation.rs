@@ -19,6 +19,7 @@ use crate::domain::{
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
+use crate::learner_effect::LearnerEffect;
 use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
@@ -155,6 +156,9 @@ pub struct SimulationReport {
     /// The learner's notes that are not audit entries: an adviser's failed requests and
     /// refused replies, with the engine time.
     pub learner_notes: Vec<(String, String)>,
+    /// With the learner: this run against the same run on the static strategies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learner_effect: Option<LearnerEffect>,
     /// Wall time and throughput (not part of the results).
     pub timing: Timing,
 }
@@ -428,6 +432,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         strategy_changes: r.scheduler.strategy_changes.clone(),
         adviser: r.scheduler.adviser.clone(),
         learner_notes: r.scheduler.learner_notes.iter().map(|(at, n)| (at.to_rfc3339(), n.clone())).collect(),
+        learner_effect: None,
         timing: Timing {
             wall_secs,
             events,
@@ -559,6 +564,9 @@ impl SimulationReport {
             if !hours.is_empty() {
                 let _ = writeln!(out, "  optimal hours at the end: {}", hours.join(", "));
             }
+        }
+        if let Some(effect) = &self.learner_effect {
+            out.push_str(&effect.to_text());
         }
         let _ = writeln!(
             out,

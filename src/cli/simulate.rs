@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
 use crate::learner::LearnerSettings;
+use crate::learner_effect::LearnerEffect;
 use crate::run_logs::write_run_logs;
 
 use super::llm_args::LlmConnectionArgs;
@@ -47,6 +48,10 @@ pub struct SimulateArgs {
     /// Learner settings replacing the shipped ones (`config/learner.toml`); implies --learn.
     #[arg(long, value_name = "FILE")]
     pub learner: Option<PathBuf>,
+    /// With the learner, skip the second run on the static strategies that the report's
+    /// "learner effect" compares against.
+    #[arg(long)]
+    pub no_baseline: bool,
     /// Where the run logs go: `<dir>/crm_analytics_YYYY-MM-DD.log` (a summary of every run)
     /// and, with the learner, `<dir>/delivery_optimizer_YYYY-MM-DD.log` (its decisions).
     #[arg(long, value_name = "DIR", env = "GAVAT_LOG_DIR", default_value = "logs")]
@@ -165,8 +170,17 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
     let progress = Progress::new(format!("simulating {} users × {} days", plan.users, plan.days), !args.json);
-    let report = simulation::run(&plan, progress.callback()).map_err(CliError::failure)?;
+    let mut report = simulation::run(&plan, progress.callback()).map_err(CliError::failure)?;
     progress.finish();
+    if plan.learner.is_some() && !args.no_baseline {
+        // The same seed and population on the static strategies: what the learner changed.
+        let baseline_plan =
+            SimulationPlan { learner: None, adviser: None, save_state: None, events: None, ..plan.clone() };
+        let progress = Progress::new("the same run on the static strategies".into(), !args.json);
+        let baseline = simulation::run(&baseline_plan, progress.callback()).map_err(CliError::failure)?;
+        progress.finish();
+        report.learner_effect = Some(LearnerEffect::between(&baseline, &report));
+    }
 
     let learning = plan.learner.is_some();
     let logs = write_run_logs(&args.log_dir, &report, learning).map_err(|e| {

@@ -636,6 +636,18 @@ mod tests {
         book.with(s)
     }
 
+    /// WARM_LEAD's allowed hours 9–21 with 200 sends each, answering 40% at the hours
+    /// `good` picks and 5% at the others.
+    fn warm_lead_table(good: impl Fn(usize) -> bool) -> HourTable {
+        let mut table = HourTable::default();
+        let i = Segment::WarmLead.index();
+        for h in 9..21 {
+            table.sent[i][h] = 200;
+            table.responses[i][h] = if good(h) { 80 } else { 10 };
+        }
+        table
+    }
+
     fn dump(changes: &[StrategyChange]) -> String {
         changes.iter().map(|c| format!("{} {}: {}\n", c.action.as_str(), c.field, c.evidence)).collect()
     }
@@ -653,13 +665,8 @@ mod tests {
     #[test]
     fn thompson_sampling_moves_toward_the_better_hour_once_it_wins_its_simulation() {
         let book = StrategyBook::defaults();
-        let mut table = HourTable::default();
-        let i = Segment::WarmLead.index();
         // Allowed 9–21; the configured optimal window is elsewhere. 19:00 answers 40%, the rest 5%.
-        for h in 9..21 {
-            table.sent[i][h] = 200;
-            table.responses[i][h] = if h == 19 { 80 } else { 10 };
-        }
+        let table = warm_lead_table(|h| h == 19);
         let mut l = learner();
         let mut current = book.clone();
         for t in 0..20 {
@@ -805,13 +812,8 @@ mod tests {
     #[test]
     fn an_advisers_sound_proposal_is_applied_only_after_winning_its_simulation() {
         let book = StrategyBook::defaults();
-        let mut table = HourTable::default();
-        let i = Segment::WarmLead.index();
         // Evenings (18–21) answer 40%, the rest 5%.
-        for h in 9..21 {
-            table.sent[i][h] = 200;
-            table.responses[i][h] = if h >= 18 { 80 } else { 10 };
-        }
+        let table = warm_lead_table(|h| h >= 18);
         let advise = |hours: &str| {
             let reply = format!(
                 r#"{{"proposals": [{{"segment": "WARM_LEAD", "field": "send_hours", "value": "{hours}", "reason": "r"}}]}}"#

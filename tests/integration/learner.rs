@@ -23,9 +23,16 @@ fn simulate_learn_is_deterministic_and_reports_every_change() {
         assert_eq!(c["source"], "statistics");
     }
     assert_eq!(first["cap_violations"], 0);
-    // Without --learn nothing changes.
+    // Without --learn nothing changes, and the learning run's baseline is that run.
     let fixed = simulate_json(&["--users", "1500", "--days", "6", "--seed", "9"]);
     assert!(fixed["strategy_changes"].as_array().unwrap().is_empty());
+    assert!(fixed.get("learner_effect").is_none());
+    let responses = &first["learner_effect"]["metrics"][0];
+    assert_eq!(responses["metric"], "responses per send");
+    let static_rate = fixed["total"]["responses"].as_f64().unwrap() / fixed["total"]["sent"].as_f64().unwrap();
+    assert!((responses["static_rate"].as_f64().unwrap() - static_rate).abs() < 1e-12);
+    let d = &responses["difference"];
+    assert!(d["low"].as_f64().unwrap() <= d["estimate"].as_f64().unwrap());
 }
 
 fn first_day_end(report: &serde_json::Value) -> i64 {

@@ -23,7 +23,7 @@ pub use lift::{Lift, relative_lift};
 pub use means::{MeanSummary, WelchTest, mean_interval, welch_t_test};
 pub use multiple::holm;
 pub use power::{Effect, sample_size_per_arm};
-pub use proportions::{Interval, ZTest, two_proportion_z_test, wilson};
+pub use proportions::{Interval, ZTest, proportion_difference, two_proportion_z_test, wilson};
 pub use sequential::{MsprtResult, msprt_mean_difference};
 
 /// Why a statistic could not be computed.

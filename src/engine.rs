@@ -21,6 +21,7 @@ use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
 use crate::learner::proof::ActivityProfiles;
 use crate::learner::{Learner, LearnerSettings};
 use crate::llm::BlockingLlm;
+use crate::policy::governing_segment;
 use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError};
 use crate::transport::{InboundSink, Transport};
@@ -302,11 +303,12 @@ impl Engine {
         let learner = match self.learner {
             Some(settings) if learning => {
                 let start = self.clock.now();
-                // What the CRM knows of each segment's users' hours, for the proofs.
+                // What the CRM knows of the hours of the users each segment's strategy governs
+                // (whose sends its outcomes count), for the proofs.
                 let activity = Arc::new(ActivityProfiles::collect(
                     self.users.iter().map(|p| {
                         let held = crate::segmentation::segment(p, start, &self.rules);
-                        (&p.activity.by_local_hour, held.iter().map(|a| a.segment).collect())
+                        (&p.activity.by_local_hour, governing_segment(&held, &self.book).into_iter().collect())
                     }),
                     ACTIVITY_PROFILES_PER_SEGMENT,
                 ));
@@ -318,6 +320,7 @@ impl Engine {
                         learns.then(|| {
                             Learner::new(settings.clone(), start, self.seed ^ (arm as u64) << 48)
                                 .with_activity(activity.clone())
+                                .numbered_from(arm as u32 * 1_000_000 + 1)
                         })
                     })
                     .collect();

@@ -1,6 +1,7 @@
 //! The run logs a simulation leaves under `logs/` (see [`crate::decision_log`] for the
 //! file naming): the learner's decisions in `delivery_optimizer_YYYY-MM-DD.log` (one line
-//! per audit entry and per adviser failure, stamped with engine time) and a summary of
+//! per audit entry, stamped with its engine time, and one per adviser failure, stamped with
+//! the wall-clock time and carrying its engine time as `at=`) and a summary of
 //! each run in `crm_analytics_YYYY-MM-DD.log` (one line for the run and one per segment,
 //! stamped with the wall-clock time it finished). The date in a name is the real date.
 

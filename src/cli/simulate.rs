@@ -182,10 +182,6 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         report.learner_effect = Some(LearnerEffect::between(&baseline, &report));
     }
 
-    let learning = plan.learner.is_some();
-    let logs = write_run_logs(&args.log_dir, &report, learning).map_err(|e| {
-        CliError::failure(anyhow::anyhow!("{}: cannot write the run logs: {e}", args.log_dir.display()))
-    })?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report).context("writing the report").map_err(CliError::failure)?;
@@ -198,9 +194,16 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         if let Some(state) = &plan.save_state {
             writeln!(stdout, "state saved:       {}", state.display()).map_err(CliError::failure)?;
         }
-        for log in &logs {
-            writeln!(stdout, "log appended:      {}", log.display()).map_err(CliError::failure)?;
+    }
+    // The report is out first: a log that cannot be written costs a warning, not the run.
+    match write_run_logs(&args.log_dir, &report, plan.learner.is_some()) {
+        Ok(logs) if !args.json => {
+            for log in &logs {
+                writeln!(stdout, "log appended:      {}", log.display()).map_err(CliError::failure)?;
+            }
         }
+        Ok(_) => {}
+        Err(e) => eprintln!("gavat: warning: {}: cannot write the run logs: {e}", args.log_dir.display()),
     }
     if report.cap_violations > 0 {
         return Err(CliError::failure(anyhow::anyhow!(

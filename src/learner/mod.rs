@@ -8,6 +8,9 @@ pub mod policy;
 pub mod proof;
 pub mod settings;
 
-pub use policy::{Action, Counts, Decision, Learner, Proposal, StrategyChange, describe_field, within_hard_limits};
+pub use policy::{
+    Action, Counts, Decision, Learner, Proposal, StrategyChange, describe_field, field_within_hard_limits,
+    within_hard_limits,
+};
 pub use proof::{Goal, Proof};
 pub use settings::{LearnerSettings, LearnerSettingsError};

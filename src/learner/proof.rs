@@ -16,8 +16,9 @@
 //! numbers), so the comparison is paired user by user.
 //!
 //! A proposal that loosens a cap or moves the send hours wins if the paired difference in
-//! responses per user has a one-sided (1 − α) lower bound above zero and the simulated
-//! opt-out rate per send does not rise by more than the guardrail. A proposal that only
+//! responses per user has a one-sided (1 − α) lower bound above a margin (`min_gain` of
+//! the current responses per user) and neither the simulated opt-out rate per send nor
+//! the share of users opting out rises by more than the guardrail. A proposal that only
 //! tightens (a guardrail action against opt-outs) wins if the paired difference in users
 //! opted out has a one-sided upper bound below zero. Formulas: `docs/learner.md`.
 
@@ -253,7 +254,7 @@ fn unfatigued_fit(u: &SyntheticUser, h: usize) -> f64 {
     f64::from(u.active_hours[h] / peak)
 }
 
-/// The users: user *i* takes the *i*-th activity profile (cycling), as the hour factor
+/// The users: user *i* takes an activity profile drawn at random, as the hour factor
 /// floor + (1 − floor)·a(h)/max a, and a log-normal propensity factor with mean 1.
 fn synthetic_segment(activity: &[[f32; 24]], settings: &ProofSettings, seed: u64) -> Population {
     let sigma = settings.heterogeneity;
@@ -265,10 +266,11 @@ fn synthetic_segment(activity: &[[f32; 24]], settings: &ProofSettings, seed: u64
     let flat = [1.0f32; 24];
     let users = (0..u64::from(settings.users))
         .map(|id| {
-            let a = if activity.is_empty() { &flat } else { &activity[(id % activity.len() as u64) as usize] };
+            let mut rng = stream(seed, id, Purpose::Population);
+            // A profile drawn at random, so that every world gets a mix of them.
+            let a = if activity.is_empty() { &flat } else { &activity[rng.random_range(0..activity.len())] };
             let max = a.iter().copied().fold(f32::EPSILON, f32::max);
             let profile: [f32; 24] = std::array::from_fn(|h| floor + (1.0 - floor) * a[h] / max);
-            let mut rng = stream(seed, id, Purpose::Population);
             // Standard normal by Box–Muller; the factor exp(σz − σ²/2) has mean 1.
             let (u1, u2): (f64, f64) = (rng.random(), rng.random());
             let z = (-2.0 * u1.max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
@@ -306,8 +308,8 @@ fn calibrate(
     end: Timestamp,
     seed: u64,
 ) -> f64 {
-    // The response rate from whichever record holds more sends (the hour table is
-    // cumulative, the totals may be younger); opt-outs only the totals know.
+    // The response rate from whichever record holds more sends (both count the same sends
+    // in an engine run; a caller may hand in a table alone); opt-outs only the totals know.
     let totals = observed.totals;
     let table_sent: u64 = observed.sent_by_hour.iter().sum();
     let (sent, responses) = if table_sent >= totals.sent {
@@ -422,21 +424,33 @@ fn judge(goal: Goal, a: &[UserOutcome], b: &[UserOutcome], settings: &ProofSetti
     let interval = mean_interval(&summary, 2.0 * g.alpha).ok();
     let (current, proposed) = (sum(a), sum(b));
     let opt_out_rise = proposed.opt_out_rate() - current.opt_out_rate();
+    let users = a.len().max(1) as f64;
+    let opted_out_share_rise = (proposed.opted_out as f64 - current.opted_out as f64) / users;
+    // A win must clear a margin: `min_gain` of the current responses per user.
+    let margin = settings.min_gain * current.responses as f64 / users;
     let (bound, won, verdict) = match (goal, interval) {
         (_, None) => (f64::NAN, false, "rejected: too few users to compare".to_string()),
         (Goal::MoreResponses, Some(i)) => {
             let per_user = format!("responses per user {:+.3} (lower bound {:+.3})", summary.mean, i.low);
-            if opt_out_rise > g.max_opt_out_increase {
-                let why = format!(
+            let breach = if opt_out_rise > g.max_opt_out_increase {
+                Some(format!(
                     "opt-out rate per send +{:.2} points > guardrail {:.2}",
                     100.0 * opt_out_rise,
                     100.0 * g.max_opt_out_increase
-                );
-                (i.low, false, format!("lost: {per_user}, but {why}"))
-            } else if i.low > 0.0 {
-                (i.low, true, format!("won: {per_user}"))
+                ))
+            } else if opted_out_share_rise > g.max_opt_out_increase {
+                Some(format!(
+                    "users opted out +{:.2} points > guardrail {:.2}",
+                    100.0 * opted_out_share_rise,
+                    100.0 * g.max_opt_out_increase
+                ))
             } else {
-                (i.low, false, format!("lost: {per_user} is not above zero"))
+                None
+            };
+            match breach {
+                Some(why) => (i.low, false, format!("lost: {per_user}, but {why}")),
+                None if i.low > margin => (i.low, true, format!("won: {per_user}")),
+                None => (i.low, false, format!("lost: {per_user} is not above the margin {margin:+.3}")),
             }
         }
         (Goal::FewerOptOuts, Some(i)) => {

@@ -78,9 +78,12 @@ pub struct ProofSettings {
     /// Response at a user's least active hour relative to their most active one (assumed:
     /// the hour factor is floor + (1 − floor) · activity / peak activity).
     pub hour_floor: f64,
-    /// Hour profiles drawn from the posterior, users split evenly over them; the verdict's
-    /// interval is over these replicates.
+    /// Hour corrections drawn from the posterior, users split evenly over them; the
+    /// verdict's interval is over these replicates.
     pub worlds: u32,
+    /// A win must beat the strategy in force by at least this share of its responses per
+    /// user (lower bound), so that near-equal windows do not win by chance.
+    pub min_gain: f64,
 }
 
 /// All of it.
@@ -168,6 +171,9 @@ impl LearnerSettings {
                 "proof.worlds",
                 format!("{} must be 2–1000 and leave at least 10 users per world", p.worlds),
             );
+        }
+        if !(0.0..=1.0).contains(&p.min_gain) {
+            return invalid("proof.min_gain", format!("{} is not a share in [0, 1]", p.min_gain));
         }
         if !(0.0..=1.0).contains(&p.hour_floor) {
             return invalid("proof.hour_floor", format!("{} is not a share in [0, 1]", p.hour_floor));

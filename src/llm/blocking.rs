@@ -2,7 +2,7 @@
 //! engine's actors live on a single-threaded runtime whose clock is virtual and paused, so
 //! the request runs on a runtime of its own (real clock, I/O enabled) while the caller's
 //! thread waits. In a simulation this is the point: the virtual clock stands still while
-//! the adviser thinks, so the run stays deterministic.
+//! the adviser thinks, so a run with the same seed and the same replies is the same run.
 
 use super::client::{CallError, Completion, LlmClient, SetupError};
 use super::settings::LlmSettings;

@@ -3,7 +3,7 @@
 //! and `show` read, and an operator's rollback, which restores the strategy in force
 //! before a change and records itself as a change of its own.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::domain::{DeliveryStrategy, Segment, Timestamp};
@@ -100,9 +100,12 @@ pub enum RollbackError {
     /// No such change.
     #[error("no strategy change #{0} in this store (see `gavat strategy history`)")]
     NoSuchChange(i64),
-    /// The change never put anything in force.
-    #[error("change #{id} was {action}: it never changed the strategy in force, so there is nothing to roll back")]
-    NothingToUndo {
+    /// Only an applied change can be rolled back.
+    #[error(
+        "change #{id} was {action}: only an applied change can be rolled back{hint}",
+        hint = if action == "kept" { " (a kept entry confirms an earlier applied change: roll that one back)" } else { "" }
+    )]
+    NotApplied {
         /// The change.
         id: i64,
         /// What it was.
@@ -113,72 +116,102 @@ pub enum RollbackError {
     Store(#[from] StoreError),
 }
 
+/// A read that failed in SQLite, or found a row it cannot use.
+enum ReadError {
+    Sql(rusqlite::Error),
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for ReadError {
+    fn from(e: rusqlite::Error) -> ReadError {
+        ReadError::Sql(e)
+    }
+}
+
+fn read_changes(conn: &Connection, segment: Option<Segment>) -> Result<Vec<StoredChange>, ReadError> {
+    let mut stmt = conn.prepare("SELECT * FROM strategy_changes WHERE ?1 IS NULL OR segment = ?1 ORDER BY id")?;
+    let rows = stmt.query_map(params![segment.map(Segment::as_str)], read_change)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().collect::<Result<Vec<_>, String>>().map_err(ReadError::Corrupt)
+}
+
+fn read_in_force(conn: &Connection) -> Result<Vec<StoredStrategy>, ReadError> {
+    let mut stmt = conn.prepare("SELECT segment, strategy, version, updated_at FROM strategies")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (segment, json, version, updated_at) in rows {
+        let segment: Segment = segment.parse().map_err(|m: String| ReadError::Corrupt(format!("strategies: {m}")))?;
+        let strategy = DeliveryStrategy::from_json(segment, &json)
+            .map_err(|m| ReadError::Corrupt(format!("strategies.{}: {m}", segment.as_str())))?;
+        out.push(StoredStrategy { strategy, version, updated_at: Timestamp(updated_at) });
+    }
+    out.sort_by_key(|s| s.strategy.segment.index());
+    Ok(out)
+}
+
 impl SqliteStore {
+    fn read_error(&self, e: ReadError) -> StoreError {
+        match e {
+            ReadError::Sql(e) => self.err(e),
+            ReadError::Corrupt(message) => {
+                StoreError::Io { path: self.path().to_string(), cause: std::io::Error::other(message) }
+            }
+        }
+    }
+
     /// The audit trail, oldest first; only `segment`'s with `Some`.
     pub fn strategy_changes(&self, segment: Option<Segment>) -> Result<Vec<StoredChange>, StoreError> {
         let inner = self.lock();
-        let mut stmt = inner
-            .conn
-            .prepare("SELECT * FROM strategy_changes WHERE ?1 IS NULL OR segment = ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![segment.map(Segment::as_str)], read_change)
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter().collect::<Result<Vec<_>, String>>().map_err(|m| self.corrupt(m))
+        read_changes(&inner.conn, segment).map_err(|e| self.read_error(e))
     }
 
     /// The strategies in force, in segment order.
     pub fn strategies_in_force(&self) -> Result<Vec<StoredStrategy>, StoreError> {
         let inner = self.lock();
-        let mut stmt = inner
-            .conn
-            .prepare("SELECT segment, strategy, version, updated_at FROM strategies")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (segment, json, version, updated_at) in rows {
-            let segment: Segment = segment.parse().map_err(|m: String| self.corrupt(format!("strategies: {m}")))?;
-            let strategy = DeliveryStrategy::from_json(segment, &json)
-                .map_err(|m| self.corrupt(format!("strategies.{}: {m}", segment.as_str())))?;
-            out.push(StoredStrategy { strategy, version, updated_at: Timestamp(updated_at) });
-        }
-        out.sort_by_key(|s| s.strategy.segment.index());
-        Ok(out)
+        read_in_force(&inner.conn).map_err(|e| self.read_error(e))
     }
 
-    /// Restores the strategy in force before change `id` for its segment, at `at`, and
-    /// records the rollback as a change (source `operator`). Returns that record.
+    /// Restores the strategy in force before the applied change `id` for its segment (so
+    /// undoing any later change of that segment too), at `at`, and records the rollback as
+    /// a change of its own (source `operator`). Reads and writes in one immediate
+    /// transaction, so that a concurrent writer cannot slip in between. Returns the record.
+    ///
+    /// The restored strategy was in force before, so the learner's hard limits — which
+    /// bound what the learner and its adviser may propose — are not applied to it.
     pub fn rollback_strategy(&self, id: i64, at: Timestamp) -> Result<StoredChange, RollbackError> {
-        let target =
-            self.strategy_changes(None)?.into_iter().find(|c| c.id == id).ok_or(RollbackError::NoSuchChange(id))?;
-        if !matches!(target.action.as_str(), "applied" | "kept" | "rolled_back") {
-            return Err(RollbackError::NothingToUndo { id, action: target.action });
+        let mut inner = self.lock();
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| RollbackError::Store(self.err(e)))?;
+        let read = |e| RollbackError::Store(self.read_error(e));
+        let target = read_changes(&tx, None).map_err(read)?.into_iter().find(|c| c.id == id);
+        let target = target.ok_or(RollbackError::NoSuchChange(id))?;
+        if target.action != "applied" {
+            return Err(RollbackError::NotApplied { id, action: target.action });
         }
         let segment = target.segment;
-        let current = self
-            .strategies_in_force()?
+        let current = read_in_force(&tx)
+            .map_err(read)?
             .into_iter()
             .find(|s| s.strategy.segment == segment)
             .map(|s| s.strategy)
-            .ok_or_else(|| self.corrupt(format!("no strategy in force for {}", segment.as_str())))?;
+            .ok_or_else(|| read(ReadError::Corrupt(format!("no strategy in force for {}", segment.as_str()))))?;
+        let later = read_changes(&tx, Some(segment))
+            .map_err(read)?
+            .iter()
+            .filter(|c| c.id > id && matches!(c.action.as_str(), "applied" | "rolled_back"))
+            .count();
         let restored = target.strategy_before.clone();
-        let later = self.strategy_changes(Some(segment))?.iter().filter(|c| c.id > id && c.action == "applied").count();
         let evidence = format!(
             "operator rollback of change #{id}: restores the {} strategy in force before it{}",
             segment.as_str(),
-            if later > 0 { format!(", undoing {later} later applied change(s)") } else { String::new() }
+            if later > 0 { format!(", undoing {later} later change(s) of it") } else { String::new() }
         );
-        let inner = self.lock();
-        let result = (|| -> Result<StoredChange, rusqlite::Error> {
-            let tx = inner.conn.unchecked_transaction()?;
+        let write = |tx: &Transaction<'_>| -> Result<StoredChange, rusqlite::Error> {
             let new_id: i64 =
                 tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM strategy_changes", [], |r| r.get(0))?;
             let change = StoredChange {
@@ -192,8 +225,8 @@ impl SqliteStore {
                 after: describe_field(&restored, &target.field),
                 evidence,
                 proof: None,
-                strategy_before: current,
-                strategy_after: restored,
+                strategy_before: current.clone(),
+                strategy_after: restored.clone(),
             };
             tx.execute(
                 "INSERT INTO strategy_changes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11)",
@@ -215,14 +248,11 @@ impl SqliteStore {
                 "INSERT OR REPLACE INTO strategies VALUES (?1, ?2, ?3, ?4)",
                 params![segment.as_str(), to_json(&change.strategy_after), new_id, at.secs()],
             )?;
-            tx.commit()?;
             Ok(change)
-        })();
-        result.map_err(|e| RollbackError::Store(self.err(e)))
-    }
-
-    fn corrupt(&self, message: String) -> StoreError {
-        StoreError::Io { path: self.path().to_string(), cause: std::io::Error::other(message) }
+        };
+        let change = write(&tx).map_err(|e| RollbackError::Store(self.err(e)))?;
+        tx.commit().map_err(|e| RollbackError::Store(self.err(e)))?;
+        Ok(change)
     }
 }
 

@@ -89,7 +89,7 @@ fn the_audit_trail_is_persisted_and_a_change_can_be_rolled_back() {
     if let Some(rejected) = history.iter().find(|c| c["action"] == "rejected") {
         let out = gavat(&["strategy", "rollback", &rejected["id"].to_string(), "--store", s(&db)]);
         assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to roll back"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("only an applied change can be rolled back"));
     }
     let out = gavat(&["strategy", "rollback", "99999", "--store", s(&db)]);
     assert_eq!(out.status.code(), Some(2));

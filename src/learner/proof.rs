@@ -4,7 +4,8 @@
 //! it may be applied only if it wins.
 //!
 //! The synthetic users are built for the check from what the CRM observes. User *i* takes
-//! the activity profile (sessions by local hour) of a real user of the segment, and answers
+//! the activity profile (sessions by local hour) of a real user whose messages the segment's
+//! strategy governs, and answers
 //! at hour *h* in proportion to floor + (1 − floor)·activity(h)/max activity, times a
 //! log-normal propensity; fatigue and opt-outs follow `gavat-sim`'s behaviour model. A
 //! pilot run under A rescales the response and opt-out bases so that the simulated rates
@@ -31,13 +32,13 @@ use gavat_sim::{
     BehaviourModel, ContentKind, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream,
 };
 
-use crate::domain::{Caps, DAY, DeliveryStrategy, HOUR, Timestamp, UtcOffset};
+use crate::domain::{Caps, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
 use crate::policy::{CapState, plan_next_send};
 
 use super::policy::Counts;
 use super::settings::{GuardrailSettings, ProofSettings};
 
-/// Prior weight (in sends) pulling an hour's response rate toward the segment's.
+/// Prior weight (in sends) of the model's rate at an hour against the observed one.
 const HOUR_PRIOR_SENDS: f64 = 50.0;
 
 /// What the proposal is for, which fixes its primary metric.
@@ -74,7 +75,7 @@ pub struct ActivityProfiles {
 impl ActivityProfiles {
     /// At most `per_segment` profiles of each segment's users, in the order given.
     pub fn collect<'a>(
-        users: impl IntoIterator<Item = (&'a [u16; 24], Vec<crate::domain::Segment>)>,
+        users: impl IntoIterator<Item = (&'a [u16; 24], Vec<Segment>)>,
         per_segment: usize,
     ) -> ActivityProfiles {
         let mut profiles = ActivityProfiles::default();
@@ -94,7 +95,7 @@ impl ActivityProfiles {
     }
 
     /// The profiles of `segment`'s users.
-    pub fn of(&self, segment: crate::domain::Segment) -> &[[f32; 24]] {
+    pub fn of(&self, segment: Segment) -> &[[f32; 24]] {
         &self.by_segment[segment.index()]
     }
 }

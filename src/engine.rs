@@ -64,8 +64,8 @@ pub struct Arms {
     pub books: Vec<Arc<StrategyBook>>,
     /// Each user's arm (index into `names`), in user order.
     pub of_user: Vec<u16>,
-    /// The arms whose strategies the learner re-plans (needs [`EngineBuilder::learner`]);
-    /// the others stay fixed. Shorter than `names`: the rest are fixed.
+    /// The arms whose strategies the learner re-plans (needs [`EngineBuilder::learner`]),
+    /// by index; arms past its end (a holdout) stay fixed like those marked `false`.
     pub learning: Vec<bool>,
 }
 

@@ -84,9 +84,9 @@ pub struct LearnerActor {
 }
 
 impl LearnerActor {
-    /// An actor that re-plans the strategies of the arms `make_learner` gives a learner
-    /// for (arm 0 alone in a run without arms), each from its own users' outcomes,
-    /// consulting `adviser` (an OpenAI-compatible model) at every look after the
+    /// An actor that re-plans the strategies of each arm with a learner in `learners`
+    /// (indexed by arm; arm 0 alone in a run without arms), each from its own users'
+    /// outcomes, consulting `adviser` (an OpenAI-compatible model) at every look after the
     /// observation period if given.
     pub fn with_learners(
         arm_of: Arc<Vec<u16>>,

@@ -250,6 +250,11 @@ impl Handler<OutcomesRecorded> for LearnerActor {
                         state.learner.record_opt_out(o.segment);
                     }
                 }
+                OutcomeKind::Conversion => {
+                    if let Some(state) = own {
+                        state.learner.record_conversion(o.segment);
+                    }
+                }
                 _ => {}
             }
         }

@@ -5,6 +5,7 @@
 //! step at most, and nothing that would touch opted-out users. The learner then runs what survives
 //! through the hard limits and its paired simulation, like its own proposals.
 
+use gavat_experiments::stats::wilson;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::learner::HourTable;
@@ -185,10 +186,22 @@ struct SegmentBrief<'a> {
     segment: &'static str,
     strategy: &'a DeliveryStrategy,
     sends: u64,
-    response_rate: f64,
-    opt_out_rate: f64,
+    /// Per send, with a Wilson 95% interval: [estimate, low, high].
+    response_rate: [f64; 3],
+    conversion_rate: [f64; 3],
+    opt_out_rate: [f64; 3],
     /// Per allowed local hour with sends: (hour, sends, response rate).
     by_hour: Vec<(u8, u64, f64)>,
+}
+
+/// A rate per send with its Wilson 95% interval, rounded for the prompt ([0, 0, 1] when
+/// nothing was sent).
+fn rate_with_interval(k: u64, n: u64) -> [f64; 3] {
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    match wilson(k.min(n), n, 0.05) {
+        Ok(i) => [round(i.estimate), round(i.low), round(i.high)],
+        Err(_) => [0.0, 0.0, 1.0],
+    }
 }
 
 /// The system message: the role, the limits, the schema, and that the data is data.
@@ -196,8 +209,9 @@ pub fn system_message(settings: &LearnerSettings) -> String {
     let h = &settings.hard_limits;
     format!(
         "You advise the delivery optimiser of a Telegram CRM. For each marketing segment you get \
-its delivery strategy in force and aggregate outcomes (sends, response and opt-out rates, response \
-rate by local send hour); no individual user. Propose changes that should raise responses without \
+its delivery strategy in force and aggregate outcomes (sends; response, conversion and opt-out \
+rates per send as [estimate, 95% low, 95% high]; the response rate by local send hour); no \
+individual user. Propose changes that should raise responses without \
 raising opt-outs. Rules: change one field at a time and a cap by one step at most; daily_limit \
 at most {max_daily}, moved by at most 1; cooldown_hours between {min_cd} and {max_cd}, moved by at \
 most {step} hours; send_hours must stay inside \
@@ -235,8 +249,9 @@ pub fn user_message(book: &StrategyBook, totals: &[Counts; 8], hours: &HourTable
                 segment: strategy.segment.as_str(),
                 strategy,
                 sends: t.sent,
-                response_rate: rate(t.responses, t.sent),
-                opt_out_rate: rate(t.opt_outs, t.sent),
+                response_rate: rate_with_interval(t.responses, t.sent),
+                conversion_rate: rate_with_interval(t.conversions, t.sent),
+                opt_out_rate: rate_with_interval(t.opt_outs, t.sent),
                 by_hour,
             }
         })
@@ -337,9 +352,10 @@ mod tests {
         hours.sent[0][10] = 40;
         hours.responses[0][10] = 10;
         let mut totals = [Counts::default(); 8];
-        totals[0] = Counts { sent: 40, responses: 10, opt_outs: 1 };
+        totals[0] = Counts { sent: 40, responses: 10, opt_outs: 1, conversions: 2 };
         let text = user_message(&StrategyBook::defaults(), &totals, &hours);
         assert!(text.contains("\"segment\":\"HOT_LEAD\"") && text.contains("[10,40,0.25]"), "{text}");
+        assert!(text.contains("\"conversion_rate\":[0.05,"), "{text}");
         assert!(!text.contains("user_id") && !text.contains("\"user\""));
         assert!(system_message(&LearnerSettings::defaults()).contains("daily_limit at most 3"));
     }

@@ -98,12 +98,20 @@ pub struct Counts {
     pub responses: u64,
     /// Opt-outs.
     pub opt_outs: u64,
+    /// Purchases.
+    pub conversions: u64,
 }
 
 impl Counts {
     fn describe(&self) -> String {
         let pct = |k: u64| if self.sent == 0 { 0.0 } else { 100.0 * k as f64 / self.sent as f64 };
-        format!("{} sends, response {:.1}%, opt-out {:.2}%", self.sent, pct(self.responses), pct(self.opt_outs))
+        format!(
+            "{} sends, response {:.1}%, conversion {:.2}%, opt-out {:.2}%",
+            self.sent,
+            pct(self.responses),
+            pct(self.conversions),
+            pct(self.opt_outs)
+        )
     }
 }
 
@@ -208,6 +216,12 @@ impl Learner {
     pub fn record_response(&mut self, segment: Segment) {
         self.window[segment.index()].responses += 1;
         self.totals[segment.index()].responses += 1;
+    }
+
+    /// Counts a purchase attributed to `segment`.
+    pub fn record_conversion(&mut self, segment: Segment) {
+        self.window[segment.index()].conversions += 1;
+        self.totals[segment.index()].conversions += 1;
     }
 
     /// Counts an opt-out attributed to `segment`.

@@ -495,7 +495,7 @@ mod tests {
         }
         let sent = o.sent_by_hour.iter().sum();
         let responses = o.responses_by_hour.iter().sum();
-        o.totals = Counts { sent, responses, opt_outs: sent / 500 };
+        o.totals = Counts { sent, responses, opt_outs: sent / 500, conversions: 0 };
         o
     }
 
@@ -553,7 +553,7 @@ mod tests {
         let mut o = observed();
         o.sent_by_hour = [0; 24];
         o.responses_by_hour = [0; 24];
-        o.totals = Counts { sent: 1_000, responses: 100, opt_outs: 1 };
+        o.totals = Counts { sent: 1_000, responses: 100, opt_outs: 1, conversions: 0 };
         let profiles = vec![evening; 10];
         o.activity = &profiles;
         let s = LearnerSettings::defaults();

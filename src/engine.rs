@@ -303,24 +303,32 @@ impl Engine {
         let learner = match self.learner {
             Some(settings) if learning => {
                 let start = self.clock.now();
-                // What the CRM knows of the hours of the users each segment's strategy governs
-                // (whose sends its outcomes count), for the proofs.
-                let activity = Arc::new(ActivityProfiles::collect(
-                    self.users.iter().map(|p| {
-                        let held = crate::segmentation::segment(p, start, &self.rules);
-                        (&p.activity.by_local_hour, governing_segment(&held, &self.book).into_iter().collect())
-                    }),
-                    ACTIVITY_PROFILES_PER_SEGMENT,
-                ));
                 let learners = learning_arms
                     .iter()
                     .enumerate()
                     .map(|(arm, learns)| {
-                        // Each arm's learner draws from its own stream.
                         learns.then(|| {
+                            // What the CRM knows of the hours of the arm's users each segment's
+                            // strategy governs (whose sends its outcomes count), for the proofs.
+                            let book = &books[arm];
+                            let activity = ActivityProfiles::collect(
+                                self.users
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| arm_of.get(*i).is_none_or(|&a| usize::from(a) == arm))
+                                    .map(|(_, p)| {
+                                        let held = crate::segmentation::segment(p, start, &self.rules);
+                                        (
+                                            &p.activity.by_local_hour,
+                                            governing_segment(&held, book).into_iter().collect(),
+                                        )
+                                    }),
+                                ACTIVITY_PROFILES_PER_SEGMENT,
+                            );
+                            // Each arm's learner draws from its own stream and numbers its own range.
                             Learner::new(settings.clone(), start, self.seed ^ (arm as u64) << 48)
-                                .with_activity(activity.clone())
-                                .numbered_from(arm as u32 * 1_000_000 + 1)
+                                .with_activity(Arc::new(activity))
+                                .numbered_from(arm as u64 * 1_000_000_000 + 1)
                         })
                     })
                     .collect();

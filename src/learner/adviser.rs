@@ -109,7 +109,10 @@ pub fn to_proposal(advised: &Advised, book: &StrategyBook, settings: &LearnerSet
     let (field, goal) = match advised.field.as_str() {
         "daily_limit" => {
             let Some(v) = advised.value.as_u64().and_then(|v| u32::try_from(v).ok()) else {
-                return refuse("daily_limit", format!("value {} is not a whole number", advised.value));
+                return refuse(
+                    "daily_limit",
+                    format!("value {} is not a whole number", one_line(&advised.value.to_string(), 60)),
+                );
             };
             if v.abs_diff(current.daily_limit) > 1 {
                 return refuse("daily_limit", format!("{} → {v} is more than one step", current.daily_limit));
@@ -122,7 +125,10 @@ pub fn to_proposal(advised: &Advised, book: &StrategyBook, settings: &LearnerSet
         }
         "cooldown_hours" => {
             let Some(v) = advised.value.as_f64().filter(|v| v.is_finite() && *v >= 0.0) else {
-                return refuse("cooldown_hours", format!("value {} is not a number of hours", advised.value));
+                return refuse(
+                    "cooldown_hours",
+                    format!("value {} is not a number of hours", one_line(&advised.value.to_string(), 60)),
+                );
             };
             let secs = (v * HOUR as f64).round() as i64;
             if (secs - current.cooldown_secs).abs() > step_secs {
@@ -140,7 +146,10 @@ pub fn to_proposal(advised: &Advised, book: &StrategyBook, settings: &LearnerSet
         }
         "send_hours" | "optimal_hours" => {
             let Some(text) = advised.value.as_str() else {
-                return refuse("send_hours", format!("value {} is not hours like \"18-21\"", advised.value));
+                return refuse(
+                    "send_hours",
+                    format!("value {} is not hours like \"18-21\"", one_line(&advised.value.to_string(), 60)),
+                );
             };
             let hours = match parse_hours(text) {
                 Ok(h) if !h.is_empty() => h,

@@ -61,7 +61,7 @@ impl Action {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StrategyChange {
     /// Sequence number within the run (a rollback names the change it undoes in `evidence`).
-    pub id: u32,
+    pub id: u64,
     /// When (engine time).
     pub at: Timestamp,
     /// Whose strategy.
@@ -118,7 +118,7 @@ impl Counts {
 /// A cap move waiting for its verdict.
 #[derive(Clone, Debug)]
 struct Pending {
-    id: u32,
+    id: u64,
     before: DeliveryStrategy,
     field: &'static str,
     baseline: Counts,
@@ -162,12 +162,14 @@ pub struct Learner {
     /// Whether `last_window` was measured wholly under the strategy now in force (no cap
     /// change pending or judged in it).
     last_window_clean: [bool; 8],
+    /// Whether a change of the segment's strategy was applied during the current window.
+    window_dirty: [bool; 8],
     totals: [Counts; 8],
     activity: std::sync::Arc<ActivityProfiles>,
     /// Caps (daily limit, cooldown) a guardrail rolled back, per segment: not proposed again.
     rolled_back_caps: [Vec<(u32, i64)>; 8],
     pending: [Option<Pending>; 8],
-    next_id: u32,
+    next_id: u64,
 }
 
 impl Learner {
@@ -180,6 +182,7 @@ impl Learner {
             window: [Counts::default(); 8],
             last_window: [Counts::default(); 8],
             last_window_clean: [false; 8],
+            window_dirty: [false; 8],
             totals: [Counts::default(); 8],
             activity: Default::default(),
             rolled_back_caps: Default::default(),
@@ -190,7 +193,7 @@ impl Learner {
 
     /// Numbers this learner's audit entries from `first` (each arm's learner in an
     /// experiment gets its own range, so that ids stay unique in a run).
-    pub fn numbered_from(mut self, first: u32) -> Learner {
+    pub fn numbered_from(mut self, first: u64) -> Learner {
         self.next_id = first;
         self
     }
@@ -244,7 +247,7 @@ impl Learner {
         proof: Option<Proof>,
     ) -> StrategyChange {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(1);
         StrategyChange {
             id,
             at,
@@ -274,8 +277,9 @@ impl Learner {
     }
 
     /// Tries one proposal against `current`: the hard limits first, then its paired
-    /// simulation. Returns the audit entry and whether the proposal may be applied.
-    pub fn try_proposal(
+    /// simulation. Returns the audit entry and whether the proposal may be applied. The
+    /// callers check first that the segment is ready for it (`tick`, `consider_advice`).
+    fn try_proposal(
         &mut self,
         at: Timestamp,
         current: &DeliveryStrategy,
@@ -309,7 +313,10 @@ impl Learner {
             let current = next.get(segment).clone();
             let mut strategy = current.clone();
             self.judge_or_move_caps(at, segment, &mut strategy, hours, &mut decision.changes);
-            if let Some(window) = self.thompson_window(hours, &strategy)
+            // Hours stay put while a cap move is under review: its evaluation window must
+            // differ from the one before it by that move alone.
+            if self.pending[segment.index()].is_none()
+                && let Some(window) = self.thompson_window(hours, &strategy)
                 && window != strategy.optimal_hours
             {
                 let i = segment.index();
@@ -328,6 +335,7 @@ impl Learner {
                 let (entry, applied) = self.try_proposal(at, &strategy, proposal, hours);
                 if applied {
                     strategy = entry.strategy_after.clone();
+                    self.window_dirty[i] = true;
                 }
                 decision.changes.push(entry);
             }
@@ -357,10 +365,11 @@ impl Learner {
         let mut next = book.clone();
         let mut changed = false;
         for item in advice {
-            let refusal = match item {
-                Err(why) => Refusal { segment: None, field: "invalid", why },
+            // A refusal, with the strategy proposed when there was one.
+            let (refusal, proposed) = match item {
+                Err(why) => (Refusal { segment: None, field: "invalid", why }, None),
                 Ok(advised) => match to_proposal(&advised, &next, &self.settings) {
-                    Err(refusal) => refusal,
+                    Err(refusal) => (refusal, None),
                     Ok(proposal) => {
                         let segment = proposal.proposed.segment;
                         let i = segment.index();
@@ -369,16 +378,18 @@ impl Learner {
                             field_within_hard_limits(proposal.field, &proposal.proposed, &self.settings.hard_limits)
                                 .err();
                         if let Some(why) = past_limits.or_else(|| self.not_ready_for(&proposal, hours)) {
-                            Refusal { segment: Some(segment), field: proposal.field, why }
+                            (Refusal { segment: Some(segment), field: proposal.field, why }, Some(proposal.proposed))
                         } else {
                             let field = proposal.field;
                             let (entry, applied) = self.try_proposal(at, &current, proposal, hours);
                             if applied {
+                                self.window_dirty[i] = true;
                                 if field != "send_hours" {
                                     // Judged later against the last full window under the
                                     // strategy it replaced (`not_ready_for` checked there is one).
                                     let baseline = self.last_window[i];
                                     self.window[i] = Counts::default();
+                                    self.window_dirty[i] = false;
                                     self.last_window_clean[i] = false;
                                     let before = current.clone();
                                     self.pending[i] = Some(Pending { id: entry.id, before, field, baseline });
@@ -395,6 +406,7 @@ impl Learner {
             match refusal.segment {
                 Some(segment) => {
                     let s = next.get(segment).clone();
+                    let after = proposed.unwrap_or_else(|| s.clone());
                     let evidence = format!("llm proposal refused: {}", refusal.why);
                     decision.changes.push(self.entry(
                         at,
@@ -402,7 +414,7 @@ impl Learner {
                         Action::Rejected,
                         refusal.field,
                         &s,
-                        &s,
+                        &after,
                         evidence,
                         None,
                     ));
@@ -416,21 +428,20 @@ impl Learner {
         decision
     }
 
-    /// Why an adviser's proposal cannot be judged yet, if it cannot: a cap move needs no
-    /// other cap move pending and a full evaluation window measured under the strategy in
-    /// force (its baseline for the guardrails; this also keeps a change a guardrail just
-    /// rolled back from coming straight back); an hour move needs the sends the
-    /// statistics' own hour moves need.
+    /// Why an adviser's proposal cannot be judged yet, if it cannot: nothing moves while a
+    /// cap move is under review; an hour move needs the sends the statistics' own hour
+    /// moves need; a cap move needs caps no guardrail rolled back and a full evaluation
+    /// window measured wholly under the strategy in force (its guardrail baseline).
     fn not_ready_for(&self, proposal: &Proposal, hours: &HourTable) -> Option<String> {
         let i = proposal.proposed.segment.index();
         let s = &self.settings;
+        if self.pending[i].is_some() {
+            return Some("a cap change of this segment is still under review".into());
+        }
         if proposal.field == "send_hours" {
             let sent: u64 = proposal.proposed.allowed_hours.hours().map(|h| hours.sent[i][usize::from(h)]).sum();
             return (sent < s.send_hours.min_sends)
                 .then(|| format!("too few sends to judge an hour move yet ({sent} < {})", s.send_hours.min_sends));
-        }
-        if self.pending[i].is_some() {
-            return Some("a cap change of this segment is still under review".into());
         }
         if self.was_rolled_back(&proposal.proposed) {
             return Some("these caps were rolled back by a guardrail in this run; they are not tried again".into());
@@ -477,7 +488,8 @@ impl Learner {
         }
         self.window[i] = Counts::default();
         self.last_window[i] = window;
-        self.last_window_clean[i] = self.pending[i].is_none();
+        self.last_window_clean[i] = self.pending[i].is_none() && !self.window_dirty[i];
+        self.window_dirty[i] = false;
         if let Some(p) = self.pending[i].take() {
             let b = p.baseline;
             let harm = worse_opt_outs(&b, &window, s.guardrails.max_opt_out_increase, s.guardrails.alpha)
@@ -507,6 +519,11 @@ impl Learner {
                     out.push(self.entry(at, "statistics", Action::Kept, p.field, &current, &current, evidence, None))
                 }
             }
+            return;
+        }
+        // A cap move needs a window measured wholly under the strategy in force: it is the
+        // evidence for the move and the baseline its review compares against.
+        if !self.last_window_clean[i] {
             return;
         }
         let alpha = s.guardrails.alpha;
@@ -621,9 +638,27 @@ fn tighten_steps(s: &DeliveryStrategy, settings: &LearnerSettings) -> Vec<(&'sta
 /// Whether a proposed strategy stays within the hard limits — the check every proposal,
 /// statistical or an adviser's, passes before it is applied.
 pub fn within_hard_limits(s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
+    daily_limit_within(s, limits).and_then(|()| cooldown_within(s, limits))
+}
+
+/// Whether the field a proposal changes stays within the hard limits (a strategy configured
+/// outside them can still be tightened, or have its hours moved).
+pub fn field_within_hard_limits(field: &str, s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
+    match field {
+        "daily_limit" => daily_limit_within(s, limits),
+        "cooldown_hours" => cooldown_within(s, limits),
+        _ => Ok(()),
+    }
+}
+
+fn daily_limit_within(s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
     if s.daily_limit > limits.max_daily_limit {
         return Err(format!("daily limit {} is above the hard maximum {}", s.daily_limit, limits.max_daily_limit));
     }
+    Ok(())
+}
+
+fn cooldown_within(s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
     let hours = s.cooldown_secs as f64 / HOUR as f64;
     if hours < limits.min_cooldown_hours {
         return Err(format!("cooldown {hours:.1} h is below the hard minimum {} h", limits.min_cooldown_hours));
@@ -632,18 +667,6 @@ pub fn within_hard_limits(s: &DeliveryStrategy, limits: &HardLimits) -> Result<(
         return Err(format!("cooldown {hours:.1} h is above the hard maximum {} h", limits.max_cooldown_hours));
     }
     Ok(())
-}
-
-/// Whether the field a proposal changes stays within the hard limits (a strategy configured
-/// outside them can still be tightened, or have its hours moved).
-pub fn field_within_hard_limits(field: &str, s: &DeliveryStrategy, limits: &HardLimits) -> Result<(), String> {
-    let mut only = s.clone();
-    match field {
-        "daily_limit" => only.cooldown_secs = (limits.min_cooldown_hours * HOUR as f64).ceil() as i64,
-        "cooldown_hours" => only.daily_limit = only.daily_limit.min(limits.max_daily_limit),
-        _ => return Ok(()),
-    }
-    within_hard_limits(&only, limits)
 }
 
 /// One-sided p-value that `after` is larger than `before` (for rates k/n).

@@ -13,6 +13,9 @@ pub const DEFAULT_SETTINGS: &str = include_str!("../../config/learner.toml");
 /// Why a learner file could not be used.
 pub type LearnerSettingsError = SettingsFileError;
 
+/// Fewest sends in an evaluation window a cap move may rest on.
+const MIN_CAP_WINDOW: u64 = 30;
+
 /// Longest interval or observation period accepted: ten years of hours.
 const MAX_HOURS: i64 = 24 * 3_650;
 
@@ -153,8 +156,20 @@ impl LearnerSettings {
                 format!("{} must be between 0 and max_cooldown_hours", h.min_cooldown_hours),
             );
         }
-        if s.caps.cooldown_step_hours.is_nan() || s.caps.cooldown_step_hours <= 0.0 {
-            return invalid("caps.cooldown_step_hours", "must be positive".into());
+        if !(s.caps.cooldown_step_hours > 0.0 && s.caps.cooldown_step_hours <= h.max_cooldown_hours) {
+            return invalid(
+                "caps.cooldown_step_hours",
+                format!("{} must be positive and at most hard_limits.max_cooldown_hours", s.caps.cooldown_step_hours),
+            );
+        }
+        if s.send_hours.min_sends == 0 {
+            return invalid("send_hours.min_sends", "must be at least 1".into());
+        }
+        if s.caps.min_sends < MIN_CAP_WINDOW {
+            return invalid(
+                "caps.min_sends",
+                format!("{} is too few to judge a cap move on (at least {MIN_CAP_WINDOW})", s.caps.min_sends),
+            );
         }
         let p = &s.proof;
         if !(20..=100_000).contains(&p.users) {
@@ -199,6 +214,12 @@ mod tests {
         let bad = DEFAULT_SETTINGS.replace("interval_hours = 6 ", "interval_hours = 9223372036854775807 ");
         let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
         assert!(e.contains("interval_hours"), "{e}");
+        let bad = DEFAULT_SETTINGS.replace("min_sends = 300 ", "min_sends = 0 ");
+        let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
+        assert!(e.contains("caps.min_sends"), "{e}");
+        let bad = DEFAULT_SETTINGS.replace("cooldown_step_hours = 2.0", "cooldown_step_hours = inf");
+        let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
+        assert!(e.contains("caps.cooldown_step_hours"), "{e}");
         let bad = DEFAULT_SETTINGS.replace("alpha = 0.05", "alpha = \"low\"");
         let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
         assert!(e.starts_with("l.toml:"), "{e}");

@@ -144,6 +144,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let display = path.display().to_string();
         let conn = Connection::open(path).map_err(|e| sql_error(&display, e))?;
+        // Another process writing (a second command on the same store) is waited for.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_error(&display, e))?;
         let store = SqliteStore {
             path: display.clone(),
             inner: Mutex::new(Inner { conn, users: Vec::new(), log: Vec::new(), failed: None }),

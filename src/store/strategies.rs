@@ -3,7 +3,7 @@
 //! and `show` read, and an operator's rollback, which restores the strategy in force
 //! before a change and records itself as a change of its own.
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::domain::{DeliveryStrategy, Segment, Timestamp};
@@ -62,7 +62,7 @@ pub(super) fn save_in_tx(tx: &Transaction<'_>, run: &RunRecord) -> Result<(), ru
             "INSERT INTO strategy_changes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for c in &run.strategy_changes {
-            let id = offset + i64::from(c.id);
+            let id = offset.saturating_add(i64::try_from(c.id).unwrap_or(i64::MAX));
             let proof = c.proof.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default());
             insert.execute(params![
                 id,
@@ -110,6 +110,13 @@ pub enum RollbackError {
         id: i64,
         /// What it was.
         action: String,
+    },
+    /// What the change replaced is what is in force (a guardrail or an operator already
+    /// undid it).
+    #[error("the strategy change #{id} replaced is already in force: nothing to roll back")]
+    AlreadyInForce {
+        /// The change.
+        id: i64,
     },
     /// The store could not be read or written.
     #[error(transparent)]
@@ -188,23 +195,36 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| RollbackError::Store(self.err(e)))?;
         let read = |e| RollbackError::Store(self.read_error(e));
-        let target = read_changes(&tx, None).map_err(read)?.into_iter().find(|c| c.id == id);
-        let target = target.ok_or(RollbackError::NoSuchChange(id))?;
+        // Only the rows this rollback needs: a broken row elsewhere does not block it.
+        let target = tx
+            .query_row("SELECT * FROM strategy_changes WHERE id = ?1", params![id], read_change)
+            .optional()
+            .map_err(|e| read(e.into()))?
+            .ok_or(RollbackError::NoSuchChange(id))?
+            .map_err(|m| read(ReadError::Corrupt(m)))?;
         if target.action != "applied" {
             return Err(RollbackError::NotApplied { id, action: target.action });
         }
         let segment = target.segment;
-        let current = read_in_force(&tx)
-            .map_err(read)?
-            .into_iter()
-            .find(|s| s.strategy.segment == segment)
-            .map(|s| s.strategy)
-            .ok_or_else(|| read(ReadError::Corrupt(format!("no strategy in force for {}", segment.as_str()))))?;
-        let later = read_changes(&tx, Some(segment))
-            .map_err(read)?
-            .iter()
-            .filter(|c| c.id > id && matches!(c.action.as_str(), "applied" | "rolled_back"))
-            .count();
+        let json: Option<String> = tx
+            .query_row("SELECT strategy FROM strategies WHERE segment = ?1", params![segment.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(|e| read(e.into()))?;
+        let json =
+            json.ok_or_else(|| read(ReadError::Corrupt(format!("no strategy in force for {}", segment.as_str()))))?;
+        let current = DeliveryStrategy::from_json(segment, &json)
+            .map_err(|m| read(ReadError::Corrupt(format!("strategies.{}: {m}", segment.as_str()))))?;
+        let later: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM strategy_changes
+                 WHERE segment = ?1 AND id > ?2 AND action IN ('applied', 'rolled_back')",
+                params![segment.as_str(), id],
+                |r| r.get(0),
+            )
+            .map_err(|e| read(e.into()))?;
+        if current == target.strategy_before {
+            return Err(RollbackError::AlreadyInForce { id });
+        }
         let restored = target.strategy_before.clone();
         let evidence = format!(
             "operator rollback of change #{id}: restores the {} strategy in force before it{}",

@@ -81,6 +81,10 @@ fn the_audit_trail_is_persisted_and_a_change_can_be_rolled_back() {
         .find(|s| s["version"].as_i64().unwrap() > id)
         .expect("the rolled-back segment's strategy carries the rollback's id");
     assert_eq!(restored["strategy"], applied["strategy_before"], "the strategy before the change is back");
+    // Twice is once: what the change replaced is already in force.
+    let again = gavat(&["strategy", "rollback", &id.to_string(), "--store", s(&db)]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already in force"));
     let last = json(&["strategy", "history", "--store", s(&db), "--json"]);
     let last = last.as_array().unwrap().last().unwrap().clone();
     assert_eq!((last["source"].as_str(), last["action"].as_str()), (Some("operator"), Some("rolled_back")));

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use crate::config::StrategyBook;
-use crate::domain::{Segment, Timestamp};
+use crate::domain::Timestamp;
 use crate::learner::adviser::{parse_advice, system_message, user_message};
 use crate::learner::{Decision, Learner, StrategyChange};
 use crate::llm::{BlockingLlm, CallError};
@@ -26,18 +26,6 @@ pub struct HourTable {
     pub responses: [[u64; 24]; 8],
     /// Outcome batches received.
     pub batches: u64,
-}
-
-impl HourTable {
-    /// The local hour with the highest observed response rate for `segment` (at least
-    /// `min_sent` sends), if any.
-    pub fn best_hour(&self, segment: Segment, min_sent: u64) -> Option<(u8, f64)> {
-        let i = segment.index();
-        (0..24u8)
-            .filter(|&h| self.sent[i][usize::from(h)] >= min_sent)
-            .map(|h| (h, self.responses[i][usize::from(h)] as f64 / self.sent[i][usize::from(h)] as f64))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-    }
 }
 
 /// What the LLM adviser did in a run.
@@ -271,25 +259,5 @@ impl Handler<GetHourTable> for LearnerActor {
 
     fn handle(&mut self, _msg: GetHourTable, _ctx: &mut Self::Context) -> HourTable {
         self.table.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The best hour is the highest observed rate among hours with enough sends.
-    #[test]
-    fn best_hour_needs_evidence() {
-        let mut t = HourTable::default();
-        let hot = Segment::HotLead.index();
-        t.sent[hot][10] = 100;
-        t.responses[hot][10] = 10;
-        t.sent[hot][19] = 100;
-        t.responses[hot][19] = 25;
-        t.sent[hot][3] = 2;
-        t.responses[hot][3] = 2; // 100%, but only two sends
-        assert_eq!(t.best_hour(Segment::HotLead, 20), Some((19, 0.25)));
-        assert_eq!(t.best_hour(Segment::ColdLead, 20), None);
     }
 }

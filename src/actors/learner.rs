@@ -102,7 +102,7 @@ impl LearnerActor {
         }
         let current = decision.book.clone().unwrap_or_else(|| book.clone());
         let system = system_message(learner.settings());
-        let user = user_message(&current, learner.totals(), &state.table);
+        let user = user_message(&current, &learner.totals(), &state.table);
         adviser.stats.asked += 1;
         let reply = match adviser.llm.complete_json(&system, &user) {
             Ok(completion) => completion.content,

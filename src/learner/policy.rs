@@ -157,19 +157,29 @@ pub struct Learner {
     settings: LearnerSettings,
     started_at: Timestamp,
     rng: Pcg64,
-    window: [Counts; 8],
-    last_window: [Counts; 8],
-    /// Whether `last_window` was measured wholly under the strategy now in force (no cap
-    /// change pending or judged in it).
-    last_window_clean: [bool; 8],
-    /// Whether a change of the segment's strategy was applied during the current window.
-    window_dirty: [bool; 8],
-    totals: [Counts; 8],
+    segments: [SegmentState; 8],
     activity: std::sync::Arc<ActivityProfiles>,
-    /// Caps (daily limit, cooldown) a guardrail rolled back, per segment: not proposed again.
-    rolled_back_caps: [Vec<(u32, i64)>; 8],
-    pending: [Option<Pending>; 8],
     next_id: u64,
+}
+
+/// What the learner keeps about one segment.
+#[derive(Debug, Default)]
+struct SegmentState {
+    /// The evaluation window in progress.
+    window: Counts,
+    /// The last completed window.
+    last_window: Counts,
+    /// Whether `last_window` was measured wholly under the strategy now in force (no change
+    /// applied, pending or judged in it).
+    last_window_clean: bool,
+    /// Whether a change of the segment's strategy was applied during the current window.
+    window_dirty: bool,
+    /// Everything since the start.
+    totals: Counts,
+    /// Caps (daily limit, cooldown) a guardrail rolled back: not proposed again.
+    rolled_back_caps: Vec<(u32, i64)>,
+    /// The cap move under review.
+    pending: Option<Pending>,
 }
 
 impl Learner {
@@ -179,14 +189,8 @@ impl Learner {
             settings,
             started_at,
             rng: Pcg64::seed_from_u64(seed ^ 0x006c_6561_726e_6572),
-            window: [Counts::default(); 8],
-            last_window: [Counts::default(); 8],
-            last_window_clean: [false; 8],
-            window_dirty: [false; 8],
-            totals: [Counts::default(); 8],
+            segments: Default::default(),
             activity: Default::default(),
-            rolled_back_caps: Default::default(),
-            pending: Default::default(),
             next_id: 1,
         }
     }
@@ -211,26 +215,26 @@ impl Learner {
 
     /// Counts a send attributed to `segment`.
     pub fn record_sent(&mut self, segment: Segment) {
-        self.window[segment.index()].sent += 1;
-        self.totals[segment.index()].sent += 1;
+        self.segments[segment.index()].window.sent += 1;
+        self.segments[segment.index()].totals.sent += 1;
     }
 
     /// Counts a reply attributed to `segment`.
     pub fn record_response(&mut self, segment: Segment) {
-        self.window[segment.index()].responses += 1;
-        self.totals[segment.index()].responses += 1;
+        self.segments[segment.index()].window.responses += 1;
+        self.segments[segment.index()].totals.responses += 1;
     }
 
     /// Counts a purchase attributed to `segment`.
     pub fn record_conversion(&mut self, segment: Segment) {
-        self.window[segment.index()].conversions += 1;
-        self.totals[segment.index()].conversions += 1;
+        self.segments[segment.index()].window.conversions += 1;
+        self.segments[segment.index()].totals.conversions += 1;
     }
 
     /// Counts an opt-out attributed to `segment`.
     pub fn record_opt_out(&mut self, segment: Segment) {
-        self.window[segment.index()].opt_outs += 1;
-        self.totals[segment.index()].opt_outs += 1;
+        self.segments[segment.index()].window.opt_outs += 1;
+        self.segments[segment.index()].totals.opt_outs += 1;
     }
 
     /// Appends an audit entry.
@@ -271,7 +275,7 @@ impl Learner {
         Observed {
             sent_by_hour: hours.sent[i],
             responses_by_hour: hours.responses[i],
-            totals: self.totals[i],
+            totals: self.segments[i].totals,
             activity: self.activity.of(segment),
         }
     }
@@ -315,7 +319,7 @@ impl Learner {
             self.judge_or_move_caps(at, segment, &mut strategy, hours, &mut decision.changes);
             // Hours stay put while a cap move is under review: its evaluation window must
             // differ from the one before it by that move alone.
-            if self.pending[segment.index()].is_none()
+            if self.segments[segment.index()].pending.is_none()
                 && let Some(window) = self.thompson_window(hours, &strategy)
                 && window != strategy.optimal_hours
             {
@@ -335,7 +339,7 @@ impl Learner {
                 let (entry, applied) = self.try_proposal(at, &strategy, proposal, hours);
                 if applied {
                     strategy = entry.strategy_after.clone();
-                    self.window_dirty[i] = true;
+                    self.segments[i].window_dirty = true;
                 }
                 decision.changes.push(entry);
             }
@@ -383,16 +387,12 @@ impl Learner {
                             let field = proposal.field;
                             let (entry, applied) = self.try_proposal(at, &current, proposal, hours);
                             if applied {
-                                self.window_dirty[i] = true;
+                                self.segments[i].window_dirty = true;
                                 if field != "send_hours" {
                                     // Judged later against the last full window under the
                                     // strategy it replaced (`not_ready_for` checked there is one).
-                                    let baseline = self.last_window[i];
-                                    self.window[i] = Counts::default();
-                                    self.window_dirty[i] = false;
-                                    self.last_window_clean[i] = false;
-                                    let before = current.clone();
-                                    self.pending[i] = Some(Pending { id: entry.id, before, field, baseline });
+                                    let baseline = self.segments[i].last_window;
+                                    self.begin_review(i, Pending { id: entry.id, before: current, field, baseline });
                                 }
                                 next = next.with(entry.strategy_after.clone());
                                 changed = true;
@@ -435,7 +435,7 @@ impl Learner {
     fn not_ready_for(&self, proposal: &Proposal, hours: &HourTable) -> Option<String> {
         let i = proposal.proposed.segment.index();
         let s = &self.settings;
-        if self.pending[i].is_some() {
+        if self.segments[i].pending.is_some() {
             return Some("a cap change of this segment is still under review".into());
         }
         if proposal.field == "send_hours" {
@@ -446,8 +446,8 @@ impl Learner {
         if self.was_rolled_back(&proposal.proposed) {
             return Some("these caps were rolled back by a guardrail in this run; they are not tried again".into());
         }
-        let w = self.last_window[i];
-        (!self.last_window_clean[i] || w.sent < s.caps.min_sends).then(|| {
+        let w = self.segments[i].last_window;
+        (!self.segments[i].last_window_clean || w.sent < s.caps.min_sends).then(|| {
             format!(
                 "no full window of {} sends under the strategy in force yet to judge a cap move against",
                 s.caps.min_sends
@@ -455,14 +455,24 @@ impl Learner {
         })
     }
 
-    /// Whether a guardrail rolled back these caps for this segment earlier in the run.
-    fn was_rolled_back(&self, s: &DeliveryStrategy) -> bool {
-        self.rolled_back_caps[s.segment.index()].contains(&(s.daily_limit, s.cooldown_secs))
+    /// Puts an applied cap move under review: the next full window, measured under it
+    /// alone, is judged against `pending.baseline`.
+    fn begin_review(&mut self, i: usize, pending: Pending) {
+        let state = &mut self.segments[i];
+        state.pending = Some(pending);
+        state.window = Counts::default();
+        state.window_dirty = false;
+        state.last_window_clean = false;
     }
 
-    /// The per-segment totals so far (what an adviser is told).
-    pub fn totals(&self) -> &[Counts; 8] {
-        &self.totals
+    /// Whether a guardrail rolled back these caps for this segment earlier in the run.
+    fn was_rolled_back(&self, s: &DeliveryStrategy) -> bool {
+        self.segments[s.segment.index()].rolled_back_caps.contains(&(s.daily_limit, s.cooldown_secs))
+    }
+
+    /// The per-segment totals so far, in [`Segment::ALL`] order (what an adviser is told).
+    pub fn totals(&self) -> [Counts; 8] {
+        std::array::from_fn(|i| self.segments[i].totals)
     }
 
     /// Whether the observation period is over at `at`.
@@ -481,16 +491,16 @@ impl Learner {
         out: &mut Vec<StrategyChange>,
     ) {
         let i = segment.index();
-        let window = self.window[i];
+        let window = self.segments[i].window;
         let s = self.settings.clone();
         if window.sent < s.caps.min_sends {
             return;
         }
-        self.window[i] = Counts::default();
-        self.last_window[i] = window;
-        self.last_window_clean[i] = self.pending[i].is_none() && !self.window_dirty[i];
-        self.window_dirty[i] = false;
-        if let Some(p) = self.pending[i].take() {
+        self.segments[i].window = Counts::default();
+        self.segments[i].last_window = window;
+        self.segments[i].last_window_clean = self.segments[i].pending.is_none() && !self.segments[i].window_dirty;
+        self.segments[i].window_dirty = false;
+        if let Some(p) = self.segments[i].pending.take() {
             let b = p.baseline;
             let harm = worse_opt_outs(&b, &window, s.guardrails.max_opt_out_increase, s.guardrails.alpha)
                 .or_else(|| worse_responses(&b, &window, s.guardrails.alpha));
@@ -501,7 +511,7 @@ impl Learner {
             let current = strategy.clone();
             match harm {
                 Some(why) => {
-                    self.rolled_back_caps[i].push((current.daily_limit, current.cooldown_secs));
+                    self.segments[i].rolled_back_caps.push((current.daily_limit, current.cooldown_secs));
                     let evidence = format!("{evidence}; {why}");
                     out.push(self.entry(
                         at,
@@ -523,7 +533,7 @@ impl Learner {
         }
         // A cap move needs a window measured wholly under the strategy in force: it is the
         // evidence for the move and the baseline its review compares against.
-        if !self.last_window_clean[i] {
+        if !self.segments[i].last_window_clean {
             return;
         }
         let alpha = s.guardrails.alpha;
@@ -555,13 +565,13 @@ impl Learner {
             }
             let proposal = Proposal { source: "statistics", field, goal, proposed, evidence: evidence.clone() };
             let (entry, applied) = self.try_proposal(at, strategy, proposal, hours);
-            let id = entry.id;
-            out.push(entry);
             if applied {
-                self.pending[i] = Some(Pending { id, before: strategy.clone(), field, baseline: window });
-                *strategy = out.last().map(|e| e.strategy_after.clone()).unwrap_or_else(|| strategy.clone());
+                let before = std::mem::replace(strategy, entry.strategy_after.clone());
+                self.begin_review(i, Pending { id: entry.id, before, field, baseline: window });
+                out.push(entry);
                 return;
             }
+            out.push(entry);
         }
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::actors::learner::HourTable;
 use crate::config::{StrategyBook, parse_hours};
 use crate::domain::{DeliveryStrategy, HOUR, Segment};
+use crate::llm::client::one_line;
 
 use super::policy::{Counts, Proposal};
 use super::proof::Goal;
@@ -171,8 +172,8 @@ pub fn to_proposal(advised: &Advised, book: &StrategyBook, settings: &LearnerSet
     if proposed == *current {
         return refuse(field, "proposes the value already in force".into());
     }
-    let reason: String = advised.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    Ok(Proposal { source: "llm", field, goal, proposed, evidence: format!("llm: {}", reason.trim()) })
+    let reason = one_line(&advised.reason, MAX_REASON_CHARS);
+    Ok(Proposal { source: "llm", field, goal, proposed, evidence: format!("llm: {reason}") })
 }
 
 /// Whether a proposal is about reaching users who opted out (by its field, segment or
@@ -182,11 +183,6 @@ fn touches_opted_out(a: &Advised) -> bool {
     ["opted_out", "opt_out", "optout", "opted_out_users", "unsubscribed", "blocked", "stopped_users"]
         .iter()
         .any(|k| text.contains(k))
-}
-
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if flat.chars().count() > max { format!("{}…", flat.chars().take(max).collect::<String>()) } else { flat }
 }
 
 /// What the adviser is told about one segment.
@@ -203,10 +199,14 @@ struct SegmentBrief<'a> {
     by_hour: Vec<(u8, u64, f64)>,
 }
 
+/// A share rounded to four decimals, for the prompt.
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
 /// A rate per send with its Wilson 95% interval, rounded for the prompt ([0, 0, 1] when
 /// nothing was sent).
 fn rate_with_interval(k: u64, n: u64) -> [f64; 3] {
-    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
     match wilson(k.min(n), n, 0.05) {
         Ok(i) => [round(i.estimate), round(i.low), round(i.high)],
         Err(_) => [0.0, 0.0, 1.0],
@@ -240,7 +240,6 @@ Reply with exactly one JSON object and nothing else: {{\"proposals\": [{{\"segme
 
 /// The user message: every segment's strategy and aggregates.
 pub fn user_message(book: &StrategyBook, totals: &[Counts; 8], hours: &HourTable) -> String {
-    let rate = |k: u64, n: u64| if n == 0 { 0.0 } else { (k as f64 / n as f64 * 10_000.0).round() / 10_000.0 };
     let segments: Vec<SegmentBrief<'_>> = book
         .iter()
         .map(|strategy| {
@@ -251,7 +250,7 @@ pub fn user_message(book: &StrategyBook, totals: &[Counts; 8], hours: &HourTable
                 .hours()
                 .filter_map(|h| {
                     let (s, r) = (hours.sent[i][usize::from(h)], hours.responses[i][usize::from(h)]);
-                    (s > 0).then(|| (h, s, rate(r.min(s), s)))
+                    (s > 0).then(|| (h, s, round(r.min(s) as f64 / s as f64)))
                 })
                 .collect();
             SegmentBrief {

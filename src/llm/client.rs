@@ -300,6 +300,18 @@ fn status_error(status: u16, message: &str) -> CallError {
 
 /// At most 160 characters on one line: server messages go into logs.
 pub(crate) fn shorten(text: &str) -> String {
-    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(160).collect();
-    one_line.trim().to_string()
+    one_line(text, 160)
+}
+
+/// `text` on one line (control characters, newlines included, become spaces), trimmed, at
+/// most `max_chars` characters (then ending in "…"): for whatever a server or a model wrote
+/// that goes into logs and audit entries.
+pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat = flat.trim();
+    if flat.chars().count() > max_chars {
+        format!("{}…", flat.chars().take(max_chars).collect::<String>())
+    } else {
+        flat.to_string()
+    }
 }

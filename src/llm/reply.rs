@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Segment;
 
+use super::client::one_line;
+
 /// Longest reason accepted, characters.
 pub const MAX_REASON_CHARS: usize = 300;
 
@@ -100,8 +102,7 @@ impl Verdict {
             segments.push((segment, a.confidence as f32));
         }
         segments.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.index().cmp(&b.0.index())));
-        let reason = raw.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
-        Ok(Verdict { segments, reason: reason.trim().to_string() })
+        Ok(Verdict { segments, reason: one_line(&raw.reason, MAX_REASON_CHARS) })
     }
 }
 

@@ -164,6 +164,12 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     let design = Experiment::from_path(&args.file).map_err(CliError::usage)?;
     let (mut sim, drawn) = args.sim.plan(None)?;
     if let Some(path) = &args.learner {
+        if !design.arms.iter().any(|a| a.learner) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--learner {}: no arm of {origin} sets `learner = true`, so no learner would use it",
+                path.display()
+            )));
+        }
         sim.learner = Some(LearnerSettings::from_path(path).map_err(CliError::usage)?);
     }
     if drawn && !args.json {

@@ -140,7 +140,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
             "{:<18} {:>8} {:<13} {:>5} {:>8.1}h {:<12} {:<14} {:>8}  {}",
             st.segment.as_str(),
             st.priority,
-            serde_json::to_value(st.frequency).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            st.frequency.as_str(),
             st.daily_limit,
             st.cooldown_secs as f64 / 3600.0,
             st.allowed_hours.to_string(),

@@ -175,3 +175,21 @@ fn the_shipped_learner_vs_static_experiment_runs() {
     assert_eq!(first["report"], second["report"]);
     assert_eq!(first["learning"], second["learning"]);
 }
+
+/// `--learner` on an experiment none of whose arms learns would do nothing: it is refused.
+#[test]
+fn learner_settings_for_an_experiment_without_a_learning_arm_are_refused() {
+    let out = gavat(&[
+        "experiment",
+        "run",
+        "experiments/send_hours.toml",
+        "--learner",
+        "config/learner.toml",
+        "--users",
+        "100",
+        "--days",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sets `learner = true`"));
+}

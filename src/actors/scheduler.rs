@@ -250,6 +250,7 @@ impl SchedulerActor {
     pub fn new(parts: SchedulerParts, progress: Option<ProgressFn>) -> SchedulerActor {
         let directory = Directory::new(&parts.user_ids);
         let n = parts.user_ids.len();
+        let arms = parts.books.len();
         let groups = parts
             .groups
             .into_iter()
@@ -288,7 +289,7 @@ impl SchedulerActor {
             me: None,
             audit: CapAudit::new(n),
             learner_interval_secs: parts.learner_interval_secs,
-            summary: SchedulerSummary::default(),
+            summary: SchedulerSummary { final_books: vec![None; arms], ..SchedulerSummary::default() },
             progress,
             last_progress_hour: i64::MIN,
             finished: Some(parts.finished),
@@ -706,9 +707,6 @@ impl Handler<StrategyUpdate> for SchedulerActor {
             let arm = usize::from(msg.arm);
             if arm < self.books.len() {
                 self.books[arm] = book.clone();
-                if self.summary.final_books.len() < self.books.len() {
-                    self.summary.final_books.resize(self.books.len(), None);
-                }
                 self.summary.final_books[arm] = Some(book);
             }
         }

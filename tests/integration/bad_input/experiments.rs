@@ -1,0 +1,1 @@
+//! Bad input: experiment files, results files and experiment flags.

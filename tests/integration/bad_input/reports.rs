@@ -1,0 +1,1 @@
+//! Bad input: what the reports and management commands say about edge cases.

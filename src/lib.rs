@@ -9,8 +9,8 @@
 //! - [`segmentation`]: rule-based segments with confidence.
 //! - [`llm`]: an OpenAI-compatible model consulted where the rules are unsure.
 //! - [`learner`]: the statistical strategy learner and its guardrails.
-//! - [`clock`], [`transport`], [`store`]: the seams; in-memory and simulated
-//!   implementations.
+//! - [`clock`], [`transport`], [`store`], [`ledger`]: the seams; in-memory and simulated
+//!   implementations. [`ledger`] is the cap gate every send reserves through.
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
 //! - [`decision_log`]: daily decision logs under `logs/`.
@@ -35,6 +35,7 @@ pub mod engine;
 pub mod experiment;
 pub mod learner;
 pub mod learner_effect;
+pub mod ledger;
 pub mod llm;
 pub mod policy;
 pub mod run_logs;

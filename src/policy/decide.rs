@@ -20,15 +20,23 @@ pub struct CapState {
 
 impl CapState {
     /// Counts one message against the caps: sent, or possibly sent (an unknown outcome).
+    /// Sends may be counted out of time order (two reservations settled in the other
+    /// order): one on an earlier local day than the last send no longer binds the daily
+    /// count, the cooldown or the frequency, so it changes nothing.
     pub fn record_send(&mut self, at: Timestamp, offset: UtcOffset) {
         let day = at.local_day(offset);
-        if self.last_sent.is_some() && day == self.last_send_day {
-            self.sent_on_last_day += 1;
-        } else {
-            self.last_send_day = day;
-            self.sent_on_last_day = 1;
+        match self.last_sent {
+            Some(last) if day == self.last_send_day => {
+                self.sent_on_last_day += 1;
+                self.last_sent = Some(last.max(at));
+            }
+            Some(_) if day < self.last_send_day => {}
+            _ => {
+                self.last_send_day = day;
+                self.sent_on_last_day = 1;
+                self.last_sent = Some(at);
+            }
         }
-        self.last_sent = Some(at);
     }
 
     /// Messages already counted in the local day of `at`.

@@ -1,0 +1,248 @@
+//! [`MemoryLedger`]: the reference cap ledger, in memory. It wraps
+//! [`policy::decide`](crate::policy::decide) over each user's counted sends plus pending
+//! reservations, and remembers every message's first decision for a retention window.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::future::ready;
+
+use crate::domain::{DAY, Timestamp, UserId, UtcOffset};
+use crate::policy::{Decision, decide};
+
+use super::{CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Reservation, Reserved};
+
+/// How long a settled message's id is remembered by default, measured on the reservation
+/// times the ledger has seen: a retry of a message a week old is not a retry.
+pub const DEFAULT_RETENTION_SECS: i64 = 7 * DAY;
+
+/// Where a reserved message stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settled {
+    /// Granted, neither confirmed nor released: it counts.
+    Pending,
+    /// Confirmed: it counts for good.
+    Counted,
+    /// Released: it never went out.
+    Released,
+}
+
+/// What the ledger remembers of one message.
+#[derive(Clone, Copy, Debug)]
+struct MessageRecord {
+    user: UserId,
+    at: Timestamp,
+    /// The user's offset at the reservation: the local day the send counts in.
+    offset: UtcOffset,
+    decision: Reserved,
+    settled: Settled,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: HashMap<UserId, LedgerUser>,
+    messages: HashMap<MessageId, MessageRecord>,
+    /// The latest reservation time seen, for the retention window.
+    latest: Timestamp,
+    /// Message records at the last prune; the next prune runs when they have doubled.
+    after_last_prune: usize,
+}
+
+/// The reference ledger: one mutex around plain maps (in simulation each shard owns one,
+/// so it is never contended).
+#[derive(Debug)]
+pub struct MemoryLedger {
+    inner: Mutex<Inner>,
+    retention_secs: i64,
+}
+
+impl Default for MemoryLedger {
+    fn default() -> MemoryLedger {
+        MemoryLedger::with_retention(DEFAULT_RETENTION_SECS)
+    }
+}
+
+impl MemoryLedger {
+    /// An empty ledger that remembers settled message ids for `retention_secs` after their
+    /// reservation time.
+    pub fn with_retention(retention_secs: i64) -> MemoryLedger {
+        MemoryLedger { inner: Mutex::new(Inner::default()), retention_secs }
+    }
+
+    /// Starts a user from a known state (an engine resuming from a store).
+    pub fn seed_user(&self, user: UserId, state: LedgerUser) {
+        self.lock().users.insert(user, state);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the maps half-updated: every update below is a
+        // single insert or field write after all checks.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The synchronous core of [`CapLedger::reserve`].
+    pub fn reserve_now(&self, request: Reservation) -> Result<Reserved, LedgerError> {
+        let mut inner = self.lock();
+        if let Some(record) = inner.messages.get(&request.message) {
+            return if record.user == request.user {
+                Ok(record.decision)
+            } else {
+                Err(LedgerError::Conflict { message: request.message, first: record.user, now: request.user })
+            };
+        }
+        let user = inner.users.entry(request.user).or_default();
+        let decision = match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
+            Decision::Send => {
+                user.pending.push((request.message, request.at));
+                Reserved::Granted
+            }
+            Decision::Suppress { reason, .. } => Reserved::Denied(reason),
+        };
+        let settled = Settled::Pending;
+        inner.messages.insert(
+            request.message,
+            MessageRecord { user: request.user, at: request.at, offset: request.offset, decision, settled },
+        );
+        inner.latest = inner.latest.max(request.at);
+        if inner.messages.len() > 2 * inner.after_last_prune.max(1_024) {
+            self.prune(&mut inner);
+        }
+        Ok(decision)
+    }
+
+    /// The synchronous core of [`CapLedger::confirm`] and [`CapLedger::release`].
+    pub fn settle_now(&self, message: MessageId, counted: Option<Counted>) -> Result<(), LedgerError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.messages.get_mut(&message) else {
+            return Err(LedgerError::NotReserved { message });
+        };
+        if record.decision != Reserved::Granted {
+            return Err(LedgerError::NotReserved { message });
+        }
+        if record.settled != Settled::Pending {
+            return Ok(()); // the first settle wins
+        }
+        record.settled = if counted.is_some() { Settled::Counted } else { Settled::Released };
+        let (user, at, offset) = (record.user, record.at, record.offset);
+        let state = inner.users.entry(user).or_default();
+        state.pending.retain(|(m, _)| *m != message);
+        if counted.is_some() {
+            state.counted.record_send(at, offset);
+        }
+        Ok(())
+    }
+
+    /// Forgets settled messages reserved before the retention window.
+    fn prune(&self, inner: &mut Inner) {
+        let horizon = inner.latest.plus(-self.retention_secs);
+        inner.messages.retain(|_, r| r.settled == Settled::Pending || r.at >= horizon);
+        inner.after_last_prune = inner.messages.len();
+    }
+}
+
+impl CapLedger for MemoryLedger {
+    fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
+        Box::pin(ready(self.reserve_now(request)))
+    }
+
+    fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
+        Box::pin(ready(self.settle_now(message, Some(counted))))
+    }
+
+    fn release(&self, message: MessageId) -> LedgerFuture<()> {
+        Box::pin(ready(self.settle_now(message, None)))
+    }
+
+    fn opt_out(&self, user: UserId) -> LedgerFuture<()> {
+        self.lock().users.entry(user).or_default().counted.opted_out = true;
+        Box::pin(ready(Ok(())))
+    }
+
+    fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
+        let state = self.lock().users.get(&user).cloned().unwrap_or_default();
+        Box::pin(ready(Ok(state)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Caps, HOUR, HourMask};
+    use crate::ledger::conformance;
+    use crate::policy::SuppressReason;
+
+    fn request(message: u64, at: i64) -> Reservation {
+        Reservation {
+            message: MessageId(message),
+            user: UserId(7),
+            at: Timestamp(20_000 * DAY + at),
+            caps: Caps { daily_limit: 2, cooldown_secs: 4 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 },
+            offset: UtcOffset(180),
+        }
+    }
+
+    /// A blind retry of a reservation returns the first decision and reserves nothing more;
+    /// the pending reservation holds the cooldown until it is released.
+    #[test]
+    fn reserve_is_idempotent_and_pending_counts() {
+        let ledger = MemoryLedger::default();
+        assert_eq!(ledger.reserve_now(request(1, 10 * HOUR)), Ok(Reserved::Granted));
+        assert_eq!(ledger.reserve_now(request(1, 10 * HOUR)), Ok(Reserved::Granted));
+        assert_eq!(ledger.reserve_now(request(2, 11 * HOUR)), Ok(Reserved::Denied(SuppressReason::Cooldown)));
+        ledger.settle_now(MessageId(1), None).expect("release");
+        assert_eq!(ledger.reserve_now(request(3, 11 * HOUR)), Ok(Reserved::Granted));
+        // The denied id stays denied even though the cooldown would now allow it.
+        assert_eq!(ledger.reserve_now(request(2, 11 * HOUR)), Ok(Reserved::Denied(SuppressReason::Cooldown)));
+        assert_eq!(ledger.settle_now(MessageId(2), None), Err(LedgerError::NotReserved { message: MessageId(2) }));
+    }
+
+    /// An unknown outcome counts like a delivery; the first settle wins.
+    #[test]
+    fn unknown_counts_and_first_settle_wins() {
+        let ledger = MemoryLedger::default();
+        assert_eq!(ledger.reserve_now(request(1, 9 * HOUR)), Ok(Reserved::Granted));
+        ledger.settle_now(MessageId(1), Some(Counted::Unknown)).expect("confirm");
+        ledger.settle_now(MessageId(1), None).expect("a late release is ignored");
+        assert_eq!(ledger.reserve_now(request(2, 10 * HOUR)), Ok(Reserved::Denied(SuppressReason::Cooldown)));
+    }
+
+    /// Settled ids older than the retention window are forgotten; pending ones never are.
+    #[test]
+    fn retention_forgets_only_old_settled_ids() {
+        let ledger = MemoryLedger::with_retention(DAY);
+        assert_eq!(ledger.reserve_now(request(1, 0)), Ok(Reserved::Granted));
+        ledger.settle_now(MessageId(1), Some(Counted::Delivered)).expect("confirm");
+        let mut r = request(2, 0);
+        r.user = UserId(8);
+        assert_eq!(ledger.reserve_now(r), Ok(Reserved::Granted));
+        for i in 0..3_000u64 {
+            let mut later = request(100 + i, 3 * DAY + i as i64);
+            later.user = UserId(1_000 + i);
+            ledger.reserve_now(later).expect("reserve");
+        }
+        let inner = ledger.lock();
+        assert!(!inner.messages.contains_key(&MessageId(1)), "old settled id forgotten");
+        assert!(inner.messages.contains_key(&MessageId(2)), "pending id kept");
+    }
+
+    /// The reference ledger passes the conformance harness it is the reference for.
+    #[test]
+    fn memory_ledger_passes_the_conformance_harness() {
+        let coverage = conformance::check(MemoryLedger::default, &conformance::Settings::default())
+            .unwrap_or_else(|mismatch| panic!("{mismatch}"));
+        // Every answer a ledger can give was exercised, so the pass means something.
+        for answer in [
+            "Ok(Granted)",
+            "Ok(Denied(OptedOut",
+            "Ok(Denied(NoSegment",
+            "Ok(Denied(QuietHours",
+            "Ok(Denied(DailyLimit",
+            "Ok(Denied(Cooldown",
+            "Ok(Denied(Frequency",
+            "Err(Conflict",
+            "Err(NotReserved",
+        ] {
+            assert!(coverage.saw(answer), "the harness never produced {answer}: {:?}", coverage.answers);
+        }
+    }
+}

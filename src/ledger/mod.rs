@@ -1,0 +1,149 @@
+//! The cap ledger seam: the one place that says yes or no to a message before it goes out,
+//! and remembers what it said. Every direct send and every group post member passes through
+//! [`CapLedger::reserve`]; the transport is called only for a reserved message.
+//!
+//! A message moves `reserve → confirm | release`:
+//! - [`CapLedger::reserve`] checks opt-out, quiet hours, the daily limit in the user's local
+//!   day, the cooldown and the frequency (through [`policy::decide`](crate::policy::decide))
+//!   against the user's counted sends *plus every reservation not yet settled*, and writes
+//!   the reservation. It is idempotent by message id: a repeated call — a blind retry after a
+//!   lost reply — returns the first decision and changes nothing.
+//! - [`CapLedger::confirm`] settles a reserved message as sent: [`Counted::Delivered`] or
+//!   [`Counted::Unknown`] (it may have gone out, so it counts against the caps, and is never
+//!   resent).
+//! - [`CapLedger::release`] settles a reserved message as provably not sent: it stops
+//!   counting.
+//!
+//! The first settle wins; a later confirm or release of the same id changes nothing.
+//! [`CapLedger::opt_out`] is final. [`CapLedger::load`] reads a user's state (an engine
+//! starting on a store resumes every cap from it).
+//!
+//! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation); the SQLite
+//! and Redis ledgers of the live engine implement the same trait and must pass
+//! [`conformance::check`] unchanged.
+
+pub mod conformance;
+mod memory;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::domain::{Caps, Timestamp, UserId, UtcOffset};
+use crate::policy::{CapState, SuppressReason};
+
+pub use memory::{DEFAULT_RETENTION_SECS, MemoryLedger};
+
+/// Identifies one outbound message (a direct send, or one member's share of a group post)
+/// across retries and restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A request to reserve one message for one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Which message (the idempotency key).
+    pub message: MessageId,
+    /// To whom.
+    pub user: UserId,
+    /// When it would go out (the engine's now).
+    pub at: Timestamp,
+    /// The caps in force for this user (the strictest over the segments held).
+    pub caps: Caps,
+    /// The user's offset from UTC, for the local day and hour.
+    pub offset: UtcOffset,
+}
+
+/// The ledger's answer to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Within every cap: the message may go out and counts from now on.
+    Granted,
+    /// A rule says no: the first rule that did.
+    Denied(SuppressReason),
+}
+
+/// How a reserved message ended when it counts against the caps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The platform accepted it.
+    Delivered,
+    /// It may have gone out (a timeout after the request was written): counted, never resent.
+    Unknown,
+}
+
+/// A user's cap state as the ledger holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerUser {
+    /// Counted sends (confirmed), and the opt-out flag.
+    pub counted: CapState,
+    /// Reservations not yet settled, in the order they were granted: `(message, at)`.
+    pub pending: Vec<(MessageId, Timestamp)>,
+}
+
+impl LedgerUser {
+    /// The state every new decision is taken against: counted sends plus pending
+    /// reservations, which count until released.
+    pub fn effective(&self, offset: UtcOffset) -> CapState {
+        let mut state = self.counted;
+        for &(_, at) in &self.pending {
+            state.record_send(at, offset);
+        }
+        state
+    }
+}
+
+/// Why a ledger call failed. Each variant says whether the caller may retry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger cannot be reached or cannot answer now (a store down, a connection lost).
+    /// Retryable; meanwhile nothing is sent — the engine fails closed.
+    #[error("cap ledger unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong (never contains a secret).
+        reason: String,
+    },
+    /// The message id was reserved before for another user: a bug in the caller's ids.
+    /// Fatal for that message; never retried.
+    #[error("message {message} was reserved for user {first}, not user {now}")]
+    Conflict {
+        /// The message.
+        message: MessageId,
+        /// The user of the first reservation.
+        first: UserId,
+        /// The user of this call.
+        now: UserId,
+    },
+    /// A confirm or release for a message that holds no reservation (never reserved, or
+    /// denied). A caller's bug: the transport must only be called for a granted message.
+    #[error("message {message} holds no reservation")]
+    NotReserved {
+        /// The message.
+        message: MessageId,
+    },
+}
+
+/// What a ledger call returns. The in-memory ledger's futures are ready at once; the engine
+/// polls them once and continues without yielding.
+pub type LedgerFuture<T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send>>;
+
+/// The cap gate. See the module documentation for the life of a message.
+pub trait CapLedger: Send + Sync + Debug {
+    /// Reserves a message if every cap allows it; idempotent by message id.
+    fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved>;
+    /// Settles a reserved message as sent (delivered or unknown): it counts.
+    fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()>;
+    /// Settles a reserved message as not sent: it stops counting.
+    fn release(&self, message: MessageId) -> LedgerFuture<()>;
+    /// Marks a user opted out, for good. Pending reservations stay until settled (a send
+    /// already handed to the transport may still go out), but nothing new is granted.
+    fn opt_out(&self, user: UserId) -> LedgerFuture<()>;
+    /// A user's state (default for a user the ledger has never seen).
+    fn load(&self, user: UserId) -> LedgerFuture<LedgerUser>;
+}

@@ -1,14 +1,22 @@
 //! The only place that reads time. The scheduler owns a [`Clock`] and hands the current time
 //! to every other actor inside its messages; nothing else calls `now`.
 //!
-//! A [`SystemClock`] follows the wall clock and really sleeps. A [`VirtualClock`] stands
-//! still until the scheduler moves it: `sleep_until` jumps straight to the target, so 30
-//! simulated days take as long as the work in them.
+//! Three clocks, one contract — `now`, and `sleep_until`, which either says the time has
+//! come or hands back a future to await:
+//! - [`SystemClock`] follows the wall clock and really sleeps (live runs).
+//! - [`ScaledClock`] follows the wall clock `K`× faster, from a chosen start (rehearsals of
+//!   live runs: 30 days in minutes, with real sockets and real waiting).
+//! - [`VirtualClock`] stands still until the scheduler moves it: `sleep_until` jumps
+//!   straight to the target, so 30 simulated days take as long as the work in them.
+//!
+//! The scheduler treats them alike: it finishes the work of an instant, then asks the clock
+//! to reach the next one. Whether that takes no time or a real wait is the clock's business.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use crate::domain::Timestamp;
 
@@ -22,9 +30,6 @@ pub trait Clock: Send + Sync + Debug {
     /// Waits until `now() >= at`: `None` when no waiting is needed — the time has come, or
     /// the clock is virtual and has just jumped to `at` — else a future to await.
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture>;
-    /// Whether time moves only when the scheduler moves it. On a virtual clock the
-    /// scheduler finishes all work of an instant before it advances.
-    fn is_virtual(&self) -> bool;
 }
 
 /// The wall clock (UTC), sleeping on tokio's timer.
@@ -39,11 +44,56 @@ impl Clock for SystemClock {
 
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
         let wait = at.secs() - self.now().secs();
-        (wait > 0).then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(wait as u64))) as SleepFuture)
+        (wait > 0).then(|| Box::pin(tokio::time::sleep(Duration::from_secs(wait as u64))) as SleepFuture)
+    }
+}
+
+/// The wall clock run `factor`× faster from `start`: engine time `start + factor × (wall
+/// time since creation)`. A dress rehearsal of a live run — real transport, real store,
+/// real waiting — compressed.
+#[derive(Debug)]
+pub struct ScaledClock {
+    start: Timestamp,
+    /// Wall time at creation, milliseconds since the epoch.
+    wall_origin_ms: i64,
+    factor: u32,
+}
+
+impl ScaledClock {
+    /// A clock reading `start` now and running `factor`× faster than the wall clock
+    /// (`factor` ≥ 1).
+    pub fn new(start: Timestamp, factor: u32) -> ScaledClock {
+        ScaledClock { start, wall_origin_ms: wall_ms(), factor: factor.max(1) }
     }
 
-    fn is_virtual(&self) -> bool {
-        false
+    /// The speed-up.
+    pub fn factor(&self) -> u32 {
+        self.factor
+    }
+
+    fn engine_ms(&self) -> i64 {
+        (wall_ms() - self.wall_origin_ms).saturating_mul(i64::from(self.factor))
+    }
+}
+
+#[allow(clippy::disallowed_methods, reason = "the clocks are the one place that reads wall time")]
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Timestamp {
+        self.start.plus(self.engine_ms().div_euclid(1_000))
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
+        let ahead_ms = (at.secs() - self.start.secs()).saturating_mul(1_000) - self.engine_ms();
+        if ahead_ms <= 0 {
+            return None;
+        }
+        // Round the wall wait up so that `now() >= at` holds when it ends.
+        let wall_ms = (ahead_ms as u64).div_ceil(u64::from(self.factor));
+        Some(Box::pin(tokio::time::sleep(Duration::from_millis(wall_ms))))
     }
 }
 
@@ -73,10 +123,6 @@ impl Clock for VirtualClock {
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
         self.advance_to(at);
         None
-    }
-
-    fn is_virtual(&self) -> bool {
-        true
     }
 }
 
@@ -111,7 +157,6 @@ mod tests {
         assert_eq!(clock.now(), Timestamp(5_000));
         clock.advance_to(Timestamp(4_000));
         assert_eq!(clock.now(), Timestamp(5_000));
-        assert!(clock.is_virtual());
     }
 
     /// The system clock reads a plausible present.
@@ -119,6 +164,19 @@ mod tests {
     fn system_clock_reads_the_present() {
         let now = SystemClock.now();
         assert!(now.secs() > 1_700_000_000);
-        assert!(!SystemClock.is_virtual());
+    }
+
+    /// A scaled clock starts where it is told, runs about `factor`× the wall clock, and its
+    /// sleeps end no earlier than their target.
+    #[tokio::test]
+    async fn scaled_clock_runs_faster_and_sleeps_to_the_target() {
+        let start = Timestamp(1_800_000_000);
+        let clock = ScaledClock::new(start, 3_600);
+        assert!(clock.now().secs() - start.secs() < 3_600, "starts at its start");
+        let target = clock.now().plus(360); // 0.1 s of wall time
+        let sleep = clock.sleep_until(target).expect("a target ahead needs a wait");
+        sleep.await;
+        assert!(clock.now() >= target, "woke at {:?}, before {target:?}", clock.now());
+        assert!(clock.sleep_until(start).is_none(), "the past needs no wait");
     }
 }

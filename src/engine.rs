@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
 use crate::actors::messages::{InboundBuffer, InboundPending, OutcomesRecorded, TakeSnapshot};
 use crate::actors::scheduler::{
-    AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Start,
+    AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Shutdown, Start,
 };
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
 use crate::actors::user::{PersistPolicy, UserActor, UserContext};
@@ -31,6 +31,8 @@ const ACTIVITY_PROFILES_PER_SEGMENT: usize = 2_000;
 
 /// Default learner cadence: every 6 hours.
 pub const LEARNER_INTERVAL_SECS: i64 = 6 * 3_600;
+/// How long one send may take before its outcome is unknown, by default.
+pub const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Snapshots requested at once at the end of a run (bounds memory for a million users).
 const SNAPSHOT_CHUNK: usize = 8_192;
 
@@ -127,6 +129,7 @@ pub struct EngineBuilder {
     progress: Option<ProgressFn>,
     learner: Option<LearnerSettings>,
     adviser: Option<BlockingLlm>,
+    send_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -177,8 +180,8 @@ impl EngineBuilder {
         self.seed = seed;
         self
     }
-    /// When users are written to the store (default: every change on a real clock, at the
-    /// end on a virtual one).
+    /// When users are written to the store (default: every change, so that a restart loses
+    /// nothing; simulations ask for [`PersistPolicy::AtEnd`]).
     pub fn persist(mut self, policy: PersistPolicy) -> Self {
         self.persist = Some(policy);
         self
@@ -205,6 +208,12 @@ impl EngineBuilder {
         self.adviser = Some(llm);
         self
     }
+    /// How long one send may take before its outcome is unknown — counted against the caps,
+    /// never resent (default [`DEFAULT_SEND_TIMEOUT`]).
+    pub fn send_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
+    }
     /// Keep every user's counts for [`RunResult::per_user`].
     pub fn collect_user_results(mut self, yes: bool) -> Self {
         self.collect_user_results = yes;
@@ -219,8 +228,7 @@ impl EngineBuilder {
     /// Checks that every seam is there.
     pub fn build(self) -> Result<Engine, EngineError> {
         let clock = self.clock.ok_or(EngineError::Missing("clock"))?;
-        let persist =
-            self.persist.unwrap_or(if clock.is_virtual() { PersistPolicy::AtEnd } else { PersistPolicy::EveryChange });
+        let persist = self.persist.unwrap_or(PersistPolicy::EveryChange);
         if let Some(arms) = &self.arms
             && (arms.of_user.len() != self.users.len()
                 || arms.names.len() != arms.books.len()
@@ -245,6 +253,7 @@ impl EngineBuilder {
             progress: self.progress,
             learner: self.learner,
             adviser: self.adviser,
+            send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
         })
     }
 }
@@ -267,6 +276,7 @@ pub struct Engine {
     progress: Option<ProgressFn>,
     learner: Option<LearnerSettings>,
     adviser: Option<BlockingLlm>,
+    send_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Engine {
@@ -287,6 +297,14 @@ impl Engine {
     /// Runs until the horizon (must be called inside an actix `System`; see
     /// [`run_on_virtual_runtime`]).
     pub async fn run(self) -> Result<RunResult, EngineError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until the horizon or until `shutdown` completes, whichever comes first. On
+    /// shutdown nothing more is planned or dispatched, sends in flight get their answer (each
+    /// bounded by the send timeout, after which it is unknown), everything is flushed, and
+    /// the result covers the run up to then.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<RunResult, EngineError> {
         let n = self.users.len();
         let segment_addrs: Vec<Addr<SegmentActor>> =
             self.book.iter().map(|s| SegmentActor::new(s.clone()).start()).collect();
@@ -341,7 +359,7 @@ impl Engine {
         listeners.push(learner.clone().recipient());
 
         let (finished_tx, finished_rx) = oneshot::channel();
-        let inbound: InboundBuffer = InboundBuffer::default();
+        let inbound = Arc::new(InboundBuffer::default());
         let scheduler = SchedulerActor::new(
             SchedulerParts {
                 clock: self.clock.clone(),
@@ -357,6 +375,7 @@ impl Engine {
                 learner: learning.then(|| learner.clone().recipient()),
                 learning_arms: learning_arms.clone(),
                 learner_interval_secs: interval,
+                send_timeout: self.send_timeout,
                 finished: finished_tx,
             },
             self.progress,
@@ -365,6 +384,7 @@ impl Engine {
 
         let now = self.clock.now();
         let context = Arc::new(UserContext {
+            send_timeout: self.send_timeout,
             scheduler: scheduler.clone(),
             transport: self.transport.clone(),
             store: self.store.clone(),
@@ -387,20 +407,24 @@ impl Engine {
         }
         let addrs: Arc<[Addr<UserActor>]> = Arc::from(addrs);
         scheduler.do_send(AttachUsers { users: addrs.clone(), first_wakes });
-        // On a virtual clock the scheduler drains the buffer whenever work reports done; on a
-        // real clock events arrive on their own, so the scheduler is also nudged.
-        let nudge = (!self.clock.is_virtual()).then(|| scheduler.clone());
+        let nudge = scheduler.clone();
         self.transport.start(InboundSink::new(move |event| {
-            inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(event);
-            if let Some(scheduler) = &nudge {
-                scheduler.do_send(InboundPending);
+            if inbound.push(event) {
+                nudge.do_send(InboundPending);
             }
         }));
         scheduler.do_send(Start);
 
-        let summary = finished_rx
-            .await
-            .map_err(|_| EngineError::Mailbox("the scheduler stopped before the end of the run".into()))?;
+        let stopped = || EngineError::Mailbox("the scheduler stopped before the end of the run".into());
+        let mut finished_rx = std::pin::pin!(finished_rx);
+        let summary = tokio::select! {
+            biased;
+            summary = &mut finished_rx => summary.map_err(|_| stopped())?,
+            () = shutdown => {
+                scheduler.do_send(Shutdown);
+                finished_rx.await.map_err(|_| stopped())?
+            }
+        };
 
         let end = summary.ended_at;
         let mut governed_by = [0u64; 8];

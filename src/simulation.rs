@@ -332,6 +332,8 @@ pub fn run_engine(
         .users(users)
         .horizon(horizon)
         .seed(plan.seed)
+        // Users are written once, at the end: a simulation has no restart to survive.
+        .persist(crate::actors::user::PersistPolicy::AtEnd)
         .progress(move |t| progress((t.secs() - start.secs()) as f64 / span));
     if let Some(settings) = &plan.learner {
         builder = builder.learner(settings.clone());

@@ -137,15 +137,50 @@ pub struct WorkDone {
     pub next_wake: Option<(Timestamp, u32)>,
     /// What happened, if anything worth counting.
     pub outcome: Option<Outcome>,
+    /// The work started a send that is still in flight: a [`SendSettled`] follows.
+    pub send_in_flight: bool,
 }
 
-/// Where the transport's sink puts inbound events for the scheduler to queue. A shared
-/// buffer rather than one message per event: on a virtual clock every event is produced
-/// while the scheduler waits for the work that caused it, and is drained when that work
-/// reports done; on a real clock the sink also sends [`InboundPending`].
-pub type InboundBuffer = std::sync::Arc<std::sync::Mutex<Vec<InboundEvent>>>;
+/// User → scheduler: a send that was in flight has its answer (or timed out: unknown).
+/// Not part of any instant's work: the scheduler never waits for it before moving on.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SendSettled {
+    /// Who.
+    pub user: UserIndex,
+    /// A new plan, if the user made one.
+    pub next_wake: Option<(Timestamp, u32)>,
+    /// What happened.
+    pub outcome: Option<Outcome>,
+}
 
-/// Transport → scheduler (real clock only): events are waiting in the [`InboundBuffer`].
+/// Where the transport's sink puts inbound events for the scheduler to queue: a shared
+/// buffer rather than one message per event, and at most one [`InboundPending`] nudge per
+/// drain. On a virtual clock every event is produced while the scheduler waits for the work
+/// that caused it and is drained when that work reports done (the nudge then finds nothing);
+/// on a real clock events arrive on their own and the nudge wakes the scheduler.
+#[derive(Debug, Default)]
+pub struct InboundBuffer {
+    events: std::sync::Mutex<Vec<InboundEvent>>,
+    nudged: std::sync::atomic::AtomicBool,
+}
+
+impl InboundBuffer {
+    /// Adds an event; returns whether the scheduler must be nudged (no nudge is on its way).
+    pub fn push(&self, event: InboundEvent) -> bool {
+        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(event);
+        !self.nudged.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Swaps the buffered events into `into` (which must be empty); later pushes nudge again.
+    pub fn take_into(&self, into: &mut Vec<InboundEvent>) {
+        self.nudged.store(false, std::sync::atomic::Ordering::Release);
+        let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(&mut *events, into);
+    }
+}
+
+/// Transport → scheduler: events are waiting in the [`InboundBuffer`].
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct InboundPending;

@@ -6,10 +6,14 @@
 //! - Work is dispatched in key order (see [`super::queue`]): at one instant inbound events
 //!   come first (an opt-out takes effect before anything else that second), then group
 //!   posts, then planned sends; within a kind, by user (or group) id.
-//! - On a virtual clock, time advances only when every dispatched piece of work has been
-//!   acknowledged (`outstanding == 0`): all work of an instant, and everything it causes at
-//!   that instant, is done before the clock moves. The clock then jumps to the next key.
-//! - On a real clock the scheduler sleeps until the next key is due and does not wait.
+//! - Time advances only when every dispatched piece of work has been acknowledged
+//!   (`outstanding == 0`): all work of an instant, and everything it causes at that instant,
+//!   is done before the scheduler asks the clock for the next key. A virtual clock jumps
+//!   there at once; a system or scaled clock hands back a sleep. Handlers never wait for
+//!   I/O, so on a real clock the work of an instant takes microseconds.
+//! - A send still in flight (a slow transport) is not outstanding work: it counts against
+//!   the user's caps until its [`SendSettled`] arrives, and nobody waits for it — except a
+//!   shutdown, which waits for every send in flight (each bounded by the send timeout).
 //! - Outcomes reach the statistics actors in batches, in the order they were recorded.
 
 use std::collections::{BTreeMap, HashMap};
@@ -173,7 +177,7 @@ pub struct SchedulerActor {
     users: Arc<[Addr<UserActor>]>,
     directory: Directory,
     user_ids: Vec<UserId>,
-    inbound: InboundBuffer,
+    inbound: Arc<InboundBuffer>,
     inbound_spare: Vec<InboundEvent>,
     /// The strategies of each experiment arm (one entry without an experiment).
     books: Vec<Arc<StrategyBook>>,
@@ -196,11 +200,16 @@ pub struct SchedulerActor {
     me: Option<Addr<SchedulerActor>>,
     audit: CapAudit,
     learner_interval_secs: i64,
+    send_timeout: std::time::Duration,
     summary: SchedulerSummary,
     progress: Option<ProgressFn>,
     last_progress_hour: i64,
     finished: Option<oneshot::Sender<SchedulerSummary>>,
     timer_armed_for: Option<Timestamp>,
+    /// Sends and group posts handed to the transport and not yet answered.
+    in_flight: usize,
+    /// A shutdown was asked for: dispatch nothing more, finish when nothing is in flight.
+    stopping: bool,
 }
 
 impl std::fmt::Debug for SchedulerActor {
@@ -226,7 +235,7 @@ pub struct SchedulerParts {
     /// User ids in index order.
     pub user_ids: Vec<UserId>,
     /// Where the transport's sink leaves inbound events.
-    pub inbound: InboundBuffer,
+    pub inbound: Arc<InboundBuffer>,
     /// Groups and their policy.
     pub groups: Vec<GroupProfile>,
     /// The group policy (no group posts without one).
@@ -241,6 +250,8 @@ pub struct SchedulerParts {
     pub learning_arms: Vec<bool>,
     /// Learner cadence, seconds.
     pub learner_interval_secs: i64,
+    /// How long a group post may take before its outcome is unknown.
+    pub send_timeout: std::time::Duration,
     /// Told the summary when the run ends.
     pub finished: oneshot::Sender<SchedulerSummary>,
 }
@@ -289,11 +300,14 @@ impl SchedulerActor {
             me: None,
             audit: CapAudit::new(n),
             learner_interval_secs: parts.learner_interval_secs,
+            send_timeout: parts.send_timeout,
             summary: SchedulerSummary { final_books: vec![None; arms], ..SchedulerSummary::default() },
             progress,
             last_progress_hour: i64::MIN,
             finished: Some(parts.finished),
             timer_armed_for: None,
+            in_flight: 0,
+            stopping: false,
         }
     }
 
@@ -309,12 +323,9 @@ impl SchedulerActor {
 
     /// Moves events the transport reported into the queue (never earlier than now).
     fn drain_inbound(&mut self) {
-        {
-            let mut buffer = self.inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if buffer.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut *buffer, &mut self.inbound_spare);
+        self.inbound.take_into(&mut self.inbound_spare);
+        if self.inbound_spare.is_empty() {
+            return;
         }
         let now = self.clock.now();
         let mut events = std::mem::take(&mut self.inbound_spare);
@@ -332,42 +343,44 @@ impl SchedulerActor {
         self.inbound_spare = events;
     }
 
-    /// Dispatches due work until something is outstanding (virtual clock) or nothing is
-    /// due yet (real clock).
+    /// Dispatches due work, one instant at a time, until something is outstanding, the next
+    /// key is in the clock's future (a timer is armed), or the run is over.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.me.is_none() {
+            return; // not started: a nudge before `Start` waits for it
+        }
         self.drain_inbound();
         loop {
-            if self.clock.is_virtual() && self.outstanding > 0 {
+            if self.outstanding > 0 {
                 return;
             }
-            let Some(at) = self.queue.next_due() else {
-                return self.finish_if_idle();
-            };
-            if self.horizon.is_some_and(|h| at > h) {
+            if self.stopping {
                 return self.finish_if_idle();
             }
-            if !self.clock.is_virtual() && at > self.clock.now() {
-                return self.arm_timer(ctx, at);
+            let next = self.queue.next_due().filter(|at| self.horizon.is_none_or(|h| *at <= h));
+            // Nothing due before the horizon: wait for the horizon itself (live runs without
+            // one wait for inbound events or a shutdown).
+            let Some(at) = next.or(self.horizon) else { return };
+            if let Some(sleep) = self.clock.sleep_until(at) {
+                return self.arm_timer(ctx, at, sleep);
             }
-            if self.clock.is_virtual() {
-                // A virtual clock jumps; nothing to wait for.
-                let _ = self.clock.sleep_until(at);
+            if next.is_none() {
+                return self.finish_if_idle();
             }
-            self.report_progress(at);
+            // A late real clock dispatches at its own now: sends are stamped when they go out.
+            let now = self.clock.now().max(at);
+            self.report_progress(now);
             while let Some(work) = self.queue.pop_at(at) {
                 self.summary.dispatched += 1;
-                self.dispatch(at, work);
+                self.dispatch(now, work);
             }
         }
     }
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>, at: Timestamp) {
+    fn arm_timer(&mut self, ctx: &mut Context<Self>, at: Timestamp, sleep: crate::clock::SleepFuture) {
         if self.timer_armed_for.is_some_and(|t| t <= at) {
             return;
         }
-        let Some(sleep) = self.clock.sleep_until(at) else {
-            return self.pump(ctx);
-        };
         self.timer_armed_for = Some(at);
         ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
             act.timer_armed_for = None;
@@ -441,7 +454,7 @@ impl SchedulerActor {
     }
 
     fn finish_if_idle(&mut self) {
-        if self.outstanding > 0 || !self.posts.is_empty() {
+        if self.outstanding > 0 || self.in_flight > 0 || (!self.posts.is_empty() && !self.stopping) {
             return;
         }
         let Some(finished) = self.finished.take() else { return };
@@ -449,7 +462,10 @@ impl SchedulerActor {
         let now = self.clock.now();
         self.summary.cap_violations = self.audit.violations();
         self.summary.violation_examples = self.audit.examples().to_vec();
-        self.summary.ended_at = self.horizon.unwrap_or(now);
+        self.summary.ended_at = match self.horizon {
+            Some(h) if !self.stopping => h,
+            _ => now,
+        };
         let _ = finished.send(self.summary.clone());
     }
 
@@ -580,8 +596,17 @@ impl SchedulerActor {
         match (&mut fut).now_or_never() {
             Some(result) => self.after_group_send(flight, post, result),
             None => {
-                // Real I/O: hold everything else until the platform answers.
-                ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+                // Real I/O: the members' slots stay reserved while the post is in flight;
+                // everything else goes on.
+                self.in_flight += 1;
+                let timeout = self.send_timeout;
+                let bounded = async move {
+                    tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
+                        Err(TransportError::Unknown { reason: format!("no answer within {} ms", timeout.as_millis()) })
+                    })
+                };
+                ctx.spawn(bounded.into_actor(self).map(move |result, act, ctx| {
+                    act.in_flight -= 1;
                     act.after_group_send(flight, post, result);
                     act.pump(ctx);
                 }));
@@ -686,12 +711,43 @@ impl Handler<WorkDone> for SchedulerActor {
 
     fn handle(&mut self, msg: WorkDone, ctx: &mut Self::Context) {
         self.outstanding = self.outstanding.saturating_sub(1);
+        self.in_flight += usize::from(msg.send_in_flight);
         if let Some(outcome) = msg.outcome {
             self.record(outcome);
         }
         if let Some((at, token)) = msg.next_wake {
             self.push(at, Work::Wake { user: msg.user, token });
         }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<SendSettled> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendSettled, ctx: &mut Self::Context) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(outcome) = msg.outcome {
+            self.record(outcome);
+        }
+        if let Some((at, token)) = msg.next_wake {
+            self.push(at, Work::Wake { user: msg.user, token });
+        }
+        self.pump(ctx);
+    }
+}
+
+/// Engine → scheduler: stop planning and dispatching; finish once every send in flight has
+/// its answer (each is bounded by the send timeout).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        self.stopping = true;
         self.pump(ctx);
     }
 }

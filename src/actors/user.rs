@@ -3,10 +3,15 @@
 //! state, and plans the user's next send.
 //!
 //! Ordering: the actor handles its mailbox one message at a time, in the order the
-//! scheduler sent them, which is the scheduler's time order. A send whose transport future
-//! is not ready at once (real I/O) blocks the mailbox until it completes (`ctx.wait`), so a
-//! user's messages are never reordered. Every handled message is answered with exactly one
-//! `WorkDone` (or `GroupSlotAnswered`) to the scheduler.
+//! scheduler sent them, which is the scheduler's time order. Every handled message is
+//! answered with exactly one `WorkDone` (or `GroupSlotAnswered`) to the scheduler.
+//!
+//! A send whose transport future is not ready at once (real I/O, 50–500 ms) does not hold
+//! the mailbox or the scheduler: the user is marked *in flight* — the send counts against
+//! every cap meanwhile and no other send is planned — the wake is answered at once, and the
+//! transport's answer (or the engine's send timeout, which is an unknown outcome) arrives
+//! later as a [`SendSettled`] to the scheduler. Simulated transports answer at once, so a
+//! simulation never has a send in flight.
 
 use std::sync::Arc;
 
@@ -47,6 +52,8 @@ pub enum PersistPolicy {
 /// What the actor needs from the rest of the engine.
 #[derive(Clone, Debug)]
 pub struct UserContext {
+    /// How long a send may take before its outcome is unknown (counted, never resent).
+    pub send_timeout: std::time::Duration,
     /// Where to report.
     pub scheduler: Addr<SchedulerActor>,
     /// How to send.
@@ -79,6 +86,9 @@ pub struct UserActor {
     /// Group slots granted and not yet settled, all at `reserved_at`.
     reserved: u32,
     reserved_at: Timestamp,
+    /// A direct send handed to a transport that has not answered yet, and when it went
+    /// out: it counts against every cap until it settles.
+    in_flight: Option<Timestamp>,
     /// Token of the latest plan; wakes carrying another token are stale.
     wake_token: u32,
     planned: Option<Timestamp>,
@@ -117,6 +127,7 @@ impl UserActor {
             bookings: Vec::new(),
             reserved: 0,
             reserved_at: Timestamp::default(),
+            in_flight: None,
             wake_token: 0,
             planned: None,
             transient_failures: 0,
@@ -145,9 +156,12 @@ impl UserActor {
         changed
     }
 
-    /// Cap counters including granted-but-unsettled group slots.
+    /// Cap counters including granted-but-unsettled group slots and a send in flight.
     fn effective_state(&self) -> CapState {
         let mut state = self.caps_state;
+        if let Some(at) = self.in_flight {
+            state.record_send(at, self.profile.utc_offset);
+        }
         for _ in 0..self.reserved {
             state.record_send(self.reserved_at, self.profile.utc_offset);
         }
@@ -178,7 +192,7 @@ impl UserActor {
     /// Plans the next send at or after `not_before`; a new token supersedes older plans.
     /// A time that would crowd a booked group slot moves past the bookings.
     fn plan(&mut self, not_before: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
-        if self.caps_state.opted_out || self.undeliverable {
+        if self.caps_state.opted_out || self.undeliverable || self.in_flight.is_some() {
             self.planned = None;
             return None;
         }
@@ -201,7 +215,7 @@ impl UserActor {
     }
 
     fn done(&self, next_wake: Option<(Timestamp, u32)>, outcome: Option<Outcome>) {
-        self.ctx.scheduler.do_send(WorkDone { user: self.index, next_wake, outcome });
+        self.ctx.scheduler.do_send(WorkDone { user: self.index, next_wake, outcome, send_in_flight: false });
     }
 
     fn outcome(&self, at: Timestamp, segment: Segment, kind: OutcomeKind) -> Option<Outcome> {
@@ -302,7 +316,9 @@ impl UserActor {
         self.outcome(at, message.segment, kind)
     }
 
-    /// Acts on the transport's answer to a direct message and reports to the scheduler.
+    /// Acts on the transport's answer to a direct message and reports to the scheduler:
+    /// as the wake's `WorkDone` when the answer came at once, as a [`SendSettled`] when the
+    /// send was in flight.
     fn after_send(
         &mut self,
         ctx: &mut Context<Self>,
@@ -311,6 +327,7 @@ impl UserActor {
         result: Result<Delivered, TransportError>,
         book: &StrategyBook,
     ) {
+        let was_in_flight = self.in_flight.take().is_some();
         let at = message.at;
         let (outcome, next) = match result {
             Ok(Delivered) => {
@@ -348,7 +365,10 @@ impl UserActor {
                 (self.outcome(at, message.segment, OutcomeKind::Failed("fatal")), None)
             }
         };
-        self.done(next, outcome);
+        match was_in_flight {
+            true => self.ctx.scheduler.do_send(SendSettled { user: self.index, next_wake: next, outcome }),
+            false => self.done(next, outcome),
+        }
     }
 
     /// Marks the user opted out (final) and records it once.
@@ -418,7 +438,23 @@ impl Handler<Wake> for UserActor {
                 match (&mut fut).now_or_never() {
                     Some(result) => self.after_send(ctx, message, caps, result, &book),
                     None => {
-                        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+                        // Real I/O: the send counts while in flight; everyone else goes on.
+                        self.in_flight = Some(at);
+                        self.ctx.scheduler.do_send(WorkDone {
+                            user: self.index,
+                            next_wake: None,
+                            outcome: None,
+                            send_in_flight: true,
+                        });
+                        let timeout = self.ctx.send_timeout;
+                        let bounded = async move {
+                            tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
+                                Err(TransportError::Unknown {
+                                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                                })
+                            })
+                        };
+                        ctx.spawn(bounded.into_actor(self).map(move |result, act, ctx| {
                             act.after_send(ctx, message, caps, result, &book);
                         }));
                     }

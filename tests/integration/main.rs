@@ -9,6 +9,7 @@ mod crm;
 mod determinism;
 mod experiments;
 mod fake_openai;
+mod in_flight_sends;
 mod learner;
 mod llm;
 mod transport_outcomes;

@@ -352,3 +352,26 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate matches the measured peaks (docs/performance.md) from above, and a
+    /// population that does not fit is refused naming the flag, the need, the memory and the
+    /// largest population that fits.
+    #[test]
+    fn memory_estimate_and_refusal() {
+        assert!(estimated_peak_bytes(100_000) >= 200_412 * 1024);
+        assert!(estimated_peak_bytes(1_000_000) >= 1_693_468 * 1024);
+        assert!(estimated_peak_bytes(1_000_000) < 2_000_000_000);
+        let available = 24_000_000_000;
+        assert!(memory_verdict(1_000_000, available).is_ok());
+        let refusal = memory_verdict(50_000_000, available).unwrap_err();
+        assert_eq!(
+            refusal,
+            "--users 50000000 needs about 87.6 GB, this machine has 24.0 GB available; at most 13685000 users fit"
+        );
+        assert!(memory_verdict(13_685_000, available).is_ok());
+    }
+}

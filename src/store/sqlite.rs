@@ -1030,4 +1030,59 @@ mod tests {
         assert!(store.user(UserId(8)).unwrap().is_none());
         assert!(SqliteStore::open_existing(&dir.path().join("missing.db")).is_err());
     }
+
+    /// A read-only open cannot write: a write through it fails, the file is unchanged, and no
+    /// side file appears, even for a store left in WAL mode by an older build.
+    #[test]
+    fn read_only_opens_never_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            futures::executor::block_on(store.save_user(&record(7))).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        for wal_at_rest in [false, true] {
+            if wal_at_rest {
+                let conn = Connection::open(&path).unwrap();
+                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+                conn.close().unwrap();
+            }
+            let before = std::fs::read(&path).unwrap();
+            let store = SqliteStore::open_read_only(&path).unwrap();
+            assert!(store.user(UserId(7)).unwrap().is_some());
+            assert!(store.meta_get_or_insert("k", || "v".into()).is_err(), "writes are refused");
+            drop(store);
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no -wal/-shm (WAL at rest: {wal_at_rest})");
+        }
+    }
+
+    /// Empty files, other files and other programs' databases are "not a gavat store" for
+    /// every open of an existing store; an older schema is a migration a read-only open
+    /// cannot do.
+    #[test]
+    fn files_that_are_not_gavat_stores_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, "x".repeat(200)).unwrap();
+        let foreign = dir.path().join("foreign");
+        Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
+        for file in [&empty, &text, &foreign] {
+            for result in [SqliteStore::open_read_only(file).err(), SqliteStore::open_existing(file).err()] {
+                assert!(matches!(result, Some(StoreError::NotAStore { .. })), "{file:?}: {result:?}");
+            }
+        }
+        assert!(matches!(SqliteStore::open_read_only(dir.path()).err(), Some(StoreError::NotAStore { .. })));
+        assert!(SqliteStore::check_replaceable(&empty).is_ok());
+        assert!(SqliteStore::check_replaceable(&dir.path().join("missing")).is_ok());
+        assert!(SqliteStore::check_replaceable(&text).is_err());
+        let old = dir.path().join("old.db");
+        drop(SqliteStore::open(&old).unwrap());
+        Connection::open(&old).unwrap().pragma_update(None, "user_version", 1).unwrap();
+        assert!(matches!(SqliteStore::open_read_only(&old).err(), Some(StoreError::NeedsMigration { found: 1, .. })));
+        assert!(SqliteStore::check_replaceable(&old).is_ok());
+    }
 }

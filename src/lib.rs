@@ -15,6 +15,7 @@
 //! - [`audit`]: an independent re-check of every send against its caps.
 //! - [`decision_log`]: daily decision logs under `logs/`.
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
+//! - [`output`]: output paths checked before a run, files replaced atomically after it.
 //! - [`engine`]: wiring and running.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
@@ -37,6 +38,7 @@ pub mod learner;
 pub mod learner_effect;
 pub mod ledger;
 pub mod llm;
+pub mod output;
 pub mod policy;
 pub mod run_logs;
 pub mod segmentation;

@@ -30,8 +30,19 @@ pub struct StoreArg {
 }
 
 impl StoreArg {
+    /// Opens the store read-only, for the commands that only read it.
     pub(super) fn open(&self) -> Result<(SqliteStore, Timestamp), CliError> {
+        let store = SqliteStore::open_read_only(&self.store).map_err(CliError::usage)?;
+        StoreArg::with_now(store)
+    }
+
+    /// Opens the store for writing (`gavat segment`, `gavat strategy rollback`).
+    pub(super) fn open_for_writing(&self) -> Result<(SqliteStore, Timestamp), CliError> {
         let store = SqliteStore::open_existing(&self.store).map_err(CliError::usage)?;
+        StoreArg::with_now(store)
+    }
+
+    fn with_now(store: SqliteStore) -> Result<(SqliteStore, Timestamp), CliError> {
         // The store's present: the end of the saved run, or now for a live store.
         let now = store.ended_at().map_err(CliError::failure)?.unwrap_or_else(|| SystemClock.now());
         Ok((store, now))

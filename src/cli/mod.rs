@@ -97,6 +97,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init();
+    quiet_on_closed_stdout();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Experiment(command) => experiment::run(command),
@@ -108,9 +109,37 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `gavat … | head -1`: the reader has all it wanted.
+        Err(e) if is_broken_pipe(&e.error) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gavat: error: {:#}", e.error);
             ExitCode::from(e.code)
         }
     }
+}
+
+/// Whether the error is a write to a closed pipe.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// A closed stdout ends the process quietly with exit code 0: `println!` panics on a closed
+/// pipe (Rust ignores SIGPIPE), so that one panic is turned into a quiet exit; every other
+/// panic is reported as before.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }

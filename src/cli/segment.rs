@@ -1,7 +1,8 @@
 //! `gavat segment`: re-segments every user of a CRM store — the rules first, then, for the
 //! users the rules are unsure of, an OpenAI-compatible model when a key is configured —
-//! writes the result back, logs every decision to `logs/segmentation_YYYY-MM-DD.log` and
-//! prints what changed and what the LLM pass did.
+//! writes the result back, logs every decision to `logs/segmentation_YYYY-MM-DD.log`
+//! (`--log-dir`, `GAVAT_LOG_DIR`; the path is said on stderr) and prints what changed and
+//! what the LLM pass did.
 
 use std::hash::BuildHasher;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub struct SegmentArgs {
     #[arg(long, value_name = "FILE")]
     pub strategy: Option<PathBuf>,
     /// Where the daily decision log goes (`<dir>/segmentation_YYYY-MM-DD.log`).
-    #[arg(long, value_name = "DIR", default_value = "logs")]
+    #[arg(long, value_name = "DIR", env = "GAVAT_LOG_DIR", default_value = "logs")]
     pub log_dir: PathBuf,
     /// The LLM.
     #[command(flatten)]
@@ -85,9 +86,10 @@ pub fn run(args: SegmentArgs) -> Result<(), CliError> {
     };
     let llm = args.llm.settings()?;
     let threshold = args.llm.llm_threshold;
-    let (db, now) = args.store.open()?;
-    let mut log = DecisionLog::open(&args.log_dir, "segmentation", SystemClock.now())
-        .map_err(|e| CliError::failure(anyhow!("{}: cannot open the decision log: {e}", args.log_dir.display())))?;
+    let (db, now) = args.store.open_for_writing()?;
+    let mut log = DecisionLog::open(&args.log_dir, "segmentation", SystemClock.now()).map_err(|e| {
+        CliError::usage(anyhow!("--log-dir {}: cannot open the decision log: {e}", args.log_dir.display()))
+    })?;
 
     let mut pending = rules_pass(&db, now, &rules, threshold, llm.is_ok(), !args.store.json)?;
     let unsure = pending.iter().filter(|p| p.unsure).count() as u64;
@@ -153,6 +155,7 @@ pub fn run(args: SegmentArgs) -> Result<(), CliError> {
     if let Some(e) = log_error.or_else(|| log.flush().err()) {
         return Err(CliError::failure(anyhow!("{}: cannot write the decision log: {e}", log.path().display())));
     }
+    eprintln!("gavat: decision log: {}", log.path().display());
     print_summary(&args, now, updates.len() as u64, changed, &gained, &lost, &summary, log.path())
 }
 
@@ -291,6 +294,5 @@ fn print_summary(
             println!("  {:<18} +{} -{}", s.as_str(), gained[s.index()], lost[s.index()]);
         }
     }
-    println!("decisions logged to {}", log.display());
     Ok(())
 }

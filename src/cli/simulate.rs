@@ -12,7 +12,9 @@ use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
 use crate::learner::LearnerSettings;
 use crate::learner_effect::LearnerEffect;
+use crate::output::{Named, PendingFile, check_distinct, check_log_dir};
 use crate::run_logs::write_run_logs;
+use crate::store::SqliteStore;
 
 use super::llm_args::LlmConnectionArgs;
 use crate::segmentation::SegmentationRules;
@@ -91,7 +93,8 @@ pub struct SimArgs {
 }
 
 impl SimArgs {
-    /// Reads and checks every input before anything runs; `events` is where the log goes.
+    /// Reads and checks every input, and that the population fits in memory, before
+    /// anything runs; `events` is where the log goes.
     pub fn plan(&self, events: Option<&PathBuf>) -> Result<(SimulationPlan, bool), CliError> {
         let (scenario, scenario_name) = match &self.scenario {
             Some(path) => (Scenario::from_path(path).map_err(CliError::usage)?, path.display().to_string()),
@@ -101,16 +104,7 @@ impl SimArgs {
             Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
             None => StrategyBook::defaults(),
         };
-        if let Some(events) = events
-            && let Some(dir) = events.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.is_dir()
-        {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--events {}: directory {} does not exist",
-                events.display(),
-                dir.display()
-            )));
-        }
+        check_memory(self.users)?;
         let rules = match &self.rules {
             Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
             None => SegmentationRules::defaults(),
@@ -147,18 +141,6 @@ fn draw_seed() -> u64 {
 /// Runs `gavat simulate`.
 pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     let (mut plan, drawn) = args.sim.plan(args.events.as_ref())?;
-    if let Some(path) = &args.save_state {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.is_dir()
-        {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--save-state {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
-        plan.save_state = Some(path.clone());
-    }
     plan.learner = match &args.learner {
         Some(path) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
         None => (args.learn || args.llm_adviser).then(LearnerSettings::defaults),
@@ -166,6 +148,11 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     if args.llm_adviser {
         plan.adviser = Some(args.llm.adviser_settings()?);
     }
+    // Every output is checked, and its temporary file created, before any work starts; the
+    // run writes the temporary files, which replace the targets only once it has succeeded.
+    let outputs = Outputs::prepare(&args)?;
+    plan.events = outputs.events.as_ref().map(|p| p.temp().to_path_buf());
+    plan.save_state = outputs.state.as_ref().map(|p| p.temp().to_path_buf());
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
@@ -181,37 +168,149 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         progress.finish();
         report.learner_effect = Some(LearnerEffect::between(&baseline, &report));
     }
-
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &report).context("writing the report").map_err(CliError::failure)?;
-        writeln!(stdout).context("writing the report").map_err(CliError::failure)?;
-    } else {
-        write!(stdout, "{}", report.to_text()).context("writing the report").map_err(CliError::failure)?;
-        if let Some(events) = &plan.events {
-            writeln!(stdout, "events written:    {}", events.display()).map_err(CliError::failure)?;
-        }
-        if let Some(state) = &plan.save_state {
-            writeln!(stdout, "state saved:       {}", state.display()).map_err(CliError::failure)?;
-        }
-    }
-    // The report is out first: a log that cannot be written costs a warning, not the run.
-    match write_run_logs(&args.log_dir, &report, plan.learner.is_some()) {
-        Ok(logs) if !args.json => {
-            for log in &logs {
-                writeln!(stdout, "log appended:      {}", log.display()).map_err(CliError::failure)?;
-            }
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("gavat: warning: {}: cannot write the run logs: {e}", args.log_dir.display()),
-    }
     if report.cap_violations > 0 {
+        // The outputs are dropped uncommitted: a failed run replaces nothing.
+        print_report(&args, &report)?;
         return Err(CliError::failure(anyhow::anyhow!(
-            "{} cap violations found by the audit (see the report)",
+            "{} cap violations found by the audit (see the report); no output file was replaced",
             report.cap_violations
         )));
     }
-    Ok(())
+    // Outputs are in place before the report is printed: a reader that closes stdout early
+    // loses nothing.
+    let written = outputs.commit()?;
+    let logs = write_run_logs(&args.log_dir, &report, plan.learner.is_some()).map_err(|e| {
+        CliError::failure(anyhow::anyhow!("{}: cannot write the run logs: {e}", args.log_dir.display()))
+    })?;
+    for (what, path) in &written {
+        eprintln!("gavat: {what}: {}", path.display());
+    }
+    for log in &logs {
+        eprintln!("gavat: run log: {}", log.display());
+    }
+    print_report(&args, &report)
+}
+
+/// Prints the report on stdout, as text or JSON.
+fn print_report(args: &SimulateArgs, report: &simulation::SimulationReport) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut stdout, report).map_err(std::io::Error::from).and_then(|()| writeln!(stdout))
+    } else {
+        write!(stdout, "{}", report.to_text())
+    };
+    written.and_then(|()| stdout.flush()).context("writing the report").map_err(CliError::failure)
+}
+
+/// `--events` and `--save-state` while the run writes them.
+struct Outputs {
+    events: Option<PendingFile>,
+    state: Option<PendingFile>,
+}
+
+impl Outputs {
+    /// Refuses an output that is a directory, cannot be written, is the same file as an
+    /// input or as the other output, or (for `--save-state`) is an existing file that is not
+    /// a gavat store; checks the log directory; then creates the temporary files.
+    fn prepare(args: &SimulateArgs) -> Result<Outputs, CliError> {
+        fn named<'a>(flag: &'static str, path: &'a Option<PathBuf>) -> Option<Named<'a>> {
+            path.as_deref().map(|path| Named { flag, path })
+        }
+        let outputs: Vec<Named<'_>> =
+            [named("--events", &args.events), named("--save-state", &args.save_state)].into_iter().flatten().collect();
+        let inputs: Vec<Named<'_>> = [
+            named("--scenario", &args.sim.scenario),
+            named("--strategy", &args.sim.strategy),
+            named("--rules", &args.sim.rules),
+            named("--learner", &args.learner),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        check_distinct(&outputs, &inputs).map_err(CliError::usage)?;
+        if let Some(path) = &args.save_state {
+            SqliteStore::check_replaceable(path)
+                .map_err(|e| CliError::usage(anyhow::anyhow!("--save-state: refusing to replace it: {e}")))?;
+        }
+        check_log_dir("--log-dir", &args.log_dir).map_err(CliError::usage)?;
+        let create = |flag, path: &Option<PathBuf>, sqlite| {
+            path.as_deref().map(|path| PendingFile::create(flag, path, sqlite)).transpose().map_err(CliError::usage)
+        };
+        Ok(Outputs {
+            events: create("--events", &args.events, false)?,
+            state: create("--save-state", &args.save_state, true)?,
+        })
+    }
+
+    /// Seals the store and renames every output into place; returns what went where.
+    fn commit(self) -> Result<Vec<(&'static str, PathBuf)>, CliError> {
+        let mut written = Vec::new();
+        if let Some(events) = self.events {
+            written.push(("events written", events.commit().map_err(CliError::failure)?));
+        }
+        if let Some(state) = self.state {
+            SqliteStore::seal(state.temp()).map_err(CliError::failure)?;
+            written.push(("state saved", state.commit().map_err(CliError::failure)?));
+        }
+        Ok(written)
+    }
+}
+
+/// Peak memory of a simulation, measured (docs/performance.md): about 1.66 kB per user plus
+/// 34 MB (100k users: 200 MB; 1M users: 1.69 GB), whatever the number of days; the estimate
+/// rounds both up.
+const BYTES_PER_USER: u64 = 1_750;
+/// The part of the peak that does not grow with the population.
+const BASE_BYTES: u64 = 48 << 20;
+
+/// The estimated peak memory of a run with `users` users.
+pub fn estimated_peak_bytes(users: u64) -> u64 {
+    BASE_BYTES.saturating_add(users.saturating_mul(BYTES_PER_USER))
+}
+
+/// Refuses a population that would not fit in the memory available now (before a single
+/// user is allocated). Where the available memory cannot be read, nothing is refused.
+fn check_memory(users: u64) -> Result<(), CliError> {
+    match available_memory() {
+        Some(available) => memory_verdict(users, available).map_err(|m| CliError::usage(anyhow::anyhow!(m))),
+        None => Ok(()),
+    }
+}
+
+/// The refusal message when `users` need more than `available` bytes.
+fn memory_verdict(users: u64, available: u64) -> Result<(), String> {
+    let needed = estimated_peak_bytes(users);
+    if needed <= available {
+        return Ok(());
+    }
+    let fit = available.saturating_sub(BASE_BYTES) / BYTES_PER_USER;
+    let gb = |b: u64| b as f64 / 1e9;
+    Err(format!(
+        "--users {users} needs about {:.1} GB, this machine has {:.1} GB available; at most {} users fit",
+        gb(needed),
+        gb(available),
+        fit / 1_000 * 1_000
+    ))
+}
+
+/// Memory available to this process: `MemAvailable` from /proc/meminfo, lowered to what a
+/// cgroup v2 limit leaves.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut available = kb.saturating_mul(1024);
+    let read = |f: &str| std::fs::read_to_string(f).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    if let (Some(max), Some(current)) = (read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")) {
+        available = available.min(max.saturating_sub(current));
+    }
+    Some(available)
 }
 
 /// A progress bar on stderr that appears only once a run has taken about a second, and
@@ -251,5 +350,28 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate matches the measured peaks (docs/performance.md) from above, and a
+    /// population that does not fit is refused naming the flag, the need, the memory and the
+    /// largest population that fits.
+    #[test]
+    fn memory_estimate_and_refusal() {
+        assert!(estimated_peak_bytes(100_000) >= 200_412 * 1024);
+        assert!(estimated_peak_bytes(1_000_000) >= 1_693_468 * 1024);
+        assert!(estimated_peak_bytes(1_000_000) < 2_000_000_000);
+        let available = 24_000_000_000;
+        assert!(memory_verdict(1_000_000, available).is_ok());
+        let refusal = memory_verdict(50_000_000, available).unwrap_err();
+        assert_eq!(
+            refusal,
+            "--users 50000000 needs about 87.6 GB, this machine has 24.0 GB available; at most 13685000 users fit"
+        );
+        assert!(memory_verdict(13_685_000, available).is_ok());
     }
 }

@@ -153,7 +153,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
 }
 
 fn rollback(id: i64, store: &StoreArg) -> Result<(), CliError> {
-    let (db, now) = store.open()?;
+    let (db, now) = store.open_for_writing()?;
     let change = db.rollback_strategy(id, now).map_err(|e| match e {
         RollbackError::Store(e) => CliError::failure(e),
         refused => CliError::usage(refused),

@@ -38,6 +38,29 @@ pub enum StoreError {
         /// Why (part of the message, so not also reported as a source).
         cause: std::io::Error,
     },
+    /// The file is not a gavat store (empty, not SQLite, or SQLite without gavat's
+    /// tables): bad input, fatal; nothing was written to it.
+    #[error("{path}: not a gavat store ({why})")]
+    NotAStore {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        why: String,
+    },
+    /// The store's schema is older than this build's and a read-only open cannot migrate
+    /// it: bad input, fatal; any writing command (`gavat segment`) migrates it.
+    #[error(
+        "{path}: schema version {found} needs migrating to {wanted}, which a read-only command does not do; \
+         open it once with a writing command (e.g. `gavat segment --store {path}`)"
+    )]
+    NeedsMigration {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+        /// This build's.
+        wanted: usize,
+    },
 }
 
 /// What a store call returns; in-memory stores return futures that are ready at once.

@@ -1,4 +1,4 @@
-//! The embedded CRM store: SQLite (bundled, WAL mode) implementing the [`Store`] seam, and
+//! The embedded CRM store: SQLite (bundled; WAL while written, one file at rest) implementing the [`Store`] seam, and
 //! the queries the management commands read it with. It holds profiles and cap counters,
 //! segment assignments with confidence and reasons, the send/response log, run summaries
 //! and the LLM cache, under a schema version with migrations (`PRAGMA user_version`).
@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::domain::{
@@ -120,9 +120,16 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// A CRM store in one SQLite file.
+///
+/// Writers work in WAL mode; when the last writer closes, the file goes back to a rollback
+/// journal, so that a store at rest is one self-contained file that a read-only command can
+/// open without creating `-wal`/`-shm` files (and that `simulate --save-state` can rename
+/// into place atomically).
 #[derive(Debug)]
 pub struct SqliteStore {
     path: String,
+    /// Opened with [`SqliteStore::open_read_only`]: never written, not even on close.
+    read_only: bool,
     inner: Mutex<Inner>,
 }
 
@@ -139,33 +146,177 @@ fn sql_error(path: &str, e: rusqlite::Error) -> StoreError {
     StoreError::Io { path: path.to_string(), cause: std::io::Error::other(e.to_string()) }
 }
 
+fn not_a_store(path: &str, why: &str) -> StoreError {
+    StoreError::NotAStore { path: path.to_string(), why: why.to_string() }
+}
+
+/// The first bytes of every SQLite 3 database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks that `path` is an existing, non-empty SQLite file; returns whether its header says
+/// WAL mode.
+fn check_store_file(path: &Path) -> Result<bool, StoreError> {
+    use std::io::Read as _;
+    let display = path.display().to_string();
+    if !path.exists() {
+        return Err(StoreError::Io {
+            path: display,
+            cause: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such store (create one with `gavat simulate --save-state`)",
+            ),
+        });
+    }
+    if path.is_dir() {
+        return Err(not_a_store(&display, "a directory"));
+    }
+    let mut header = [0u8; 100];
+    let mut file = std::fs::File::open(path).map_err(|cause| StoreError::Io { path: display.clone(), cause })?;
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(cause) => return Err(StoreError::Io { path: display, cause }),
+        }
+    }
+    if read == 0 {
+        return Err(not_a_store(&display, "an empty file"));
+    }
+    if read < header.len() || &header[..16] != SQLITE_MAGIC {
+        return Err(not_a_store(&display, "not a SQLite database"));
+    }
+    // Bytes 18 and 19: file format read/write versions, 2 for WAL.
+    Ok(header[18] == 2 || header[19] == 2)
+}
+
+/// The schema version of an open file that must be a gavat store.
+fn gavat_schema_version(conn: &Connection, path: &str) -> Result<usize, StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| sql_error(path, e))?;
+    let has_meta: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| sql_error(path, e))?;
+    if version <= 0 || !has_meta {
+        return Err(not_a_store(path, "a SQLite database without gavat's schema"));
+    }
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Io {
+            path: path.to_string(),
+            cause: std::io::Error::other(format!(
+                "schema version {version} is newer than this gavat understands ({SCHEMA_VERSION})"
+            )),
+        });
+    }
+    Ok(version)
+}
+
+/// A `file:` URI for `path` with the query `query`, every byte outside the unreserved set
+/// percent-encoded.
+fn file_uri(path: &Path, query: &str) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let display = path.display().to_string();
         let conn = Connection::open(path).map_err(|e| sql_error(&display, e))?;
+        SqliteStore::writer(conn, display)
+    }
+
+    fn writer(conn: Connection, display: String) -> Result<SqliteStore, StoreError> {
         // Another process writing (a second command on the same store) is waited for.
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_error(&display, e))?;
         let store = SqliteStore {
-            path: display.clone(),
+            path: display,
+            read_only: false,
             inner: Mutex::new(Inner { conn, users: Vec::new(), log: Vec::new(), failed: None }),
         };
         store.migrate()?;
         Ok(store)
     }
 
-    /// Opens an existing store for reading; a missing file is an error, not a new store.
+    /// Opens an existing store for writing; a missing file is an error, not a new store, and
+    /// a file that is not a gavat store (empty, not SQLite, another program's database) is
+    /// refused untouched.
     pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
-        if !path.is_file() {
+        check_store_file(path)?;
+        let display = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(&display, e))?;
+        gavat_schema_version(&conn, &display)?;
+        SqliteStore::writer(conn, display)
+    }
+
+    /// Opens an existing store for reading only (`SQLITE_OPEN_READ_ONLY`): the file, its
+    /// directory and its modification time are left as they were, so a store the user may
+    /// only read can be read. A store at rest in WAL mode (written by an older gavat) with no
+    /// `-wal` file is opened `immutable`, since SQLite would otherwise create `-wal` and
+    /// `-shm` files beside it; one with a live `-wal` is read through it. A store whose
+    /// schema is older than this build's is refused with [`StoreError::NeedsMigration`]: a
+    /// read-only open cannot migrate it.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let wal_at_rest = check_store_file(path)?;
+        let display = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let live_wal = crate::output::with_suffix(path, "-wal").exists();
+        let uri = file_uri(path, if wal_at_rest && !live_wal { "immutable=1" } else { "mode=ro" });
+        let conn = Connection::open_with_flags(uri, flags).map_err(|e| sql_error(&display, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_error(&display, e))?;
+        let version = gavat_schema_version(&conn, &display)?;
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::NeedsMigration { path: display, found: version, wanted: SCHEMA_VERSION });
+        }
+        Ok(SqliteStore {
+            path: display,
+            read_only: true,
+            inner: Mutex::new(Inner { conn, users: Vec::new(), log: Vec::new(), failed: None }),
+        })
+    }
+
+    /// Checks that `path` may be replaced by a new store: it does not exist, is empty, or is
+    /// a gavat store — never another program's file that a mistyped flag names.
+    pub fn check_replaceable(path: &Path) -> Result<(), StoreError> {
+        match std::fs::metadata(path) {
+            Err(_) => return Ok(()),
+            Ok(m) if m.is_file() && m.len() == 0 => return Ok(()),
+            Ok(_) => {}
+        }
+        match SqliteStore::open_read_only(path) {
+            Ok(_) | Err(StoreError::NeedsMigration { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes a finished store at `path` one self-contained file (WAL checkpointed, rollback
+    /// journal), ready to be renamed into place. Fails if another connection holds it.
+    pub fn seal(path: &Path) -> Result<(), StoreError> {
+        let display = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(&display, e))?;
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0)).map_err(|e| sql_error(&display, e))?;
+        if !mode.eq_ignore_ascii_case("delete") {
             return Err(StoreError::Io {
-                path: path.display().to_string(),
-                cause: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such store (create one with `gavat simulate --save-state`)",
-                ),
+                path: display,
+                cause: std::io::Error::other(format!("still in {mode} mode: another process has it open")),
             });
         }
-        SqliteStore::open(path)
+        conn.close().map_err(|(_, e)| sql_error(&display, e))
     }
 
     /// The file, as shown in errors.
@@ -699,6 +850,21 @@ impl SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// A writer leaves the store at rest as one file in rollback-journal mode (see the type's
+    /// doc). While another connection has it open that is not possible and not needed: the
+    /// last one to close does it, or SQLite reads the WAL as usual.
+    fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
+        let inner = self.lock();
+        if inner.conn.busy_timeout(std::time::Duration::ZERO).is_ok() {
+            let _ = inner.conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get::<_, String>(0));
+        }
+    }
+}
+
 /// A value the store holds that this build cannot read: an error, never a silent default.
 fn corrupt(column: &str, what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("column {column}: {what}").into())
@@ -863,5 +1029,60 @@ mod tests {
         assert_eq!(store.suppressions().unwrap(), vec![("WARM_LEAD".into(), "cooldown".into(), 4)]);
         assert!(store.user(UserId(8)).unwrap().is_none());
         assert!(SqliteStore::open_existing(&dir.path().join("missing.db")).is_err());
+    }
+
+    /// A read-only open cannot write: a write through it fails, the file is unchanged, and no
+    /// side file appears, even for a store left in WAL mode by an older build.
+    #[test]
+    fn read_only_opens_never_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            futures::executor::block_on(store.save_user(&record(7))).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        for wal_at_rest in [false, true] {
+            if wal_at_rest {
+                let conn = Connection::open(&path).unwrap();
+                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+                conn.close().unwrap();
+            }
+            let before = std::fs::read(&path).unwrap();
+            let store = SqliteStore::open_read_only(&path).unwrap();
+            assert!(store.user(UserId(7)).unwrap().is_some());
+            assert!(store.meta_get_or_insert("k", || "v".into()).is_err(), "writes are refused");
+            drop(store);
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no -wal/-shm (WAL at rest: {wal_at_rest})");
+        }
+    }
+
+    /// Empty files, other files and other programs' databases are "not a gavat store" for
+    /// every open of an existing store; an older schema is a migration a read-only open
+    /// cannot do.
+    #[test]
+    fn files_that_are_not_gavat_stores_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, "x".repeat(200)).unwrap();
+        let foreign = dir.path().join("foreign");
+        Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
+        for file in [&empty, &text, &foreign] {
+            for result in [SqliteStore::open_read_only(file).err(), SqliteStore::open_existing(file).err()] {
+                assert!(matches!(result, Some(StoreError::NotAStore { .. })), "{file:?}: {result:?}");
+            }
+        }
+        assert!(matches!(SqliteStore::open_read_only(dir.path()).err(), Some(StoreError::NotAStore { .. })));
+        assert!(SqliteStore::check_replaceable(&empty).is_ok());
+        assert!(SqliteStore::check_replaceable(&dir.path().join("missing")).is_ok());
+        assert!(SqliteStore::check_replaceable(&text).is_err());
+        let old = dir.path().join("old.db");
+        drop(SqliteStore::open(&old).unwrap());
+        Connection::open(&old).unwrap().pragma_update(None, "user_version", 1).unwrap();
+        assert!(matches!(SqliteStore::open_read_only(&old).err(), Some(StoreError::NeedsMigration { found: 1, .. })));
+        assert!(SqliteStore::check_replaceable(&old).is_ok());
     }
 }

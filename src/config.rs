@@ -804,7 +804,7 @@ mod tests {
     #[test]
     fn an_empty_window_is_an_error_and_0_24_is_all_day() {
         let text = DEFAULT_STRATEGIES.replacen("allowed_hours = \"9-21\"", "allowed_hours = \"9-9\"", 1);
-        let line = line_of(&text, "\"9-9\"");
+        let line = line_of(&text, "allowed_hours = \"9-9\"");
         let err = strategy_error(&text);
         assert!(err.starts_with(&format!("s.toml:{line}: field HOT_LEAD.allowed_hours: \"9-9\" has `9-9`")), "{err}");
         let text = DEFAULT_STRATEGIES.replacen("allowed_hours = \"9-21\"", "allowed_hours = \"0-24\"", 1);

@@ -46,6 +46,13 @@ pub(crate) fn toml_fault(text: &str, error: &toml::de::Error) -> TomlFault {
             return TomlFault::Field { line, field: format!("{table}.{missing}"), message: "missing".into() };
         }
     }
+    if message == "duplicate key" {
+        // The document does not parse, so the table comes from the nearest header above.
+        let key = text.get(span.clone()).unwrap_or("").trim();
+        let table = text.lines().take(line).filter_map(header_name).last();
+        let field = table.map_or_else(|| key.to_string(), |t| format!("{t}.{key}"));
+        return TomlFault::Field { line, field, message: "is set twice".into() };
+    }
     let Ok(doc) = toml::de::DeTable::parse(text) else {
         return TomlFault::File { line, message };
     };
@@ -54,8 +61,6 @@ pub(crate) fn toml_fault(text: &str, error: &toml::de::Error) -> TomlFault {
     let message = if let Some(missing) = missing_field(&message) {
         let field = if field == "(file)" { missing.to_string() } else { format!("{field}.{missing}") };
         return TomlFault::Field { line, field, message: "missing".into() };
-    } else if message == "duplicate key" {
-        "is set twice".to_string()
     } else if let Some(rest) = message.strip_prefix("unknown field ") {
         let expected = rest.split_once(", ").map_or("", |(_, e)| e);
         format!("unknown field; {expected}")

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SettingsFileError, parse_hours, parse_settings_toml, read_settings_file};
+use crate::config::{FieldError, SettingsFileError, parse_hours, parse_settings_toml, read_settings_file};
 use crate::domain::{DAY, HourMask, Segment, SegmentSet, Timestamp, UserProfile};
 
 /// The rules shipped with gavat (`config/segmentation.toml`).
@@ -160,42 +160,137 @@ impl SegmentationRules {
     }
 
     /// Parses and validates rules TOML; `origin` names the file in errors.
+    ///
+    /// Every threshold has a range, and a threshold that the others make impossible to
+    /// meet (HOT_LEAD needing 50 messages of a window of 8) is refused, naming both fields.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<SegmentationRules, RulesError> {
         let mut rules: SegmentationRules = parse_settings_toml(text, origin)?;
-        let invalid = |field: &str, message: String| SettingsFileError::invalid(origin, field, message);
-        rules.night = parse_hours(&rules.night_owl.night_hours).map_err(|m| invalid("night_owl.night_hours", m))?;
-        let shares = [
-            ("hot_lead.min_response_share", rules.hot_lead.min_response_share),
-            ("warm_lead.min_response_share", rules.warm_lead.min_response_share),
-            ("cold_lead.max_response_share", rules.cold_lead.max_response_share),
-            ("night_owl.min_night_share", rules.night_owl.min_night_share),
-            ("premium_potential.min_response_share", rules.premium_potential.min_response_share),
-            ("fallback.confidence", rules.fallback.confidence),
-        ];
-        for (field, v) in shares {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(invalid(field, format!("{v} is not a share in [0, 1]")));
-            }
-        }
-        if rules.warm_lead.min_response_share > rules.hot_lead.min_response_share {
-            return Err(invalid("warm_lead.min_response_share", "must not exceed hot_lead.min_response_share".into()));
-        }
-        if !(1..=16).contains(&rules.hot_lead.window) {
-            return Err(invalid("hot_lead.window", format!("{} must be 1–16 messages", rules.hot_lead.window)));
-        }
-        for (field, v) in [
-            ("new_user.max_age_days", rules.new_user.max_age_days),
-            ("warm_lead.recently_active_days", rules.warm_lead.recently_active_days),
-            ("cold_lead.inactive_days", rules.cold_lead.inactive_days),
-            ("engaged.min_weekly_sessions", rules.engaged.min_weekly_sessions),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(invalid(field, format!("{v} must be positive")));
-            }
-        }
+        rules.night = rules.check().map_err(|e| SettingsFileError::invalid(origin, text, e))?;
         Ok(rules)
     }
+
+    /// The checks of [`SegmentationRules::from_toml_str`]; the parsed night hours if all pass.
+    fn check(&self) -> Result<HourMask, FieldError> {
+        fn fail<T>(field: &str, message: String) -> Result<T, FieldError> {
+            Err(FieldError::new(field, message))
+        }
+        let share = |field: &str, v: f32, zero_ok: bool| -> Result<(), FieldError> {
+            let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+            if low_ok && v <= 1.0 {
+                Ok(())
+            } else {
+                let low = if zero_ok { "[0" } else { "(0" };
+                fail(field, format!("is not a share in {low}, 1]"))
+            }
+        };
+        let days = |field: &str, v: f32| -> Result<(), FieldError> {
+            if v > 0.0 && v <= MAX_DAYS {
+                Ok(())
+            } else {
+                fail(field, format!("must be more than 0 and at most {MAX_DAYS} days"))
+            }
+        };
+        days("new_user.max_age_days", self.new_user.max_age_days)?;
+
+        let hot = &self.hot_lead;
+        if !(1..=MAX_WINDOW).contains(&hot.window) {
+            return fail("hot_lead.window", format!("must be 1–{MAX_WINDOW} messages (the history kept per user)"));
+        }
+        if hot.min_messages == 0 {
+            return fail("hot_lead.min_messages", "must be at least 1: a share of no messages means nothing".into());
+        }
+        if hot.min_messages > u32::from(hot.window) {
+            return fail(
+                "hot_lead.min_messages",
+                format!(
+                    "is more than hot_lead.window = {}: only the last {} messages are counted, so HOT_LEAD could never be met",
+                    hot.window, hot.window
+                ),
+            );
+        }
+        share("hot_lead.min_response_share", hot.min_response_share, false)?;
+
+        let warm = &self.warm_lead;
+        share("warm_lead.min_response_share", warm.min_response_share, true)?;
+        if warm.min_response_share >= hot.min_response_share {
+            return fail(
+                "warm_lead.min_response_share",
+                format!(
+                    "is not below hot_lead.min_response_share = {}: WARM_LEAD by responses could never be met",
+                    hot.min_response_share
+                ),
+            );
+        }
+        days("warm_lead.recently_active_days", warm.recently_active_days)?;
+
+        let cold = &self.cold_lead;
+        if cold.min_messages == 0 {
+            return fail("cold_lead.min_messages", "must be at least 1: a share of no messages means nothing".into());
+        }
+        if cold.min_messages > u32::from(hot.window) {
+            return fail(
+                "cold_lead.min_messages",
+                format!(
+                    "is more than hot_lead.window = {}: only the last {} messages are counted, so COLD_LEAD by responses could never be met",
+                    hot.window, hot.window
+                ),
+            );
+        }
+        share("cold_lead.max_response_share", cold.max_response_share, false)?;
+        days("cold_lead.inactive_days", cold.inactive_days)?;
+
+        let weekly = self.engaged.min_weekly_sessions;
+        if !(weekly > 0.0 && weekly <= MAX_WEEKLY_SESSIONS) {
+            return fail(
+                "engaged.min_weekly_sessions",
+                format!("must be more than 0 and at most {MAX_WEEKLY_SESSIONS} sessions"),
+            );
+        }
+        if !(1..=MAX_BOTS).contains(&self.bot_lover.min_bots) {
+            return fail("bot_lover.min_bots", format!("must be 1–{MAX_BOTS} bots"));
+        }
+
+        let owl = &self.night_owl;
+        let night = parse_hours(&owl.night_hours).map_err(|m| FieldError::new("night_owl.night_hours", m))?;
+        if night == HourMask::ALL_DAY {
+            return fail("night_owl.night_hours", "is the whole day: every active user would be a NIGHT_OWL".into());
+        }
+        if !(1..=MAX_SESSIONS).contains(&owl.min_sessions) {
+            return fail("night_owl.min_sessions", format!("must be 1–{MAX_SESSIONS} sessions"));
+        }
+        share("night_owl.min_night_share", owl.min_night_share, false)?;
+
+        let premium = &self.premium_potential;
+        if !(1..=MAX_PURCHASES).contains(&premium.min_purchases) {
+            return fail("premium_potential.min_purchases", format!("must be 1–{MAX_PURCHASES} purchases"));
+        }
+        share("premium_potential.min_response_share", premium.min_response_share, true)?;
+        if !(premium.min_purchases..=MAX_PURCHASES).contains(&premium.purchases_alone) {
+            return fail(
+                "premium_potential.purchases_alone",
+                format!(
+                    "must be from premium_potential.min_purchases = {} to {MAX_PURCHASES}: fewer purchases alone would make the response share pointless",
+                    premium.min_purchases
+                ),
+            );
+        }
+        share("fallback.confidence", self.fallback.confidence, false)?;
+        Ok(night)
+    }
 }
+
+/// Most messages a rule may look back over: [`crate::domain::ResponseHistory`] keeps 16.
+const MAX_WINDOW: u8 = 16;
+/// Longest span of days a rule may speak of (ten years).
+const MAX_DAYS: f32 = 3_650.0;
+/// Most sessions a week ENGAGED may ask for (a hundred a day).
+const MAX_WEEKLY_SESSIONS: f32 = 700.0;
+/// Most bots BOT_LOVER may ask for.
+const MAX_BOTS: u32 = 1_000;
+/// Most sessions NIGHT_OWL may ask for before judging.
+const MAX_SESSIONS: u32 = 100_000;
+/// Most purchases PREMIUM_POTENTIAL may ask for.
+const MAX_PURCHASES: u32 = 100_000;
 
 /// One segment a user holds, with its confidence and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -458,6 +553,88 @@ mod tests {
         let text = DEFAULT_RULES.replace("night_hours = \"22-4\"", "night_hours = \"late\"");
         let err = SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string();
         assert!(err.contains("field night_owl.night_hours"), "{err}");
+    }
+
+    fn rules_error(old: &str, new: &str) -> String {
+        assert!(DEFAULT_RULES.contains(old), "{old}");
+        let text = DEFAULT_RULES.replacen(old, new, 1);
+        SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string()
+    }
+
+    /// Thresholds that the others make impossible to meet are refused naming both fields,
+    /// at the line of the first, with the value as written (issue 10).
+    #[test]
+    fn impossible_thresholds_name_both_fields() {
+        let line = DEFAULT_RULES.lines().position(|l| l.starts_with("min_messages = 3")).unwrap() + 1;
+        assert_eq!(
+            rules_error("min_messages = 3 ", "min_messages = 50 "),
+            format!(
+                "r.toml:{line}: field hot_lead.min_messages: 50 is more than hot_lead.window = 8: only the last 8 \
+                 messages are counted, so HOT_LEAD could never be met"
+            )
+        );
+        let err = rules_error("min_messages = 5 ", "min_messages = 9 ");
+        assert!(err.contains("field cold_lead.min_messages: 9 is more than hot_lead.window = 8"), "{err}");
+        let err = rules_error("min_response_share = 0.1 ", "min_response_share = 0.4 ");
+        assert!(err.contains("field warm_lead.min_response_share: 0.4 is not below hot_lead.min_response_share"));
+        let err = rules_error("purchases_alone = 3 ", "purchases_alone = 0 ");
+        assert!(
+            err.contains("field premium_potential.purchases_alone: 0 must be from premium_potential.min_purchases")
+        );
+    }
+
+    /// Every threshold has a range: shares in [0, 1], counts and days positive and bounded,
+    /// a night that is not the whole day; values are shown as written.
+    #[test]
+    fn every_threshold_has_a_range() {
+        for (old, new, says) in [
+            ("window = 8 ", "window = 17 ", "field hot_lead.window: 17 must be 1–16"),
+            ("window = 8 ", "window = 0 ", "field hot_lead.window: 0 must be 1–16"),
+            ("min_messages = 3 ", "min_messages = 0 ", "field hot_lead.min_messages: 0 must be at least 1"),
+            (
+                "min_response_share = 0.4 ",
+                "min_response_share = 0 ",
+                "field hot_lead.min_response_share: 0 is not a share in (0, 1]",
+            ),
+            (
+                "max_response_share = 0.1 ",
+                "max_response_share = 0.0 ",
+                "field cold_lead.max_response_share: 0.0 is not",
+            ),
+            ("min_night_share = 0.5 ", "min_night_share = nan ", "field night_owl.min_night_share: nan is not a share"),
+            (
+                "max_age_days = 7.0 ",
+                "max_age_days = 1e300 ",
+                "field new_user.max_age_days: 1e300 must be more than 0 and at most 3650 days",
+            ),
+            ("inactive_days = 14.0 ", "inactive_days = -1 ", "field cold_lead.inactive_days: -1 must be"),
+            (
+                "min_weekly_sessions = 5.0 ",
+                "min_weekly_sessions = inf ",
+                "field engaged.min_weekly_sessions: inf must be",
+            ),
+            ("min_bots = 3 ", "min_bots = 0 ", "field bot_lover.min_bots: 0 must be 1–1000"),
+            ("min_sessions = 10 ", "min_sessions = 0 ", "field night_owl.min_sessions: 0 must be"),
+            (
+                "night_hours = \"22-4\"",
+                "night_hours = \"0-24\"",
+                "field night_owl.night_hours: \"0-24\" is the whole day",
+            ),
+            ("night_hours = \"22-4\"", "night_hours = \"22-22\"", "field night_owl.night_hours: \"22-22\" has `22-22`"),
+            ("min_purchases = 1 ", "min_purchases = 0 ", "field premium_potential.min_purchases: 0 must be"),
+            ("confidence = 0.3 ", "confidence = 0 ", "field fallback.confidence: 0 is not a share in (0, 1]"),
+            ("window = 8 ", "window = 1e300 ", "field hot_lead.window: 1e300 is not a whole number 0–255"),
+        ] {
+            let err = rules_error(old, new);
+            assert!(err.contains(says), "{new}: {err}");
+            assert!(err.starts_with("r.toml:") && !err.starts_with("r.toml:1:"), "{err}");
+        }
+        let text = format!("{DEFAULT_RULES}\n[hot_lead]\nwindow = 8\n");
+        let err = SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string();
+        assert!(err.ends_with(": duplicate table [hot_lead]"), "{err}");
+        let text = format!("{DEFAULT_RULES}\n[vip]\nmin = 8\n");
+        let err = SegmentationRules::from_toml_str(&text, "r.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown table [vip]; expected one of") && err.contains("`night_owl`"), "{err}");
     }
 
     /// Everyone holds at least one segment; long silence makes a cold lead.

@@ -7,6 +7,7 @@
 //! - [`behaviour`]: reactions to messages (reply, purchase, opt-out) and spontaneous activity.
 //! - [`content`]: the content kinds the model knows.
 //! - [`rng`]: one version-stable random stream per `(seed, entity, purpose)`.
+//! - `toml_text`: the line, field and value as written that a scenario error names.
 //!
 //! The model and its formulas are documented in `sim/README.md`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -16,6 +17,7 @@ pub mod content;
 pub mod population;
 pub mod rng;
 pub mod scenario;
+mod toml_text;
 
 pub use behaviour::{BehaviourModel, Exposure, Reaction, UserMemory};
 pub use content::ContentKind;

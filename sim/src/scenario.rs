@@ -7,9 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::ContentKind;
 use crate::population::UserType;
+use crate::toml_text::{TomlFault, toml_fault, written_at};
 
 /// The scenario shipped with gavat-sim.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
+
+/// Longest scenario name, in characters (it is printed in every report).
+pub const MAX_NAME_CHARS: usize = 64;
+/// Most timezones a population may list.
+const MAX_TIMEZONES: usize = 64;
 
 /// Why a scenario could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,24 +28,27 @@ pub enum ScenarioError {
         /// Why (part of the message, so not also reported as a source).
         cause: std::io::Error,
     },
-    /// Not valid TOML, or a value of the wrong type or an unknown field.
+    /// Not about one field: broken TOML syntax, a duplicate or an unknown table.
     #[error("{path}:{line}: {message}")]
     Parse {
         /// The file.
         path: String,
         /// 1-based line.
         line: usize,
-        /// What is wrong (names the field).
+        /// What is wrong, e.g. `duplicate table [groups]`.
         message: String,
     },
-    /// Well-formed but meaningless (a probability of 1.5, an empty range…).
-    #[error("{path}: field {field}: {message}")]
+    /// A wrong type, a missing or unknown field, or a value outside its range (a
+    /// probability of 1.5, `posts_per_minute = 0`, an empty range…).
+    #[error("{path}:{line}: field {field}: {message}")]
     Invalid {
         /// The file.
         path: String,
+        /// 1-based line of the value.
+        line: usize,
         /// The field, e.g. `types.hot_lead.base_response.mean`.
         field: String,
-        /// What is wrong.
+        /// What is wrong, starting with the value as written.
         message: String,
     },
 }
@@ -246,112 +255,132 @@ impl Scenario {
         Scenario::from_toml_str(&text, &display)
     }
 
-    /// Parses and validates scenario TOML; `origin` names the file in errors.
+    /// Parses and validates scenario TOML; `origin` names the file in errors, with the line
+    /// and the value as written. Every number has a range (see `sim/README.md`): a rate
+    /// that would hang the run at 0 must be positive, and every count is bounded so that
+    /// a run cannot explode.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
-            path: origin.to_string(),
-            line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
-            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+        let path = || origin.to_string();
+        let scenario: Scenario = toml::from_str(text).map_err(|e| match toml_fault(text, &e) {
+            TomlFault::File { line, message } => ScenarioError::Parse { path: path(), line, message },
+            TomlFault::Field { line, field, message } => ScenarioError::Invalid { path: path(), line, field, message },
         })?;
-        scenario.validate().map_err(|(field, message)| ScenarioError::Invalid {
-            path: origin.to_string(),
-            field,
-            message,
+        scenario.validate().map_err(|(field, message)| {
+            let (line, message) = match written_at(text, &field) {
+                Some((line, Some(value))) => (line, format!("{value} {message}")),
+                Some((line, None)) => (line, message),
+                None => (1, message),
+            };
+            ScenarioError::Invalid { path: path(), line, field, message }
         })?;
         Ok(scenario)
     }
 
+    /// The range checks; an error is the field's path and what is wrong (to follow the
+    /// value as written).
     fn validate(&self) -> Result<(), (String, String)> {
-        let prob = |field: String, v: f64| -> Result<(), (String, String)> {
-            if v.is_finite() && (0.0..=1.0).contains(&v) {
-                Ok(())
+        type Check = Result<(), (String, String)>;
+        // [lo, hi]
+        let within = |field: String, v: f64, lo: f64, hi: f64| -> Check {
+            if v >= lo && v <= hi { Ok(()) } else { Err((field, format!("must be in [{lo}, {hi}]"))) }
+        };
+        // (lo, hi]: zero (or lo) would divide by zero or hang the run.
+        let above = |field: String, v: f64, lo: f64, hi: f64| -> Check {
+            if v > lo && v <= hi { Ok(()) } else { Err((field, format!("must be in ({lo}, {hi}]"))) }
+        };
+        let count = |field: String, v: u32, lo: u32, hi: u32| -> Check {
+            if (lo..=hi).contains(&v) { Ok(()) } else { Err((field, format!("must be {lo}–{hi}"))) }
+        };
+        // [min, max] with lo ≤ min ≤ max ≤ hi.
+        let range = |field: String, r: [u32; 2], lo: u32, hi: u32| -> Check {
+            if r[0] > r[1] {
+                Err((field, "has its min above its max".into()))
+            } else if r[0] < lo || r[1] > hi {
+                Err((field, format!("must lie within [{lo}, {hi}]")))
             } else {
-                Err((field, format!("{v} is not a probability in [0, 1]")))
+                Ok(())
             }
         };
-        let positive = |field: String, v: f64| -> Result<(), (String, String)> {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err((field, format!("{v} must be positive"))) }
-        };
-        let non_negative = |field: String, v: f64| -> Result<(), (String, String)> {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err((field, format!("{v} must not be negative"))) }
-        };
-        let range = |field: String, r: [u32; 2]| -> Result<(), (String, String)> {
-            if r[0] <= r[1] { Ok(()) } else { Err((field, format!("[{}, {}]: min is above max", r[0], r[1]))) }
-        };
-        let beta = |field: &str, b: BetaParam| -> Result<(), (String, String)> {
+        let beta = |field: &str, b: BetaParam| -> Check {
             if !(b.mean > 0.0 && b.mean < 1.0) {
-                return Err((format!("{field}.mean"), format!("{} must be strictly between 0 and 1", b.mean)));
+                return Err((format!("{field}.mean"), "must be strictly between 0 and 1".into()));
             }
-            positive(format!("{field}.concentration"), b.concentration)
+            above(format!("{field}.concentration"), b.concentration, 0.0, 10_000.0)
         };
 
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(("name".into(), format!("must be 1–{MAX_NAME_CHARS} characters")));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(("name".into(), "holds a control character (a newline, a tab…)".into()));
+        }
         let mut total = 0.0;
         for t in UserType::ALL {
             let w = *self.population.mix.get(t);
-            non_negative(format!("population.mix.{}", t.as_str()), w)?;
+            within(format!("population.mix.{}", t.as_str()), w, 0.0, 1e6)?;
             total += w;
         }
         if total <= 0.0 {
-            return Err(("population.mix".into(), "weights are all zero".into()));
+            return Err(("population.mix".into(), "has weights that are all zero".into()));
         }
-        if self.population.timezones.is_empty() {
-            return Err(("population.timezones".into(), "needs at least one timezone".into()));
+        let zones = &self.population.timezones;
+        if zones.is_empty() || zones.len() > MAX_TIMEZONES {
+            return Err(("population.timezones".into(), format!("must list 1–{MAX_TIMEZONES} timezones")));
         }
         let mut tz_total = 0.0;
-        for (i, tz) in self.population.timezones.iter().enumerate() {
-            non_negative(format!("population.timezones[{i}].weight"), tz.weight)?;
+        for (i, tz) in zones.iter().enumerate() {
+            within(format!("population.timezones[{i}].weight"), tz.weight, 0.0, 1e6)?;
             if !(-720..=840).contains(&tz.offset) {
                 return Err((
                     format!("population.timezones[{i}].offset"),
-                    format!("{} is not a UTC offset in minutes", tz.offset),
+                    "is not a UTC offset in minutes, -720 to 840".into(),
                 ));
             }
             tz_total += tz.weight;
         }
         if tz_total <= 0.0 {
-            return Err(("population.timezones".into(), "weights are all zero".into()));
+            return Err(("population.timezones".into(), "has weights that are all zero".into()));
         }
         for t in UserType::ALL {
             let p = self.types.get(t);
             let f = format!("types.{}", t.as_str());
             beta(&format!("{f}.base_response"), p.base_response)?;
             beta(&format!("{f}.purchase_propensity"), p.purchase_propensity)?;
-            non_negative(format!("{f}.activity_per_day"), p.activity_per_day)?;
-            if !(0.0..24.0).contains(&p.peak_hour) {
-                return Err((format!("{f}.peak_hour"), format!("{} is not an hour in [0, 24)", p.peak_hour)));
+            within(format!("{f}.activity_per_day"), p.activity_per_day, 0.0, 100.0)?;
+            if !(p.peak_hour >= 0.0 && p.peak_hour < 24.0) {
+                return Err((format!("{f}.peak_hour"), "is not an hour in [0, 24)".into()));
             }
-            positive(format!("{f}.hour_spread"), p.hour_spread)?;
-            range(format!("{f}.bots"), p.bots)?;
-            if p.bots[0] == 0 {
-                return Err((format!("{f}.bots"), "a user follows at least one bot".into()));
-            }
-            range(format!("{f}.prior_purchases"), p.prior_purchases)?;
-            range(format!("{f}.prior_messages"), p.prior_messages)?;
-            range(format!("{f}.joined_days_ago"), p.joined_days_ago)?;
+            within(format!("{f}.hour_spread"), p.hour_spread, 0.1, 24.0)?;
+            range(format!("{f}.bots"), p.bots, 1, 1_000)?;
+            range(format!("{f}.prior_purchases"), p.prior_purchases, 0, 1_000)?;
+            range(format!("{f}.prior_messages"), p.prior_messages, 0, 1_000)?;
+            range(format!("{f}.joined_days_ago"), p.joined_days_ago, 0, 3_650)?;
             for (k, v) in ContentKind::ALL.iter().zip(p.content.as_array()) {
-                prob(format!("{f}.content.{}", k.as_str()), v)?;
+                within(format!("{f}.content.{}", k.as_str()), v, 0.0, 1.0)?;
             }
-            non_negative(format!("{f}.fatigue_sensitivity"), p.fatigue_sensitivity)?;
-            prob(format!("{f}.opt_out_base"), p.opt_out_base)?;
+            within(format!("{f}.fatigue_sensitivity"), p.fatigue_sensitivity, 0.0, 10.0)?;
+            within(format!("{f}.opt_out_base"), p.opt_out_base, 0.0, 1.0)?;
         }
         let b = &self.behaviour;
-        positive("behaviour.fatigue_tau_hours".into(), b.fatigue_tau_hours)?;
-        prob("behaviour.hour_floor".into(), b.hour_floor)?;
-        prob("behaviour.content_floor".into(), b.content_floor)?;
-        prob("behaviour.group_response_factor".into(), b.group_response_factor)?;
-        prob("behaviour.group_opt_out_factor".into(), b.group_opt_out_factor)?;
-        non_negative("behaviour.opt_out_fatigue_gain".into(), b.opt_out_fatigue_gain)?;
-        non_negative("behaviour.opt_out_tolerance".into(), b.opt_out_tolerance)?;
-        positive("behaviour.response_delay_median_minutes".into(), b.response_delay_median_minutes)?;
-        non_negative("behaviour.response_delay_sigma".into(), b.response_delay_sigma)?;
-        positive("behaviour.conversion_delay_mean_minutes".into(), b.conversion_delay_mean_minutes)?;
-        positive("behaviour.opt_out_delay_max_minutes".into(), b.opt_out_delay_max_minutes)?;
+        above("behaviour.fatigue_tau_hours".into(), b.fatigue_tau_hours, 0.0, 8_760.0)?;
+        within("behaviour.hour_floor".into(), b.hour_floor, 0.0, 1.0)?;
+        within("behaviour.content_floor".into(), b.content_floor, 0.0, 1.0)?;
+        within("behaviour.group_response_factor".into(), b.group_response_factor, 0.0, 1.0)?;
+        within("behaviour.group_opt_out_factor".into(), b.group_opt_out_factor, 0.0, 1.0)?;
+        within("behaviour.opt_out_fatigue_gain".into(), b.opt_out_fatigue_gain, 0.0, 10.0)?;
+        within("behaviour.opt_out_tolerance".into(), b.opt_out_tolerance, 0.0, 1_000.0)?;
+        above("behaviour.response_delay_median_minutes".into(), b.response_delay_median_minutes, 0.0, 2_880.0)?;
+        within("behaviour.response_delay_sigma".into(), b.response_delay_sigma, 0.0, 5.0)?;
+        above("behaviour.conversion_delay_mean_minutes".into(), b.conversion_delay_mean_minutes, 0.0, 43_200.0)?;
+        above("behaviour.opt_out_delay_max_minutes".into(), b.opt_out_delay_max_minutes, 0.0, 1_440.0)?;
         let g = &self.groups;
-        non_negative("groups.per_thousand_users".into(), g.per_thousand_users)?;
-        range("groups.members".into(), g.members)?;
-        non_negative("groups.activity_per_day".into(), g.activity_per_day)?;
-        non_negative("groups.cooldown_hours".into(), g.cooldown_hours)?;
-        positive("groups.post_interval_hours".into(), g.post_interval_hours)?;
+        within("groups.per_thousand_users".into(), g.per_thousand_users, 0.0, 100.0)?;
+        range("groups.members".into(), g.members, 1, 10_000)?;
+        within("groups.activity_per_day".into(), g.activity_per_day, 0.0, 10_000.0)?;
+        count("groups.posts_per_minute".into(), g.posts_per_minute, 1, 1_000)?;
+        count("groups.daily_limit".into(), g.daily_limit, 0, 24)?;
+        within("groups.cooldown_hours".into(), g.cooldown_hours, 0.0, 720.0)?;
+        within("groups.post_interval_hours".into(), g.post_interval_hours, 1.0, 720.0)?;
         Ok(())
     }
 
@@ -405,11 +434,195 @@ mod tests {
         assert!(err.contains("peek_hour"), "{err}");
     }
 
-    /// A probability out of range names the field path.
+    /// A probability out of range names the line, the field path and the value as written.
     #[test]
     fn out_of_range_probability_names_the_field() {
         let text = DEFAULT_SCENARIO.replacen("mean = 0.45", "mean = 1.5", 1);
+        let line = text.lines().position(|l| l.contains("mean = 1.5")).unwrap() + 1;
         let err = Scenario::from_toml_str(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("field types.hot_lead.base_response.mean"), "{err}");
+        assert_eq!(
+            err,
+            format!("s.toml:{line}: field types.hot_lead.base_response.mean: 1.5 must be strictly between 0 and 1")
+        );
+    }
+
+    fn with(old: &str, new: &str) -> String {
+        assert!(DEFAULT_SCENARIO.contains(old), "{old}");
+        DEFAULT_SCENARIO.replacen(old, new, 1)
+    }
+
+    fn error_of(text: &str) -> String {
+        Scenario::from_toml_str(text, "s.toml").unwrap_err().to_string()
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    /// The rates that hung or exploded a run (issue 10) are refused with file:line: field
+    /// and the value as written — `1e6`, not a long expansion.
+    #[test]
+    fn hanging_and_exploding_rates_are_refused() {
+        let text = with("posts_per_minute = 20", "posts_per_minute = 0");
+        let line = line_of(&text, "posts_per_minute = 0");
+        assert_eq!(error_of(&text), format!("s.toml:{line}: field groups.posts_per_minute: 0 must be 1–1000"));
+        let text = with("per_thousand_users = 5.0", "per_thousand_users = 1e6");
+        let line = line_of(&text, "1e6");
+        assert_eq!(error_of(&text), format!("s.toml:{line}: field groups.per_thousand_users: 1e6 must be in [0, 100]"));
+        let text = with("post_interval_hours = 12.0", "post_interval_hours = 1e-9");
+        assert!(error_of(&text).contains("field groups.post_interval_hours: 1e-9 must be in [1, 720]"));
+        let text = with("activity_per_day = 1.2", "activity_per_day = 1e300");
+        assert!(error_of(&text).contains("field types.hot_lead.activity_per_day: 1e300 must be in [0, 100]"));
+        let text = with("members = [5, 40]", "members = [5, 4000000]");
+        assert!(error_of(&text).contains("field groups.members: [5, 4000000] must lie within [1, 10000]"));
+        let text = with("prior_messages = [5, 10]", "prior_messages = [10, 5]");
+        assert!(error_of(&text).contains("field types.hot_lead.prior_messages: [10, 5] has its min above its max"));
+        let text = with("{ offset = 0, weight = 0.04 }", "{ offset = 0, weight = nan }");
+        assert!(error_of(&text).contains("field population.timezones[6].weight: nan must be in [0, 1000000]"));
+        let text = with("hot_lead = 0.06", "hot_lead = -0.06");
+        assert!(error_of(&text).contains("field population.mix.hot_lead: -0.06 must be in"));
+    }
+
+    /// Type errors name the field and the value as written; duplicate and unknown tables are
+    /// named as tables; a long name is refused without being repeated in full.
+    #[test]
+    fn structure_errors_name_what_is_written() {
+        let text = with("daily_limit = 2 ", "daily_limit = 1e300 ");
+        let line = line_of(&text, "1e300");
+        assert_eq!(
+            error_of(&text),
+            format!("s.toml:{line}: field groups.daily_limit: 1e300 is not a whole number 0–4294967295")
+        );
+        let text = format!("{DEFAULT_SCENARIO}\n[behaviour]\nhour_floor = 0.1\n");
+        let line = text.lines().enumerate().filter(|(_, l)| *l == "[behaviour]").last().unwrap().0 + 1;
+        assert_eq!(error_of(&text), format!("s.toml:{line}: duplicate table [behaviour]"));
+        let text = format!("{DEFAULT_SCENARIO}\n[vip]\nx = 1\n");
+        let err = error_of(&text);
+        assert!(err.contains("unknown table [vip]") && err.contains("`groups`"), "{err}");
+        let text = format!("{DEFAULT_SCENARIO}\n[types.vip]\nx = 1\n");
+        assert!(error_of(&text).contains("unknown table [types.vip]"));
+        let long = "n".repeat(100_000);
+        let text = with("name = \"default\"", &format!("name = \"{long}\""));
+        let err = error_of(&text);
+        assert!(err.starts_with("s.toml:4: field name: \"nnnn") && err.contains("must be 1–64 characters"), "{err}");
+        assert!(err.len() < 200, "{err}");
+        let text = with("peak_hour = 19", "peak_hour = \"seven\"");
+        assert!(error_of(&text).contains("field types.hot_lead.peak_hour: \"seven\" is not a number"));
+    }
+
+    /// Every field at the low or the high edge of its range.
+    fn at_edge(high: bool) -> Scenario {
+        let mut s = Scenario::default_scenario();
+        let pick = |lo: f64, hi: f64| if high { hi } else { lo };
+        let span = |lo: u32, hi: u32| if high { [hi, hi] } else { [lo, lo] };
+        s.name = if high { "x".repeat(MAX_NAME_CHARS) } else { "x".into() };
+        s.population.timezones = (0..if high { MAX_TIMEZONES } else { 1 })
+            .map(|i| TimezoneWeight { offset: if high { 840 } else { -720 } - i as i32, weight: pick(1e-9, 1e6) })
+            .collect();
+        for t in UserType::ALL {
+            let mix = match t {
+                UserType::HotLead => &mut s.population.mix.hot_lead,
+                UserType::WarmLead => &mut s.population.mix.warm_lead,
+                UserType::ColdLead => &mut s.population.mix.cold_lead,
+                UserType::Engaged => &mut s.population.mix.engaged,
+                UserType::BotLover => &mut s.population.mix.bot_lover,
+                UserType::NightOwl => &mut s.population.mix.night_owl,
+                UserType::NewUser => &mut s.population.mix.new_user,
+                UserType::PremiumPotential => &mut s.population.mix.premium_potential,
+            };
+            *mix = pick(if t == UserType::HotLead { 1e-9 } else { 0.0 }, 1e6);
+        }
+        let beta = BetaParam { mean: pick(1e-9, 1.0 - 1e-9), concentration: pick(1e-9, 10_000.0) };
+        let content = pick(0.0, 1.0);
+        let params = TypeParams {
+            base_response: beta,
+            activity_per_day: pick(0.0, 100.0),
+            peak_hour: pick(0.0, 23.999),
+            hour_spread: pick(0.1, 24.0),
+            bots: span(1, 1_000),
+            purchase_propensity: beta,
+            prior_purchases: span(0, 1_000),
+            prior_messages: span(0, 1_000),
+            joined_days_ago: span(0, 3_650),
+            content: ContentAffinity {
+                offer: content,
+                reminder: content,
+                educational: content,
+                news: content,
+                premium: content,
+                community: content,
+            },
+            fatigue_sensitivity: pick(0.0, 10.0),
+            opt_out_base: pick(0.0, 1.0),
+        };
+        s.types = TypeTable {
+            hot_lead: params.clone(),
+            warm_lead: params.clone(),
+            cold_lead: params.clone(),
+            engaged: params.clone(),
+            bot_lover: params.clone(),
+            night_owl: params.clone(),
+            new_user: params.clone(),
+            premium_potential: params,
+        };
+        let tiny = 1e-9;
+        s.behaviour = BehaviourParams {
+            fatigue_tau_hours: pick(tiny, 8_760.0),
+            hour_floor: pick(0.0, 1.0),
+            content_floor: pick(0.0, 1.0),
+            group_response_factor: pick(0.0, 1.0),
+            group_opt_out_factor: pick(0.0, 1.0),
+            opt_out_fatigue_gain: pick(0.0, 10.0),
+            opt_out_tolerance: pick(0.0, 1_000.0),
+            response_delay_median_minutes: pick(tiny, 2_880.0),
+            response_delay_sigma: pick(0.0, 5.0),
+            conversion_delay_mean_minutes: pick(tiny, 43_200.0),
+            opt_out_delay_max_minutes: pick(tiny, 1_440.0),
+        };
+        s.groups = GroupParams {
+            per_thousand_users: pick(0.0, 100.0),
+            members: span(1, 10_000),
+            activity_per_day: pick(0.0, 10_000.0),
+            posts_per_minute: if high { 1_000 } else { 1 },
+            daily_limit: if high { 24 } else { 0 },
+            cooldown_hours: pick(0.0, 720.0),
+            post_interval_hours: pick(1.0, 720.0),
+        };
+        s
+    }
+
+    /// A scenario at the low or the high edge of every range is accepted (read back from
+    /// its TOML) and a small population lives through two simulated days of messages and
+    /// activity with a bounded number of events: no range lets a run hang or explode.
+    #[test]
+    fn every_range_edge_runs_a_tiny_simulation() {
+        use crate::behaviour::{BehaviourModel, Exposure, UserMemory};
+        use crate::rng::{Purpose, stream};
+        for high in [false, true] {
+            let edge = at_edge(high);
+            let text = toml::to_string(&edge).unwrap();
+            let scenario = Scenario::from_toml_str(&text, "edge.toml").unwrap_or_else(|e| panic!("high={high}: {e}"));
+            let population = crate::generate(&scenario, 200, 7, 1_700_000_000);
+            assert_eq!(population.groups.len(), if high { 20 } else { 0 });
+            let model = BehaviourModel::new(&scenario);
+            let mut events = 0usize;
+            for user in &population.users {
+                let mut rng = stream(7, user.id, Purpose::Behaviour);
+                let mut memory = UserMemory::default();
+                for i in 0..20 {
+                    let at = 1_700_000_000 + i * 3_600;
+                    let e = Exposure { at, content: ContentKind::Offer, via_group: i % 2 == 0 };
+                    let _ = model.react(user, &mut memory, &mut rng, e);
+                }
+                let mut rng = stream(7, user.id, Purpose::Activity);
+                let mut at = 1_700_000_000;
+                while let Some(next) = model.next_activity(user, &mut rng, at, 2 * 86_400 - (at - 1_700_000_000)) {
+                    assert!(next > at);
+                    at = next;
+                    events += 1;
+                }
+            }
+            assert!(events <= 200 * 100 * 4, "high={high}: {events} sessions");
+        }
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{SettingsFileError, parse_settings_toml, read_settings_file};
+use crate::config::{
+    FieldError, MAX_COOLDOWN_HOURS, MAX_DAILY_LIMIT, SettingsFileError, parse_settings_toml, read_settings_file,
+};
 
 /// The settings shipped with gavat.
 pub const DEFAULT_SETTINGS: &str = include_str!("../../config/learner.toml");
@@ -121,18 +123,28 @@ impl LearnerSettings {
         read_settings_file(path, LearnerSettings::from_toml_str)
     }
 
-    /// Parses and validates; `origin` names the file in errors.
+    /// Parses and validates; `origin` names the file in errors, with the line and the value
+    /// as written.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<LearnerSettings, LearnerSettingsError> {
         let s: LearnerSettings = parse_settings_toml(text, origin)?;
-        let invalid = |field: &str, message: String| Err(SettingsFileError::invalid(origin, field, message));
+        s.check().map_err(|e| SettingsFileError::invalid(origin, text, e))?;
+        Ok(s)
+    }
+
+    /// The checks of [`LearnerSettings::from_toml_str`].
+    fn check(&self) -> Result<(), FieldError> {
+        fn fail(field: &str, message: impl Into<String>) -> Result<(), FieldError> {
+            Err(FieldError::new(field, message))
+        }
+        let s = self;
         if !(1..=MAX_HOURS).contains(&s.interval_hours) {
-            return invalid("interval_hours", format!("{} must be 1–{MAX_HOURS} hours", s.interval_hours));
+            return fail("interval_hours", format!("must be 1–{MAX_HOURS} hours"));
         }
         if !(0..=MAX_HOURS).contains(&s.observe_hours) {
-            return invalid("observe_hours", format!("{} must be 0–{MAX_HOURS} hours", s.observe_hours));
+            return fail("observe_hours", format!("must be 0–{MAX_HOURS} hours"));
         }
         if !(1..=24).contains(&s.send_hours.window) {
-            return invalid("send_hours.window", format!("{} must be 1–24 hours", s.send_hours.window));
+            return fail("send_hours.window", "must be 1–24 hours");
         }
         for (field, v) in [
             ("caps.loosen_min_response", s.caps.loosen_min_response),
@@ -140,65 +152,77 @@ impl LearnerSettings {
             ("guardrails.max_opt_out_increase", s.guardrails.max_opt_out_increase),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return invalid(field, format!("{v} is not a share in [0, 1]"));
+                return fail(field, "is not a share in [0, 1]");
             }
         }
         if !(s.guardrails.alpha > 0.0 && s.guardrails.alpha < 0.5) {
-            return invalid("guardrails.alpha", format!("{} must be in (0, 0.5)", s.guardrails.alpha));
+            return fail("guardrails.alpha", "must be in (0, 0.5)");
         }
         let h = &s.hard_limits;
-        if h.max_daily_limit == 0 {
-            return invalid("hard_limits.max_daily_limit", "must be at least 1".into());
+        if !(1..=MAX_DAILY_LIMIT).contains(&h.max_daily_limit) {
+            return fail(
+                "hard_limits.max_daily_limit",
+                format!("must be 1–{MAX_DAILY_LIMIT} (a strategy's own maximum)"),
+            );
+        }
+        if !(h.max_cooldown_hours > 0.0 && h.max_cooldown_hours <= MAX_COOLDOWN_HOURS) {
+            return fail(
+                "hard_limits.max_cooldown_hours",
+                format!("must be more than 0 and at most {MAX_COOLDOWN_HOURS} hours"),
+            );
         }
         if !(h.min_cooldown_hours >= 0.0 && h.min_cooldown_hours <= h.max_cooldown_hours) {
-            return invalid(
+            return fail(
                 "hard_limits.min_cooldown_hours",
-                format!("{} must be between 0 and max_cooldown_hours", h.min_cooldown_hours),
+                format!("must be from 0 to hard_limits.max_cooldown_hours = {}", h.max_cooldown_hours),
             );
         }
         if !(s.caps.cooldown_step_hours > 0.0 && s.caps.cooldown_step_hours <= h.max_cooldown_hours) {
-            return invalid(
+            return fail(
                 "caps.cooldown_step_hours",
-                format!("{} must be positive and at most hard_limits.max_cooldown_hours", s.caps.cooldown_step_hours),
+                format!("must be more than 0 and at most hard_limits.max_cooldown_hours = {}", h.max_cooldown_hours),
             );
         }
-        if s.send_hours.min_sends == 0 {
-            return invalid("send_hours.min_sends", "must be at least 1".into());
+        if !(1..=MAX_SENDS).contains(&s.send_hours.min_sends) {
+            return fail("send_hours.min_sends", format!("must be 1–{MAX_SENDS} sends"));
         }
-        if s.caps.min_sends < MIN_CAP_WINDOW {
-            return invalid(
+        if !(MIN_CAP_WINDOW..=MAX_SENDS).contains(&s.caps.min_sends) {
+            return fail(
                 "caps.min_sends",
-                format!("{} is too few to judge a cap move on (at least {MIN_CAP_WINDOW})", s.caps.min_sends),
+                format!("must be {MIN_CAP_WINDOW}–{MAX_SENDS} sends (fewer are too few to judge a cap move on)"),
             );
         }
         let p = &s.proof;
         if !(20..=100_000).contains(&p.users) {
-            return invalid("proof.users", format!("{} must be 20–100000", p.users));
+            return fail("proof.users", "must be 20–100000 users");
         }
         if !(1..=90).contains(&p.days) {
-            return invalid("proof.days", format!("{} must be 1–90", p.days));
+            return fail("proof.days", "must be 1–90 days");
         }
         if !(0.0..=10.0).contains(&p.fatigue_sensitivity) {
-            return invalid("proof.fatigue_sensitivity", format!("{} must be in [0, 10]", p.fatigue_sensitivity));
+            return fail("proof.fatigue_sensitivity", "must be in [0, 10]");
         }
-        if !(2..=1_000).contains(&p.worlds) || p.worlds > p.users / 10 {
-            return invalid(
-                "proof.worlds",
-                format!("{} must be 2–1000 and leave at least 10 users per world", p.worlds),
-            );
+        if !(2..=1_000).contains(&p.worlds) {
+            return fail("proof.worlds", "must be 2–1000 worlds");
+        }
+        if p.worlds > p.users / 10 {
+            return fail("proof.worlds", format!("leaves fewer than 10 of proof.users = {} users per world", p.users));
         }
         if !(0.0..=1.0).contains(&p.min_gain) {
-            return invalid("proof.min_gain", format!("{} is not a share in [0, 1]", p.min_gain));
+            return fail("proof.min_gain", "is not a share in [0, 1]");
         }
         if !(0.0..=1.0).contains(&p.hour_floor) {
-            return invalid("proof.hour_floor", format!("{} is not a share in [0, 1]", p.hour_floor));
+            return fail("proof.hour_floor", "is not a share in [0, 1]");
         }
         if !(0.0..=3.0).contains(&p.heterogeneity) {
-            return invalid("proof.heterogeneity", format!("{} must be in [0, 3]", p.heterogeneity));
+            return fail("proof.heterogeneity", "must be in [0, 3]");
         }
-        Ok(s)
+        Ok(())
     }
 }
+
+/// Most sends a threshold may ask for before the learner moves anything.
+const MAX_SENDS: u64 = 10_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -223,5 +247,44 @@ mod tests {
         let bad = DEFAULT_SETTINGS.replace("alpha = 0.05", "alpha = \"low\"");
         let e = LearnerSettings::from_toml_str(&bad, "l.toml").unwrap_err().to_string();
         assert!(e.starts_with("l.toml:"), "{e}");
+    }
+
+    /// Errors name the line, the field and the value as written; combinations name both
+    /// fields; tables are named as tables (issue 10).
+    #[test]
+    fn errors_name_line_field_and_value() {
+        let error = |old: &str, new: &str| {
+            assert!(DEFAULT_SETTINGS.contains(old), "{old}");
+            let text = DEFAULT_SETTINGS.replacen(old, new, 1);
+            let line = text.lines().position(|l| l.contains(new.trim())).unwrap() + 1;
+            (line, LearnerSettings::from_toml_str(&text, "l.toml").unwrap_err().to_string())
+        };
+        let (line, e) = error("alpha = 0.05", "alpha = \"low\"");
+        assert_eq!(e, format!("l.toml:{line}: field guardrails.alpha: \"low\" is not a number"));
+        let (line, e) = error("interval_hours = 6 ", "interval_hours = 1e300 ");
+        assert_eq!(e, format!("l.toml:{line}: field interval_hours: 1e300 is not a whole number"));
+        let (line, e) = error("min_cooldown_hours = 4.0", "min_cooldown_hours = 100.0");
+        assert_eq!(
+            e,
+            format!(
+                "l.toml:{line}: field hard_limits.min_cooldown_hours: 100.0 must be from 0 to \
+                 hard_limits.max_cooldown_hours = 72"
+            )
+        );
+        let (_, e) = error("worlds = 20 ", "worlds = 200 ");
+        assert!(
+            e.contains("field proof.worlds: 200 leaves fewer than 10 of proof.users = 1000 users per world"),
+            "{e}"
+        );
+        let (_, e) = error("max_daily_limit = 3", "max_daily_limit = 1000");
+        assert!(e.contains("field hard_limits.max_daily_limit: 1000 must be 1–24"), "{e}");
+        let (_, e) = error("max_cooldown_hours = 72.0", "max_cooldown_hours = 1e300");
+        assert!(e.contains("field hard_limits.max_cooldown_hours: 1e300 must be"), "{e}");
+        let text = format!("{DEFAULT_SETTINGS}\n[caps]\nmin_sends = 300\n");
+        let e = LearnerSettings::from_toml_str(&text, "l.toml").unwrap_err().to_string();
+        assert!(e.ends_with(": duplicate table [caps]"), "{e}");
+        let text = format!("{DEFAULT_SETTINGS}\n[turbo]\nx = 1\n");
+        let e = LearnerSettings::from_toml_str(&text, "l.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown table [turbo]; expected one of") && e.contains("`proof`"), "{e}");
     }
 }

@@ -126,8 +126,8 @@ pub struct CompareArgs {
     #[arg(long)]
     pub metric: Option<String>,
     /// Significance level (default: the experiment's, else 0.05).
-    #[arg(long)]
-    pub alpha: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<NumberFlag>,
     /// The control arm (default: the experiment's first arm, else an arm named `control`,
     /// else the first arm in the file).
     #[arg(long)]
@@ -422,10 +422,12 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         })?,
         None => design.as_ref().map_or(Metric::ResponseRate, |d| d.primary_metric),
     };
-    let alpha = args.alpha.or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
-    if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(CliError::usage(anyhow::anyhow!("--alpha {alpha}: must be strictly between 0 and 1")));
+    if let Some(flag) = &args.alpha
+        && !(flag.value > 0.0 && flag.value < 1.0)
+    {
+        return Err(CliError::usage(anyhow::anyhow!("--alpha {}: must be strictly between 0 and 1", flag.text)));
     }
+    let alpha = args.alpha.as_ref().map(|f| f.value).or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
     let display = args.results.display().to_string();
     let file = File::open(&args.results).with_context(|| format!("{display}: cannot open")).map_err(CliError::usage)?;
     let mut plot = match &args.plot {

@@ -80,6 +80,8 @@ fn impossible_results_rows_are_refused() {
         ("1,a,2,1,0,0,1\n2,b,2,1,0,0,9\n", "r.csv:3: column engagement: `9` is not responses"),
         ("", "r.csv:1: empty file"),
     ];
+    std::fs::write(&csv, format!("{HEADER}\n1,a,2,1,0,0,1\n2,b,2,0,0,0,0\n")).unwrap();
+    assert_usage(&gavat(&["experiment", "compare", s(&csv), "--alpha", "1e300"]), "--alpha 1e300: must be strictly");
     for (body, expected) in cases {
         let text = if body.is_empty() { String::new() } else { format!("{HEADER}\n{body}") };
         std::fs::write(&csv, text).unwrap();

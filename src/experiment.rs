@@ -17,7 +17,7 @@ use crate::learner::{Action, LearnerSettings};
 use crate::simulation::{ArmAssignment, ArmSetup, SimulationError, SimulationPlan, run_engine};
 
 /// The name of the holdout arm in results.
-pub const HOLDOUT: &str = "holdout";
+pub use gavat_experiments::design::HOLDOUT;
 
 /// A validated experiment run.
 #[derive(Debug, Clone)]
@@ -111,19 +111,48 @@ pub struct ConcreteArms {
     pub weights: Vec<f64>,
 }
 
-/// Applies every arm's overrides to `base`; errors name the arm's field in `origin`.
+/// Applies every arm's overrides to `base`; errors name `origin`, the line, the arm's field
+/// and the value as written.
 pub fn arm_setup(design: &Experiment, base: &StrategyBook, origin: &str) -> Result<ConcreteArms, ConfigError> {
     let mut names = Vec::new();
     let mut books = Vec::new();
     for (i, arm) in design.arms.iter().enumerate() {
         names.push(Arc::from(arm.name.as_str()));
-        books.push(Arc::new(base.with_overrides(&arm.overrides, origin, &format!("arms[{i}].overrides"))?));
+        let book = base
+            .with_overrides(&arm.overrides, origin, &format!("arms[{i}].overrides"))
+            .map_err(|e| locate_override_error(e, design, i))?;
+        books.push(Arc::new(book));
     }
     if design.holdout.is_some() {
         names.push(Arc::from(HOLDOUT));
         books.push(Arc::new(base.silenced()));
     }
     Ok(ConcreteArms { names, books, weights: design.assignment_weights() })
+}
+
+/// Puts the line of the offending override into an override error (`e.toml:18: field
+/// arms[1].overrides.HOT_LEAD.cooldown_hours: …`) and quotes its value as written: the
+/// strategy check prints the parsed value, which for `1e300` is a 301-digit number.
+fn locate_override_error(error: ConfigError, design: &Experiment, arm: usize) -> ConfigError {
+    let ConfigError::Override { path, field, mut message } = error else { return error };
+    // The field itself, or for an error about a whole segment its first field.
+    let exact = design.written.get(&field);
+    let under = format!("{field}.");
+    let written = exact.or_else(|| design.written.iter().find(|(k, _)| k.starts_with(&under)).map(|(_, w)| w));
+    let Some(written) = written else { return ConfigError::Override { path, field, message } };
+    if exact.is_some() {
+        let mut parts = field.rsplitn(3, '.');
+        let (name, segment) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let parsed = match design.arms[arm].overrides.get(segment).and_then(|f| f.get(name)) {
+            Some(toml::Value::Float(f)) => f.to_string(),
+            Some(toml::Value::Integer(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        if !parsed.is_empty() {
+            message = message.replacen(&parsed, &written.text, 1);
+        }
+    }
+    ConfigError::Override { path: format!("{path}:{}", written.line), field, message }
 }
 
 fn rows_of(results: &[UserResult], names: &[Arc<str>]) -> Vec<UserRow> {
@@ -249,4 +278,28 @@ pub fn run(
         learning: learning_summary,
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COOLDOWN: &str = include_str!("../experiments/cooldown.toml");
+
+    fn setup_error(text: &str) -> String {
+        let design = Experiment::from_toml_str(text, "x.toml").expect("the design parses");
+        arm_setup(&design, &StrategyBook::defaults(), "x.toml").unwrap_err().to_string()
+    }
+
+    /// An arm's bad override names the file, line and field, and quotes the value as written
+    /// (not `1e300` as a 301-digit number).
+    #[test]
+    fn override_errors_name_the_line_and_the_value_as_written() {
+        let err = setup_error(&COOLDOWN.replace("cooldown_hours = 8", "cooldown_hours = 1e300"));
+        assert!(err.starts_with("x.toml:18: field arms[1].overrides.HOT_LEAD.cooldown_hours: 1e300 "), "{err}");
+        let err = setup_error(&COOLDOWN.replace("cooldown_hours = 24", "colour = 24"));
+        assert_eq!(err, "x.toml:20: field arms[1].overrides.WARM_LEAD.colour: not a strategy field");
+        let err = setup_error(&COOLDOWN.replace("[arms.overrides.WARM_LEAD]", "[arms.overrides.LUKEWARM]"));
+        assert!(err.starts_with("x.toml:20: field arms[1].overrides.LUKEWARM: "), "{err}");
+    }
 }

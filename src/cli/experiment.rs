@@ -1,16 +1,22 @@
 //! `gavat experiment`: plan (users needed), run (simulate the arms and compare them) and
 //! compare (a per-user results file, streamed).
+//!
+//! Every file either command writes (`--out`, `--plot`) is checked before any work — not a
+//! directory, in an existing directory we may write in, not one of the inputs, not another
+//! output — and written whole or not at all: into a temporary file beside the target,
+//! synced, then renamed over it, only once everything succeeded ([`Output`]).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use gavat_experiments::compare::{Accumulator, Report, compare};
+use gavat_experiments::compare::{Accumulator, compare};
 use gavat_experiments::design::{Experiment, Metric};
-use gavat_experiments::results::{HEADER, read_rows};
-use gavat_experiments::stats::{Effect, sample_size_per_arm};
+use gavat_experiments::results::{ResultsWriter, read_rows};
+use gavat_experiments::stats::{Effect, StatsError, sample_size_per_arm};
 
 use crate::clock::Stopwatch;
 use crate::experiment::{self, ExperimentPlan};
@@ -33,24 +39,44 @@ pub enum ExperimentCommand {
     Compare(CompareArgs),
 }
 
+/// A number flag together with its text as written, so that errors quote `1e300` as
+/// `1e300` rather than as the 301-digit number it parses to.
+#[derive(Debug, Clone)]
+pub struct NumberFlag {
+    /// The value.
+    pub value: f64,
+    /// As written on the command line.
+    pub text: String,
+}
+
+impl FromStr for NumberFlag {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NumberFlag, String> {
+        let value = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
+        Ok(NumberFlag { value, text: text.to_string() })
+    }
+}
+
 /// Flags of `gavat experiment plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The control's rate, e.g. 0.05.
-    #[arg(long)]
-    pub baseline: f64,
-    /// Minimum detectable effect: relative (0.10 = 5% → 5.5%) unless --absolute.
-    #[arg(long)]
-    pub mde: f64,
+    /// The control's rate, strictly between 0 and 1, e.g. 0.05.
+    #[arg(long, allow_negative_numbers = true)]
+    pub baseline: NumberFlag,
+    /// Minimum detectable effect: relative (0.10 = 5% → 5.5%) unless --absolute; negative
+    /// for a fall.
+    #[arg(long, allow_negative_numbers = true)]
+    pub mde: NumberFlag,
     /// Read --mde as an absolute difference (0.005 = 5% → 5.5%).
     #[arg(long)]
     pub absolute: bool,
-    /// Two-sided significance level.
-    #[arg(long, default_value_t = 0.05)]
-    pub alpha: f64,
-    /// Power at the minimum detectable effect.
-    #[arg(long, default_value_t = 0.8)]
-    pub power: f64,
+    /// Two-sided significance level, strictly between 0 and 1.
+    #[arg(long, default_value = "0.05", allow_negative_numbers = true)]
+    pub alpha: NumberFlag,
+    /// Power at the minimum detectable effect, strictly between 0 and 1.
+    #[arg(long, default_value = "0.8", allow_negative_numbers = true)]
+    pub power: NumberFlag,
     /// Arms, control included (for the total).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=100))]
     pub arms: u64,
@@ -71,7 +97,8 @@ pub struct RunArgs {
     /// numbers) and report both designs' intervals.
     #[arg(long)]
     pub paired: bool,
-    /// Where to write the per-user results (CSV).
+    /// Where to write the per-user results (CSV). A relative path is taken from the current
+    /// directory; the run prints the full path it wrote. Written only if the run succeeds.
     #[arg(long, value_name = "FILE", default_value = "experiment-results.csv")]
     pub out: PathBuf,
     /// Write an SVG chart of the arms' estimates and intervals.
@@ -99,8 +126,8 @@ pub struct CompareArgs {
     #[arg(long)]
     pub metric: Option<String>,
     /// Significance level (default: the experiment's, else 0.05).
-    #[arg(long)]
-    pub alpha: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<NumberFlag>,
     /// The control arm (default: the experiment's first arm, else an arm named `control`,
     /// else the first arm in the file).
     #[arg(long)]
@@ -123,17 +150,32 @@ pub fn run(command: ExperimentCommand) -> Result<(), CliError> {
 }
 
 fn plan(args: PlanArgs) -> Result<(), CliError> {
-    let effect = if args.absolute { Effect::Absolute(args.mde) } else { Effect::Relative(args.mde) };
-    let n = sample_size_per_arm(args.baseline, effect, args.alpha, args.power).map_err(CliError::usage)?;
+    let (baseline, mde, alpha, power) = (args.baseline.value, args.mde.value, args.alpha.value, args.power.value);
+    let effect = if args.absolute { Effect::Absolute(mde) } else { Effect::Relative(mde) };
+    let n = sample_size_per_arm(baseline, effect, alpha, power).map_err(|e| {
+        CliError::usage(match e {
+            StatsError::Domain { name, why, .. } => {
+                let flag = [&args.baseline, &args.mde, &args.alpha, &args.power]
+                    .into_iter()
+                    .zip(["baseline", "mde", "alpha", "power"])
+                    .find(|(_, n)| *n == name);
+                match flag {
+                    Some((f, _)) => anyhow::anyhow!("--{name} {}: {why}", f.text),
+                    None => anyhow::anyhow!("{name}: {why}"),
+                }
+            }
+            other => anyhow::anyhow!("--baseline {} --mde {}: {other}", args.baseline.text, args.mde.text),
+        })
+    })?;
     let target = match effect {
-        Effect::Relative(r) => args.baseline * (1.0 + r),
-        Effect::Absolute(d) => args.baseline + d,
+        Effect::Relative(r) => baseline * (1.0 + r),
+        Effect::Absolute(d) => baseline + d,
     };
     if args.json {
         let json = serde_json::json!({
-            "baseline": args.baseline, "target": target, "mde": args.mde,
+            "baseline": baseline, "target": target, "mde": mde,
             "mde_kind": if args.absolute { "absolute" } else { "relative" },
-            "alpha": args.alpha, "power": args.power, "users_per_arm": n,
+            "alpha": alpha, "power": power, "users_per_arm": n,
             "arms": args.arms, "users_total": n * args.arms,
         });
         println!("{json:#}");
@@ -142,21 +184,122 @@ fn plan(args: PlanArgs) -> Result<(), CliError> {
             "{n} users per arm ({} in all for {} arms) to detect {:.4} → {:.4} ({} effect {}), two-sided alpha {}, power {}",
             n * args.arms,
             args.arms,
-            args.baseline,
+            baseline,
             target,
             if args.absolute { "absolute" } else { "relative" },
-            args.mde,
-            args.alpha,
-            args.power
+            args.mde.text,
+            args.alpha.text,
+            args.power.text
         );
     }
     Ok(())
 }
 
-fn write_plot(path: &PathBuf, report: &Report) -> Result<(), CliError> {
-    std::fs::write(path, report.to_svg())
-        .with_context(|| format!("{}: cannot write the chart", path.display()))
-        .map_err(CliError::failure)
+/// An output file, checked before any work and then written whole or not at all: into a
+/// temporary file beside the target, synced to disk, and renamed over the target only by
+/// [`Output::finish`]. Dropped before that, it removes its temporary file and leaves the
+/// target as it was.
+#[derive(Debug)]
+struct Output {
+    /// The flag that named it, for errors (`--out`).
+    flag: &'static str,
+    /// As given.
+    path: PathBuf,
+    /// Absolute, with links resolved: what gets replaced, and what is compared with the
+    /// inputs and other outputs.
+    target: PathBuf,
+    /// The temporary file beside `target` (`None` once renamed).
+    temp: Option<PathBuf>,
+    file: Option<File>,
+}
+
+impl Output {
+    /// Checks that `path` can be written — a file name, in an existing directory we may write
+    /// in, not an existing directory or device, not one of `inputs` (what, path) nor one of
+    /// `others` — and opens its temporary file. Every refusal is bad input (exit 2).
+    fn prepare(
+        flag: &'static str,
+        path: &Path,
+        inputs: &[(&str, &Path)],
+        others: &[&Output],
+    ) -> Result<Output, CliError> {
+        let refuse = |why: String| CliError::usage(anyhow::anyhow!("{flag} {}: {why}", path.display()));
+        if path.is_dir() || path.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) {
+            return Err(refuse("is a directory; give a file name".into()));
+        }
+        let Some(name) = path.file_name() else { return Err(refuse("is not a file name".into())) };
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(refuse(format!("directory {} does not exist", parent.display())));
+        }
+        let target = match path.canonicalize() {
+            Ok(existing) if existing.is_file() => existing,
+            Ok(_) => return Err(refuse("exists and is not a regular file".into())),
+            Err(_) => {
+                parent.canonicalize().map_err(|e| refuse(format!("directory {}: {e}", parent.display())))?.join(name)
+            }
+        };
+        for (what, input) in inputs {
+            if input.canonicalize().is_ok_and(|i| i == target) {
+                return Err(refuse(format!("is the {what} {}: it would be overwritten", input.display())));
+            }
+        }
+        if let Some(other) = others.iter().find(|o| o.target == target) {
+            return Err(refuse(format!("is the same file as {} {}", other.flag, other.path.display())));
+        }
+        let dir = target.parent().unwrap_or(Path::new("/"));
+        for attempt in 0..100 {
+            let temp = dir.join(format!(
+                ".{}.{}-{attempt}.tmp",
+                target.file_name().unwrap_or(name).to_string_lossy(),
+                std::process::id()
+            ));
+            match OpenOptions::new().write(true).create_new(true).open(&temp) {
+                Ok(file) => {
+                    return Ok(Output { flag, path: path.to_path_buf(), target, temp: Some(temp), file: Some(file) });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(refuse(format!("cannot write in directory {}: {e}", dir.display()))),
+            }
+        }
+        Err(refuse(format!("100 temporary files named after it already exist in {}", dir.display())))
+    }
+
+    /// Writes the whole content into the temporary file and syncs it (a failure here is a
+    /// failure while running: exit 1).
+    fn write(&mut self, content: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), CliError> {
+        let Some(file) = self.file.take() else { return Ok(()) };
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        let written: std::io::Result<()> = (|| {
+            content(&mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })();
+        written
+            .with_context(|| format!("{} {}: cannot write", self.flag, self.path.display()))
+            .map_err(CliError::failure)
+    }
+
+    /// Renames the temporary file over the target; returns the target's absolute path.
+    fn finish(mut self) -> Result<PathBuf, CliError> {
+        let temp = self.temp.take().unwrap_or_default();
+        if let Err(e) = std::fs::rename(&temp, &self.target) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(CliError::failure(anyhow::anyhow!("{} {}: cannot write: {e}", self.flag, self.path.display())));
+        }
+        // Make the rename itself durable; a failure to sync a directory is not worth failing for.
+        if let Some(dir) = self.target.parent().and_then(|d| File::open(d).ok()) {
+            let _ = dir.sync_all();
+        }
+        Ok(std::mem::take(&mut self.target))
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
 }
 
 fn run_experiment(args: RunArgs) -> Result<(), CliError> {
@@ -175,11 +318,27 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     if drawn && !args.json {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", sim.seed, sim.seed);
     }
-    // Check the arms' overrides before anything runs.
+    // Check the arms' overrides and the outputs before anything runs.
     experiment::arm_setup(&design, &sim.book, &origin).map_err(CliError::usage)?;
-    let file = File::create(&args.out)
-        .with_context(|| format!("{}: cannot create the results file", args.out.display()))
-        .map_err(CliError::usage)?;
+    let groups = design.arms.len() + usize::from(design.holdout.is_some());
+    if sim.users < 2 * groups {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--users {}: experiment {} splits users into {groups} groups; comparing them needs at least {} users",
+            sim.users,
+            design.name,
+            2 * groups
+        )));
+    }
+    let mut inputs: Vec<(&str, &Path)> = vec![("experiment file", &args.file)];
+    inputs.extend(args.sim.scenario.as_deref().map(|p| ("scenario file", p)));
+    inputs.extend(args.sim.strategy.as_deref().map(|p| ("strategy file", p)));
+    inputs.extend(args.sim.rules.as_deref().map(|p| ("rules file", p)));
+    inputs.extend(args.learner.as_deref().map(|p| ("learner settings file", p)));
+    let mut out = Output::prepare("--out", &args.out, &inputs, &[])?;
+    let mut plot = match &args.plot {
+        Some(path) => Some(Output::prepare("--plot", path, &inputs, &[&out])?),
+        None => None,
+    };
     let plan = ExperimentPlan { sim, design, origin, paired: args.paired };
     let progress = Progress::new(
         format!("experiment {} on {} users × {} days", plan.design.name, plan.sim.users, plan.sim.days),
@@ -189,17 +348,24 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     let outcome = experiment::run(&plan, progress.callback()).map_err(CliError::failure)?;
     progress.finish();
 
-    let mut out = BufWriter::new(file);
-    let written: std::io::Result<()> = (|| {
-        writeln!(out, "{HEADER}")?;
+    out.write(|w| {
+        let mut csv = ResultsWriter::new(w)?;
         for row in &outcome.rows {
-            row.write_csv(&mut out)?;
+            csv.write(row)?;
         }
-        out.flush()
-    })();
-    written.with_context(|| format!("{}: cannot write the results", args.out.display())).map_err(CliError::failure)?;
-    if let Some(path) = &args.plot {
-        write_plot(path, &outcome.report)?;
+        csv.finish().map(drop)
+    })?;
+    if let Some(plot) = &mut plot {
+        plot.write(|w| w.write_all(outcome.report.to_svg().as_bytes()))?;
+    }
+    // Everything is written and synced: only now do the files replace their targets.
+    let results_path = out.finish()?;
+    let plot_path = plot.map(Output::finish).transpose()?;
+    if args.json {
+        eprintln!("gavat: per-user results written to {}", results_path.display());
+        if let Some(path) = &plot_path {
+            eprintln!("gavat: chart written to {}", path.display());
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome).map_err(CliError::failure)?);
@@ -235,7 +401,10 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
                 );
             }
         }
-        println!("\nper-user results: {}", args.out.display());
+        println!("\nper-user results: {}", results_path.display());
+        if let Some(path) = &plot_path {
+            println!("chart: {}", path.display());
+        }
     }
     Ok(())
 }
@@ -253,20 +422,28 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         })?,
         None => design.as_ref().map_or(Metric::ResponseRate, |d| d.primary_metric),
     };
-    let alpha = args.alpha.or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
-    if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(CliError::usage(anyhow::anyhow!("--alpha {alpha}: must be strictly between 0 and 1")));
+    if let Some(flag) = &args.alpha
+        && !(flag.value > 0.0 && flag.value < 1.0)
+    {
+        return Err(CliError::usage(anyhow::anyhow!("--alpha {}: must be strictly between 0 and 1", flag.text)));
     }
+    let alpha = args.alpha.as_ref().map(|f| f.value).or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
     let display = args.results.display().to_string();
     let file = File::open(&args.results).with_context(|| format!("{display}: cannot open")).map_err(CliError::usage)?;
+    let mut plot = match &args.plot {
+        Some(path) => {
+            let mut inputs: Vec<(&str, &Path)> = vec![("results file", &args.results)];
+            inputs.extend(args.experiment.as_deref().map(|p| ("experiment file", p)));
+            Some(Output::prepare("--plot", path, &inputs, &[])?)
+        }
+        None => None,
+    };
     let mut acc = match &design {
-        Some(d) => Accumulator::with_arms(
-            d.arms.iter().map(|a| a.name.as_str()).chain(d.holdout.as_ref().map(|_| experiment::HOLDOUT)),
-        ),
+        Some(d) => Accumulator::with_arms(d.group_names()),
         None => Accumulator::default(),
     };
     let stopwatch = Stopwatch::start();
-    let rows = read_rows(BufReader::with_capacity(1 << 20, file), &display, |row| {
+    let rows = read_rows(file, &display, |row| {
         acc.add(row);
         Ok(())
     })
@@ -292,8 +469,10 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
     }
     let report = compare(&acc, metric, alpha, weights.as_deref(), design.as_ref()).map_err(CliError::usage)?;
     let secs = stopwatch.elapsed_secs();
-    if let Some(path) = &args.plot {
-        write_plot(path, &report)?;
+    if let Some(mut plot) = plot.take() {
+        plot.write(|w| w.write_all(report.to_svg().as_bytes()))?;
+        let path = plot.finish()?;
+        eprintln!("gavat: chart written to {}", path.display());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(CliError::failure)?);

@@ -11,7 +11,7 @@ mod distributions;
 mod lift;
 mod means;
 mod multiple;
-mod power;
+pub mod power;
 mod proportions;
 #[cfg(test)]
 mod refs;
@@ -22,7 +22,7 @@ pub use chisq::{ChiSquare, chi_square_independence, sample_ratio_mismatch};
 pub use lift::{Lift, relative_lift};
 pub use means::{MeanSummary, WelchTest, mean_interval, welch_t_test};
 pub use multiple::holm;
-pub use power::{Effect, sample_size_per_arm};
+pub use power::{Effect, MAX_USERS_PER_ARM, sample_size_per_arm};
 pub use proportions::{Interval, ZTest, proportion_difference, two_proportion_z_test, wilson};
 pub use sequential::{MsprtResult, msprt_mean_difference};
 
@@ -30,7 +30,7 @@ pub use sequential::{MsprtResult, msprt_mean_difference};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StatsError {
     /// An input is out of its domain (a probability of 1.5, a negative count, n = 0…).
-    #[error("{name} = {value}: {why}")]
+    #[error("{name} = {}: {why}", compact(*.value))]
     Domain {
         /// Which input.
         name: &'static str,
@@ -39,6 +39,26 @@ pub enum StatsError {
         /// What it should be.
         why: &'static str,
     },
+    /// A power analysis whose answer is beyond any population (see
+    /// [`power::MAX_USERS_PER_ARM`]), or beyond what a number can hold.
+    #[error(
+        "the effect is too small to plan for: detecting it would take {} users per arm (the limit is 1e12)",
+        if users.is_finite() { format!("{users:.3e}") } else { "endlessly many".to_string() }
+    )]
+    EffectTooSmall {
+        /// The users per arm the formula gives (may be infinite).
+        users: f64,
+    },
+}
+
+/// `value` for a message: plainly in a readable range, else in scientific notation (never a
+/// 301-digit `1e300`).
+fn compact(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() || (1e-4..1e15).contains(&value.abs()) {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
 }
 
 pub(crate) fn domain(name: &'static str, value: f64, why: &'static str) -> StatsError {

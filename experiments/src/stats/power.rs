@@ -15,6 +15,11 @@ pub enum Effect {
     Absolute(f64),
 }
 
+/// The most users per arm a plan may ask for: a thousand billion, more than a hundred
+/// times the people alive. Beyond it the effect is too small to plan for (and at about
+/// 1.8e19 the count would no longer fit a `u64`).
+pub const MAX_USERS_PER_ARM: f64 = 1e12;
+
 /// Users per arm for a two-sided test at level `alpha` with `power`, for baseline rate `p1`
 /// and the treatment rate the effect implies, by the normal approximation with unpooled
 /// variances (Chow, Shao & Wang 2008, §4.2):
@@ -31,6 +36,10 @@ pub fn sample_size_per_arm(p1: f64, effect: Effect, alpha: f64, power: f64) -> R
         Effect::Relative(r) => p1 * (1.0 + r),
         Effect::Absolute(d) => p1 + d,
     };
+    if p2 == p1 && effect != Effect::Relative(0.0) && effect != Effect::Absolute(0.0) {
+        // An effect so small that the rate does not move in floating point.
+        return Err(StatsError::EffectTooSmall { users: f64::INFINITY });
+    }
     if !(p2 > 0.0 && p2 < 1.0) || p2 == p1 {
         let (name, v) = match effect {
             Effect::Relative(r) => ("mde", r),
@@ -38,8 +47,18 @@ pub fn sample_size_per_arm(p1: f64, effect: Effect, alpha: f64, power: f64) -> R
         };
         return Err(domain(name, v, "must move the rate to a different value inside (0, 1)"));
     }
-    let z = z_quantile(1.0 - alpha / 2.0) + z_quantile(power);
+    let z_alpha = z_quantile(1.0 - alpha / 2.0);
+    if !z_alpha.is_finite() {
+        return Err(domain("alpha", alpha, "is too close to 0 to compute a quantile for"));
+    }
+    let z = z_alpha + z_quantile(power);
+    if !(z.is_finite() && z > 0.0) {
+        return Err(domain("power", power, "must be above alpha / 2"));
+    }
     let n = z * z * (p1 * (1.0 - p1) + p2 * (1.0 - p2)) / (p2 - p1).powi(2);
+    if !(n.is_finite() && n <= MAX_USERS_PER_ARM) {
+        return Err(StatsError::EffectTooSmall { users: n });
+    }
     Ok(n.ceil() as u64)
 }
 
@@ -59,5 +78,35 @@ mod tests {
         assert_eq!(n, N_UNPOOLED_05_06.ceil() as u64);
         assert!(sample_size_per_arm(0.05, Effect::Relative(0.0), 0.05, 0.8).is_err());
         assert!(sample_size_per_arm(1.2, Effect::Relative(0.1), 0.05, 0.8).is_err());
+    }
+
+    /// Effects too small to plan for are an error, never a saturated 18446744073709551615;
+    /// quantiles that do not exist are refused too.
+    #[test]
+    fn impossible_plans_are_errors() {
+        let err = sample_size_per_arm(1e-7, Effect::Relative(1e-7), 0.05, 0.8).unwrap_err();
+        assert!(matches!(err, StatsError::EffectTooSmall { users } if users > 1e20), "{err}");
+        assert!(err.to_string().starts_with("the effect is too small to plan for: detecting it would take "), "{err}");
+        assert!(err.to_string().ends_with("take 1.570e22 users per arm (the limit is 1e12)"), "{err}");
+        let err = sample_size_per_arm(0.5, Effect::Absolute(1e-12), 0.05, 0.8).unwrap_err();
+        assert!(matches!(err, StatsError::EffectTooSmall { .. }), "{err}");
+        let err = sample_size_per_arm(0.5, Effect::Absolute(1e-300), 0.05, 0.8).unwrap_err();
+        assert!(err.to_string().contains("would take endlessly many users per arm"), "{err}");
+        let err = sample_size_per_arm(0.5, Effect::Absolute(1e300), 0.05, 0.8).unwrap_err();
+        assert_eq!(err.to_string(), "mde = 1e300: must move the rate to a different value inside (0, 1)");
+        // Large but plannable: (1.95996 + 0.84162)² · 0.5 / 1e-10 ≈ 3.92444e10.
+        let n = sample_size_per_arm(0.5, Effect::Absolute(1e-5), 0.05, 0.8).unwrap();
+        assert!((39_244_300_000..39_244_500_000).contains(&n), "{n}");
+        let err = sample_size_per_arm(0.05, Effect::Relative(0.1), 1e-300, 0.8).unwrap_err();
+        assert!(matches!(err, StatsError::Domain { name: "alpha", .. }), "{err}");
+        let err = sample_size_per_arm(0.05, Effect::Relative(0.1), 0.05, 1e-9).unwrap_err();
+        assert!(matches!(err, StatsError::Domain { name: "power", .. }), "{err}");
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(sample_size_per_arm(bad, Effect::Relative(0.1), 0.05, 0.8).is_err());
+            assert!(sample_size_per_arm(0.05, Effect::Relative(bad), 0.05, 0.8).is_err());
+            assert!(sample_size_per_arm(0.05, Effect::Absolute(bad), 0.05, 0.8).is_err());
+            assert!(sample_size_per_arm(0.05, Effect::Relative(0.1), bad, 0.8).is_err());
+            assert!(sample_size_per_arm(0.05, Effect::Relative(0.1), 0.05, bad).is_err());
+        }
     }
 }

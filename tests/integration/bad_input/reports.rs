@@ -1,1 +1,144 @@
 //! Bad input: what the reports and management commands say about edge cases.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::common::{gavat, s, temp_dir};
+
+/// The small store every test here reads: 200 users, 3 days, seed 1, with its events file.
+fn small_store(dir: &Path) -> (String, String) {
+    let db = dir.join("crm.db");
+    let events = dir.join("events.jsonl");
+    let out = gavat(&[
+        "simulate",
+        "--users",
+        "200",
+        "--days",
+        "3",
+        "--seed",
+        "1",
+        "--save-state",
+        s(&db),
+        "--events",
+        s(&events),
+        "--log-dir",
+        s(&dir.join("logs")),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (s(&db).to_string(), s(&events).to_string())
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = gavat(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn text(args: &[&str]) -> String {
+    let out = gavat(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `--since` spans that overflow or reach past a century, negative spans, and times after
+/// the store's end are one-line usage errors naming the flag and its value, not a report
+/// with a negative or future header.
+#[test]
+fn since_out_of_range_is_a_usage_error() {
+    let dir = temp_dir();
+    let (db, _) = small_store(dir.path());
+    for since in
+        ["99999999999d", "9223372036854775807h", "36526d", "-5d", "2030-01-01", "2026-01-04T00:00:01Z", "1900-01-01"]
+    {
+        let out = gavat(&["segments", "report", "--since", since, "--store", &db]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--since {since}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "--since {since}: {stderr}");
+        assert!(stderr.contains(&format!("--since {since}")), "{stderr}");
+        assert!(out.stdout.is_empty(), "--since {since} printed a report");
+    }
+    // The bounds themselves are fine: a century back, and the store's end.
+    for since in ["36525d", "0h", "2026-01-04T00:00:00Z", "2026-01-02"] {
+        let report = json(&["segments", "report", "--since", since, "--store", &db, "--json"]);
+        assert!(report["since"].as_i64().unwrap() <= report["until"].as_i64().unwrap(), "{since}");
+    }
+}
+
+/// A segment with no sends in the window says "no sends" (null rates in JSON) instead of
+/// `0.00% [0.00, 0.00]`, and the report ends with a total row equal to the sum of the
+/// segments.
+#[test]
+fn segments_report_says_no_sends_and_has_a_total() {
+    let dir = temp_dir();
+    let (db, _) = small_store(dir.path());
+    // From the store's end on, nothing was sent.
+    let empty = text(&["segments", "report", "--since", "0d", "--store", &db]);
+    assert!(!empty.contains("0.00% [0.00, 0.00]"), "{empty}");
+    let rows: Vec<&str> = empty.lines().skip(2).filter(|l| !l.starts_with('-')).collect();
+    assert_eq!(rows.len(), 9, "eight segments and the total: {empty}");
+    for row in &rows {
+        assert_eq!(row.matches("no sends").count(), 3, "{row}");
+    }
+    assert!(rows[8].starts_with("TOTAL"), "{empty}");
+
+    let report = json(&["segments", "report", "--store", &db, "--json"]);
+    let segments = report["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 8);
+    let total = &report["total"];
+    assert_eq!(total["segment"], "TOTAL");
+    for field in ["users", "sent", "responses", "conversions", "opt_outs"] {
+        let sum: u64 = segments.iter().map(|r| r[field].as_u64().unwrap()).sum();
+        assert_eq!(total[field].as_u64(), Some(sum), "{field}");
+    }
+    assert_eq!(total["users"].as_u64(), Some(200));
+    for r in segments.iter().chain([total]) {
+        let sent = r["sent"].as_u64().unwrap();
+        assert_eq!(r["response_rate"].is_null(), sent == 0, "{r}");
+        assert_eq!(r["engagement"].is_null(), sent == 0, "{r}");
+    }
+    let text = text(&["segments", "report", "--store", &db]);
+    assert!(text.lines().last().unwrap().starts_with("TOTAL"), "{text}");
+}
+
+/// `users analyze` keeps the synthetic history apart from the run's log (the log's sends
+/// and replies of the user are the "during the run" counts), and names the rule that binds
+/// the next send: the one whose own earliest time is the latest — the frequency for users
+/// messaged a day or two ago, quiet hours for the others at the store's midnight end.
+#[test]
+fn users_analyze_separates_history_and_names_the_binding_rule() {
+    let dir = temp_dir();
+    let (db, events) = small_store(dir.path());
+    let mut sent: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut answered: BTreeMap<u64, u64> = BTreeMap::new();
+    for line in std::fs::read_to_string(&events).unwrap().lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let user = e["user"].as_u64().unwrap();
+        match e["kind"].as_str().unwrap() {
+            "send" => *sent.entry(user).or_default() += 1,
+            "response" => *answered.entry(user).or_default() += 1,
+            _ => {}
+        }
+    }
+    let mut binding: BTreeMap<String, u64> = BTreeMap::new();
+    for user in 0..60u64 {
+        let a = json(&["users", "analyze", &user.to_string(), "--store", &db, "--json"]);
+        let during = &a["during_the_run"];
+        assert_eq!(during["messages_received"].as_u64(), Some(sent.get(&user).copied().unwrap_or(0)), "user {user}");
+        assert_eq!(during["responses"].as_u64(), Some(answered.get(&user).copied().unwrap_or(0)), "user {user}");
+        assert!(a["before_the_run"]["messages_received"].as_u64().is_some());
+        let Some(rule) = a["not_earlier_because"].as_str() else { continue };
+        *binding.entry(rule.to_string()).or_default() += 1;
+        let own = |r: &serde_json::Value| r["allows_from"].as_i64().unwrap_or(i64::MAX);
+        let rules = a["rules"].as_array().unwrap();
+        let bound = rules.iter().find(|r| r["rule"] == rule).map(own).unwrap();
+        assert!(rules.iter().all(|r| own(r) <= bound), "user {user}: {rule} is not the latest: {rules:?}");
+        assert!(a["may_be_messaged_from"].as_i64().unwrap_or(i64::MAX) >= bound, "user {user}");
+    }
+    assert!(binding.get("frequency").copied().unwrap_or(0) > 0, "{binding:?}");
+    assert!(binding.get("quiet_hours").copied().unwrap_or(0) > 0, "{binding:?}");
+
+    let out = text(&["users", "analyze", "17", "--store", &db]);
+    assert!(out.contains("before the run (synthetic history):"), "{out}");
+    assert!(out.contains("during the run (the log):"), "{out}");
+    assert!(out.contains("each rule alone allows:") || out.contains("may be sent now"), "{out}");
+}

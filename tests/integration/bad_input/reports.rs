@@ -142,3 +142,55 @@ fn users_analyze_separates_history_and_names_the_binding_rule() {
     assert!(out.contains("during the run (the log):"), "{out}");
     assert!(out.contains("each rule alone allows:") || out.contains("may be sent now"), "{out}");
 }
+
+/// `strategy show --json` names each object's segment and says since when it is in force
+/// (`null`: configured, since the start of the run) instead of the run's end on every row;
+/// the text says "start of run"; `--toml` of a store without a learner is not `+learned`.
+#[test]
+fn strategy_show_names_segments_and_a_truthful_since() {
+    let dir = temp_dir();
+    let (db, _) = small_store(dir.path());
+    let shown = json(&["strategy", "show", "--store", &db, "--json"]);
+    let names: Vec<&str> = shown.as_array().unwrap().iter().map(|o| o["segment"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["HOT_LEAD", "WARM_LEAD", "COLD_LEAD", "ENGAGED", "BOT_LOVER", "NIGHT_OWL", "NEW_USER", "PREMIUM_POTENTIAL"]
+    );
+    for o in shown.as_array().unwrap() {
+        assert_eq!((o["version"].as_i64(), o["since"].is_null(), o["learned"].as_bool()), (Some(0), true, Some(false)));
+    }
+    let table = text(&["strategy", "show", "--store", &db]);
+    assert_eq!(table.matches("start of run").count(), 8, "{table}");
+    assert!(!table.contains("2026-01-04"), "the run's end is not when a strategy came into force: {table}");
+    let toml = text(&["strategy", "show", "--store", &db, "--toml"]);
+    assert!(toml.contains("name = \"defaults-v1\"\n"), "{toml}");
+}
+
+/// With the learner, a changed strategy is in force since its change (the change's time,
+/// not the run's end), an unchanged one since the start of the run, and `--toml` is
+/// `+learned` because something changed.
+#[test]
+fn strategy_show_dates_learned_changes() {
+    let dir = temp_dir();
+    let db = dir.path().join("crm.db");
+    let args = ["simulate", "--users", "1500", "--days", "6", "--seed", "9", "--learn", "--no-baseline"];
+    let out = gavat(&[&args[..], &["--save-state", s(&db), "--log-dir", s(&dir.path().join("logs"))]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history = json(&["strategy", "history", "--store", s(&db), "--json"]);
+    let at: BTreeMap<i64, i64> =
+        history.as_array().unwrap().iter().map(|c| (c["id"].as_i64().unwrap(), c["at"].as_i64().unwrap())).collect();
+    let shown = json(&["strategy", "show", "--store", s(&db), "--json"]);
+    let mut changed = 0;
+    for o in shown.as_array().unwrap() {
+        match o["version"].as_i64().unwrap() {
+            0 => assert!(o["since"].is_null(), "{o}"),
+            v => {
+                changed += 1;
+                assert_eq!(o["since"].as_i64(), Some(at[&v]), "{o}");
+            }
+        }
+    }
+    assert!(changed > 0 && changed < 8, "some but not all segments changed in six days: {shown}");
+    let toml = text(&["strategy", "show", "--store", s(&db), "--toml"]);
+    assert!(toml.contains("name = \"defaults-v1+learned\"\n"), "{toml}");
+}

@@ -88,6 +88,7 @@ fn whole_simulation(c: &mut Criterion) {
                 seed: 1,
                 scenario: gavat_sim::Scenario::default_scenario(),
                 scenario_name: "default".into(),
+                sources: Default::default(),
                 book: StrategyBook::defaults(),
                 rules: gavat::segmentation::SegmentationRules::defaults(),
                 events: None,

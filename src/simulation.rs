@@ -2,7 +2,7 @@
 //! transport, the engine on a virtual clock, and the per-segment report it prints.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gavat_sim::{BehaviourModel, ObservedHistory, Population, Scenario, SyntheticGroup, SyntheticUser};
@@ -43,6 +43,8 @@ pub struct SimulationPlan {
     pub scenario: Scenario,
     /// Where the scenario came from (for the report).
     pub scenario_name: String,
+    /// Which files the strategies, scenario and rules were read from (for the report header).
+    pub sources: InputSources,
     /// The strategies.
     pub book: StrategyBook,
     /// The segmentation rules.
@@ -56,6 +58,58 @@ pub struct SimulationPlan {
     pub learner: Option<LearnerSettings>,
     /// The learner's LLM adviser (`--llm-adviser`).
     pub adviser: Option<LlmSettings>,
+}
+
+/// Where one input of a run came from, so that a report says which file it ran on: the
+/// path as given and the start of the SHA-256 of the bytes read, or the shipped defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputSource {
+    /// The shipped file, built into the binary.
+    #[default]
+    BuiltIn,
+    /// A file named on the command line.
+    File {
+        /// The path as given.
+        path: String,
+        /// The first 12 hex digits of the SHA-256 of its content.
+        sha256: String,
+    },
+}
+
+impl InputSource {
+    /// The source for `bytes` read from `path`.
+    pub fn of_bytes(path: &Path, bytes: &[u8]) -> InputSource {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(bytes);
+        let sha256 = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        InputSource::File { path: path.display().to_string(), sha256 }
+    }
+
+    /// Reads `path` and hashes what it holds.
+    pub fn of_file(path: &Path) -> Result<InputSource, std::io::Error> {
+        Ok(InputSource::of_bytes(path, &std::fs::read(path)?))
+    }
+}
+
+impl std::fmt::Display for InputSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputSource::BuiltIn => f.write_str("built-in defaults"),
+            InputSource::File { path, sha256 } => write!(f, "{path} (sha256 {sha256})"),
+        }
+    }
+}
+
+/// Where each input file of a run came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InputSources {
+    /// `--strategy`.
+    pub strategy: InputSource,
+    /// `--scenario`.
+    pub scenario: InputSource,
+    /// `--rules` (segmentation).
+    pub rules: InputSource,
 }
 
 /// Why a simulation could not run.
@@ -83,7 +137,8 @@ pub struct SegmentRow {
     pub holders: u64,
     /// Messages sent under this segment's strategy (direct and group).
     pub sent: u64,
-    /// Of which group posts.
+    /// Of `sent`, deliveries through group posts: one post to a group counts once for each
+    /// member it reached.
     pub sent_via_group: u64,
     /// Replies to those messages.
     pub responses: u64,
@@ -132,8 +187,10 @@ pub struct SimulationReport {
     pub end: String,
     /// The scenario.
     pub scenario: String,
-    /// The strategy set.
+    /// The strategy set (its `name`).
     pub strategy: String,
+    /// The files the strategies, scenario and rules came from.
+    pub sources: InputSources,
     /// One row per segment, in fixed order.
     pub segments: Vec<SegmentRow>,
     /// All segments together.
@@ -424,6 +481,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         end: end.to_rfc3339(),
         scenario: plan.scenario_name.clone(),
         strategy: plan.book.name.to_string(),
+        sources: plan.sources.clone(),
         segments,
         total: row("TOTAL", r.users, r.users, &total),
         opted_out_users: r.opted_out_users,
@@ -453,19 +511,24 @@ impl SimulationReport {
             "gavat simulate — {} users × {} days ({} → {}), seed {}, scenario {}, strategies {}",
             self.users, self.days, self.start, self.end, self.seed, self.scenario, self.strategy
         );
+        let _ = writeln!(
+            out,
+            "files: strategies {}; scenario {}; rules {}",
+            self.sources.strategy, self.sources.scenario, self.sources.rules
+        );
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<18} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
-            "segment", "users", "sent", "resp", "resp %", "conv", "conv %", "opt-out", "opt %", "engage", "group"
+            "{:<18} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9}",
+            "segment", "users", "sent", "resp", "resp %", "conv", "conv %", "opt-out", "opt %", "engage", "via group"
         );
         for r in self.segments.iter().chain(std::iter::once(&self.total)) {
             if r.segment == "TOTAL" {
-                let _ = writeln!(out, "{}", "-".repeat(108));
+                let _ = writeln!(out, "{}", "-".repeat(110));
             }
             let _ = writeln!(
                 out,
-                "{:<18} {:>7} {:>8} {:>8} {:>8.2}% {:>7} {:>6.2}% {:>7} {:>7.3}% {:>7.1} {:>7}",
+                "{:<18} {:>7} {:>8} {:>8} {:>8.2}% {:>7} {:>6.2}% {:>7} {:>7.3}% {:>7.1} {:>9}",
                 r.segment,
                 r.users,
                 r.sent,
@@ -479,6 +542,11 @@ impl SimulationReport {
                 r.sent_via_group
             );
         }
+        let _ = writeln!(
+            out,
+            "users: governed by the segment at the end; sent: messages under its strategy, of which \
+             \"via group\" reached the user through a group post (one post counts once per member)"
+        );
         let _ = writeln!(out);
         let suppressed: Vec<String> = self.total.suppressed.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
@@ -489,8 +557,9 @@ impl SimulationReport {
         let held: Vec<String> = self.group_posts_held.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             out,
-            "group posts:       {} sent, held back: {}",
+            "group posts:       {} sent (delivered to {} members: the \"via group\" column), held back: {}",
             self.group_posts,
+            self.total.sent_via_group,
             if held.is_empty() { "none".to_string() } else { held.join(", ") }
         );
         let failed: Vec<String> = self.total.failed.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{DAY, HOUR, Segment, Timestamp, UserId};
-use crate::policy::{Decision, decide, earliest_allowed};
+use crate::policy::{SuppressReason, next_send};
 use crate::segmentation::Explained;
-use crate::store::{SqliteStore, StoredEvent};
+use crate::store::{SegmentCounts, SqliteStore, StoredEvent};
 
 use super::CliError;
 
@@ -70,8 +70,8 @@ pub enum SegmentsCommand {
     /// Wilson 95% intervals, engagement, and each segment's share of all conversions.
     Report {
         /// Only events since this time: a date (2026-01-15), an RFC 3339 time, or a span back
-        /// from the store's present (7d, 24h).
-        #[arg(long)]
+        /// from the store's present (7d, 24h); at most 100 years back, not after the present.
+        #[arg(long, allow_hyphen_values = true)]
         since: Option<String>,
         /// The store.
         #[command(flatten)]
@@ -118,12 +118,15 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow!("no user {user} in {}", store.store.display())));
     };
     let events = db.recent_events(id, 10).map_err(CliError::failure)?;
+    let during = db.user_log_counts(id).map_err(CliError::failure)?;
     let offset = u.profile.utc_offset;
-    let (may_send_at, not_now_because) = match decide(&u.caps, &u.caps_in_force, offset, now) {
-        Decision::Send => (Some(now), None),
-        Decision::Suppress { reason, not_before } => (not_before, Some(reason.as_str())),
-    };
-    let earliest = earliest_allowed(&u.caps, &u.caps_in_force, offset, now);
+    let next = next_send(&u.caps, &u.caps_in_force, offset, now);
+    /// Messages and replies in one stretch of the user's history.
+    #[derive(Serialize)]
+    struct Tally {
+        messages_received: u64,
+        responses: u64,
+    }
     #[derive(Serialize)]
     struct Analysis<'a> {
         user: u64,
@@ -132,8 +135,11 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         utc_offset_minutes: i32,
         bots_followed: u32,
         purchases: u32,
-        messages_received: u32,
-        responses: u32,
+        /// The profile's counts from before the log starts: in a simulated store, the
+        /// synthetic history the population was generated with.
+        before_the_run: Tally,
+        /// What the log records for this user.
+        during_the_run: Tally,
         sessions: u32,
         last_active: Timestamp,
         opted_out: bool,
@@ -143,9 +149,19 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         caps: CapsView,
         last_sent: Option<Timestamp>,
         next_planned_send: Option<Timestamp>,
+        /// The first time every rule allows (`null`: never).
         may_be_messaged_from: Option<Timestamp>,
+        /// The rule that binds: the one whose own earliest time is the latest (`null`: a
+        /// message may go out now).
         not_earlier_because: Option<&'static str>,
+        /// Each rule's own earliest time.
+        rules: Vec<RuleView>,
         recent: &'a [StoredEvent],
+    }
+    #[derive(Serialize)]
+    struct RuleView {
+        rule: &'static str,
+        allows_from: Option<Timestamp>,
     }
     #[derive(Serialize)]
     struct CapsView {
@@ -155,6 +171,8 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         period_days: i64,
     }
     let c = u.caps_in_force;
+    let received = u64::from(u.profile.responses.received);
+    let responded = u64::from(u.profile.responses.responded);
     let analysis = Analysis {
         user,
         now,
@@ -162,8 +180,11 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         utc_offset_minutes: offset.0,
         bots_followed: u.profile.bots_followed,
         purchases: u.profile.purchases,
-        messages_received: u.profile.responses.received,
-        responses: u.profile.responses.responded,
+        before_the_run: Tally {
+            messages_received: received.saturating_sub(during.sent),
+            responses: responded.saturating_sub(during.responses),
+        },
+        during_the_run: Tally { messages_received: during.sent, responses: during.responses },
         sessions: u.profile.activity.sessions,
         last_active: u.profile.activity.last_active,
         opted_out: u.caps.opted_out,
@@ -178,8 +199,9 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         },
         last_sent: u.caps.last_sent,
         next_planned_send: u.next_send,
-        may_be_messaged_from: may_send_at.or(earliest),
-        not_earlier_because: not_now_because,
+        may_be_messaged_from: next.at,
+        not_earlier_because: next.binding.map(SuppressReason::as_str),
+        rules: next.rules.iter().map(|r| RuleView { rule: r.rule.as_str(), allows_from: r.at }).collect(),
         recent: &events,
     };
     if store.json {
@@ -188,15 +210,21 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     let a = &analysis;
     println!("user {user} (as of {now})");
     println!(
-        "  joined {}, UTC{:+}h, follows {} bot(s), {} purchase(s)",
+        "  joined {}, UTC{:+}h, follows {} bot(s), {} purchase(s); {} sessions, last active {}",
         a.joined_at,
         f64::from(a.utc_offset_minutes) / 60.0,
         a.bots_followed,
-        a.purchases
+        a.purchases,
+        a.sessions,
+        a.last_active
     );
     println!(
-        "  {} messages received, {} answered; {} sessions, last active {}",
-        a.messages_received, a.responses, a.sessions, a.last_active
+        "  before the run (synthetic history): {} messages received, {} answered",
+        a.before_the_run.messages_received, a.before_the_run.responses
+    );
+    println!(
+        "  during the run (the log): {} messages received, {} answered",
+        a.during_the_run.messages_received, a.during_the_run.responses
     );
     if a.opted_out {
         println!("  OPTED OUT: never messaged again");
@@ -211,11 +239,29 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         a.caps.daily_limit, a.caps.cooldown_hours, a.caps.allowed_hours, a.caps.period_days
     );
     match (a.not_earlier_because, a.may_be_messaged_from) {
-        (_, None) => println!("next message: never (opted out or no allowed time)"),
+        (Some(rule), None) => println!("next message: never ({rule})"),
+        (None, None) => println!("next message: never (no allowed time)"),
         (None, Some(_)) => println!("next message: may be sent now"),
-        (Some(reason), Some(t)) => {
-            println!("next message: not before {t}: held back now by {reason}; that is the first time every cap allows")
+        (Some(rule), Some(t)) => {
+            println!(
+                "next message: not before {t}, the first time every rule allows; {rule} binds (holds it back longest)"
+            )
         }
+    }
+    if a.not_earlier_because.is_some() {
+        let each: Vec<String> = a
+            .rules
+            .iter()
+            .map(|r| {
+                let when = match r.allows_from {
+                    None => "never".to_string(),
+                    Some(t) if t == now => "now".to_string(),
+                    Some(t) => t.to_string(),
+                };
+                format!("{} {when}", r.rule)
+            })
+            .collect();
+        println!("  each rule alone allows: {}", each.join(", "));
     }
     if let Some(t) = a.next_planned_send {
         println!("planned: {t}");
@@ -237,23 +283,54 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Parses `--since`: a date, an RFC 3339 time, or `7d` / `24h` back from `now`.
+/// How far back `--since` may reach from the store's present: 100 years (a longer span
+/// is a typo, and would overflow the time arithmetic long before it meant anything).
+const MAX_SINCE_DAYS: i64 = 36_525;
+
+/// Parses `--since`: a date, an RFC 3339 time, or `7d` / `24h` back from `now`; the time
+/// must lie at most [`MAX_SINCE_DAYS`] before `now` and not after it.
 fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, CliError> {
     let bad =
         || CliError::usage(anyhow!("--since {text}: expected a date (2026-01-15), an RFC 3339 time, or 7d / 24h"));
-    if let Some(n) = text.strip_suffix('d') {
-        let days: i64 = n.parse().map_err(|_| bad())?;
-        return Ok(now.plus(-days * DAY));
+    let too_far = || {
+        CliError::usage(anyhow!(
+            "--since {text}: reaches more than {} years before the store's present ({now}); leave --since out for the whole log",
+            MAX_SINCE_DAYS / 365
+        ))
+    };
+    let span = |n: &str, unit: i64| -> Result<Timestamp, CliError> {
+        if n.starts_with('-') {
+            return Err(CliError::usage(anyhow!(
+                "--since {text}: a span back from the store's present cannot be negative"
+            )));
+        }
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let secs = i64::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .filter(|secs| *secs <= MAX_SINCE_DAYS * DAY)
+            .ok_or_else(too_far)?;
+        Ok(now.plus(-secs))
+    };
+    let since = if let Some(n) = text.strip_suffix('d') {
+        span(n, DAY)?
+    } else if let Some(n) = text.strip_suffix('h') {
+        span(n, HOUR)?
+    } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        Timestamp(t.timestamp())
+    } else {
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?;
+        Timestamp(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().timestamp())
+    };
+    if since > now {
+        return Err(CliError::usage(anyhow!(
+            "--since {text}: {since} is after the store's present ({now}): there is nothing to report yet"
+        )));
     }
-    if let Some(n) = text.strip_suffix('h') {
-        let hours: i64 = n.parse().map_err(|_| bad())?;
-        return Ok(now.plus(-hours * HOUR));
+    if now.secs().saturating_sub(since.secs()) > MAX_SINCE_DAYS * DAY {
+        return Err(too_far());
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(Timestamp(t.timestamp()));
-    }
-    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?;
-    Ok(Timestamp(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().timestamp()))
+    Ok(since)
 }
 
 /// Runs `gavat segments …`.
@@ -289,73 +366,107 @@ pub fn segments(command: SegmentsCommand) -> Result<(), CliError> {
     }
 }
 
+/// One row of `segments report`: a segment, or `TOTAL`.
 #[derive(Serialize)]
 struct ReportRow {
     segment: &'static str,
+    /// Users the segment governs now.
     users: u64,
     sent: u64,
-    response_rate: Interval,
-    conversion_rate: Interval,
-    opt_out_rate: Interval,
-    engagement: f64,
+    responses: u64,
+    conversions: u64,
+    opt_outs: u64,
+    /// Rates per message with Wilson 95% intervals; `null` when nothing was sent.
+    response_rate: Option<Interval>,
+    conversion_rate: Option<Interval>,
+    opt_out_rate: Option<Interval>,
+    /// 100 × (responses + 2·conversions − 5·opt-outs) / sent; `null` when nothing was sent.
+    engagement: Option<f64>,
     share_of_conversions: f64,
 }
 
-fn rate(k: u64, n: u64) -> Interval {
-    wilson(k.min(n), n, 0.05).unwrap_or(Interval { estimate: 0.0, low: 0.0, high: 0.0 })
+/// What `segments report --json` prints.
+#[derive(Serialize)]
+struct Report {
+    /// The start of the window (`null`: the whole log).
+    since: Option<Timestamp>,
+    /// The store's present: the end of the window.
+    until: Timestamp,
+    segments: Vec<ReportRow>,
+    total: ReportRow,
+}
+
+fn rate(k: u64, n: u64) -> Option<Interval> {
+    wilson(k.min(n), n, 0.05).ok()
+}
+
+fn report_row(segment: &'static str, c: &SegmentCounts, total_conversions: u64) -> ReportRow {
+    ReportRow {
+        segment,
+        users: c.users,
+        sent: c.sent,
+        responses: c.responses,
+        conversions: c.conversions,
+        opt_outs: c.opt_outs,
+        response_rate: rate(c.responses, c.sent),
+        conversion_rate: rate(c.conversions, c.sent),
+        opt_out_rate: rate(c.opt_outs, c.sent),
+        engagement: (c.sent > 0).then(|| {
+            100.0 * (c.responses as f64 + 2.0 * c.conversions as f64 - 5.0 * c.opt_outs as f64) / c.sent as f64
+        }),
+        share_of_conversions: if total_conversions == 0 {
+            0.0
+        } else {
+            c.conversions as f64 / total_conversions as f64
+        },
+    }
 }
 
 fn report(since: Option<&str>, store: &StoreArg) -> Result<(), CliError> {
     let (db, now) = store.open()?;
     let since = since.map(|s| parse_since(s, now)).transpose()?;
     let counts = db.segment_counts(since).map_err(CliError::failure)?;
-    let total_conversions: u64 = counts.iter().map(|(_, c)| c.conversions).sum();
-    let rows: Vec<ReportRow> = counts
-        .iter()
-        .map(|(segment, c)| ReportRow {
-            segment: segment.as_str(),
-            users: c.users,
-            sent: c.sent,
-            response_rate: rate(c.responses, c.sent),
-            conversion_rate: rate(c.conversions, c.sent),
-            opt_out_rate: rate(c.opt_outs, c.sent),
-            engagement: if c.sent == 0 {
-                0.0
-            } else {
-                100.0 * (c.responses as f64 + 2.0 * c.conversions as f64 - 5.0 * c.opt_outs as f64) / c.sent as f64
-            },
-            share_of_conversions: if total_conversions == 0 {
-                0.0
-            } else {
-                c.conversions as f64 / total_conversions as f64
-            },
-        })
-        .collect();
+    let mut sum = SegmentCounts::default();
+    for (_, c) in &counts {
+        sum.users += c.users;
+        sum.sent += c.sent;
+        sum.responses += c.responses;
+        sum.conversions += c.conversions;
+        sum.opt_outs += c.opt_outs;
+    }
+    let segments = counts.iter().map(|(segment, c)| report_row(segment.as_str(), c, sum.conversions)).collect();
+    let report = Report { since, until: now, segments, total: report_row("TOTAL", &sum, sum.conversions) };
     if store.json {
-        return print_json(&rows);
+        return print_json(&report);
     }
     println!(
         "segment performance {} (rates per message, Wilson 95% intervals)",
-        since.map_or("over the whole log".to_string(), |t| format!("since {t}"))
+        since.map_or(format!("over the whole log, to {now}"), |t| format!("from {t} to {now}"))
     );
     println!(
         "{:<18} {:>7} {:>8} {:>24} {:>24} {:>24} {:>7} {:>7}",
         "segment", "users", "sent", "response rate", "conversion rate", "opt-out rate", "engage", "conv %"
     );
-    let pct = |i: &Interval| format!("{:.2}% [{:.2}, {:.2}]", 100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high);
-    for r in &rows {
+    let pct = |i: &Option<Interval>| match i {
+        Some(i) => format!("{:.2}% [{:.2}, {:.2}]", 100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high),
+        None => "no sends".to_string(),
+    };
+    let print_row = |r: &ReportRow| {
         println!(
-            "{:<18} {:>7} {:>8} {:>24} {:>24} {:>24} {:>7.1} {:>6.1}%",
+            "{:<18} {:>7} {:>8} {:>24} {:>24} {:>24} {:>7} {:>6.1}%",
             r.segment,
             r.users,
             r.sent,
             pct(&r.response_rate),
             pct(&r.conversion_rate),
             pct(&r.opt_out_rate),
-            r.engagement,
+            r.engagement.map_or("-".to_string(), |e| format!("{e:.1}")),
             100.0 * r.share_of_conversions
         );
-    }
+    };
+    report.segments.iter().for_each(print_row);
+    println!("{}", "-".repeat(124));
+    print_row(&report.total);
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use crate::store::SqliteStore;
 
 use super::llm_args::LlmConnectionArgs;
 use crate::segmentation::SegmentationRules;
-use crate::simulation::{self, SimulationPlan};
+use crate::simulation::{self, InputSource, InputSources, SimulationPlan};
 
 use super::CliError;
 
@@ -109,6 +109,11 @@ impl SimArgs {
             Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
             None => SegmentationRules::defaults(),
         };
+        let sources = InputSources {
+            strategy: input_source("--strategy", self.strategy.as_deref())?,
+            scenario: input_source("--scenario", self.scenario.as_deref())?,
+            rules: input_source("--rules", self.rules.as_deref())?,
+        };
         let (seed, drawn) = match self.seed {
             Some(seed) => (seed, false),
             None => (draw_seed(), true),
@@ -119,6 +124,7 @@ impl SimArgs {
             seed,
             scenario,
             scenario_name,
+            sources,
             book,
             rules,
             events: events.cloned(),
@@ -127,6 +133,16 @@ impl SimArgs {
             adviser: None,
         };
         Ok((plan, drawn))
+    }
+}
+
+/// Where `flag`'s file came from, with the hash of its content, for the report header.
+fn input_source(flag: &str, path: Option<&std::path::Path>) -> Result<InputSource, CliError> {
+    match path {
+        None => Ok(InputSource::BuiltIn),
+        Some(path) => {
+            InputSource::of_file(path).map_err(|e| CliError::usage(anyhow::anyhow!("{flag} {}: {e}", path.display())))
+        }
     }
 }
 

@@ -19,7 +19,8 @@ pub enum StrategyCommand {
     /// rejected), before → after, and the evidence — for a proposal, the simulation it had
     /// to win.
     History(HistoryArgs),
-    /// The strategies in force, with the change that put each in force (0: configured).
+    /// The strategies in force, with the change that put each in force (0: configured)
+    /// and since when.
     Show {
         /// Print a strategy file (`gavat simulate --strategy FILE` reads it back) instead of a table.
         #[arg(long, conflicts_with = "json")]
@@ -124,8 +125,10 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
     }
     if toml {
         let name = db.strategy_name().map_err(CliError::failure)?.unwrap_or_else(|| "in-force".into());
+        // `+learned` only when what is in force is not what was configured.
+        let name = if in_force.iter().any(|s| s.learned) { format!("{name}+learned") } else { name };
         let strategies = in_force.iter().map(|s| s.strategy.clone()).collect();
-        let book = StrategyBook::from_strategies(&format!("{name}+learned"), strategies)
+        let book = StrategyBook::from_strategies(&name, strategies)
             .ok_or_else(|| CliError::failure(anyhow!("{}: not every segment has a strategy", store.store.display())))?;
         print!("{}", book.to_toml());
         return Ok(());
@@ -146,7 +149,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
             st.allowed_hours.to_string(),
             st.optimal_hours.to_string(),
             s.version,
-            s.updated_at
+            s.since.map_or("start of run (configured)".to_string(), |t| t.to_string())
         );
     }
     Ok(())

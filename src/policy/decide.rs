@@ -175,6 +175,93 @@ pub fn earliest_allowed(state: &CapState, caps: &Caps, offset: UtcOffset, now: T
     None
 }
 
+/// One rule's own answer to "when may the next message go out?", as if it were the only
+/// rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleEarliest {
+    /// The rule.
+    pub rule: SuppressReason,
+    /// The earliest instant at or after `now` that this rule alone allows (`None`: never).
+    pub at: Option<Timestamp>,
+}
+
+/// When the next message may go out, and which rule holds it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextSend {
+    /// The first instant every rule allows ([`earliest_allowed`]; `None`: never).
+    pub at: Option<Timestamp>,
+    /// The rule that binds: the one whose own earliest time is the latest (`None`: a message
+    /// may go out now). Unlike [`Decision::Suppress`]'s reason — the first rule in check
+    /// order that says no at `now` — this names the rule that keeps the user waiting longest:
+    /// at night a weekly user is closed by quiet hours *and* by the frequency, and it is the
+    /// frequency that decides the day.
+    pub binding: Option<SuppressReason>,
+    /// Every rule's own earliest time, in check order: opted out, quiet hours, daily limit,
+    /// cooldown, frequency. [`NextSend::at`] is at least the latest of them (later only when
+    /// one rule's opening falls inside another's closing, e.g. a send day that opens at local
+    /// midnight waits for the allowed hours).
+    pub rules: [RuleEarliest; 5],
+}
+
+/// Each rule's own earliest time, the combined one, and the rule that binds (see
+/// [`NextSend`]).
+pub fn next_send(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> NextSend {
+    let day = now.local_day(offset);
+    let opted_out = (!state.opted_out).then_some(now);
+    let quiet_hours = caps.allowed_hours.next_from(now.local_hour(offset)).map(|(_, ahead)| {
+        if ahead == 0 {
+            now
+        } else {
+            let hour_start = now.secs() - (now.secs() + offset.secs()).rem_euclid(HOUR);
+            Timestamp(hour_start + i64::from(ahead) * HOUR)
+        }
+    });
+    let daily_limit = if caps.daily_limit == 0 {
+        None
+    } else if state.sent_on_day_of(now, offset) >= caps.daily_limit {
+        Some(Timestamp::start_of_local_day(day + 1, offset))
+    } else {
+        Some(now)
+    };
+    let cooldown = Some(state.last_sent.map_or(now, |last| last.plus(caps.cooldown_secs).max(now)));
+    let frequency = Some(match state.last_sent {
+        Some(_) if day != state.last_send_day && day < state.last_send_day + caps.period_days => {
+            Timestamp::start_of_local_day(state.last_send_day + caps.period_days, offset)
+        }
+        _ => now,
+    });
+    let rules = [
+        RuleEarliest { rule: SuppressReason::OptedOut, at: opted_out },
+        RuleEarliest { rule: SuppressReason::QuietHours, at: quiet_hours },
+        RuleEarliest { rule: SuppressReason::DailyLimit, at: daily_limit },
+        RuleEarliest { rule: SuppressReason::Cooldown, at: cooldown },
+        RuleEarliest { rule: SuppressReason::Frequency, at: frequency },
+    ];
+    let binding = match decide(state, caps, offset, now) {
+        Decision::Send => None,
+        Decision::Suppress { reason: SuppressReason::NoSegment, .. } => Some(SuppressReason::NoSegment),
+        Decision::Suppress { reason, .. } => {
+            // The latest own time, `None` (never) latest of all; on a tie the first in
+            // check order.
+            let later = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(a), Some(b)) => a < b,
+            };
+            let mut best = rules[0];
+            for r in &rules[1..] {
+                if later(best.at, r.at) {
+                    best = *r;
+                }
+            }
+            // `decide` said no, so some rule's own time is after `now`; were none, its
+            // reason is the honest answer.
+            Some(if best.at == Some(now) { reason } else { best.rule })
+        }
+    };
+    NextSend { at: earliest_allowed(state, caps, offset, now), binding, rules }
+}
+
 /// Whether further sends at `times` (sorted here) would all pass [`decide`] one after the
 /// other, starting from `state`. `None` if they fit; otherwise the first rule that breaks.
 /// Used for booked group posts: a direct send must leave every booked slot valid.
@@ -332,6 +419,43 @@ mod tests {
         assert_eq!(sends_fit(&two, &c, MSK, &mut [booked]), Some(SuppressReason::DailyLimit));
     }
 
+    /// At night, a weekly user who was messaged two days ago is closed by quiet hours and
+    /// by the frequency: the frequency binds (it decides the day), not quiet hours.
+    #[test]
+    fn the_frequency_binds_a_weekly_user_at_night() {
+        let c = caps(1, 72, HourMask::window(11, 20), 7);
+        let mut s = CapState::default();
+        s.record_send(local(100, 12, 0, MSK), MSK);
+        let now = local(102, 2, 0, MSK);
+        assert_eq!(suppressed_for(decide(&s, &c, MSK, now)), Some(SuppressReason::QuietHours), "first in check order");
+        let next = next_send(&s, &c, MSK, now);
+        assert_eq!(next.binding, Some(SuppressReason::Frequency));
+        assert_eq!(next.at, Some(local(107, 11, 0, MSK)));
+        let own = |rule| next.rules.iter().find(|r| r.rule == rule).and_then(|r| r.at);
+        assert_eq!(own(SuppressReason::QuietHours), Some(local(102, 11, 0, MSK)));
+        assert_eq!(own(SuppressReason::Cooldown), Some(local(103, 12, 0, MSK)));
+        assert_eq!(own(SuppressReason::Frequency), Some(local(107, 0, 0, MSK)));
+        assert_eq!(own(SuppressReason::DailyLimit), Some(now));
+    }
+
+    /// When nothing but the hour stands in the way, quiet hours bind; a user who may be
+    /// messaged now has no binding rule; an opted-out user is bound by the opt-out, for good.
+    #[test]
+    fn quiet_hours_bind_when_only_the_hour_is_wrong() {
+        let c = caps(1, 72, HourMask::window(11, 20), 7);
+        let mut s = CapState::default();
+        s.record_send(local(100, 12, 0, MSK), MSK);
+        let now = local(108, 2, 0, MSK);
+        let next = next_send(&s, &c, MSK, now);
+        assert_eq!(next.binding, Some(SuppressReason::QuietHours));
+        assert_eq!(next.at, Some(local(108, 11, 0, MSK)));
+        let noon = next_send(&s, &c, MSK, local(108, 12, 0, MSK));
+        assert_eq!((noon.binding, noon.at), (None, Some(local(108, 12, 0, MSK))));
+        s.opted_out = true;
+        let gone = next_send(&s, &c, MSK, now);
+        assert_eq!((gone.binding, gone.at), (Some(SuppressReason::OptedOut), None));
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -363,6 +487,20 @@ mod tests {
                 let t = earliest_allowed(&s, &c, offset, now).expect("a window and a limit exist");
                 prop_assert!(t >= now);
                 prop_assert_eq!(decide(&s, &c, offset, t), Decision::Send);
+                // The binding rule's own time is the latest, and the combined time is
+                // no earlier than any rule's own.
+                let next = next_send(&s, &c, offset, now);
+                prop_assert_eq!(next.at, Some(t));
+                for r in &next.rules {
+                    prop_assert!(r.at.is_some_and(|at| at <= t), "{:?}", r);
+                }
+                if let Some(binding) = next.binding {
+                    let own = next.rules.iter().find(|r| r.rule == binding).and_then(|r| r.at);
+                    prop_assert!(next.rules.iter().all(|r| r.at <= own));
+                    prop_assert!(own > Some(now));
+                } else {
+                    prop_assert_eq!(t, now);
+                }
                 let mut probe_t = now;
                 while probe_t < t {
                     prop_assert_ne!(decide(&s, &c, offset, probe_t), Decision::Send, "{:?} earlier than {:?}", probe_t, t);

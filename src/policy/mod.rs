@@ -8,6 +8,8 @@ mod plan;
 mod rate;
 
 pub use caps::{caps_for, governing_segment};
-pub use decide::{CapState, Decision, SuppressReason, decide, earliest_allowed, sends_fit};
+pub use decide::{
+    CapState, Decision, NextSend, RuleEarliest, SuppressReason, decide, earliest_allowed, next_send, sends_fit,
+};
 pub use plan::plan_next_send;
 pub use rate::PostRateWindow;

@@ -24,7 +24,7 @@ use crate::segmentation::Explained;
 
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
-pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser};
+pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
 pub use strategies::{RollbackError, StoredChange, StoredStrategy};
 
 /// Why the store failed.

@@ -593,6 +593,15 @@ pub struct StoredEvent {
     pub outcome: Option<String>,
 }
 
+/// One user's sends and replies in the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UserLogCounts {
+    /// Messages sent to the user (direct and through group posts).
+    pub sent: u64,
+    /// Replies.
+    pub responses: u64,
+}
+
 /// Per-segment counts from the log in a time window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SegmentCounts {
@@ -736,6 +745,21 @@ impl SqliteStore {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// How many messages the log records sent to the user and how many replies from them:
+    /// what happened during the saved run, apart from the history the profile started with.
+    pub fn user_log_counts(&self, id: UserId) -> Result<UserLogCounts, StoreError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(kind = 'send'), 0), COALESCE(SUM(kind = 'response'), 0) FROM log
+                 WHERE user_id = ?1",
+                params![id.0 as i64],
+                |r| Ok(UserLogCounts { sent: r.get::<_, i64>(0)? as u64, responses: r.get::<_, i64>(1)? as u64 }),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Per-segment counts of the log since `since` (all of it with `None`), and the users each

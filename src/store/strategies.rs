@@ -43,12 +43,20 @@ pub struct StoredChange {
 /// A strategy in force.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredStrategy {
+    /// Whose strategy (also in `strategy`, which serializes as a strategy file's table and
+    /// so without its name).
+    pub segment: Segment,
     /// The strategy.
     pub strategy: DeliveryStrategy,
     /// The change that put it in force (0: the configured strategies).
     pub version: i64,
-    /// Since when.
-    pub updated_at: Timestamp,
+    /// When that change was made; `None` for a configured strategy, in force since the
+    /// start of the run.
+    pub since: Option<Timestamp>,
+    /// Whether it differs from the strategy configured for the segment (the one before its
+    /// first recorded change): false for a strategy never changed or rolled back to the
+    /// configured one.
+    pub learned: bool,
 }
 
 /// Writes a run's strategies in force and audit trail (inside `save_run`'s transaction).
@@ -142,18 +150,47 @@ fn read_changes(conn: &Connection, segment: Option<Segment>) -> Result<Vec<Store
 }
 
 fn read_in_force(conn: &Connection) -> Result<Vec<StoredStrategy>, ReadError> {
-    let mut stmt = conn.prepare("SELECT segment, strategy, version, updated_at FROM strategies")?;
+    // The time of the change that put each strategy in force, and the strategy configured
+    // before the segment's first change: the `updated_at` column holds the end of the run
+    // that saved the row, not when the strategy came into force.
+    let mut stmt = conn.prepare(
+        "SELECT s.segment, s.strategy, s.version, c.at,
+                (SELECT f.strategy_before FROM strategy_changes f
+                 WHERE f.segment = s.segment AND f.action IN ('applied', 'rolled_back') ORDER BY f.id LIMIT 1)
+         FROM strategies s LEFT JOIN strategy_changes c ON c.id = s.version",
+    )?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (segment, json, version, updated_at) in rows {
+    for (segment, json, version, since, configured) in rows {
         let segment: Segment = segment.parse().map_err(|m: String| ReadError::Corrupt(format!("strategies: {m}")))?;
         let strategy = DeliveryStrategy::from_json(segment, &json)
             .map_err(|m| ReadError::Corrupt(format!("strategies.{}: {m}", segment.as_str())))?;
-        out.push(StoredStrategy { strategy, version, updated_at: Timestamp(updated_at) });
+        if version != 0 && since.is_none() {
+            return Err(ReadError::Corrupt(format!(
+                "strategies.{}: version {version} names no recorded change",
+                segment.as_str()
+            )));
+        }
+        let learned = match configured {
+            Some(configured) => {
+                let configured = DeliveryStrategy::from_json(segment, &configured).map_err(|m| {
+                    ReadError::Corrupt(format!("strategy_changes of {}: strategy_before: {m}", segment.as_str()))
+                })?;
+                configured != strategy
+            }
+            None => false,
+        };
+        out.push(StoredStrategy { segment, strategy, version, since: since.map(Timestamp), learned });
     }
     out.sort_by_key(|s| s.strategy.segment.index());
     Ok(out)

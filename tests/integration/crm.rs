@@ -52,9 +52,9 @@ fn management_commands_read_the_saved_state() {
             _ => {}
         }
     }
-    let rows = json(&["segments", "report", "--store", store, "--json"]);
+    let report_json = json(&["segments", "report", "--store", store, "--json"]);
     let mut users = 0;
-    for row in rows.as_array().unwrap() {
+    for row in report_json["segments"].as_array().unwrap() {
         let seg = row["segment"].as_str().unwrap();
         assert_eq!(row["sent"].as_u64().unwrap(), sent.get(seg).copied().unwrap_or(0), "{seg}");
         let n = sent.get(seg).copied().unwrap_or(0) as f64;
@@ -66,6 +66,8 @@ fn management_commands_read_the_saved_state() {
         users += row["users"].as_u64().unwrap();
     }
     assert_eq!(users, 800, "every user is governed by one segment");
+    assert_eq!(report_json["total"]["users"].as_u64(), Some(800));
+    assert_eq!(report_json["total"]["sent"].as_u64(), Some(sent.values().sum()));
 
     // users analyze: the most-messaged user's recent sends and counters.
     let (&busiest, _) = by_user.iter().max_by_key(|(_, n)| **n).unwrap();

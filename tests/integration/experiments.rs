@@ -91,6 +91,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
             seed,
             scenario: Scenario::default_scenario(),
             scenario_name: "default".into(),
+            sources: Default::default(),
             book: StrategyBook::defaults(),
             rules: gavat::segmentation::SegmentationRules::defaults(),
             events: None,

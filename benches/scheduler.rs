@@ -95,6 +95,7 @@ fn whole_simulation(c: &mut Criterion) {
                 save_state: None,
                 learner: None,
                 adviser: None,
+                threads: gavat::engine::default_threads(),
             },
             |plan| simulation::run(&plan, |_| {}).expect("simulation runs"),
             BatchSize::PerIteration,

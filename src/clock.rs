@@ -9,8 +9,9 @@
 //! - [`VirtualClock`] stands still until the scheduler moves it: `sleep_until` jumps
 //!   straight to the target, so 30 simulated days take as long as the work in them.
 //!
-//! The scheduler treats them alike: it finishes the work of an instant, then asks the clock
-//! to reach the next one. Whether that takes no time or a real wait is the clock's business.
+//! The scheduler asks the clock to reach the next piece of work; whether that takes no time
+//! or a real wait, and whether work may run ahead of the clock ([`Clock::jumps`]), is the
+//! clock's business — no actor asks what kind of clock it has.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -30,6 +31,11 @@ pub trait Clock: Send + Sync + Debug {
     /// Waits until `now() >= at`: `None` when no waiting is needed — the time has come, or
     /// the clock is virtual and has just jumped to `at` — else a future to await.
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture>;
+    /// Whether the clock moves only when the engine moves it. Then time *is* the engine's
+    /// schedule: the engine may run all work up to its next sync point at once, and stamps
+    /// each piece with its planned time. A clock that does not jump runs work when it is due
+    /// and stamps it with the time it actually runs.
+    fn jumps(&self) -> bool;
 }
 
 /// The wall clock (UTC), sleeping on tokio's timer.
@@ -43,8 +49,12 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
-        let wait = at.secs() - self.now().secs();
+        let wait = at.secs().saturating_sub(self.now().secs());
         (wait > 0).then(|| Box::pin(tokio::time::sleep(Duration::from_secs(wait as u64))) as SleepFuture)
+    }
+
+    fn jumps(&self) -> bool {
+        false
     }
 }
 
@@ -87,13 +97,18 @@ impl Clock for ScaledClock {
     }
 
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
-        let ahead_ms = (at.secs() - self.start.secs()).saturating_mul(1_000) - self.engine_ms();
+        let ahead_ms =
+            at.secs().saturating_sub(self.start.secs()).saturating_mul(1_000).saturating_sub(self.engine_ms());
         if ahead_ms <= 0 {
             return None;
         }
         // Round the wall wait up so that `now() >= at` holds when it ends.
         let wall_ms = (ahead_ms as u64).div_ceil(u64::from(self.factor));
         Some(Box::pin(tokio::time::sleep(Duration::from_millis(wall_ms))))
+    }
+
+    fn jumps(&self) -> bool {
+        false
     }
 }
 
@@ -123,6 +138,10 @@ impl Clock for VirtualClock {
     fn sleep_until(&self, at: Timestamp) -> Option<SleepFuture> {
         self.advance_to(at);
         None
+    }
+
+    fn jumps(&self) -> bool {
+        true
     }
 }
 

@@ -6,15 +6,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::future::join_all;
-use tokio::sync::oneshot;
 
+use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
 use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
-use crate::actors::messages::{InboundBuffer, InboundPending, OutcomesRecorded, TakeSnapshot};
-use crate::actors::scheduler::{
-    AttachUsers, GroupPolicy, ProgressFn, SchedulerActor, SchedulerParts, SchedulerSummary, Shutdown, Start,
-};
+use crate::actors::messages::{InboundBuffer, OutcomesRecorded};
+use crate::actors::scheduler::{GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
-use crate::actors::user::{PersistPolicy, UserActor, UserContext};
+use crate::actors::shard::{Directory, Placement, ShardParts, TakeSnapshots, UserShard, shard_of};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
@@ -31,10 +29,13 @@ const ACTIVITY_PROFILES_PER_SEGMENT: usize = 2_000;
 
 /// Default learner cadence: every 6 hours.
 pub const LEARNER_INTERVAL_SECS: i64 = 6 * 3_600;
+/// The machine's cores: the default number of shard threads.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How long one send may take before its outcome is unknown, by default.
 pub const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Snapshots requested at once at the end of a run (bounds memory for a million users).
-const SNAPSHOT_CHUNK: usize = 8_192;
 
 /// Why the engine could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,7 @@ pub struct EngineBuilder {
     learner: Option<LearnerSettings>,
     adviser: Option<BlockingLlm>,
     send_timeout: Option<std::time::Duration>,
+    threads: Option<usize>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -214,6 +216,12 @@ impl EngineBuilder {
         self.send_timeout = Some(timeout);
         self
     }
+    /// Threads the user shards run on, one shard each (default: the machine's cores). The
+    /// result does not depend on it.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
     /// Keep every user's counts for [`RunResult::per_user`].
     pub fn collect_user_results(mut self, yes: bool) -> Self {
         self.collect_user_results = yes;
@@ -254,6 +262,7 @@ impl EngineBuilder {
             learner: self.learner,
             adviser: self.adviser,
             send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
+            threads: self.threads.unwrap_or_else(default_threads),
         })
     }
 }
@@ -277,6 +286,7 @@ pub struct Engine {
     learner: Option<LearnerSettings>,
     adviser: Option<BlockingLlm>,
     send_timeout: std::time::Duration,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -318,9 +328,9 @@ impl Engine {
             None => (vec![self.book.clone()], Vec::new(), Vec::new(), vec![true]),
         };
         let learning = self.learner.is_some() && learning_arms.iter().any(|l| *l);
+        let start = self.clock.now();
         let learner = match self.learner {
             Some(settings) if learning => {
-                let start = self.clock.now();
                 let learners = learning_arms
                     .iter()
                     .enumerate()
@@ -358,98 +368,113 @@ impl Engine {
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
 
-        let (finished_tx, finished_rx) = oneshot::channel();
-        let inbound = Arc::new(InboundBuffer::default());
-        let scheduler = SchedulerActor::new(
-            SchedulerParts {
-                clock: self.clock.clone(),
-                horizon: self.horizon,
+        // Users to shards: a stable hash of the id; inside a shard, in engine-index order.
+        let shards = self.threads.max(1);
+        let ids: Vec<_> = self.users.iter().map(|u| u.id).collect();
+        let mut of_index = Vec::with_capacity(n);
+        let mut hosted: Vec<Vec<UserEntity>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut hosted_arms: Vec<Vec<u16>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut first_wakes: Vec<Vec<(u32, Timestamp, u32)>> = (0..shards).map(|_| Vec::new()).collect();
+        let cx = UserContext { transport: self.transport.clone(), persist: self.persist, rules: self.rules.clone() };
+        for (index, profile) in self.users.into_iter().enumerate() {
+            let shard = shard_of(profile.id, shards);
+            let local = hosted[shard].len() as u32;
+            of_index.push((shard as u16, local));
+            let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
+            let arm = arm_of.get(index).copied().unwrap_or(0);
+            let name = arm_names.get(usize::from(arm)).cloned();
+            let mut entity = UserEntity::new(index as u32, profile, rng, name);
+            if let Some((at, token)) = entity.first_plan(&cx, start, &books[usize::from(arm)]) {
+                first_wakes[shard].push((local, at, token));
+            }
+            hosted[shard].push(entity);
+            hosted_arms[shard].push(arm);
+        }
+        let placement = Arc::new(Placement { of_index, directory: Directory::new(&ids) });
+        let inbound: Vec<Arc<InboundBuffer>> = (0..shards).map(|_| Arc::new(InboundBuffer::default())).collect();
+        let arbiters: Vec<Arbiter> = (0..shards).map(|_| Arbiter::new()).collect();
+        // Inbound events go to their user's shard; on a real clock the scheduler is woken.
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let mut shard_addrs = Vec::with_capacity(shards);
+        for (id, ((entities, arm_of), first_wakes)) in hosted.into_iter().zip(hosted_arms).zip(first_wakes).enumerate()
+        {
+            let parts = ShardParts {
+                id: id as u16,
+                entities,
+                arm_of: if arm_of.iter().all(|a| *a == 0) { Vec::new() } else { arm_of },
                 books: books.clone(),
-                arm_of: arm_of.clone(),
-                user_ids: self.users.iter().map(|u| u.id).collect(),
-                inbound: inbound.clone(),
-                groups: self.groups,
-                group_policy: self.group_policy,
-                transport: self.transport.clone(),
-                listeners,
-                learner: learning.then(|| learner.clone().recipient()),
-                learning_arms: learning_arms.clone(),
-                learner_interval_secs: interval,
+                first_wakes,
+                cx: cx.clone(),
+                store: self.store.clone(),
+                inbound: inbound[id].clone(),
+                placement: placement.clone(),
+                keep_log: self.store.wants_log(),
                 send_timeout: self.send_timeout,
-                finished: finished_tx,
-            },
-            self.progress,
-        )
-        .start();
+                wake_scheduler: arrived.clone(),
+            };
+            shard_addrs.push(UserShard::start_in_arbiter(&arbiters[id].handle(), move |_| UserShard::new(parts)));
+        }
 
-        let now = self.clock.now();
-        let context = Arc::new(UserContext {
-            send_timeout: self.send_timeout,
-            scheduler: scheduler.clone(),
+        let unknown_users = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        {
+            let (placement, inbound, arrived, unknown) =
+                (placement.clone(), inbound.clone(), arrived.clone(), unknown_users.clone());
+            self.transport.start(InboundSink::new(move |event| {
+                match placement.directory.find(event.user).and_then(|i| placement.of_index.get(i as usize)) {
+                    Some(&(shard, _)) => {
+                        if inbound[usize::from(shard)].push(event) {
+                            arrived.notify_one();
+                        }
+                    }
+                    None => {
+                        unknown.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(user = %event.user, kind = event.kind.as_str(), "Inbound event for an unknown user dropped.");
+                    }
+                }
+            }));
+        }
+
+        let scheduler = Scheduler::new(SchedulerParts {
+            clock: self.clock.clone(),
+            horizon: self.horizon,
+            shards: shard_addrs.clone(),
+            shard_inbound: inbound,
+            placement,
+            inbound_arrived: arrived,
+            books: books.clone(),
+            groups: self.groups,
+            group_policy: self.group_policy,
             transport: self.transport.clone(),
             store: self.store.clone(),
-            persist: self.persist,
-            rules: self.rules.clone(),
+            listeners,
+            learner: learning.then(|| learner.clone()),
+            learning_arms: learning_arms.clone(),
+            learner_interval_secs: interval,
+            send_timeout: self.send_timeout,
+            users: n,
+            progress: self.progress,
         });
-        let mut addrs = Vec::with_capacity(n);
-        let mut first_wakes = Vec::with_capacity(n);
-        for (index, profile) in self.users.into_iter().enumerate() {
-            let index = index as u32;
-            let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
-            let arm = arm_of.get(index as usize).copied().unwrap_or(0);
-            let name = arm_names.get(usize::from(arm)).cloned();
-            let book = &books[usize::from(arm)];
-            let mut actor = UserActor::new(index, profile, rng, name, context.clone());
-            if let Some((at, token)) = actor.first_plan(now, book) {
-                first_wakes.push((index, at, token));
-            }
-            addrs.push(actor.start());
-        }
-        let addrs: Arc<[Addr<UserActor>]> = Arc::from(addrs);
-        scheduler.do_send(AttachUsers { users: addrs.clone(), first_wakes });
-        let nudge = scheduler.clone();
-        self.transport.start(InboundSink::new(move |event| {
-            if inbound.push(event) {
-                nudge.do_send(InboundPending);
-            }
-        }));
-        scheduler.do_send(Start);
-
-        let stopped = || EngineError::Mailbox("the scheduler stopped before the end of the run".into());
-        let mut finished_rx = std::pin::pin!(finished_rx);
-        let summary = tokio::select! {
-            biased;
-            summary = &mut finished_rx => summary.map_err(|_| stopped())?,
-            () = shutdown => {
-                scheduler.do_send(Shutdown);
-                finished_rx.await.map_err(|_| stopped())?
-            }
-        };
+        let mut summary = scheduler.run(shutdown).await;
+        summary.unknown_users += unknown_users.load(std::sync::atomic::Ordering::Relaxed);
 
         let end = summary.ended_at;
+        let final_books: Vec<Arc<StrategyBook>> = books
+            .iter()
+            .enumerate()
+            .map(|(arm, book)| summary.final_books.get(arm).cloned().flatten().unwrap_or_else(|| book.clone()))
+            .collect();
         let mut governed_by = [0u64; 8];
         let mut held_by = [0u64; 8];
         let mut opted_out_users = 0;
-        let mut per_user = Vec::new();
-        for (chunk_no, chunk) in addrs.chunks(SNAPSHOT_CHUNK).enumerate() {
-            let first = chunk_no * SNAPSHOT_CHUNK;
-            let replies = join_all(chunk.iter().enumerate().map(|(i, a)| {
-                let arm = arm_of.get(first + i).copied().unwrap_or(0);
-                let book = summary
-                    .final_books
-                    .get(usize::from(arm))
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| books[usize::from(arm)].clone());
-                a.send(TakeSnapshot { at: end, book })
-            }))
-            .await;
-            for (i, reply) in replies.into_iter().enumerate() {
-                let snap = reply.map_err(|e| EngineError::Mailbox(e.to_string()))?;
-                if self.collect_user_results {
-                    per_user.push(UserResult {
+        let mut per_user = if self.collect_user_results { vec![None; n] } else { Vec::new() };
+        let snapshots =
+            join_all(shard_addrs.iter().map(|s| s.send(TakeSnapshots { at: end, books: final_books.clone() }))).await;
+        for shard in snapshots {
+            for (index, arm, snap) in shard.map_err(|e| EngineError::Mailbox(e.to_string()))? {
+                if let Some(slot) = per_user.get_mut(index as usize) {
+                    *slot = Some(UserResult {
                         user: snap.user,
-                        arm: arm_of.get(first + i).copied().unwrap_or(0),
+                        arm,
                         messages: snap.messages,
                         responses: snap.responses,
                         conversions: snap.conversions,
@@ -465,6 +490,9 @@ impl Engine {
                 opted_out_users += u64::from(snap.caps.opted_out);
             }
         }
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
         let mut segments = Vec::with_capacity(Segment::ALL.len());
         for addr in &segment_addrs {
             segments.push(addr.send(GetSegmentStats).await.map_err(|e| EngineError::Mailbox(e.to_string()))?);
@@ -479,7 +507,7 @@ impl Engine {
             users: n as u64,
             scheduler: summary,
             hours,
-            per_user,
+            per_user: per_user.into_iter().flatten().collect(),
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct SimulationPlan {
     pub learner: Option<LearnerSettings>,
     /// The learner's LLM adviser (`--llm-adviser`).
     pub adviser: Option<LlmSettings>,
+    /// Threads the user shards run on (the report does not depend on it).
+    pub threads: usize,
 }
 
 /// Where one input of a run came from, so that a report says which file it ran on: the
@@ -390,7 +392,8 @@ pub fn run_engine(
         .horizon(horizon)
         .seed(plan.seed)
         // Users are written once, at the end: a simulation has no restart to survive.
-        .persist(crate::actors::user::PersistPolicy::AtEnd)
+        .persist(crate::actors::entity::PersistPolicy::AtEnd)
+        .threads(plan.threads)
         .progress(move |t| progress((t.secs() - start.secs()) as f64 / span));
     if let Some(settings) = &plan.learner {
         builder = builder.learner(settings.clone());

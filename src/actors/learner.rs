@@ -134,10 +134,10 @@ impl LearnerActor {
     }
 }
 
-/// Scheduler → learner: look now, with the strategies in force; answer with a
-/// [`StrategyUpdate`] to `reply_to` (always, so the virtual clock knows the look is over).
+/// Scheduler → learner: look now, with the strategies in force; answered with a
+/// [`StrategyUpdate`] (always: the scheduler waits for the look before time moves on).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "StrategyUpdate")]
 pub struct Learn {
     /// Engine time.
     pub at: Timestamp,
@@ -145,8 +145,6 @@ pub struct Learn {
     pub arm: u16,
     /// The strategies in force.
     pub book: Arc<StrategyBook>,
-    /// Where the answer goes.
-    pub reply_to: Recipient<StrategyUpdate>,
 }
 
 impl std::fmt::Debug for Learn {
@@ -156,8 +154,7 @@ impl std::fmt::Debug for Learn {
 }
 
 /// Learner → scheduler: new strategies (if any) and the look's audit entries.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
+#[derive(Debug, MessageResponse)]
 pub struct StrategyUpdate {
     /// Whose strategies.
     pub arm: u16,
@@ -172,9 +169,9 @@ pub struct StrategyUpdate {
 }
 
 impl Handler<Learn> for LearnerActor {
-    type Result = ();
+    type Result = StrategyUpdate;
 
-    fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) -> StrategyUpdate {
         let arm = usize::from(msg.arm);
         let mut decision = match self.arms.get_mut(arm) {
             Some(Some(state)) => state.learner.tick(msg.at, &state.table, &msg.book),
@@ -195,13 +192,13 @@ impl Handler<Learn> for LearnerActor {
                 "strategy change"
             );
         }
-        msg.reply_to.do_send(StrategyUpdate {
+        StrategyUpdate {
             arm: msg.arm,
             book: decision.book.map(Arc::new),
             changes: decision.changes,
             notes: decision.notes.into_iter().map(|n| (msg.at, n)).collect(),
             adviser: self.adviser.as_ref().map(|a| a.stats.clone()),
-        });
+        }
     }
 }
 

@@ -1,114 +1,19 @@
-//! Every message that passes between the actors. Commands are imperative (`Wake`),
-//! facts past tense (`WorkDone`, `InboundArrived`), replies nouns (`UserSnapshot`).
+//! What passes between the scheduler, the shards and the statistics actors besides the
+//! shard protocol (in [`super::shard`]): outcomes, answers to group posts, the inbound
+//! buffer, snapshots. Commands are imperative, facts past tense (`OutcomesRecorded`),
+//! replies nouns (`UserSnapshot`).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::config::StrategyBook;
 use crate::domain::Segment;
-use crate::domain::{Caps, GroupId, InboundEvent, SegmentSet, Timestamp, UserId, UtcOffset};
+use crate::domain::{Caps, InboundEvent, SegmentSet, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
 
 /// Dense index of a user inside one engine (position in the list the engine was built
 /// with); cheaper than a map lookup on every message.
 pub type UserIndex = u32;
-
-/// Scheduler → user: your planned send time has come. Ignored unless `token` is the
-/// user's latest plan (older plans are superseded, not removed from the queue).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Wake {
-    /// The current time.
-    pub at: Timestamp,
-    /// Which plan this wake belongs to.
-    pub token: u32,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
-/// Scheduler → user: an inbound event has reached its time.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct DeliverInbound {
-    /// The event (its `at` is the current time).
-    pub event: InboundEvent,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
-/// Scheduler → user: will you keep `slot` free for a group post? A granted booking
-/// constrains the user's direct sends — each must leave the booked slot within every cap —
-/// until the post is reserved at `slot` or the booking is released. Answered with a
-/// [`GroupSlotAnswered`].
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct BookGroupSlot {
-    /// The current time.
-    pub at: Timestamp,
-    /// When the post is planned.
-    pub slot: Timestamp,
-    /// Which post.
-    pub post: u64,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
-/// Scheduler → user: the booking for `post` is off (another member could not keep the
-/// slot). Answered with a `WorkDone`.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ReleaseGroupBooking {
-    /// Which post.
-    pub post: u64,
-}
-
-/// Scheduler → user: may a group post reach you at `at`? Answered with a
-/// [`GroupSlotAnswered`]. A granted slot counts against the caps until settled.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ReserveGroupSlot {
-    /// The current time.
-    pub at: Timestamp,
-    /// Which post.
-    pub post: u64,
-    /// Which group.
-    pub group: GroupId,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
-/// Scheduler → user: the reserved group post went out (`sent`) or was called off.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct SettleGroupSlot {
-    /// The current time.
-    pub at: Timestamp,
-    /// Which post.
-    pub post: u64,
-    /// Which group.
-    pub group: GroupId,
-    /// Whether it went out (or may have: counted either way).
-    pub sent: bool,
-    /// `delivered` or `unknown` when sent.
-    pub outcome: &'static str,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
-/// User → scheduler: the answer to a [`ReserveGroupSlot`].
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct GroupSlotAnswered {
-    /// Which post.
-    pub post: u64,
-    /// Who answers.
-    pub user: UserIndex,
-    /// What they answer.
-    pub answer: SlotAnswer,
-    /// A new plan for the member's own next send, if the answer changed it.
-    pub next_wake: Option<(Timestamp, u32)>,
-}
 
 /// A member's answer to a group post.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,33 +30,6 @@ pub enum SlotAnswer {
     },
     /// Opted out: no longer part of the group's audience.
     Absent,
-}
-
-/// User → scheduler: finished one piece of dispatched work.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct WorkDone {
-    /// Who finished.
-    pub user: UserIndex,
-    /// A new plan, if the user made one: wake me at `.0` with token `.1`.
-    pub next_wake: Option<(Timestamp, u32)>,
-    /// What happened, if anything worth counting.
-    pub outcome: Option<Outcome>,
-    /// The work started a send that is still in flight: a [`SendSettled`] follows.
-    pub send_in_flight: bool,
-}
-
-/// User → scheduler: a send that was in flight has its answer (or timed out: unknown).
-/// Not part of any instant's work: the scheduler never waits for it before moving on.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct SendSettled {
-    /// Who.
-    pub user: UserIndex,
-    /// A new plan, if the user made one.
-    pub next_wake: Option<(Timestamp, u32)>,
-    /// What happened.
-    pub outcome: Option<Outcome>,
 }
 
 /// Where the transport's sink puts inbound events for the scheduler to queue: a shared
@@ -172,6 +50,17 @@ impl InboundBuffer {
         !self.nudged.swap(true, std::sync::atomic::Ordering::AcqRel)
     }
 
+    /// Marks the buffer as needing attention without an event (a shard whose send in
+    /// flight settled has something to report); returns whether to nudge.
+    pub fn poke(&self) -> bool {
+        !self.nudged.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Whether events (or a poke) are waiting.
+    pub fn has_events(&self) -> bool {
+        self.nudged.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Swaps the buffered events into `into` (which must be empty); later pushes nudge again.
     pub fn take_into(&self, into: &mut Vec<InboundEvent>) {
         self.nudged.store(false, std::sync::atomic::Ordering::Release);
@@ -179,11 +68,6 @@ impl InboundBuffer {
         std::mem::swap(&mut *events, into);
     }
 }
-
-/// Transport → scheduler: events are waiting in the [`InboundBuffer`].
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct InboundPending;
 
 /// Something that happened to one user, for statistics and the audit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -237,18 +121,8 @@ pub struct OutcomesRecorded {
     pub outcomes: Arc<Vec<Outcome>>,
 }
 
-/// Engine → user: report your state.
-#[derive(Message, Debug)]
-#[rtype(result = "UserSnapshot")]
-pub struct TakeSnapshot {
-    /// The current time.
-    pub at: Timestamp,
-    /// The strategies in force.
-    pub book: Arc<StrategyBook>,
-}
-
 /// A user's state at the end of a run.
-#[derive(Clone, Debug, PartialEq, MessageResponse)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UserSnapshot {
     /// Who.
     pub user: UserId,

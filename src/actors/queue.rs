@@ -39,6 +39,22 @@ pub enum Work {
     LearnerTick,
 }
 
+impl Work {
+    /// The rank of the kind at one instant: inbound events first, then group posts, then
+    /// planned sends, then the learner tick.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Work::Inbound { .. } => 0,
+            Work::GroupPost { .. } => 1,
+            Work::Wake { .. } => 2,
+            Work::LearnerTick => 3,
+        }
+    }
+}
+
+/// A rank past every kind: `pop_before(t, ALL_RANKS)` takes everything due at `t`.
+pub const ALL_RANKS: u8 = 4;
+
 /// Bits of the arrival counter kept in a key; it only orders items of one entity at one
 /// instant, which are never 2^28 arrivals apart.
 const SEQ_BITS: u32 = 28;
@@ -119,7 +135,7 @@ impl WorkQueue {
 
     /// Adds work due at `at`.
     pub fn push(&mut self, at: Timestamp, work: Work) {
-        let (rank, entity, sub): (u64, u32, u64) = match &work {
+        let (entity, sub): (u32, u64) = match &work {
             Work::Inbound { user, kind, .. } => {
                 let sub = match kind {
                     InboundKind::OptOut => 0,
@@ -127,12 +143,13 @@ impl WorkQueue {
                     InboundKind::Conversion => 2,
                     InboundKind::Activity => 3,
                 };
-                (0, *user, sub)
+                (*user, sub)
             }
-            Work::GroupPost { group } => (1, *group, 0),
-            Work::Wake { user, .. } => (2, *user, 0),
-            Work::LearnerTick => (3, 0, 0),
+            Work::GroupPost { group } => (*group, 0),
+            Work::Wake { user, .. } => (*user, 0),
+            Work::LearnerTick => (0, 0),
         };
+        let rank = u64::from(work.rank());
         self.seq += 1;
         let order = rank << 62 | u64::from(entity) << 30 | sub << SEQ_BITS | (self.seq & ((1 << SEQ_BITS) - 1));
         let item = Item { key: Key { at: at.secs(), order }, work };
@@ -194,6 +211,27 @@ impl WorkQueue {
         let Reverse(item) = self.current.pop()?;
         self.len -= 1;
         Some(item.work)
+    }
+
+    /// The rank of the next item's kind (see [`Work::rank`]).
+    pub fn next_rank(&mut self) -> Option<u8> {
+        self.settle();
+        self.current.peek().map(|Reverse(i)| (i.key.order >> 62) as u8)
+    }
+
+    /// Removes and returns the next item, with its time, if it comes before `(until,
+    /// rank_limit)`: due before `until`, or due at `until` with a kind that ranks before
+    /// `rank_limit` (inbound 0, group post 1, wake 2, learner tick 3; 4 takes all of `until`).
+    pub fn pop_before(&mut self, until: Timestamp, rank_limit: u8) -> Option<(Timestamp, Work)> {
+        self.settle();
+        let Reverse(first) = self.current.peek()?;
+        let rank = (first.key.order >> 62) as u8;
+        if first.key.at > until.secs() || (first.key.at == until.secs() && rank >= rank_limit) {
+            return None;
+        }
+        let Reverse(item) = self.current.pop()?;
+        self.len -= 1;
+        Some((Timestamp(item.key.at), item.work))
     }
 
     /// Items queued.

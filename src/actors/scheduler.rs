@@ -1,42 +1,46 @@
-//! `SchedulerActor`: owns the time-ordered queue of due work — planned sends, inbound
-//! events, group posts, learner ticks — and the [`Clock`]. It is the only actor that reads
-//! time; everyone else gets it inside their messages.
+//! The scheduler: the coordinator of the user shards and the one owner of time. It holds the
+//! [`Clock`], its own queue of global work — group posts and learner ticks, the *sync
+//! points* — and advances every [`UserShard`] to the next one with a [`RunUntil`]; between
+//! sync points the shards work in parallel, each through its own queue.
 //!
 //! Ordering guarantees:
-//! - Work is dispatched in key order (see [`super::queue`]): at one instant inbound events
-//!   come first (an opt-out takes effect before anything else that second), then group
-//!   posts, then planned sends; within a kind, by user (or group) id.
-//! - Time advances only when every dispatched piece of work has been acknowledged
-//!   (`outstanding == 0`): all work of an instant, and everything it causes at that instant,
-//!   is done before the scheduler asks the clock for the next key. A virtual clock jumps
-//!   there at once; a system or scaled clock hands back a sleep. Handlers never wait for
-//!   I/O, so on a real clock the work of an instant takes microseconds.
-//! - A send still in flight (a slow transport) is not outstanding work: it counts against
-//!   the user's caps until its [`SendSettled`] arrives, and nobody waits for it — except a
-//!   shutdown, which waits for every send in flight (each bounded by the send timeout).
-//! - Outcomes reach the statistics actors in batches, in the order they were recorded.
+//! - At one instant: inbound events, then group posts, then planned sends, then the learner
+//!   tick. A shard is run through everything that comes before the sync item at its instant,
+//!   then the sync item is handled, then the shards go on.
+//! - A group post's rounds (book, reserve, settle, release) ask the member shards at once
+//!   and read the answers in the group's member order.
+//! - Outcomes are recorded in shard order, window by window; every statistic built from them
+//!   is an integer count, so nothing depends on that order but the audit's per-user history,
+//!   which follows each user's own order. Log entries of a window are written sorted by
+//!   `(time, user)`, each user's entries in the order they happened.
+//! - How far shards may run ahead is the clock's business ([`Clock::jumps`]): a virtual
+//!   clock lets them run to the next sync point at once and stamps work with its planned
+//!   time; a system or scaled clock runs work when it is due and stamps it with the time it
+//!   actually runs.
+//! - A send or group post in flight (a slow transport) holds nobody; a shutdown waits for
+//!   them all (each bounded by the send timeout).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::FutureExt;
-use tokio::sync::oneshot;
+use futures::future::join_all;
+use tokio::sync::{Notify, mpsc};
 
 use crate::audit::CapAudit;
 use crate::clock::Clock;
 use crate::config::StrategyBook;
-use crate::domain::{
-    Caps, ContentKind, Destination, GroupProfile, InboundEvent, OutboundMessage, Segment, Timestamp, UserId,
-};
+use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, Timestamp};
 use crate::learner::StrategyChange;
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
+use crate::store::{LogEntry, Store};
 use crate::transport::{Delivered, Transport, TransportError};
 
-use super::learner::{Learn, StrategyUpdate};
+use super::learner::{AdviserStats, Learn, LearnerActor};
 use super::messages::*;
-use super::queue::{Work, WorkQueue};
-use super::user::UserActor;
+use super::queue::{ALL_RANKS, Work, WorkQueue};
+use super::shard::{DrainSends, GroupPhase, GroupRound, Placement, RunUntil, ShardOutput, UserShard};
 
 /// Outcomes buffered before a batch goes to the statistics actors.
 const OUTCOME_BATCH: usize = 4_096;
@@ -69,75 +73,28 @@ struct GroupState {
 /// Booking rounds tried at one instant before waiting for the retry time.
 const MAX_BOOKING_ROUNDS: u32 = 4;
 
-/// Which round of a group post the members are answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Will you keep the slot free? (ahead of time)
-    Booking,
-    /// May the post reach you now? (at the slot)
-    Reserving,
-}
-
-/// A group post waiting for its members' answers.
-#[derive(Debug)]
-struct PostInFlight {
-    group: usize,
-    /// When the round was asked.
-    at: Timestamp,
-    /// The slot the post is for.
-    slot: Timestamp,
-    phase: Phase,
-    waiting: usize,
+/// What the members answered in one round of a group post.
+#[derive(Debug, Default)]
+struct RoundResult {
     granted: Vec<UserIndex>,
     refused: Option<SuppressReason>,
-    /// The latest time a refusing member could take a message (`None` while nobody
-    /// refused, or when one never could).
+    /// The latest time a refusing member could take a message.
     retry_at: Option<Timestamp>,
     /// A refusing member can never take one under the current caps.
     blocked_for_good: bool,
 }
 
-impl PostInFlight {
-    fn new(group: usize, at: Timestamp, slot: Timestamp, phase: Phase, members: usize) -> PostInFlight {
-        PostInFlight {
-            group,
-            at,
-            slot,
-            phase,
-            waiting: members,
-            granted: Vec::with_capacity(members),
-            refused: None,
-            retry_at: None,
-            blocked_for_good: false,
-        }
-    }
-}
-
-/// Finds a user's actor from their id.
+/// A group post handed to the transport.
 #[derive(Debug)]
-enum Directory {
-    /// Ids are `0..n`: the id is the index.
-    Dense(usize),
-    /// Any ids.
-    Map(HashMap<UserId, UserIndex>),
+struct PostInFlight {
+    group: usize,
+    post: u64,
+    at: Timestamp,
+    granted: Vec<UserIndex>,
 }
 
-impl Directory {
-    fn new(ids: &[UserId]) -> Directory {
-        if ids.iter().enumerate().all(|(i, id)| id.0 == i as u64) {
-            Directory::Dense(ids.len())
-        } else {
-            Directory::Map(ids.iter().enumerate().map(|(i, id)| (*id, i as UserIndex)).collect())
-        }
-    }
-
-    fn find(&self, id: UserId) -> Option<UserIndex> {
-        match self {
-            Directory::Dense(n) => (id.0 < *n as u64).then_some(id.0 as UserIndex),
-            Directory::Map(m) => m.get(&id).copied(),
-        }
-    }
-}
+/// A group post in flight and the transport's answer to it.
+type PostAnswer = (PostInFlight, Result<Delivered, TransportError>);
 
 /// Counts of the scheduler's own work, for the report.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -147,9 +104,9 @@ pub struct SchedulerSummary {
     /// Each arm's strategies in force at the end, where a learner changed them.
     pub final_books: Vec<Option<Arc<StrategyBook>>>,
     /// The learner's notes that are not audit entries (an adviser's failures).
-    pub learner_notes: Vec<(crate::domain::Timestamp, String)>,
+    pub learner_notes: Vec<(Timestamp, String)>,
     /// What the LLM adviser did, if there was one.
-    pub adviser: Option<super::learner::AdviserStats>,
+    pub adviser: Option<AdviserStats>,
     /// Work items dispatched (wakes, inbound events, group posts, ticks).
     pub dispatched: u64,
     /// Inbound events for users the engine does not know (dropped, logged).
@@ -169,104 +126,105 @@ pub struct SchedulerSummary {
 /// Reports progress as the clock moves (simulation: once per simulated hour).
 pub type ProgressFn = Box<dyn FnMut(Timestamp)>;
 
-/// The scheduler.
-pub struct SchedulerActor {
-    clock: Arc<dyn Clock>,
-    horizon: Option<Timestamp>,
-    queue: WorkQueue,
-    users: Arc<[Addr<UserActor>]>,
-    directory: Directory,
-    user_ids: Vec<UserId>,
-    inbound: Arc<InboundBuffer>,
-    inbound_spare: Vec<InboundEvent>,
-    /// The strategies of each experiment arm (one entry without an experiment).
-    books: Vec<Arc<StrategyBook>>,
-    /// Each user's arm (empty without an experiment).
-    arm_of: Vec<u16>,
-    outstanding: usize,
-    groups: Vec<GroupState>,
-    group_policy: Option<GroupPolicy>,
-    group_rate: PostRateWindow,
-    posts: BTreeMap<u64, PostInFlight>,
-    next_post_id: u64,
-    transport: Arc<dyn Transport>,
-    outcome_buffer: Vec<Outcome>,
-    listeners: Vec<Recipient<OutcomesRecorded>>,
-    /// The learner to ask at every tick (only when the engine learns).
-    learner: Option<Recipient<Learn>>,
-    /// The arms whose strategies the learner re-plans.
-    learning_arms: Vec<bool>,
-    /// This actor's address, for the learner's answers.
-    me: Option<Addr<SchedulerActor>>,
-    audit: CapAudit,
-    learner_interval_secs: i64,
-    send_timeout: std::time::Duration,
-    summary: SchedulerSummary,
-    progress: Option<ProgressFn>,
-    last_progress_hour: i64,
-    finished: Option<oneshot::Sender<SchedulerSummary>>,
-    timer_armed_for: Option<Timestamp>,
-    /// Sends and group posts handed to the transport and not yet answered.
-    in_flight: usize,
-    /// A shutdown was asked for: dispatch nothing more, finish when nothing is in flight.
-    stopping: bool,
-}
-
-impl std::fmt::Debug for SchedulerActor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchedulerActor")
-            .field("queued", &self.queue.len())
-            .field("outstanding", &self.outstanding)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Everything the scheduler is built from.
-#[derive(Debug)]
 pub struct SchedulerParts {
     /// The clock.
     pub clock: Arc<dyn Clock>,
-    /// Stop at this time (simulation); `None` runs until stopped.
+    /// Stop at this time; `None` runs until shut down.
     pub horizon: Option<Timestamp>,
+    /// The shards, in shard order.
+    pub shards: Vec<Addr<UserShard>>,
+    /// Each shard's inbound buffer.
+    pub shard_inbound: Vec<Arc<InboundBuffer>>,
+    /// Where every user lives.
+    pub placement: Arc<Placement>,
+    /// Wakes the scheduler when inbound events arrive on their own (live).
+    pub inbound_arrived: Arc<Notify>,
     /// The strategies of each experiment arm (one entry without an experiment).
     pub books: Vec<Arc<StrategyBook>>,
-    /// Each user's arm, by index (empty: everyone uses `books[0]`).
-    pub arm_of: Vec<u16>,
-    /// User ids in index order.
-    pub user_ids: Vec<UserId>,
-    /// Where the transport's sink leaves inbound events.
-    pub inbound: Arc<InboundBuffer>,
     /// Groups and their policy.
     pub groups: Vec<GroupProfile>,
     /// The group policy (no group posts without one).
     pub group_policy: Option<GroupPolicy>,
     /// For group posts.
     pub transport: Arc<dyn Transport>,
+    /// Where log entries go, in order.
+    pub store: Arc<dyn Store>,
     /// Statistics actors.
     pub listeners: Vec<Recipient<OutcomesRecorded>>,
     /// The learner to ask at every tick; `None` keeps the strategies fixed.
-    pub learner: Option<Recipient<Learn>>,
+    pub learner: Option<Addr<LearnerActor>>,
     /// Which arms (by index into `books`) the learner re-plans.
     pub learning_arms: Vec<bool>,
     /// Learner cadence, seconds.
     pub learner_interval_secs: i64,
     /// How long a group post may take before its outcome is unknown.
     pub send_timeout: std::time::Duration,
-    /// Told the summary when the run ends.
-    pub finished: oneshot::Sender<SchedulerSummary>,
+    /// Users in the run (for the audit).
+    pub users: usize,
+    /// Called as the clock moves.
+    pub progress: Option<ProgressFn>,
 }
 
-impl SchedulerActor {
-    /// A scheduler; users are attached with [`AttachUsers`] before [`Start`].
-    pub fn new(parts: SchedulerParts, progress: Option<ProgressFn>) -> SchedulerActor {
-        let directory = Directory::new(&parts.user_ids);
-        let n = parts.user_ids.len();
-        let arms = parts.books.len();
+impl std::fmt::Debug for SchedulerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerParts").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+/// The coordinator. Not an actor of its own: one task that owns time and awaits each
+/// window's barrier, which an actor could only do as a hand-written state machine; the
+/// shards, the segment actors and the learner it talks to are actors.
+pub struct Scheduler {
+    clock: Arc<dyn Clock>,
+    horizon: Option<Timestamp>,
+    queue: WorkQueue,
+    shards: Vec<Addr<UserShard>>,
+    shard_inbound: Vec<Arc<InboundBuffer>>,
+    shard_due: Vec<Option<Timestamp>>,
+    /// Strategies not yet handed to a shard.
+    books_pending: Vec<bool>,
+    placement: Arc<Placement>,
+    inbound_arrived: Arc<Notify>,
+    books: Vec<Arc<StrategyBook>>,
+    groups: Vec<GroupState>,
+    group_policy: Option<GroupPolicy>,
+    group_rate: PostRateWindow,
+    next_post_id: u64,
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn Store>,
+    keep_log: bool,
+    log: Vec<LogEntry>,
+    outcome_buffer: Vec<Outcome>,
+    listeners: Vec<Recipient<OutcomesRecorded>>,
+    learner: Option<Addr<LearnerActor>>,
+    learning_arms: Vec<bool>,
+    audit: CapAudit,
+    learner_interval_secs: i64,
+    send_timeout: std::time::Duration,
+    summary: SchedulerSummary,
+    progress: Option<ProgressFn>,
+    last_progress_hour: i64,
+    /// Group posts in flight, and where their answers arrive.
+    posts_in_flight: usize,
+    post_answers: (mpsc::UnboundedSender<PostAnswer>, mpsc::UnboundedReceiver<PostAnswer>),
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("queued", &self.queue.len()).finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler over `parts.shards`.
+    pub fn new(parts: SchedulerParts) -> Scheduler {
+        let placement = parts.placement;
         let groups = parts
             .groups
             .into_iter()
             .map(|profile| GroupState {
-                members: profile.members.iter().filter_map(|m| directory.find(*m)).collect(),
+                members: profile.members.iter().filter_map(|m| placement.directory.find(*m)).collect(),
                 profile,
                 caps_state: CapState::default(),
                 posts: 0,
@@ -274,118 +232,169 @@ impl SchedulerActor {
                 booking_rounds: 0,
             })
             .collect();
-        let per_minute = parts.group_policy.map(|p| p.posts_per_minute).unwrap_or(20);
-        SchedulerActor {
+        let per_minute = parts.group_policy.map(|p| p.posts_per_minute).unwrap_or(20).max(1);
+        let shards = parts.shards.len();
+        let arms = parts.books.len();
+        let now = parts.clock.now();
+        Scheduler {
             clock: parts.clock,
             horizon: parts.horizon,
             queue: WorkQueue::new(),
-            users: Arc::from(Vec::new()),
-            directory,
-            user_ids: parts.user_ids,
-            inbound: parts.inbound,
-            inbound_spare: Vec::new(),
+            shards: parts.shards,
+            shard_inbound: parts.shard_inbound,
+            // Unknown until each shard's first report: run them all once, now.
+            shard_due: vec![Some(now); shards],
+            books_pending: vec![false; shards],
+            placement,
+            inbound_arrived: parts.inbound_arrived,
             books: parts.books,
-            arm_of: parts.arm_of,
-            outstanding: 0,
             groups,
             group_policy: parts.group_policy,
             group_rate: PostRateWindow::new(per_minute),
-            posts: BTreeMap::new(),
             next_post_id: 1,
             transport: parts.transport,
+            keep_log: parts.store.wants_log(),
+            store: parts.store,
+            log: Vec::new(),
             outcome_buffer: Vec::with_capacity(OUTCOME_BATCH),
             listeners: parts.listeners,
             learner: parts.learner,
             learning_arms: parts.learning_arms,
-            me: None,
-            audit: CapAudit::new(n),
+            audit: CapAudit::new(parts.users),
             learner_interval_secs: parts.learner_interval_secs,
             send_timeout: parts.send_timeout,
             summary: SchedulerSummary { final_books: vec![None; arms], ..SchedulerSummary::default() },
-            progress,
+            progress: parts.progress,
             last_progress_hour: i64::MIN,
-            finished: Some(parts.finished),
-            timer_armed_for: None,
-            in_flight: 0,
-            stopping: false,
+            posts_in_flight: 0,
+            post_answers: mpsc::unbounded_channel(),
         }
     }
 
-    fn push(&mut self, at: Timestamp, work: Work) {
-        self.queue.push(at, work);
-    }
-
-    /// The strategies of `user`'s arm.
-    fn book_for(&self, user: UserIndex) -> Arc<StrategyBook> {
-        let arm = self.arm_of.get(user as usize).copied().unwrap_or(0);
-        self.books[usize::from(arm)].clone()
-    }
-
-    /// Moves events the transport reported into the queue (never earlier than now).
-    fn drain_inbound(&mut self) {
-        self.inbound.take_into(&mut self.inbound_spare);
-        if self.inbound_spare.is_empty() {
-            return;
-        }
+    /// Runs until the horizon, or until `shutdown` completes: then nothing more is
+    /// dispatched, every send in flight gets its answer, and the summary covers the run up
+    /// to then.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> SchedulerSummary {
+        let mut shutdown = std::pin::pin!(shutdown);
         let now = self.clock.now();
-        let mut events = std::mem::take(&mut self.inbound_spare);
-        for event in events.drain(..) {
-            match self.directory.find(event.user) {
-                Some(user) => {
-                    self.push(event.at.max(now), Work::Inbound { user, kind: event.kind, group: event.group })
-                }
-                None => {
-                    self.summary.unknown_users += 1;
-                    tracing::warn!(user = %event.user, kind = event.kind.as_str(), "Inbound event for an unknown user dropped.");
-                }
-            }
+        if self.learner_interval_secs > 0 {
+            self.queue.push(now.plus(self.learner_interval_secs), Work::LearnerTick);
         }
-        self.inbound_spare = events;
-    }
-
-    /// Dispatches due work, one instant at a time, until something is outstanding, the next
-    /// key is in the clock's future (a timer is armed), or the run is over.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.me.is_none() {
-            return; // not started: a nudge before `Start` waits for it
+        for group in 0..self.groups.len() {
+            self.plan_group(group, now).await;
         }
-        self.drain_inbound();
         loop {
-            if self.outstanding > 0 {
-                return;
+            if (&mut shutdown).now_or_never().is_some() {
+                break;
             }
-            if self.stopping {
-                return self.finish_if_idle();
+            while let Ok((flight, result)) = self.post_answers.1.try_recv() {
+                self.posts_in_flight -= 1;
+                self.after_group_send(flight, result).await;
             }
-            let next = self.queue.next_due().filter(|at| self.horizon.is_none_or(|h| *at <= h));
-            // Nothing due before the horizon: wait for the horizon itself (live runs without
-            // one wait for inbound events or a shutdown).
-            let Some(at) = next.or(self.horizon) else { return };
-            if let Some(sleep) = self.clock.sleep_until(at) {
-                return self.arm_timer(ctx, at, sleep);
+            let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
+            let target = sync.or(self.horizon);
+            // How far the shards may go: to the next sync point at once (a jumping clock), or
+            // only through what is due now.
+            let (end, floor) = if self.clock.jumps() {
+                let Some(end) = target else { break };
+                let _ = self.clock.sleep_until(end);
+                (end, Timestamp(i64::MIN))
+            } else {
+                let waiting = self.shard_inbound.iter().any(|b| b.has_events());
+                let due = self.shard_due.iter().flatten().copied().min();
+                let now = self.clock.now();
+                let next = [target, due, waiting.then_some(now)].into_iter().flatten().min();
+                let sleep = next.and_then(|t| self.clock.sleep_until(t));
+                if next.is_none() || sleep.is_some() {
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        Some((flight, result)) = self.post_answers.1.recv() => {
+                            self.posts_in_flight -= 1;
+                            self.after_group_send(flight, result).await;
+                        }
+                        () = self.inbound_arrived.notified() => {}
+                        () = async { if let Some(s) = sleep { s.await } else { std::future::pending().await } } => {}
+                    }
+                    continue;
+                }
+                let now = self.clock.now();
+                (target.map_or(now, |t| t.min(now)), now)
+            };
+            let sync_here = sync.filter(|t| *t == end);
+            let rank_limit = match sync_here {
+                Some(_) => self.queue.next_rank().unwrap_or(ALL_RANKS),
+                None => ALL_RANKS,
+            };
+            self.run_shards(end, rank_limit, floor).await;
+            match sync_here {
+                Some(at) => {
+                    if let Some((_, work)) = self.queue.pop_before(at, rank_limit + 1) {
+                        self.summary.dispatched += 1;
+                        let at = at.max(floor);
+                        self.report_progress(at);
+                        self.handle_sync(at, work).await;
+                    }
+                }
+                None if Some(end) == self.horizon => break,
+                None => {}
             }
-            if next.is_none() {
-                return self.finish_if_idle();
+        }
+        self.finish().await
+    }
+
+    /// Runs every shard that has something to do through `(until, rank_limit)`.
+    async fn run_shards(&mut self, until: Timestamp, rank_limit: u8, floor: Timestamp) {
+        let mut asked = Vec::new();
+        let mut replies = Vec::new();
+        for (s, shard) in self.shards.iter().enumerate() {
+            let due = self.shard_due[s].is_some_and(|d| d <= until);
+            if !(due || self.books_pending[s] || self.shard_inbound[s].has_events()) {
+                continue;
             }
-            // A late real clock dispatches at its own now: sends are stamped when they go out.
-            let now = self.clock.now().max(at);
-            self.report_progress(now);
-            while let Some(work) = self.queue.pop_at(at) {
-                self.summary.dispatched += 1;
-                self.dispatch(now, work);
+            let books = std::mem::take(&mut self.books_pending[s]).then(|| self.books.clone());
+            asked.push(s);
+            replies.push(shard.send(RunUntil { until, rank_limit, floor, books }));
+        }
+        let replies = join_all(replies).await;
+        for (s, reply) in asked.into_iter().zip(replies) {
+            match reply {
+                Ok(report) => {
+                    self.shard_due[s] = report.next_due;
+                    self.absorb(report.output);
+                }
+                Err(e) => tracing::error!(shard = s, error = %e, "A shard stopped; its users are no longer served."),
             }
+        }
+        self.write_log().await;
+        self.report_progress(until.max(floor));
+    }
+
+    /// Takes in what a shard produced.
+    fn absorb(&mut self, output: ShardOutput) {
+        self.summary.dispatched += output.dispatched;
+        for outcome in output.outcomes {
+            self.record(outcome);
+        }
+        if self.keep_log {
+            self.log.extend(output.log);
         }
     }
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>, at: Timestamp, sleep: crate::clock::SleepFuture) {
-        if self.timer_armed_for.is_some_and(|t| t <= at) {
+    /// Writes the buffered log sorted by `(time, user)`, each user's entries in order.
+    async fn write_log(&mut self) {
+        if self.log.is_empty() {
             return;
         }
-        self.timer_armed_for = Some(at);
-        ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
-            act.timer_armed_for = None;
-            act.pump(ctx);
-        }));
+        let mut log = std::mem::take(&mut self.log);
+        log.sort_by_key(|e| (e.at, e.user));
+        for entry in &log {
+            if let Err(e) = self.store.append(entry).await {
+                tracing::error!(error = %e, "Store write failed.");
+            }
+        }
+        log.clear();
+        self.log = log;
     }
 
     fn report_progress(&mut self, at: Timestamp) {
@@ -394,39 +403,6 @@ impl SchedulerActor {
             self.last_progress_hour = hour;
             if let Some(progress) = self.progress.as_mut() {
                 progress(at);
-            }
-        }
-    }
-
-    fn dispatch(&mut self, at: Timestamp, work: Work) {
-        match work {
-            Work::Wake { user, token } => {
-                self.outstanding += 1;
-                self.users[user as usize].do_send(Wake { at, token, book: self.book_for(user) });
-            }
-            Work::Inbound { user, kind, group } => {
-                self.outstanding += 1;
-                let event = InboundEvent { at, user: self.user_ids[user as usize], kind, group };
-                self.users[user as usize].do_send(DeliverInbound { event, book: self.book_for(user) });
-            }
-            Work::GroupPost { group } => self.start_group_post(at, group as usize),
-            Work::LearnerTick => {
-                self.flush_outcomes();
-                if self.learner_interval_secs > 0 {
-                    self.push(at.plus(self.learner_interval_secs), Work::LearnerTick);
-                }
-                // Each learning arm (arm 0 in a run without arms) is re-planned from its own users.
-                if let (Some(learner), Some(me)) = (&self.learner, &self.me) {
-                    for (arm, _) in self.learning_arms.iter().enumerate().filter(|(_, learns)| **learns) {
-                        self.outstanding += 1;
-                        learner.do_send(Learn {
-                            at,
-                            arm: arm as u16,
-                            book: self.books[arm].clone(),
-                            reply_to: me.clone().recipient(),
-                        });
-                    }
-                }
             }
         }
     }
@@ -453,97 +429,222 @@ impl SchedulerActor {
         }
     }
 
-    fn finish_if_idle(&mut self) {
-        if self.outstanding > 0 || self.in_flight > 0 || (!self.posts.is_empty() && !self.stopping) {
-            return;
+    async fn handle_sync(&mut self, at: Timestamp, work: Work) {
+        match work {
+            Work::GroupPost { group } => self.start_group_post(at, group as usize).await,
+            Work::LearnerTick => self.learner_tick(at).await,
+            Work::Wake { .. } | Work::Inbound { .. } => {
+                tracing::error!("User work queued in the scheduler; ignored.");
+            }
         }
-        let Some(finished) = self.finished.take() else { return };
+    }
+
+    /// Hands every outcome so far to the statistics and asks the learner to look, once per
+    /// learning arm; new strategies go to the shards with their next window.
+    async fn learner_tick(&mut self, at: Timestamp) {
+        self.flush_outcomes();
+        if self.learner_interval_secs > 0 {
+            self.queue.push(at.plus(self.learner_interval_secs), Work::LearnerTick);
+        }
+        let Some(learner) = self.learner.clone() else { return };
+        for arm in 0..self.learning_arms.len() {
+            if !self.learning_arms[arm] {
+                continue;
+            }
+            let ask = Learn { at, arm: arm as u16, book: self.books[arm].clone() };
+            let update = match learner.send(ask).await {
+                Ok(update) => update,
+                Err(e) => {
+                    tracing::error!(error = %e, "The learner stopped; strategies stay as they are.");
+                    continue;
+                }
+            };
+            if let Some(book) = update.book
+                && arm < self.books.len()
+            {
+                self.books[arm] = book.clone();
+                self.summary.final_books[arm] = Some(book);
+                self.books_pending.iter_mut().for_each(|p| *p = true);
+            }
+            self.summary.strategy_changes.extend(update.changes);
+            self.summary.learner_notes.extend(update.notes);
+            if update.adviser.is_some() {
+                self.summary.adviser = update.adviser;
+            }
+        }
+    }
+
+    /// Stops: every send in flight gets its answer, its outcome is recorded; then the audit
+    /// and the counts.
+    async fn finish(mut self) -> SchedulerSummary {
+        let (tx, rx): (Vec<_>, Vec<_>) = self.shards.iter().map(|_| tokio::sync::oneshot::channel()).unzip();
+        for (shard, done) in self.shards.iter().zip(tx) {
+            shard.do_send(DrainSends { done });
+        }
+        join_all(rx).await;
+        while self.posts_in_flight > 0 {
+            match self.post_answers.1.recv().await {
+                Some((flight, result)) => {
+                    self.posts_in_flight -= 1;
+                    self.settle(&flight, false, "").await;
+                    // A post that went out counts for its members; nothing new is planned.
+                    if matches!(result, Ok(Delivered) | Err(TransportError::Unknown { .. })) {
+                        self.summary.group_posts += 1;
+                    }
+                }
+                None => break,
+            }
+        }
+        // What settled since the last window, without running anything new.
+        let stop = Timestamp(i64::MIN);
+        self.run_shards_all(stop).await;
         self.flush_outcomes();
         let now = self.clock.now();
         self.summary.cap_violations = self.audit.violations();
         self.summary.violation_examples = self.audit.examples().to_vec();
         self.summary.ended_at = match self.horizon {
-            Some(h) if !self.stopping => h,
+            Some(h) if now >= h => h,
             _ => now,
         };
-        let _ = finished.send(self.summary.clone());
+        self.summary
+    }
+
+    /// Collects every shard's report without running any work.
+    async fn run_shards_all(&mut self, until: Timestamp) {
+        let replies = join_all(
+            self.shards
+                .iter()
+                .map(|s| s.send(RunUntil { until, rank_limit: 0, floor: Timestamp(i64::MIN), books: None })),
+        )
+        .await;
+        for reply in replies.into_iter().flatten() {
+            self.absorb(reply.output);
+        }
+        self.write_log().await;
     }
 
     // ---- group posts -------------------------------------------------------------------
 
-    /// Plans a group's next post at or after `not_before` and books the slot with every
-    /// member now.
-    fn plan_group(&mut self, group: usize, not_before: Timestamp) {
-        let Some(policy) = self.group_policy else { return };
-        let g = &self.groups[group];
-        let jitter = ((g.profile.id.0.wrapping_mul(2_654_435_761) ^ u64::from(g.posts)) % 3_600) as i64;
-        let Some(slot) =
-            plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.utc_offset, not_before, jitter)
-        else {
-            return;
-        };
-        if g.members.is_empty() {
-            return;
+    /// Asks the members of `group` hosted in each shard, all shards at once, and returns
+    /// the answers in the group's member order.
+    async fn round(
+        &mut self,
+        members: &[UserIndex],
+        at: Timestamp,
+        post: u64,
+        group: usize,
+        phase: GroupPhase,
+    ) -> Vec<(UserIndex, SlotAnswer)> {
+        let gid = self.groups[group].profile.id;
+        let mut per_shard: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.shards.len()];
+        for (position, &member) in members.iter().enumerate() {
+            let (shard, local) = self.placement.of_index[member as usize];
+            per_shard[usize::from(shard)].push((position as u32, local));
         }
-        let now = self.clock.now();
-        let post = self.next_post_id;
-        self.next_post_id += 1;
-        let members = g.members.clone();
-        self.posts.insert(post, PostInFlight::new(group, now, slot, Phase::Booking, members.len()));
-        for member in members {
-            self.outstanding += 1;
-            self.users[member as usize].do_send(BookGroupSlot { at: now, slot, post, book: self.book_for(member) });
+        let mut asked = Vec::new();
+        for (s, members_here) in per_shard.into_iter().enumerate() {
+            if !members_here.is_empty() {
+                let ask = GroupRound { at, post, group: gid, phase, members: members_here };
+                asked.push(self.shards[s].send(ask));
+            }
         }
+        let mut answers = Vec::with_capacity(members.len());
+        for reply in join_all(asked).await {
+            match reply {
+                Ok(reply) => {
+                    answers.extend(reply.answers);
+                    self.absorb(reply.output);
+                }
+                Err(e) => tracing::error!(error = %e, "A shard stopped during a group round."),
+            }
+        }
+        answers.sort_unstable_by_key(|(position, _)| *position);
+        answers.into_iter().map(|(position, answer)| (members[position as usize], answer)).collect()
     }
 
-    /// A booking round is complete: keep the slot, or release it and try a later one.
-    fn finish_booking(&mut self, post: u64) {
-        let Some(flight) = self.posts.remove(&post) else { return };
+    fn tally(answers: Vec<(UserIndex, SlotAnswer)>) -> RoundResult {
+        let mut result = RoundResult::default();
+        for (member, answer) in answers {
+            match answer {
+                SlotAnswer::Granted => result.granted.push(member),
+                SlotAnswer::Refused { reason, not_before } => {
+                    result.refused.get_or_insert(reason);
+                    match not_before {
+                        Some(t) => result.retry_at = Some(result.retry_at.map_or(t, |r| r.max(t))),
+                        None => result.blocked_for_good = true,
+                    }
+                }
+                SlotAnswer::Absent => {}
+            }
+        }
+        result
+    }
+
+    /// Plans a group's next post at or after `not_before` and books the slot with every
+    /// member now; if a member cannot keep it, releases the others and tries the latest time
+    /// a refusing member named (at most four rounds at one instant).
+    async fn plan_group(&mut self, group: usize, mut not_before: Timestamp) {
         let Some(policy) = self.group_policy else { return };
-        let g = &mut self.groups[flight.group];
-        if flight.refused.is_none() {
-            g.booking = Some((post, flight.slot));
-            g.booking_rounds = 0;
-            self.push(flight.slot, Work::GroupPost { group: flight.group as u32 });
-            return;
-        }
-        for &member in &flight.granted {
-            self.outstanding += 1;
-            self.users[member as usize].do_send(ReleaseGroupBooking { post });
-        }
-        g.booking_rounds += 1;
-        let retry = match flight.retry_at {
-            Some(t) if !flight.blocked_for_good => t.max(flight.slot.plus(60)),
-            _ => flight.slot.plus(policy.interval_secs),
-        };
-        if g.booking_rounds < MAX_BOOKING_ROUNDS {
-            self.plan_group(flight.group, retry);
-        } else {
+        loop {
+            let g = &self.groups[group];
+            let jitter = ((g.profile.id.0.wrapping_mul(2_654_435_761) ^ u64::from(g.posts)) % 3_600) as i64;
+            let Some(slot) = plan_next_send(
+                &g.caps_state,
+                &policy.caps,
+                policy.optimal_hours,
+                g.profile.utc_offset,
+                not_before,
+                jitter,
+            ) else {
+                return;
+            };
+            if g.members.is_empty() {
+                return;
+            }
+            let now = self.clock.now();
+            let post = self.next_post_id;
+            self.next_post_id += 1;
+            let members = g.members.clone();
+            let answers = self.round(&members, now, post, group, GroupPhase::Book { slot }).await;
+            let result = Self::tally(answers);
+            if result.refused.is_none() {
+                let g = &mut self.groups[group];
+                g.booking = Some((post, slot));
+                g.booking_rounds = 0;
+                self.queue.push(slot, Work::GroupPost { group: group as u32 });
+                return;
+            }
+            self.round(&result.granted, now, post, group, GroupPhase::Release).await;
+            let g = &mut self.groups[group];
+            g.booking_rounds += 1;
+            let retry = match result.retry_at {
+                Some(t) if !result.blocked_for_good => t.max(slot.plus(60)),
+                _ => slot.plus(policy.interval_secs),
+            };
+            if g.booking_rounds < MAX_BOOKING_ROUNDS {
+                not_before = retry;
+                continue;
+            }
             // Stop haggling this instant; start afresh when the retry time comes.
             g.booking_rounds = 0;
-            self.push(retry, Work::GroupPost { group: flight.group as u32 });
+            self.queue.push(retry, Work::GroupPost { group: group as u32 });
+            return;
         }
     }
 
     /// A group's planned time has come: with a booking for it, reserve the members' slots;
     /// without one, book a slot first.
-    fn start_group_post(&mut self, at: Timestamp, group: usize) {
+    async fn start_group_post(&mut self, at: Timestamp, group: usize) {
         let Some(policy) = self.group_policy else { return };
         let g = &mut self.groups[group];
         let Some((post, _)) = g.booking.take() else {
-            return self.plan_group(group, at);
+            return self.plan_group(group, at).await;
         };
         let members = g.members.clone();
-        let release = |act: &mut SchedulerActor| {
-            for &member in &members {
-                act.outstanding += 1;
-                act.users[member as usize].do_send(ReleaseGroupBooking { post });
-            }
-        };
         if let Decision::Suppress { not_before, .. } = decide(&g.caps_state, &policy.caps, g.profile.utc_offset, at) {
-            release(self);
+            self.round(&members, at, post, group, GroupPhase::Release).await;
             if let Some(t) = not_before {
-                self.plan_group(group, t);
+                self.plan_group(group, t).await;
             }
             return;
         }
@@ -552,14 +653,47 @@ impl SchedulerActor {
             // members re-check every cap when the post is reserved).
             self.suppressed_group_post(SuppressReason::PlatformRate);
             self.groups[group].booking = Some((post, free_at));
-            self.push(free_at, Work::GroupPost { group: group as u32 });
+            self.queue.push(free_at, Work::GroupPost { group: group as u32 });
             return;
         }
-        let gid = self.groups[group].profile.id;
-        self.posts.insert(post, PostInFlight::new(group, at, at, Phase::Reserving, members.len()));
-        for &member in &members {
-            self.outstanding += 1;
-            self.users[member as usize].do_send(ReserveGroupSlot { at, post, group: gid, book: self.book_for(member) });
+        let answers = self.round(&members, at, post, group, GroupPhase::Reserve).await;
+        let result = Self::tally(answers);
+        let flight = PostInFlight { group, post, at, granted: result.granted };
+        if result.refused.is_some() || flight.granted.is_empty() {
+            if result.refused.is_some() {
+                self.suppressed_group_post(SuppressReason::MemberCap);
+            }
+            self.settle(&flight, false, "").await;
+            let retry = match result.retry_at {
+                Some(t) if !result.blocked_for_good => t.max(at.plus(60)),
+                _ => at.plus(policy.interval_secs),
+            };
+            return self.plan_group(group, retry).await;
+        }
+        let message = OutboundMessage {
+            id: post,
+            to: Destination::Group(self.groups[group].profile.id),
+            bot: crate::domain::BotId(0),
+            content: ContentKind::Community,
+            segment: Segment::Engaged,
+            at,
+        };
+        let mut future = self.transport.send(&message);
+        match (&mut future).now_or_never() {
+            Some(result) => self.after_group_send(flight, result).await,
+            None => {
+                // Real I/O: the members' slots stay reserved while the post is in flight;
+                // everything else goes on.
+                self.posts_in_flight += 1;
+                let timeout = self.send_timeout;
+                let answers = self.post_answers.0.clone();
+                actix::spawn(async move {
+                    let result = tokio::time::timeout(timeout, future).await.unwrap_or_else(|_| {
+                        Err(TransportError::Unknown { reason: format!("no answer within {} ms", timeout.as_millis()) })
+                    });
+                    let _ = answers.send((flight, result));
+                });
+            }
         }
     }
 
@@ -567,69 +701,11 @@ impl SchedulerActor {
         *self.summary.group_posts_held.entry(reason).or_default() += 1;
     }
 
-    /// A reservation round is complete: send the post if every member can take it.
-    fn finish_reservation(&mut self, ctx: &mut Context<Self>, post: u64) {
-        let Some(flight) = self.posts.remove(&post) else { return };
-        let Some(policy) = self.group_policy else { return };
-        if flight.refused.is_some() || flight.granted.is_empty() {
-            if flight.refused.is_some() {
-                self.suppressed_group_post(SuppressReason::MemberCap);
-            }
-            self.settle(&flight, post, false, "");
-            let retry = match flight.retry_at {
-                Some(t) if !flight.blocked_for_good => t.max(flight.at.plus(60)),
-                _ => flight.at.plus(policy.interval_secs),
-            };
-            self.plan_group(flight.group, retry);
-            return;
-        }
-        let gid = self.groups[flight.group].profile.id;
-        let message = OutboundMessage {
-            id: post,
-            to: Destination::Group(gid),
-            bot: crate::domain::BotId(0),
-            content: ContentKind::Community,
-            segment: Segment::Engaged,
-            at: flight.at,
-        };
-        let mut fut = self.transport.send(&message);
-        match (&mut fut).now_or_never() {
-            Some(result) => self.after_group_send(flight, post, result),
-            None => {
-                // Real I/O: the members' slots stay reserved while the post is in flight;
-                // everything else goes on.
-                self.in_flight += 1;
-                let timeout = self.send_timeout;
-                let bounded = async move {
-                    tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
-                        Err(TransportError::Unknown { reason: format!("no answer within {} ms", timeout.as_millis()) })
-                    })
-                };
-                ctx.spawn(bounded.into_actor(self).map(move |result, act, ctx| {
-                    act.in_flight -= 1;
-                    act.after_group_send(flight, post, result);
-                    act.pump(ctx);
-                }));
-            }
-        }
+    async fn settle(&mut self, flight: &PostInFlight, sent: bool, outcome: &'static str) {
+        self.round(&flight.granted, flight.at, flight.post, flight.group, GroupPhase::Settle { sent, outcome }).await;
     }
 
-    fn settle(&mut self, flight: &PostInFlight, post: u64, sent: bool, outcome: &'static str) {
-        let gid = self.groups[flight.group].profile.id;
-        for &member in &flight.granted {
-            self.outstanding += 1;
-            self.users[member as usize].do_send(SettleGroupSlot {
-                at: flight.at,
-                post,
-                group: gid,
-                sent,
-                outcome,
-                book: self.book_for(member),
-            });
-        }
-    }
-
-    fn after_group_send(&mut self, flight: PostInFlight, post: u64, result: Result<Delivered, TransportError>) {
+    async fn after_group_send(&mut self, flight: PostInFlight, result: Result<Delivered, TransportError>) {
         let Some(policy) = self.group_policy else { return };
         let group = flight.group;
         match result {
@@ -640,180 +716,22 @@ impl SchedulerActor {
                 g.posts += 1;
                 self.group_rate.record(flight.at);
                 self.summary.group_posts += 1;
-                self.settle(&flight, post, true, outcome);
-                self.plan_group(group, flight.at.plus(policy.interval_secs));
+                self.settle(&flight, true, outcome).await;
+                self.plan_group(group, flight.at.plus(policy.interval_secs)).await;
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
-                self.settle(&flight, post, false, "");
-                self.plan_group(group, flight.at.plus(i64::from(retry_after_secs.max(1))));
+                self.settle(&flight, false, "").await;
+                self.plan_group(group, flight.at.plus(i64::from(retry_after_secs.max(1)))).await;
             }
             Err(TransportError::Transient { .. }) => {
-                self.settle(&flight, post, false, "");
-                self.plan_group(group, flight.at.plus(60));
+                self.settle(&flight, false, "").await;
+                self.plan_group(group, flight.at.plus(60)).await;
             }
             Err(e) => {
                 let gid = self.groups[group].profile.id;
                 tracing::error!(group = gid.0, error = %e, "Group post failed; group no longer posted to.");
-                self.settle(&flight, post, false, "");
+                self.settle(&flight, false, "").await;
             }
         }
-    }
-}
-
-impl Actor for SchedulerActor {
-    type Context = Context<Self>;
-}
-
-/// Engine → scheduler: the user actors, in index order.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AttachUsers {
-    /// The addresses.
-    pub users: Arc<[Addr<UserActor>]>,
-    /// Each user's first planned wake, if any, as `(index, at, token)`.
-    pub first_wakes: Vec<(UserIndex, Timestamp, u32)>,
-}
-
-impl Handler<AttachUsers> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: AttachUsers, _ctx: &mut Self::Context) {
-        self.users = msg.users;
-        for (user, at, token) in msg.first_wakes {
-            self.push(at, Work::Wake { user, token });
-        }
-    }
-}
-
-/// Engine → scheduler: begin dispatching.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Start;
-
-impl Handler<Start> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Start, ctx: &mut Self::Context) {
-        self.me = Some(ctx.address());
-        let now = self.clock.now();
-        if self.learner_interval_secs > 0 {
-            self.push(now.plus(self.learner_interval_secs), Work::LearnerTick);
-        }
-        for group in 0..self.groups.len() {
-            self.plan_group(group, now);
-        }
-        self.pump(ctx);
-    }
-}
-
-impl Handler<WorkDone> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: WorkDone, ctx: &mut Self::Context) {
-        self.outstanding = self.outstanding.saturating_sub(1);
-        self.in_flight += usize::from(msg.send_in_flight);
-        if let Some(outcome) = msg.outcome {
-            self.record(outcome);
-        }
-        if let Some((at, token)) = msg.next_wake {
-            self.push(at, Work::Wake { user: msg.user, token });
-        }
-        self.pump(ctx);
-    }
-}
-
-impl Handler<SendSettled> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: SendSettled, ctx: &mut Self::Context) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(outcome) = msg.outcome {
-            self.record(outcome);
-        }
-        if let Some((at, token)) = msg.next_wake {
-            self.push(at, Work::Wake { user: msg.user, token });
-        }
-        self.pump(ctx);
-    }
-}
-
-/// Engine → scheduler: stop planning and dispatching; finish once every send in flight has
-/// its answer (each is bounded by the send timeout).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-impl Handler<Shutdown> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
-        self.stopping = true;
-        self.pump(ctx);
-    }
-}
-
-impl Handler<StrategyUpdate> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: StrategyUpdate, ctx: &mut Self::Context) {
-        self.outstanding = self.outstanding.saturating_sub(1);
-        if let Some(book) = msg.book {
-            // From now on every wake and event of the arm carries the new strategies; the
-            // caps each send is audited against are the ones in force at that send.
-            let arm = usize::from(msg.arm);
-            if arm < self.books.len() {
-                self.books[arm] = book.clone();
-                self.summary.final_books[arm] = Some(book);
-            }
-        }
-        self.summary.strategy_changes.extend(msg.changes);
-        self.summary.learner_notes.extend(msg.notes);
-        if msg.adviser.is_some() {
-            self.summary.adviser = msg.adviser;
-        }
-        self.pump(ctx);
-    }
-}
-
-impl Handler<InboundPending> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: InboundPending, ctx: &mut Self::Context) {
-        self.pump(ctx);
-    }
-}
-
-impl Handler<GroupSlotAnswered> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: GroupSlotAnswered, ctx: &mut Self::Context) {
-        self.outstanding = self.outstanding.saturating_sub(1);
-        if let Some((at, token)) = msg.next_wake {
-            self.push(at, Work::Wake { user: msg.user, token });
-        }
-        let complete = match self.posts.get_mut(&msg.post) {
-            Some(flight) => {
-                flight.waiting -= 1;
-                match msg.answer {
-                    SlotAnswer::Granted => flight.granted.push(msg.user),
-                    SlotAnswer::Refused { reason, not_before } => {
-                        flight.refused.get_or_insert(reason);
-                        match not_before {
-                            Some(t) => flight.retry_at = Some(flight.retry_at.map_or(t, |r| r.max(t))),
-                            None => flight.blocked_for_good = true,
-                        }
-                    }
-                    SlotAnswer::Absent => {}
-                }
-                (flight.waiting == 0).then_some(flight.phase)
-            }
-            None => None,
-        };
-        match complete {
-            Some(Phase::Booking) => self.finish_booking(msg.post),
-            Some(Phase::Reserving) => self.finish_reservation(ctx, msg.post),
-            None => {}
-        }
-        self.pump(ctx);
     }
 }

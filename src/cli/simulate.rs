@@ -80,6 +80,10 @@ pub struct SimArgs {
     /// Seed for every random choice; without it one is drawn and printed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Threads the users are spread over (default: the machine's cores). The report is the
+    /// same for every value.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Scenario TOML (population and behaviour); default: the shipped
     /// `sim/scenarios/default.toml`.
     #[arg(long, value_name = "FILE")]
@@ -131,6 +135,7 @@ impl SimArgs {
             save_state: None,
             learner: None,
             adviser: None,
+            threads: self.threads.map_or_else(crate::engine::default_threads, usize::from),
         };
         Ok((plan, drawn))
     }

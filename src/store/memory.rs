@@ -25,7 +25,8 @@ struct Inner {
 }
 
 impl MemoryStore {
-    /// A store that counts log entries but keeps neither them nor user records.
+    /// A store that keeps neither log entries nor user records: an engine given one does not
+    /// collect the log at all (it only counts what it is given).
     pub fn counting() -> MemoryStore {
         MemoryStore::default()
     }
@@ -81,5 +82,9 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> StoreFuture<()> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn wants_log(&self) -> bool {
+        self.keep_everything
     }
 }

@@ -195,6 +195,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     fn flush(&self) -> StoreFuture<()> {
         (**self).flush()
     }
+    fn wants_log(&self) -> bool {
+        (**self).wants_log()
+    }
 }
 
 /// Persistence for the engine.
@@ -207,4 +210,9 @@ pub trait Store: Send + Sync + Debug {
     fn save_run(&self, run: &RunRecord) -> StoreFuture<()>;
     /// Makes everything written so far durable (end of a run).
     fn flush(&self) -> StoreFuture<()>;
+    /// Whether the store keeps the log. When it does not, the engine does not collect,
+    /// order and append log entries at all.
+    fn wants_log(&self) -> bool {
+        true
+    }
 }

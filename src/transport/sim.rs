@@ -2,6 +2,10 @@
 //! the virtual clock. Each user draws from their own random streams derived from
 //! `(seed, user id)` — one for reactions, one for spontaneous activity — so a user's story
 //! does not depend on the order in which the engine happens to process other users.
+//!
+//! Each synthetic user's memory sits behind a lock of its own: the shards that host users
+//! call in from several threads, and a user is only ever touched by their own shard (or by
+//! the scheduler's group post while every shard waits), so no lock is ever contended.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -18,13 +22,8 @@ pub struct SimTransport {
     population: Population,
     model: BehaviourModel,
     horizon: Timestamp,
-    world: Mutex<World>,
+    users: Vec<Mutex<SimUser>>,
     sink: OnceLock<InboundSink>,
-}
-
-#[derive(Debug)]
-struct World {
-    users: Vec<SimUser>,
 }
 
 #[derive(Debug)]
@@ -41,13 +40,15 @@ impl SimTransport {
         let users = population
             .users
             .iter()
-            .map(|u| SimUser {
-                memory: UserMemory::default(),
-                behaviour_rng: gavat_sim::stream(seed, u.id, Purpose::Behaviour),
-                activity_rng: gavat_sim::stream(seed, u.id, Purpose::Activity),
+            .map(|u| {
+                Mutex::new(SimUser {
+                    memory: UserMemory::default(),
+                    behaviour_rng: gavat_sim::stream(seed, u.id, Purpose::Behaviour),
+                    activity_rng: gavat_sim::stream(seed, u.id, Purpose::Activity),
+                })
             })
             .collect();
-        SimTransport { population, model, horizon, world: Mutex::new(World { users }), sink: OnceLock::new() }
+        SimTransport { population, model, horizon, users, sink: OnceLock::new() }
     }
 
     /// The synthetic population.
@@ -55,8 +56,8 @@ impl SimTransport {
         &self.population
     }
 
-    fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn user(&self, user: usize) -> Option<MutexGuard<'_, SimUser>> {
+        self.users.get(user).map(|u| u.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     fn push(&self, event: InboundEvent) {
@@ -67,11 +68,11 @@ impl SimTransport {
 
     /// Draws one user's reaction to an exposure and reports it; `Err(Blocked)` if the user
     /// has already blocked the bot.
-    fn expose(&self, world: &mut World, user: usize, exposure: Exposure, group: Option<GroupId>) -> bool {
-        let Some(profile) = self.population.users.get(user) else {
+    fn expose(&self, user: usize, exposure: Exposure, group: Option<GroupId>) -> bool {
+        let (Some(profile), Some(mut sim)) = (self.population.users.get(user), self.user(user)) else {
             return false;
         };
-        let sim = &mut world.users[user];
+        let sim = &mut *sim;
         if sim.memory.opted_out() {
             return false;
         }
@@ -89,11 +90,11 @@ impl SimTransport {
         true
     }
 
-    fn next_activity(&self, world: &mut World, user: usize, after: Timestamp) {
-        let Some(profile) = self.population.users.get(user) else {
+    fn next_activity(&self, user: usize, after: Timestamp) {
+        let (Some(profile), Some(mut sim)) = (self.population.users.get(user), self.user(user)) else {
             return;
         };
-        let rng = &mut world.users[user].activity_rng;
+        let rng = &mut sim.activity_rng;
         let horizon = self.horizon.secs() - after.secs();
         if horizon <= 0 {
             return;
@@ -115,18 +116,16 @@ impl Transport for SimTransport {
             return; // already started
         }
         let start = Timestamp(self.population.start);
-        let mut world = self.world();
         for user in 0..self.population.users.len() {
-            self.next_activity(&mut world, user, start);
+            self.next_activity(user, start);
         }
     }
 
     fn send(&self, message: &OutboundMessage) -> SendFuture {
-        let mut world = self.world();
         let outcome = match message.to {
             Destination::User(id) => {
                 let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: false };
-                if self.expose(&mut world, id.0 as usize, exposure, None) {
+                if self.expose(id.0 as usize, exposure, None) {
                     Ok(Delivered)
                 } else if (id.0 as usize) < self.population.users.len() {
                     Err(TransportError::Blocked)
@@ -138,7 +137,7 @@ impl Transport for SimTransport {
                 Some(group) => {
                     let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: true };
                     for &member in &group.members {
-                        self.expose(&mut world, member as usize, exposure, Some(gid));
+                        self.expose(member as usize, exposure, Some(gid));
                     }
                     Ok(Delivered)
                 }
@@ -150,8 +149,7 @@ impl Transport for SimTransport {
 
     fn acknowledge(&self, event: &InboundEvent) {
         if event.kind == InboundKind::Activity {
-            let mut world = self.world();
-            self.next_activity(&mut world, event.user.0 as usize, event.at);
+            self.next_activity(event.user.0 as usize, event.at);
         }
     }
 }

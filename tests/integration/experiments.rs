@@ -98,6 +98,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
             save_state: None,
             learner: None,
             adviser: None,
+            threads: 2,
         },
         design: Experiment::from_toml_str(text, "test.toml").expect("a valid design"),
         origin: "test.toml".into(),

@@ -1,39 +1,37 @@
-//! `UserActor`: one per user. Owns that user's profile, segments, cap counters (cooldown,
-//! the count of the user's *local* day, frequency), pending group reservations and opt-out
-//! state, and plans the user's next send.
+//! `UserEntity`: one user's state and behaviour — profile, segments, cap counters
+//! (cooldown, the count of the user's *local* day, frequency), pending group bookings and
+//! reservations, a send in flight, opt-out — and the plan of the user's next send.
 //!
-//! Ordering: the actor handles its mailbox one message at a time, in the order the
-//! scheduler sent them, which is the scheduler's time order. Every handled message is
-//! answered with exactly one `WorkDone` (or `GroupSlotAnswered`) to the scheduler.
+//! An entity is not an actor: it lives inside the [`UserShard`](super::shard::UserShard)
+//! that hosts it, which calls one method per piece of work, in the shard's time order, and
+//! acts on what the method returns ([`Step`]) and records ([`Effects`]). A user's work is
+//! therefore handled one piece at a time, in order, by exactly one owner — what an actor
+//! would give — without a mailbox, an envelope and a message per piece of work
+//! (docs/architecture.md has the measured cost of both).
 //!
-//! A send whose transport future is not ready at once (real I/O, 50–500 ms) does not hold
-//! the mailbox or the scheduler: the user is marked *in flight* — the send counts against
-//! every cap meanwhile and no other send is planned — the wake is answered at once, and the
-//! transport's answer (or the engine's send timeout, which is an unknown outcome) arrives
-//! later as a [`SendSettled`] to the scheduler. Simulated transports answer at once, so a
-//! simulation never has a send in flight.
+//! A send whose transport future is not ready at once (real I/O) comes back to the shard in
+//! the step's `send`: the user is *in flight* — the send counts against every cap, no other
+//! send is planned — until the shard calls [`UserEntity::after_send`] with the answer.
 
 use std::sync::Arc;
 
-use actix::prelude::*;
-use futures::FutureExt;
 use rand::RngExt;
 use rand_pcg::Pcg64Mcg;
 
 use crate::config::StrategyBook;
 use crate::domain::{
-    BotId, Caps, Destination, GroupId, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp, UserProfile,
+    BotId, Caps, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp,
+    UserProfile,
 };
 use crate::policy::{
     CapState, Decision, SuppressReason, caps_for, decide, earliest_allowed, governing_segment, plan_next_send,
     sends_fit,
 };
 use crate::segmentation::{self, SegmentationRules};
-use crate::store::{LogEntry, LogKind, Store, StoreFuture, UserRecord};
+use crate::store::{LogEntry, LogKind, UserRecord};
 use crate::transport::{Delivered, SendFuture, Transport, TransportError};
 
 use super::messages::*;
-use super::scheduler::SchedulerActor;
 
 /// Retries of a transient failure before waiting for the next regular slot.
 const MAX_TRANSIENT_RETRIES: u32 = 4;
@@ -49,21 +47,59 @@ pub enum PersistPolicy {
     AtEnd,
 }
 
-/// What the actor needs from the rest of the engine.
+/// What an entity needs from the rest of the engine (shared by every entity of a shard).
 #[derive(Clone, Debug)]
 pub struct UserContext {
-    /// How long a send may take before its outcome is unknown (counted, never resent).
-    pub send_timeout: std::time::Duration,
-    /// Where to report.
-    pub scheduler: Addr<SchedulerActor>,
     /// How to send.
     pub transport: Arc<dyn Transport>,
-    /// Where to record.
-    pub store: Arc<dyn Store>,
     /// When to persist.
     pub persist: PersistPolicy,
     /// The segmentation rules.
     pub rules: Arc<SegmentationRules>,
+}
+
+/// What one piece of work produced besides its [`Step`]: log entries and user records for
+/// the store, in the order they happened. The shard drains it after every call.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Log entries, in order.
+    pub log: Vec<LogEntry>,
+    /// User records to save (with [`PersistPolicy::EveryChange`]).
+    pub saves: Vec<UserRecord>,
+}
+
+/// A send handed to a transport that has not answered yet: the shard awaits `future` (with
+/// the engine's send timeout) and calls [`UserEntity::after_send`] with the answer.
+pub struct SendInFlight {
+    /// The message.
+    pub message: OutboundMessage,
+    /// The caps in force when it was decided.
+    pub caps: Caps,
+    /// The transport's answer, when it comes.
+    pub future: SendFuture,
+}
+
+impl std::fmt::Debug for SendInFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendInFlight").field("message", &self.message).finish_non_exhaustive()
+    }
+}
+
+/// What a piece of work tells the shard.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// A new plan: wake the user at `.0` with token `.1`.
+    pub next_wake: Option<(Timestamp, u32)>,
+    /// What happened, if anything worth counting.
+    pub outcome: Option<Outcome>,
+    /// A send in flight, to await.
+    pub send: Option<SendInFlight>,
+}
+
+impl Step {
+    fn new(next_wake: Option<(Timestamp, u32)>, outcome: Option<Outcome>) -> Step {
+        Step { next_wake, outcome, send: None }
+    }
 }
 
 /// The last message a user received, to attribute replies.
@@ -76,7 +112,7 @@ struct LastSend {
 
 /// One user.
 #[derive(Debug)]
-pub struct UserActor {
+pub struct UserEntity {
     index: UserIndex,
     profile: UserProfile,
     segments: SegmentSet,
@@ -103,23 +139,13 @@ pub struct UserActor {
     /// Replies and purchases during this run (for per-user experiment results).
     run_responses: u32,
     run_conversions: u32,
-    ctx: Arc<UserContext>,
 }
 
-impl Actor for UserActor {
-    type Context = Context<Self>;
-}
-
-impl UserActor {
-    /// A user with `profile`, drawing jitter from `rng` (their own stream).
-    pub fn new(
-        index: UserIndex,
-        profile: UserProfile,
-        rng: Pcg64Mcg,
-        arm: Option<Arc<str>>,
-        ctx: Arc<UserContext>,
-    ) -> UserActor {
-        UserActor {
+impl UserEntity {
+    /// A user with `profile` at engine index `index`, drawing jitter from `rng` (their own
+    /// stream), recording `arm` on every send.
+    pub fn new(index: UserIndex, profile: UserProfile, rng: Pcg64Mcg, arm: Option<Arc<str>>) -> UserEntity {
+        UserEntity {
             index,
             profile,
             segments: SegmentSet::default(),
@@ -138,19 +164,28 @@ impl UserActor {
             arm,
             run_responses: 0,
             run_conversions: 0,
-            ctx,
         }
     }
 
+    /// The user's id.
+    pub fn id(&self) -> crate::domain::UserId {
+        self.profile.id
+    }
+
+    /// The user's engine index.
+    pub fn index(&self) -> UserIndex {
+        self.index
+    }
+
     /// Segments the user and plans their first send (before the actor starts).
-    pub fn first_plan(&mut self, now: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
-        self.refresh_segments(now);
+    pub fn first_plan(&mut self, cx: &UserContext, now: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
+        self.refresh_segments(cx, now);
         self.plan(now, book)
     }
 
     /// Re-runs the segmentation rules; returns whether the set of held segments changed.
-    fn refresh_segments(&mut self, now: Timestamp) -> bool {
-        let new = segmentation::segment(&self.profile, now, &self.ctx.rules);
+    fn refresh_segments(&mut self, cx: &UserContext, now: Timestamp) -> bool {
+        let new = segmentation::segment(&self.profile, now, &cx.rules);
         let changed = held_mask(&new) != held_mask(&self.segments);
         self.segments = new;
         changed
@@ -214,10 +249,6 @@ impl UserActor {
         Some((at, self.wake_token))
     }
 
-    fn done(&self, next_wake: Option<(Timestamp, u32)>, outcome: Option<Outcome>) {
-        self.ctx.scheduler.do_send(WorkDone { user: self.index, next_wake, outcome, send_in_flight: false });
-    }
-
     fn outcome(&self, at: Timestamp, segment: Segment, kind: OutcomeKind) -> Option<Outcome> {
         Some(Outcome { at, user: self.profile.id, index: self.index, segment, kind })
     }
@@ -226,43 +257,21 @@ impl UserActor {
         governing_segment(&self.segments, book).unwrap_or(Segment::ColdLead)
     }
 
-    fn log(&mut self, ctx: &mut Context<Self>, entry: LogEntry) {
-        let fut = self.ctx.store.append(&entry);
-        self.drive_store(ctx, fut);
-    }
-
-    fn persist(&mut self, ctx: &mut Context<Self>, now: Timestamp, book: &StrategyBook) {
-        if self.ctx.persist == PersistPolicy::EveryChange {
-            let fut = self.ctx.store.save_user(&self.record(now, book));
-            self.drive_store(ctx, fut);
+    fn persist(&self, cx: &UserContext, fx: &mut Effects, now: Timestamp, book: &StrategyBook) {
+        if cx.persist == PersistPolicy::EveryChange {
+            fx.saves.push(self.record(cx, now, book));
         }
     }
 
-    fn record(&self, now: Timestamp, book: &StrategyBook) -> UserRecord {
+    /// What the store keeps of this user now.
+    pub fn record(&self, cx: &UserContext, now: Timestamp, book: &StrategyBook) -> UserRecord {
         UserRecord {
             profile: self.profile.clone(),
             caps: self.caps_state,
-            segments: segmentation::explain(&self.profile, now, &self.ctx.rules),
+            segments: segmentation::explain(&self.profile, now, &cx.rules),
             governing: governing_segment(&self.segments, book),
             caps_in_force: caps_for(&self.segments, book),
             next_send: self.planned,
-        }
-    }
-
-    /// Runs a store call: at once when it is ready, else holding the mailbox until it is.
-    /// A failure is logged here and reported again by the store's `flush` at the end.
-    fn drive_store(&mut self, ctx: &mut Context<Self>, mut fut: StoreFuture<()>) {
-        match (&mut fut).now_or_never() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::error!(user = %self.profile.id, error = %e, "Store write failed."),
-            None => {
-                let user = self.profile.id;
-                ctx.wait(fut.into_actor(self).map(move |res, _, _| {
-                    if let Err(e) = res {
-                        tracing::error!(user = %user, error = %e, "Store write failed.");
-                    }
-                }));
-            }
         }
     }
 
@@ -286,7 +295,8 @@ impl UserActor {
     /// Counts a message against the caps and records it.
     fn count_send(
         &mut self,
-        ctx: &mut Context<Self>,
+        cx: &UserContext,
+        fx: &mut Effects,
         message: &OutboundMessage,
         caps: Caps,
         outcome: &'static str,
@@ -310,34 +320,34 @@ impl UserActor {
         entry.bot = Some(message.bot);
         entry.content = Some(message.content);
         entry.outcome = Some(outcome);
-        self.log(ctx, entry);
-        self.persist(ctx, at, book);
+        fx.log.push(entry);
+        self.persist(cx, fx, at, book);
         let kind = OutcomeKind::Sent { caps, offset, via_group: group.is_some(), local_hour };
         self.outcome(at, message.segment, kind)
     }
 
-    /// Acts on the transport's answer to a direct message and reports to the scheduler:
-    /// as the wake's `WorkDone` when the answer came at once, as a [`SendSettled`] when the
-    /// send was in flight.
-    fn after_send(
+    /// Acts on the transport's answer to a direct message: at once when it came at once,
+    /// or later, when a send in flight has its answer.
+    pub fn after_send(
         &mut self,
-        ctx: &mut Context<Self>,
+        cx: &UserContext,
+        fx: &mut Effects,
         message: OutboundMessage,
         caps: Caps,
         result: Result<Delivered, TransportError>,
         book: &StrategyBook,
-    ) {
-        let was_in_flight = self.in_flight.take().is_some();
+    ) -> Step {
+        self.in_flight = None;
         let at = message.at;
         let (outcome, next) = match result {
             Ok(Delivered) => {
                 self.transient_failures = 0;
-                let outcome = self.count_send(ctx, &message, caps, "delivered", book);
+                let outcome = self.count_send(cx, fx, &message, caps, "delivered", book);
                 (outcome, self.plan(at, book))
             }
             Err(e @ TransportError::Unknown { .. }) => {
                 tracing::warn!(user = %self.profile.id, error = %e, "Send outcome unknown; counted, not resent.");
-                let outcome = self.count_send(ctx, &message, caps, "unknown", book);
+                let outcome = self.count_send(cx, fx, &message, caps, "unknown", book);
                 (outcome, self.plan(at, book))
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
@@ -354,10 +364,7 @@ impl UserActor {
                 };
                 (self.outcome(at, message.segment, OutcomeKind::Failed("transient")), self.plan(retry, book))
             }
-            Err(TransportError::Blocked) => {
-                let outcome = self.opt_out(ctx, at, book);
-                (outcome, None)
-            }
+            Err(TransportError::Blocked) => (self.opt_out(cx, fx, at, book), None),
             Err(e @ TransportError::Fatal { .. }) => {
                 tracing::error!(user = %self.profile.id, error = %e, "Fatal send failure; user no longer messaged.");
                 self.undeliverable = true;
@@ -365,14 +372,11 @@ impl UserActor {
                 (self.outcome(at, message.segment, OutcomeKind::Failed("fatal")), None)
             }
         };
-        match was_in_flight {
-            true => self.ctx.scheduler.do_send(SendSettled { user: self.index, next_wake: next, outcome }),
-            false => self.done(next, outcome),
-        }
+        Step::new(next, outcome)
     }
 
     /// Marks the user opted out (final) and records it once.
-    fn opt_out(&mut self, ctx: &mut Context<Self>, at: Timestamp, book: &StrategyBook) -> Option<Outcome> {
+    fn opt_out(&mut self, cx: &UserContext, fx: &mut Effects, at: Timestamp, book: &StrategyBook) -> Option<Outcome> {
         if self.caps_state.opted_out {
             return None;
         }
@@ -383,32 +387,25 @@ impl UserActor {
         let mut entry = self.log_entry(LogKind::OptOut, at, book);
         entry.segment = Some(segment);
         entry.group = self.last_send.and_then(|l| l.group);
-        self.log(ctx, entry);
-        self.persist(ctx, at, book);
+        fx.log.push(entry);
+        self.persist(cx, fx, at, book);
         self.outcome(at, segment, OutcomeKind::OptOut)
     }
-}
 
-/// The held segments as a bit set (confidence changes alone do not re-plan).
-fn held_mask(set: &SegmentSet) -> u8 {
-    set.iter().fold(0u8, |m, a| m | (1 << a.segment.index()))
-}
-
-impl Handler<Wake> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Wake, ctx: &mut Self::Context) {
-        if msg.token != self.wake_token || self.caps_state.opted_out || self.undeliverable {
-            return self.done(None, None); // superseded plan
+    /// The planned send's time has come (ignored unless `token` is the latest plan).
+    pub fn wake(&mut self, cx: &UserContext, fx: &mut Effects, at: Timestamp, token: u32, book: &StrategyBook) -> Step {
+        if token != self.wake_token || self.caps_state.opted_out || self.undeliverable {
+            return Step::default(); // superseded plan
         }
-        let (at, book) = (msg.at, msg.book);
         self.planned = None;
-        self.refresh_segments(at);
-        let Some(segment) = governing_segment(&self.segments, &book) else {
-            return self
-                .done(None, self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)));
+        self.refresh_segments(cx, at);
+        let Some(segment) = governing_segment(&self.segments, book) else {
+            return Step::new(
+                None,
+                self.outcome(at, Segment::ColdLead, OutcomeKind::Suppressed(SuppressReason::NoSegment)),
+            );
         };
-        let caps = caps_for(&self.segments, &book);
+        let caps = caps_for(&self.segments, book);
         let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
             Decision::Send => match self.booking_conflict(&caps, Some(at)) {
                 // Sending now would crowd a booked group post: wait until after it.
@@ -419,8 +416,8 @@ impl Handler<Wake> for UserActor {
         };
         match decision {
             Decision::Suppress { reason, not_before } => {
-                let next = not_before.and_then(|t| self.plan(t, &book));
-                self.done(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)));
+                let next = not_before.and_then(|t| self.plan(t, book));
+                Step::new(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)))
             }
             Decision::Send => {
                 let strategy = book.get(segment);
@@ -434,211 +431,194 @@ impl Handler<Wake> for UserActor {
                     segment,
                     at,
                 };
-                let mut fut: SendFuture = self.ctx.transport.send(&message);
-                match (&mut fut).now_or_never() {
-                    Some(result) => self.after_send(ctx, message, caps, result, &book),
+                let mut future: SendFuture = cx.transport.send(&message);
+                match futures::FutureExt::now_or_never(&mut future) {
+                    Some(result) => self.after_send(cx, fx, message, caps, result, book),
                     None => {
                         // Real I/O: the send counts while in flight; everyone else goes on.
                         self.in_flight = Some(at);
-                        self.ctx.scheduler.do_send(WorkDone {
-                            user: self.index,
-                            next_wake: None,
-                            outcome: None,
-                            send_in_flight: true,
-                        });
-                        let timeout = self.ctx.send_timeout;
-                        let bounded = async move {
-                            tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
-                                Err(TransportError::Unknown {
-                                    reason: format!("no answer within {} ms", timeout.as_millis()),
-                                })
-                            })
-                        };
-                        ctx.spawn(bounded.into_actor(self).map(move |result, act, ctx| {
-                            act.after_send(ctx, message, caps, result, &book);
-                        }));
+                        Step { send: Some(SendInFlight { message, caps, future }), ..Step::default() }
                     }
                 }
             }
         }
     }
-}
 
-impl Handler<DeliverInbound> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeliverInbound, ctx: &mut Self::Context) {
-        let (event, book) = (msg.event, msg.book);
+    /// Something the user did has reached its time.
+    pub fn inbound(&mut self, cx: &UserContext, fx: &mut Effects, event: InboundEvent, book: &StrategyBook) -> Step {
         let at = event.at;
-        self.ctx.transport.acknowledge(&event);
-        let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(&book));
+        cx.transport.acknowledge(&event);
+        let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
         let outcome = match event.kind {
-            InboundKind::OptOut => self.opt_out(ctx, at, &book),
+            InboundKind::OptOut => self.opt_out(cx, fx, at, book),
             _ if self.caps_state.opted_out => None,
             InboundKind::Reply => {
                 self.run_responses += 1;
                 self.profile.responses.record_response();
                 self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
-                let mut entry = self.log_entry(LogKind::Response, at, &book);
+                let mut entry = self.log_entry(LogKind::Response, at, book);
                 entry.segment = Some(attributed);
                 entry.group = event.group;
-                self.log(ctx, entry);
-                self.persist(ctx, at, &book);
+                fx.log.push(entry);
+                self.persist(cx, fx, at, book);
                 let send_hour = self.last_send.map(|l| l.local_hour).unwrap_or(0);
                 self.outcome(at, attributed, OutcomeKind::Response { send_hour })
             }
             InboundKind::Conversion => {
                 self.run_conversions += 1;
                 self.profile.purchases += 1;
-                let mut entry = self.log_entry(LogKind::Conversion, at, &book);
+                let mut entry = self.log_entry(LogKind::Conversion, at, book);
                 entry.segment = Some(attributed);
                 entry.group = event.group;
-                self.log(ctx, entry);
-                self.persist(ctx, at, &book);
+                fx.log.push(entry);
+                self.persist(cx, fx, at, book);
                 self.outcome(at, attributed, OutcomeKind::Conversion)
             }
             InboundKind::Activity => {
                 self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
-                self.persist(ctx, at, &book);
+                self.persist(cx, fx, at, book);
                 None
             }
         };
-        let changed = self.refresh_segments(at);
+        let changed = self.refresh_segments(cx, at);
         let next =
-            if (changed || self.planned.is_none()) && !self.caps_state.opted_out { self.plan(at, &book) } else { None };
-        self.done(next, outcome);
+            if (changed || self.planned.is_none()) && !self.caps_state.opted_out { self.plan(at, book) } else { None };
+        Step::new(next, outcome)
     }
-}
 
-impl Handler<ReserveGroupSlot> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReserveGroupSlot, _ctx: &mut Self::Context) {
+    /// May a group post reach the user at `at`? A granted slot counts against the caps
+    /// until settled.
+    pub fn reserve_slot(&mut self, cx: &UserContext, at: Timestamp, post: u64, book: &StrategyBook) -> SlotAnswer {
         // The booking for this post is being used now (or was never made).
-        self.bookings.retain(|(post, _)| *post != msg.post);
-        let answer = if self.caps_state.opted_out || self.undeliverable {
-            SlotAnswer::Absent
-        } else {
-            self.refresh_segments(msg.at);
-            let caps = caps_for(&self.segments, &msg.book);
-            let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.at) {
-                Decision::Send => match self.booking_conflict(&caps, Some(msg.at)) {
-                    Some(reason) => Decision::Suppress { reason, not_before: None },
-                    None => Decision::Send,
-                },
-                other => other,
-            };
-            match decision {
-                Decision::Send => {
-                    self.reserved += 1;
-                    self.reserved_at = msg.at;
-                    SlotAnswer::Granted
-                }
-                Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
-            }
-        };
-        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer, next_wake: None });
-    }
-}
-
-impl Handler<BookGroupSlot> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: BookGroupSlot, _ctx: &mut Self::Context) {
-        let mut next_wake = None;
-        let answer = if self.caps_state.opted_out || self.undeliverable {
-            SlotAnswer::Absent
-        } else {
-            self.refresh_segments(msg.at);
-            let caps = caps_for(&self.segments, &msg.book);
-            match self.booking_conflict(&caps, Some(msg.slot)).or_else(|| {
-                // With no other booking, the slot alone must pass the rules.
-                match decide(&self.effective_state(), &caps, self.profile.utc_offset, msg.slot) {
-                    Decision::Send => None,
-                    Decision::Suppress { reason, .. } => Some(reason),
-                }
-            }) {
-                None => {
-                    self.bookings.push((msg.post, msg.slot));
-                    // A planned send that now crowds the slot moves.
-                    if let Some(planned) = self.planned
-                        && self.booking_conflict(&caps, Some(planned)).is_some()
-                    {
-                        self.planned = None;
-                        next_wake = self.plan(msg.at, &msg.book);
-                    }
-                    SlotAnswer::Granted
-                }
-                Some(reason) => {
-                    let (after, last_slot) = self.state_after_bookings();
-                    let from = last_slot.map_or(msg.slot, |s| s.max(msg.slot));
-                    let not_before = earliest_allowed(&after, &caps, self.profile.utc_offset, from);
-                    SlotAnswer::Refused { reason, not_before }
-                }
-            }
-        };
-        self.ctx.scheduler.do_send(GroupSlotAnswered { post: msg.post, user: self.index, answer, next_wake });
-    }
-}
-
-impl Handler<ReleaseGroupBooking> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReleaseGroupBooking, _ctx: &mut Self::Context) {
-        self.bookings.retain(|(post, _)| *post != msg.post);
-        self.done(None, None);
-    }
-}
-
-impl Handler<SettleGroupSlot> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: SettleGroupSlot, ctx: &mut Self::Context) {
-        self.reserved = self.reserved.saturating_sub(1);
-        if !msg.sent || self.caps_state.opted_out {
-            return self.done(None, None);
+        self.bookings.retain(|(p, _)| *p != post);
+        if self.caps_state.opted_out || self.undeliverable {
+            return SlotAnswer::Absent;
         }
-        let book = msg.book;
-        let segment = self.governing_or_first(&book);
-        let caps = caps_for(&self.segments, &book);
+        self.refresh_segments(cx, at);
+        let caps = caps_for(&self.segments, book);
+        let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
+            Decision::Send => match self.booking_conflict(&caps, Some(at)) {
+                Some(reason) => Decision::Suppress { reason, not_before: None },
+                None => Decision::Send,
+            },
+            other => other,
+        };
+        match decision {
+            Decision::Send => {
+                self.reserved += 1;
+                self.reserved_at = at;
+                SlotAnswer::Granted
+            }
+            Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
+        }
+    }
+
+    /// Will the user keep `slot` free for a group post? A granted booking constrains the
+    /// user's direct sends until the post is reserved or the booking released. Returns the
+    /// answer and a new plan of the user's own next send, if the booking moved it.
+    pub fn book_slot(
+        &mut self,
+        cx: &UserContext,
+        at: Timestamp,
+        slot: Timestamp,
+        post: u64,
+        book: &StrategyBook,
+    ) -> (SlotAnswer, Option<(Timestamp, u32)>) {
+        if self.caps_state.opted_out || self.undeliverable {
+            return (SlotAnswer::Absent, None);
+        }
+        self.refresh_segments(cx, at);
+        let caps = caps_for(&self.segments, book);
+        let conflict = self.booking_conflict(&caps, Some(slot)).or_else(|| {
+            // With no other booking, the slot alone must pass the rules.
+            match decide(&self.effective_state(), &caps, self.profile.utc_offset, slot) {
+                Decision::Send => None,
+                Decision::Suppress { reason, .. } => Some(reason),
+            }
+        });
+        match conflict {
+            None => {
+                self.bookings.push((post, slot));
+                // A planned send that now crowds the slot moves.
+                let mut next_wake = None;
+                if let Some(planned) = self.planned
+                    && self.booking_conflict(&caps, Some(planned)).is_some()
+                {
+                    self.planned = None;
+                    next_wake = self.plan(at, book);
+                }
+                (SlotAnswer::Granted, next_wake)
+            }
+            Some(reason) => {
+                let (after, last_slot) = self.state_after_bookings();
+                let from = last_slot.map_or(slot, |s| s.max(slot));
+                let not_before = earliest_allowed(&after, &caps, self.profile.utc_offset, from);
+                (SlotAnswer::Refused { reason, not_before }, None)
+            }
+        }
+    }
+
+    /// The booking for `post` is off.
+    pub fn release_booking(&mut self, post: u64) {
+        self.bookings.retain(|(p, _)| *p != post);
+    }
+
+    /// The reserved group post went out (`sent`, with `outcome` `delivered` or `unknown`)
+    /// or was called off.
+    #[allow(clippy::too_many_arguments, reason = "one call per settled member, all plain data")]
+    pub fn settle_slot(
+        &mut self,
+        cx: &UserContext,
+        fx: &mut Effects,
+        at: Timestamp,
+        post: u64,
+        group: GroupId,
+        sent: bool,
+        outcome: &'static str,
+        book: &StrategyBook,
+    ) -> Step {
+        self.reserved = self.reserved.saturating_sub(1);
+        if !sent || self.caps_state.opted_out {
+            return Step::default();
+        }
+        let segment = self.governing_or_first(book);
+        let caps = caps_for(&self.segments, book);
         let message = OutboundMessage {
-            id: msg.post,
-            to: Destination::Group(msg.group),
+            id: post,
+            to: Destination::Group(group),
             bot: BotId(0),
             content: crate::domain::ContentKind::Community,
             segment,
-            at: msg.at,
+            at,
         };
-        let outcome = self.count_send(ctx, &message, caps, msg.outcome, &book);
+        let counted = self.count_send(cx, fx, &message, caps, outcome, book);
         // The group post used a slot: the pending plan may no longer hold.
         let next = match self.planned {
             Some(_) => {
                 self.planned = None;
-                self.plan(msg.at, &book)
+                self.plan(at, book)
             }
             None => None,
         };
-        self.done(next, outcome);
+        Step::new(next, counted)
     }
-}
 
-impl Handler<TakeSnapshot> for UserActor {
-    type Result = UserSnapshot;
-
-    fn handle(&mut self, msg: TakeSnapshot, ctx: &mut Self::Context) -> UserSnapshot {
-        self.refresh_segments(msg.at);
-        if self.ctx.persist == PersistPolicy::AtEnd {
-            let fut = self.ctx.store.save_user(&self.record(msg.at, &msg.book));
-            self.drive_store(ctx, fut);
-        }
+    /// The user's state at the end of a run (segments re-evaluated at `at`).
+    pub fn snapshot(&mut self, cx: &UserContext, at: Timestamp, book: &StrategyBook) -> UserSnapshot {
+        self.refresh_segments(cx, at);
         UserSnapshot {
             user: self.profile.id,
             segments: self.segments,
-            governing: governing_segment(&self.segments, &msg.book),
+            governing: governing_segment(&self.segments, book),
             caps: self.caps_state,
             messages: self.sends,
             responses: self.run_responses,
             conversions: self.run_conversions,
         }
     }
+}
+
+/// The held segments as a bit set (confidence changes alone do not re-plan).
+fn held_mask(set: &SegmentSet) -> u8 {
+    set.iter().fold(0u8, |m, a| m | (1 << a.segment.index()))
 }

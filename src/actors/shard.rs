@@ -1,0 +1,475 @@
+//! `UserShard`: hosts a share of the users as [`UserEntity`] values — their state, and
+//! their own time queue of planned sends and inbound events — on one arbiter (thread). The
+//! scheduler advances every shard to the next global sync point with one [`RunUntil`]; the
+//! shard works through its queue up to there and answers with one [`ShardReport`]: the
+//! outcomes, log entries and user records of the window, and when its next work is due.
+//!
+//! Ordering guarantees:
+//! - Inside a shard, work runs in queue-key order: time, then kind (inbound events, then
+//!   planned sends), then user, then arrival. Each user's work runs one piece at a time, in
+//!   order, by this one owner.
+//! - Users of different shards never meet between sync points: a user's work touches only
+//!   that user's state and random streams. So what a window computes does not depend on how
+//!   users are spread over shards or threads — only the merge of the reports does, and the
+//!   scheduler merges in a fixed order (docs/architecture.md, "Shards").
+//! - A superseded wake (an older plan token) is dropped here, inside the shard.
+//! - Inbound events for the shard's users wait in its [`InboundBuffer`]; the shard drains
+//!   it before and during every window, queueing each event no earlier than the time of the
+//!   work it is processing.
+//! - A send in flight (a slow transport) is awaited by the shard on the side; its outcome is
+//!   reported with the next window, and [`DrainSends`] waits for every send in flight.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::config::StrategyBook;
+use crate::domain::{GroupId, InboundEvent, Timestamp, UserId};
+use crate::store::{LogEntry, Store, StoreFuture, UserRecord};
+use crate::transport::TransportError;
+
+use super::entity::{Effects, SendInFlight, Step, UserContext, UserEntity};
+use super::messages::{InboundBuffer, Outcome, SlotAnswer, UserIndex, UserSnapshot};
+use super::queue::{Work, WorkQueue};
+
+/// Where every user lives: their engine index, and their shard and place in it.
+#[derive(Debug)]
+pub struct Placement {
+    /// Engine index → `(shard, local index)`.
+    pub of_index: Vec<(u16, u32)>,
+    /// User id → engine index.
+    pub directory: Directory,
+}
+
+/// Finds a user's engine index from their id.
+#[derive(Debug)]
+pub enum Directory {
+    /// Ids are `0..n`: the id is the index.
+    Dense(usize),
+    /// Any ids.
+    Map(std::collections::HashMap<UserId, UserIndex>),
+}
+
+impl Directory {
+    /// The directory of users with these ids, in index order.
+    pub fn new(ids: &[UserId]) -> Directory {
+        if ids.iter().enumerate().all(|(i, id)| id.0 == i as u64) {
+            Directory::Dense(ids.len())
+        } else {
+            Directory::Map(ids.iter().enumerate().map(|(i, id)| (*id, i as UserIndex)).collect())
+        }
+    }
+
+    /// The engine index of `id`, if the engine knows the user.
+    pub fn find(&self, id: UserId) -> Option<UserIndex> {
+        match self {
+            Directory::Dense(n) => (id.0 < *n as u64).then_some(id.0 as UserIndex),
+            Directory::Map(m) => m.get(&id).copied(),
+        }
+    }
+}
+
+/// The shard a user belongs to: a stable hash of the id (SplitMix64's finaliser), so that
+/// a user keeps their shard across runs and restarts for a given shard count.
+pub fn shard_of(user: UserId, shards: usize) -> usize {
+    let mut z = user.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % shards.max(1) as u64) as usize
+}
+
+/// What a window (or a group round) produced, in the order it happened inside the shard.
+#[derive(Debug, Default)]
+pub struct ShardOutput {
+    /// Outcomes for the statistics, the learner and the audit.
+    pub outcomes: Vec<Outcome>,
+    /// Log entries for the store (empty unless the engine keeps the log).
+    pub log: Vec<LogEntry>,
+    /// Pieces of work done (wakes, inbound events), superseded wakes included.
+    pub dispatched: u64,
+}
+
+/// Everything a shard is built from.
+#[derive(Debug)]
+pub struct ShardParts {
+    /// This shard's number.
+    pub id: u16,
+    /// Its users, in local order (ascending engine index).
+    pub entities: Vec<UserEntity>,
+    /// Each local user's experiment arm (empty: everyone in arm 0).
+    pub arm_of: Vec<u16>,
+    /// The strategies of each arm.
+    pub books: Vec<Arc<StrategyBook>>,
+    /// First planned wakes: `(local index, at, token)`.
+    pub first_wakes: Vec<(u32, Timestamp, u32)>,
+    /// What entities need: transport, persistence, rules.
+    pub cx: UserContext,
+    /// Where user records go.
+    pub store: Arc<dyn Store>,
+    /// Inbound events for this shard's users.
+    pub inbound: Arc<InboundBuffer>,
+    /// Where every user lives (to find local indices of inbound events).
+    pub placement: Arc<Placement>,
+    /// Whether log entries are collected for the store.
+    pub keep_log: bool,
+    /// How long a send may take before its outcome is unknown.
+    pub send_timeout: std::time::Duration,
+    /// Wakes the scheduler when a send in flight settled (its outcome waits for a report).
+    pub wake_scheduler: Arc<tokio::sync::Notify>,
+}
+
+/// A share of the users.
+#[derive(Debug)]
+pub struct UserShard {
+    id: u16,
+    entities: Vec<UserEntity>,
+    arm_of: Vec<u16>,
+    books: Vec<Arc<StrategyBook>>,
+    queue: WorkQueue,
+    cx: UserContext,
+    store: Arc<dyn Store>,
+    inbound: Arc<InboundBuffer>,
+    inbound_spare: Vec<InboundEvent>,
+    placement: Arc<Placement>,
+    keep_log: bool,
+    send_timeout: std::time::Duration,
+    /// What the current window has produced so far.
+    output: ShardOutput,
+    effects: Effects,
+    /// Sends in flight, and who waits for them all to settle.
+    in_flight: usize,
+    drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    wake_scheduler: Arc<tokio::sync::Notify>,
+}
+
+impl Actor for UserShard {
+    type Context = Context<Self>;
+}
+
+impl UserShard {
+    /// A shard from its parts.
+    pub fn new(parts: ShardParts) -> UserShard {
+        let mut queue = WorkQueue::new();
+        for (user, at, token) in parts.first_wakes {
+            queue.push(at, Work::Wake { user, token });
+        }
+        UserShard {
+            id: parts.id,
+            entities: parts.entities,
+            arm_of: parts.arm_of,
+            books: parts.books,
+            queue,
+            cx: parts.cx,
+            store: parts.store,
+            inbound: parts.inbound,
+            inbound_spare: Vec::new(),
+            placement: parts.placement,
+            keep_log: parts.keep_log,
+            send_timeout: parts.send_timeout,
+            output: ShardOutput::default(),
+            effects: Effects::default(),
+            in_flight: 0,
+            drain_waiters: Vec::new(),
+            wake_scheduler: parts.wake_scheduler,
+        }
+    }
+
+    fn book_of(&self, local: u32) -> &Arc<StrategyBook> {
+        let arm = self.arm_of.get(local as usize).copied().unwrap_or(0);
+        &self.books[usize::from(arm)]
+    }
+
+    /// Moves inbound events into the queue, no earlier than `now`.
+    fn drain_inbound(&mut self, now: Timestamp) {
+        if !self.inbound.has_events() {
+            return;
+        }
+        self.inbound.take_into(&mut self.inbound_spare);
+        let mut events = std::mem::take(&mut self.inbound_spare);
+        for event in events.drain(..) {
+            let place = self.placement.directory.find(event.user).and_then(|i| self.placement.of_index.get(i as usize));
+            match place {
+                Some(&(shard, local)) if shard == self.id => self
+                    .queue
+                    .push(event.at.max(now), Work::Inbound { user: local, kind: event.kind, group: event.group }),
+                _ => tracing::error!(user = %event.user, shard = self.id, "Inbound event routed to the wrong shard."),
+            }
+        }
+        self.inbound_spare = events;
+    }
+
+    /// Takes in what one entity call produced.
+    fn absorb(&mut self, ctx: &mut Context<Self>, local: u32, step: Step) {
+        if let Some((at, token)) = step.next_wake {
+            self.queue.push(at, Work::Wake { user: local, token });
+        }
+        if let Some(outcome) = step.outcome {
+            self.output.outcomes.push(outcome);
+        }
+        if self.keep_log {
+            self.output.log.append(&mut self.effects.log);
+        } else {
+            self.effects.log.clear();
+        }
+        for record in std::mem::take(&mut self.effects.saves) {
+            let future = self.store.save_user(&record);
+            self.drive_store(ctx, future);
+        }
+        if let Some(send) = step.send {
+            self.await_send(ctx, local, send);
+        }
+    }
+
+    /// Runs a store call: at once when ready, else holding the shard's mailbox until it is
+    /// (a user's records stay in order). A failure is logged and reported again by `flush`.
+    fn drive_store(&mut self, ctx: &mut Context<Self>, mut future: StoreFuture<()>) {
+        match futures::FutureExt::now_or_never(&mut future) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::error!(shard = self.id, error = %e, "Store write failed."),
+            None => {
+                let shard = self.id;
+                ctx.wait(future.into_actor(self).map(move |result, _, _| {
+                    if let Err(e) = result {
+                        tracing::error!(shard, error = %e, "Store write failed.");
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Awaits a send in flight on the side (bounded by the send timeout), then lets its user
+    /// act on the answer.
+    fn await_send(&mut self, ctx: &mut Context<Self>, local: u32, send: SendInFlight) {
+        self.in_flight += 1;
+        let timeout = self.send_timeout;
+        let SendInFlight { message, caps, future } = send;
+        let bounded = async move {
+            tokio::time::timeout(timeout, future).await.unwrap_or_else(|_| {
+                Err(TransportError::Unknown { reason: format!("no answer within {} ms", timeout.as_millis()) })
+            })
+        };
+        ctx.spawn(bounded.into_actor(self).map(move |result, shard, ctx| {
+            shard.in_flight -= 1;
+            let book = shard.book_of(local).clone();
+            let step =
+                shard.entities[local as usize].after_send(&shard.cx, &mut shard.effects, message, caps, result, &book);
+            shard.absorb(ctx, local, step);
+            // The outcome and the user's next plan wait for the next report: ask for one.
+            if shard.inbound.poke() {
+                shard.wake_scheduler.notify_one();
+            }
+            if shard.in_flight == 0 {
+                for waiter in shard.drain_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+        }));
+    }
+
+    /// Does one piece of work at `at`.
+    fn process(&mut self, ctx: &mut Context<Self>, at: Timestamp, work: Work) {
+        self.output.dispatched += 1;
+        match work {
+            Work::Wake { user, token } => {
+                let book = self.book_of(user).clone();
+                let step = self.entities[user as usize].wake(&self.cx, &mut self.effects, at, token, &book);
+                self.absorb(ctx, user, step);
+            }
+            Work::Inbound { user, kind, group } => {
+                let book = self.book_of(user).clone();
+                let event = InboundEvent { at, user: self.entities[user as usize].id(), kind, group };
+                let step = self.entities[user as usize].inbound(&self.cx, &mut self.effects, event, &book);
+                self.absorb(ctx, user, step);
+            }
+            Work::GroupPost { .. } | Work::LearnerTick => {
+                tracing::error!(shard = self.id, "Scheduler work queued in a shard; ignored.");
+            }
+        }
+    }
+}
+
+/// Scheduler → shard: do every piece of work that comes before `(until, rank_limit)` (see
+/// [`WorkQueue::pop_before`]), each at its own time, or at `floor` if that is later (a real
+/// clock stamps work with the time it actually runs). Answered with a [`ShardReport`].
+#[derive(Message, Debug)]
+#[rtype(result = "ShardReport")]
+pub struct RunUntil {
+    /// The end of the window.
+    pub until: Timestamp,
+    /// Kinds due exactly at `until` that still belong to the window.
+    pub rank_limit: u8,
+    /// The earliest time work may be stamped with.
+    pub floor: Timestamp,
+    /// New strategies per arm, when the learner changed them.
+    pub books: Option<Vec<Arc<StrategyBook>>>,
+}
+
+/// Shard → scheduler: what a window produced.
+#[derive(Debug, MessageResponse)]
+pub struct ShardReport {
+    /// Outcomes, log entries and counts of the window (and of sends settled since the last).
+    pub output: ShardOutput,
+    /// When the shard's next work is due.
+    pub next_due: Option<Timestamp>,
+    /// Sends still in flight.
+    pub in_flight: usize,
+}
+
+impl Handler<RunUntil> for UserShard {
+    type Result = ShardReport;
+
+    fn handle(&mut self, msg: RunUntil, ctx: &mut Self::Context) -> ShardReport {
+        if let Some(books) = msg.books {
+            self.books = books;
+        }
+        self.drain_inbound(msg.floor);
+        while let Some((due, work)) = self.queue.pop_before(msg.until, msg.rank_limit) {
+            let at = due.max(msg.floor);
+            self.process(ctx, at, work);
+            self.drain_inbound(at);
+        }
+        ShardReport {
+            output: std::mem::take(&mut self.output),
+            next_due: self.queue.next_due(),
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+/// One round of a group post for the members hosted here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupPhase {
+    /// Will you keep `slot` free? (ahead of time)
+    Book {
+        /// When the post is planned.
+        slot: Timestamp,
+    },
+    /// The booking is off.
+    Release,
+    /// May the post reach you now? A granted slot counts until settled.
+    Reserve,
+    /// The reserved post went out (`sent`, as `outcome`) or was called off.
+    Settle {
+        /// Whether it went out (or may have).
+        sent: bool,
+        /// `delivered` or `unknown` when sent.
+        outcome: &'static str,
+    },
+}
+
+/// Scheduler → shard: a group post's round for the members hosted here. Answered with a
+/// [`GroupRoundAnswer`].
+#[derive(Message, Debug)]
+#[rtype(result = "GroupRoundAnswer")]
+pub struct GroupRound {
+    /// The current time.
+    pub at: Timestamp,
+    /// Which post.
+    pub post: u64,
+    /// Which group.
+    pub group: GroupId,
+    /// What is asked.
+    pub phase: GroupPhase,
+    /// The members hosted here: `(position in the group's member list, local index)`.
+    pub members: Vec<(u32, u32)>,
+}
+
+/// Shard → scheduler: each member's answer (for booking and reserving) and what settling
+/// produced.
+#[derive(Debug, Default, MessageResponse)]
+pub struct GroupRoundAnswer {
+    /// `(position in the member list, answer)`.
+    pub answers: Vec<(u32, SlotAnswer)>,
+    /// Outcomes and log entries of settled sends.
+    pub output: ShardOutput,
+}
+
+impl Handler<GroupRound> for UserShard {
+    type Result = GroupRoundAnswer;
+
+    fn handle(&mut self, msg: GroupRound, ctx: &mut Self::Context) -> GroupRoundAnswer {
+        let mut answers = Vec::with_capacity(msg.members.len());
+        for &(position, local) in &msg.members {
+            let book = self.book_of(local).clone();
+            let entity = &mut self.entities[local as usize];
+            match msg.phase {
+                GroupPhase::Book { slot } => {
+                    let (answer, next_wake) = entity.book_slot(&self.cx, msg.at, slot, msg.post, &book);
+                    answers.push((position, answer));
+                    self.absorb(ctx, local, Step { next_wake, ..Step::default() });
+                }
+                GroupPhase::Release => entity.release_booking(msg.post),
+                GroupPhase::Reserve => answers.push((position, entity.reserve_slot(&self.cx, msg.at, msg.post, &book))),
+                GroupPhase::Settle { sent, outcome } => {
+                    let step = entity.settle_slot(
+                        &self.cx,
+                        &mut self.effects,
+                        msg.at,
+                        msg.post,
+                        msg.group,
+                        sent,
+                        outcome,
+                        &book,
+                    );
+                    self.absorb(ctx, local, step);
+                }
+            }
+        }
+        GroupRoundAnswer { answers, output: std::mem::take(&mut self.output) }
+    }
+}
+
+/// Scheduler → shard: answer once no send is in flight (a shutdown's drain).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DrainSends {
+    /// Told when the last send in flight has settled.
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Handler<DrainSends> for UserShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DrainSends, _ctx: &mut Self::Context) {
+        if self.in_flight == 0 {
+            let _ = msg.done.send(());
+        } else {
+            self.drain_waiters.push(msg.done);
+        }
+    }
+}
+
+/// Engine → shard: every user's state at the end of a run, with their engine index; with
+/// [`PersistPolicy::AtEnd`](super::entity::PersistPolicy::AtEnd) each user's record is
+/// saved now.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<(UserIndex, u16, UserSnapshot)>")]
+pub struct TakeSnapshots {
+    /// The current time.
+    pub at: Timestamp,
+    /// The strategies in force per arm at the end.
+    pub books: Vec<Arc<StrategyBook>>,
+}
+
+impl Handler<TakeSnapshots> for UserShard {
+    type Result = MessageResult<TakeSnapshots>;
+
+    fn handle(&mut self, msg: TakeSnapshots, ctx: &mut Self::Context) -> Self::Result {
+        let save = self.cx.persist == super::entity::PersistPolicy::AtEnd;
+        let mut snapshots = Vec::with_capacity(self.entities.len());
+        for local in 0..self.entities.len() {
+            let arm = self.arm_of.get(local).copied().unwrap_or(0);
+            let book = msg.books[usize::from(arm)].clone();
+            let entity = &mut self.entities[local];
+            let snapshot = entity.snapshot(&self.cx, msg.at, &book);
+            if save {
+                let record: UserRecord = entity.record(&self.cx, msg.at, &book);
+                let future = self.store.save_user(&record);
+                self.drive_store(ctx, future);
+            }
+            snapshots.push((self.entities[local].index(), arm, snapshot));
+        }
+        MessageResult(snapshots)
+    }
+}

@@ -141,15 +141,15 @@ fn locate_override_error(error: ConfigError, design: &Experiment, arm: usize) ->
     let written = exact.or_else(|| design.written.iter().find(|(k, _)| k.starts_with(&under)).map(|(_, w)| w));
     let Some(written) = written else { return ConfigError::Override { path, field, message } };
     if exact.is_some() {
+        // The strategy check quotes the parsed value (for `1e300`, a shortened 301-digit
+        // number) before its complaint: quote it as written instead.
         let mut parts = field.rsplitn(3, '.');
         let (name, segment) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let parsed = match design.arms[arm].overrides.get(segment).and_then(|f| f.get(name)) {
-            Some(toml::Value::Float(f)) => f.to_string(),
-            Some(toml::Value::Integer(n)) => n.to_string(),
-            _ => String::new(),
-        };
-        if !parsed.is_empty() {
-            message = message.replacen(&parsed, &written.text, 1);
+        if let Some(value) = design.arms[arm].overrides.get(segment).and_then(|f| f.get(name)) {
+            let parsed = crate::config::shorten(&value.to_string());
+            if let Some(rest) = message.strip_prefix(&format!("{parsed} ")) {
+                message = format!("{} {rest}", written.text);
+            }
         }
     }
     ConfigError::Override { path: format!("{path}:{}", written.line), field, message }

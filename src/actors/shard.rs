@@ -473,3 +473,193 @@ impl Handler<TakeSnapshots> for UserShard {
         MessageResult(snapshots)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::entity::PersistPolicy;
+    use crate::actors::messages::OutcomeKind;
+    use crate::actors::queue::ALL_RANKS;
+    use crate::domain::{ActivitySummary, DAY, ResponseHistory, UserProfile, UtcOffset};
+    use crate::segmentation::SegmentationRules;
+    use crate::store::MemoryStore;
+    use crate::transport::MemoryTransport;
+
+    const START: Timestamp = Timestamp(1_767_225_600);
+
+    fn warm_lead(id: u64) -> UserProfile {
+        UserProfile {
+            id: UserId(id),
+            joined_at: START.plus(-100 * DAY),
+            utc_offset: UtcOffset(0),
+            activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
+            bots_followed: 1,
+            purchases: 0,
+            responses: ResponseHistory::default(),
+        }
+    }
+
+    /// A shard of `users` warm leads (engine indices = ids), each with a first plan.
+    fn shard(users: u64) -> (UserShard, Vec<(u32, Timestamp, u32)>) {
+        let cx = UserContext {
+            transport: Arc::new(MemoryTransport::new()),
+            ledger: Arc::new(crate::ledger::MemoryLedger::default()),
+            persist: PersistPolicy::AtEnd,
+            rules: Arc::new(SegmentationRules::defaults()),
+        };
+        let book = Arc::new(StrategyBook::defaults());
+        let mut entities = Vec::new();
+        let mut first_wakes = Vec::new();
+        for id in 0..users {
+            let rng = gavat_sim::stream(1, id, gavat_sim::Purpose::Engine);
+            let mut entity = UserEntity::new(id as u32, warm_lead(id), rng, None);
+            if let Some((at, token)) = entity.first_plan(&cx, START, &book) {
+                first_wakes.push((id as u32, at, token));
+            }
+            entities.push(entity);
+        }
+        let ids: Vec<UserId> = (0..users).map(UserId).collect();
+        let placement = Arc::new(Placement {
+            of_index: (0..users as u32).map(|i| (0, i)).collect(),
+            directory: Directory::new(&ids),
+        });
+        let parts = ShardParts {
+            id: 0,
+            entities,
+            arm_of: Vec::new(),
+            books: vec![book],
+            first_wakes: first_wakes.clone(),
+            cx,
+            store: Arc::new(MemoryStore::keeping_everything()),
+            inbound: Arc::new(InboundBuffer::default()),
+            placement,
+            keep_log: true,
+            send_timeout: std::time::Duration::from_secs(1),
+            wake_scheduler: Arc::new(tokio::sync::Notify::new()),
+        };
+        (UserShard::new(parts), first_wakes)
+    }
+
+    fn run<T: Send + 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+        actix_rt::System::new().block_on(f)
+    }
+
+    /// A window does exactly the work due before its end, in time order, and says when the
+    /// next is due; work due later stays queued for the next window.
+    #[test]
+    fn a_window_runs_what_is_due_and_reports_the_next() {
+        run(async {
+            let (shard, wakes) = shard(20);
+            let first = wakes.iter().map(|w| w.1).min().expect("plans");
+            let addr = shard.start();
+            let report = addr
+                .send(RunUntil { until: first, rank_limit: ALL_RANKS, floor: Timestamp(i64::MIN), books: None })
+                .await
+                .expect("a report");
+            let due_then = wakes.iter().filter(|w| w.1 <= first).count();
+            assert_eq!(report.output.dispatched as usize, due_then);
+            assert!(report.next_due.is_some_and(|t| t > first), "{:?}", report.next_due);
+            let times: Vec<_> = report.output.log.iter().map(|e| e.at).collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+            // The rest of the day: every user's first send, and nothing twice.
+            let report = addr
+                .send(RunUntil {
+                    until: START.plus(DAY),
+                    rank_limit: ALL_RANKS,
+                    floor: Timestamp(i64::MIN),
+                    books: None,
+                })
+                .await
+                .expect("a report");
+            let sends = report.output.outcomes.iter().filter(|o| matches!(o.kind, OutcomeKind::Sent { .. }));
+            let users: std::collections::BTreeSet<_> = sends.map(|o| o.user).collect();
+            assert_eq!(users.len() + due_then, 20, "each user's first send, once");
+        });
+    }
+
+    /// A wake is never run before its time however the window is cut, and a window that
+    /// ends before any work does nothing.
+    #[test]
+    fn nothing_runs_early() {
+        run(async {
+            let (shard, wakes) = shard(5);
+            let first = wakes.iter().map(|w| w.1).min().expect("plans");
+            let addr = shard.start();
+            let report = addr
+                .send(RunUntil {
+                    until: first.plus(-1),
+                    rank_limit: ALL_RANKS,
+                    floor: Timestamp(i64::MIN),
+                    books: None,
+                })
+                .await
+                .expect("a report");
+            assert_eq!(report.output.dispatched, 0);
+            assert_eq!(report.next_due, Some(first));
+            // At the instant itself but only kinds before wakes (a group post's turn): nothing.
+            let report = addr
+                .send(RunUntil { until: first, rank_limit: 2, floor: Timestamp(i64::MIN), books: None })
+                .await
+                .expect("a report");
+            assert_eq!(report.output.dispatched, 0, "wakes rank after group posts");
+        });
+    }
+
+    /// An inbound event for a user waits in the buffer until the shard's next window and
+    /// is handled then; an opt-out stops that user's sends.
+    #[test]
+    fn inbound_events_are_drained_and_opt_outs_hold() {
+        run(async {
+            let (shard, wakes) = shard(3);
+            let inbound = shard.inbound.clone();
+            let addr = shard.start();
+            let first = wakes.iter().map(|w| w.1).min().expect("plans");
+            for user in 0..3 {
+                inbound.push(InboundEvent {
+                    at: START.plus(60),
+                    user: UserId(user),
+                    kind: crate::domain::InboundKind::OptOut,
+                    group: None,
+                });
+            }
+            assert!(inbound.has_events());
+            let report = addr
+                .send(RunUntil { until: START.plus(3 * DAY), rank_limit: ALL_RANKS, floor: START, books: None })
+                .await
+                .expect("a report");
+            assert!(!inbound.has_events(), "drained");
+            let opt_outs = report.output.outcomes.iter().filter(|o| o.kind == OutcomeKind::OptOut).count();
+            let sends = report.output.outcomes.iter().filter(|o| matches!(o.kind, OutcomeKind::Sent { .. }));
+            assert_eq!(opt_outs, 3);
+            assert_eq!(sends.count(), 0, "opted out at {:?}, before the first plan at {first:?}", START.plus(60));
+            assert_eq!(report.next_due, None, "nothing planned for opted-out users");
+        });
+    }
+
+    /// The shard hash is stable, spreads users evenly and stays in range.
+    #[test]
+    fn users_spread_evenly_and_stably_over_shards() {
+        let mut counts = [0usize; 4];
+        for id in 0..40_000u64 {
+            let s = shard_of(UserId(id), 4);
+            assert_eq!(s, shard_of(UserId(id), 4));
+            counts[s] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+        assert_eq!(shard_of(UserId(7), 1), 0);
+        assert_eq!(shard_of(UserId(7), 0), 0, "no shards means one");
+    }
+
+    /// A dense directory maps ids to indices directly; a sparse one through a map.
+    #[test]
+    fn directory_finds_users() {
+        let dense = Directory::new(&[UserId(0), UserId(1), UserId(2)]);
+        assert_eq!(dense.find(UserId(2)), Some(2));
+        assert_eq!(dense.find(UserId(3)), None);
+        let sparse = Directory::new(&[UserId(10), UserId(5)]);
+        assert_eq!(sparse.find(UserId(5)), Some(1));
+        assert_eq!(sparse.find(UserId(0)), None);
+    }
+}

@@ -18,6 +18,7 @@ use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
 use crate::learner::proof::ActivityProfiles;
 use crate::learner::{Learner, LearnerSettings};
+use crate::ledger::{CapLedger, MemoryLedger};
 use crate::llm::BlockingLlm;
 use crate::policy::governing_segment;
 use crate::segmentation::SegmentationRules;
@@ -132,6 +133,7 @@ pub struct EngineBuilder {
     adviser: Option<BlockingLlm>,
     send_timeout: Option<std::time::Duration>,
     threads: Option<usize>,
+    ledger: Option<Arc<dyn CapLedger>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -216,6 +218,12 @@ impl EngineBuilder {
         self.send_timeout = Some(timeout);
         self
     }
+    /// The cap gate every message reserves through (default: an in-memory ledger per
+    /// shard). A store-backed ledger makes caps hold across restarts and engines.
+    pub fn ledger(mut self, ledger: Arc<dyn CapLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
     /// Threads the user shards run on, one shard each (default: the machine's cores). The
     /// result does not depend on it.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -263,6 +271,7 @@ impl EngineBuilder {
             adviser: self.adviser,
             send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
             threads: self.threads.unwrap_or_else(default_threads),
+            ledger: self.ledger,
         })
     }
 }
@@ -287,6 +296,7 @@ pub struct Engine {
     adviser: Option<BlockingLlm>,
     send_timeout: std::time::Duration,
     threads: usize,
+    ledger: Option<Arc<dyn CapLedger>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -375,7 +385,20 @@ impl Engine {
         let mut hosted: Vec<Vec<UserEntity>> = (0..shards).map(|_| Vec::new()).collect();
         let mut hosted_arms: Vec<Vec<u16>> = (0..shards).map(|_| Vec::new()).collect();
         let mut first_wakes: Vec<Vec<(u32, Timestamp, u32)>> = (0..shards).map(|_| Vec::new()).collect();
-        let cx = UserContext { transport: self.transport.clone(), persist: self.persist, rules: self.rules.clone() };
+        // The cap gate: the one given, or an in-memory ledger per shard (users are partitioned,
+        // so a ledger per shard answers exactly as one for all would, without a shared lock).
+        let ledger_for = |_shard: usize| -> Arc<dyn CapLedger> {
+            match &self.ledger {
+                Some(ledger) => ledger.clone(),
+                None => Arc::new(MemoryLedger::default()),
+            }
+        };
+        let cx = UserContext {
+            transport: self.transport.clone(),
+            ledger: ledger_for(0),
+            persist: self.persist,
+            rules: self.rules.clone(),
+        };
         for (index, profile) in self.users.into_iter().enumerate() {
             let shard = shard_of(profile.id, shards);
             let local = hosted[shard].len() as u32;
@@ -404,7 +427,7 @@ impl Engine {
                 arm_of: if arm_of.iter().all(|a| *a == 0) { Vec::new() } else { arm_of },
                 books: books.clone(),
                 first_wakes,
-                cx: cx.clone(),
+                cx: UserContext { ledger: if id == 0 { cx.ledger.clone() } else { ledger_for(id) }, ..cx.clone() },
                 store: self.store.clone(),
                 inbound: inbound[id].clone(),
                 placement: placement.clone(),
@@ -490,8 +513,14 @@ impl Engine {
                 opted_out_users += u64::from(snap.caps.opted_out);
             }
         }
-        for arbiter in &arbiters {
+        // Stop the shards' threads and wait for them: their users, and with them every handle
+        // on the store, are gone before the caller seals or renames the store.
+        drop(shard_addrs);
+        for arbiter in arbiters {
             arbiter.stop();
+            if arbiter.join().is_err() {
+                return Err(EngineError::Mailbox("a shard thread panicked".into()));
+            }
         }
         let mut segments = Vec::with_capacity(Segment::ALL.len());
         for addr in &segment_addrs {

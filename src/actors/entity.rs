@@ -23,6 +23,7 @@ use crate::domain::{
     BotId, Caps, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp,
     UserProfile,
 };
+use crate::ledger::{CapLedger, Counted, LedgerError, MessageId, Reservation, Reserved};
 use crate::policy::{
     CapState, Decision, SuppressReason, caps_for, decide, earliest_allowed, governing_segment, plan_next_send,
     sends_fit,
@@ -52,6 +53,8 @@ pub enum PersistPolicy {
 pub struct UserContext {
     /// How to send.
     pub transport: Arc<dyn Transport>,
+    /// The cap gate every message reserves through before the transport is called.
+    pub ledger: Arc<dyn CapLedger>,
     /// When to persist.
     pub persist: PersistPolicy,
     /// The segmentation rules.
@@ -129,6 +132,8 @@ pub struct UserEntity {
     wake_token: u32,
     planned: Option<Timestamp>,
     transient_failures: u32,
+    /// Direct messages attempted (each a reservation with its own id).
+    attempts: u32,
     /// Stopped after a fatal transport error.
     undeliverable: bool,
     sends: u32,
@@ -157,6 +162,7 @@ impl UserEntity {
             wake_token: 0,
             planned: None,
             transient_failures: 0,
+            attempts: 0,
             undeliverable: false,
             sends: 0,
             last_send: None,
@@ -339,6 +345,12 @@ impl UserEntity {
     ) -> Step {
         self.in_flight = None;
         let at = message.at;
+        let counted = match &result {
+            Ok(Delivered) => Some(Counted::Delivered),
+            Err(TransportError::Unknown { .. }) => Some(Counted::Unknown),
+            Err(_) => None,
+        };
+        settle(cx, MessageId(message.id), counted);
         let (outcome, next) = match result {
             Ok(Delivered) => {
                 self.transient_failures = 0;
@@ -381,6 +393,9 @@ impl UserEntity {
             return None;
         }
         self.caps_state.opted_out = true;
+        if let Err(e) = at_once(cx.ledger.opt_out(self.profile.id)) {
+            tracing::error!(user = %self.profile.id, error = %e, "Could not record an opt-out in the ledger.");
+        }
         self.planned = None;
         self.wake_token = self.wake_token.wrapping_add(1);
         let segment = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
@@ -424,13 +439,34 @@ impl UserEntity {
                 let content = strategy.content[self.sends as usize % strategy.content.len()];
                 let bot = BotId(self.sends % self.profile.bots_followed.max(1));
                 let message = OutboundMessage {
-                    id: (self.profile.id.0 << 20) | u64::from(self.sends & 0xF_FFFF),
+                    // A new id for every attempt: a retry after a 429 is a new reservation,
+                    // while a blind retry of one reservation keeps its id.
+                    id: (self.profile.id.0 << 20) | u64::from(self.attempts & 0xF_FFFF),
                     to: Destination::User(self.profile.id),
                     bot,
                     content,
                     segment,
                     at,
                 };
+                self.attempts = self.attempts.wrapping_add(1);
+                let offset = self.profile.utc_offset;
+                let reservation =
+                    Reservation { message: MessageId(message.id), user: self.profile.id, at, caps, offset };
+                match at_once(cx.ledger.reserve(reservation)) {
+                    Ok(Reserved::Granted) => {}
+                    Ok(Reserved::Denied(reason)) => {
+                        // The gate knows of sends this user's own counters do not (another
+                        // engine, a restart): it decides.
+                        let next = self.plan(at.plus(GATE_RETRY_SECS), book);
+                        return Step::new(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; not sent.");
+                        let next = self.plan(at.plus(GATE_RETRY_SECS), book);
+                        let held = OutcomeKind::Suppressed(SuppressReason::GateUnavailable);
+                        return Step::new(next, self.outcome(at, segment, held));
+                    }
+                }
                 let mut future: SendFuture = cx.transport.send(&message);
                 match futures::FutureExt::now_or_never(&mut future) {
                     Some(result) => self.after_send(cx, fx, message, caps, result, book),
@@ -505,9 +541,20 @@ impl UserEntity {
         };
         match decision {
             Decision::Send => {
-                self.reserved += 1;
-                self.reserved_at = at;
-                SlotAnswer::Granted
+                let offset = self.profile.utc_offset;
+                let message = group_share_id(post, self.profile.id);
+                match at_once(cx.ledger.reserve(Reservation { message, user: self.profile.id, at, caps, offset })) {
+                    Ok(Reserved::Granted) => {
+                        self.reserved += 1;
+                        self.reserved_at = at;
+                        SlotAnswer::Granted
+                    }
+                    Ok(Reserved::Denied(reason)) => SlotAnswer::Refused { reason, not_before: None },
+                    Err(e) => {
+                        tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; group slot refused.");
+                        SlotAnswer::Refused { reason: SuppressReason::GateUnavailable, not_before: None }
+                    }
+                }
             }
             Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
         }
@@ -578,6 +625,12 @@ impl UserEntity {
         book: &StrategyBook,
     ) -> Step {
         self.reserved = self.reserved.saturating_sub(1);
+        let counted = match (sent, outcome) {
+            (false, _) => None,
+            (true, "unknown") => Some(Counted::Unknown),
+            (true, _) => Some(Counted::Delivered),
+        };
+        settle(cx, group_share_id(post, self.profile.id), counted);
         if !sent || self.caps_state.opted_out {
             return Step::default();
         }
@@ -616,6 +669,38 @@ impl UserEntity {
             conversions: self.run_conversions,
         }
     }
+}
+
+/// Seconds before a message held back by the cap gate is tried again.
+const GATE_RETRY_SECS: i64 = 60;
+
+/// A ledger call's answer when it is ready at once. The in-memory and embedded ledgers
+/// answer at once; a ledger that would make the shard wait is treated as unavailable (fail
+/// closed) until the reservation moves into the in-flight path with the Redis ledger.
+fn at_once<T>(future: crate::ledger::LedgerFuture<T>) -> Result<T, LedgerError> {
+    futures::FutureExt::now_or_never(future)
+        .unwrap_or_else(|| Err(LedgerError::Unavailable { reason: "the ledger did not answer at once".into() }))
+}
+
+/// Settles a reservation; a failure is logged (the user's own counters count the message
+/// either way, and the ledger keeps a pending reservation counting until it is settled).
+fn settle(cx: &UserContext, message: MessageId, counted: Option<Counted>) {
+    let future = match counted {
+        Some(c) => cx.ledger.confirm(message, c),
+        None => cx.ledger.release(message),
+    };
+    if let Err(e) = at_once(future) {
+        tracing::warn!(message = %message, error = %e, "Could not settle a reservation; it keeps counting.");
+    }
+}
+
+/// The message id of one member's share of a group post: a hash of the post and the user,
+/// with the top bit set so that it never meets a direct message's id.
+pub fn group_share_id(post: u64, user: crate::domain::UserId) -> MessageId {
+    let mut z = post.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ user.0;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    MessageId((z ^ (z >> 31)) | 1 << 63)
 }
 
 /// The held segments as a bit set (confidence changes alone do not re-plan).

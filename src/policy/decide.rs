@@ -68,11 +68,14 @@ pub enum SuppressReason {
     MemberCap,
     /// Telegram's limit on posts per minute to groups.
     PlatformRate,
+    /// The cap gate (the ledger) could not answer: nothing is sent until it can (fail
+    /// closed).
+    GateUnavailable,
 }
 
 impl SuppressReason {
     /// Every reason, in report order.
-    pub const ALL: [SuppressReason; 8] = [
+    pub const ALL: [SuppressReason; 9] = [
         SuppressReason::OptedOut,
         SuppressReason::QuietHours,
         SuppressReason::DailyLimit,
@@ -81,6 +84,7 @@ impl SuppressReason {
         SuppressReason::NoSegment,
         SuppressReason::MemberCap,
         SuppressReason::PlatformRate,
+        SuppressReason::GateUnavailable,
     ];
 
     /// The name used in reports.
@@ -94,6 +98,7 @@ impl SuppressReason {
             SuppressReason::NoSegment => "no_segment",
             SuppressReason::MemberCap => "member_cap",
             SuppressReason::PlatformRate => "platform_rate",
+            SuppressReason::GateUnavailable => "gate_unavailable",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod adviser;
 mod bad_input;
+mod cap_gate;
 mod caps_from_events;
 mod cli;
 mod common;

@@ -134,6 +134,10 @@ pub struct UserEntity {
     transient_failures: u32,
     /// Direct messages attempted (each a reservation with its own id).
     attempts: u32,
+    /// The local day the segments were last evaluated on, and whether the profile changed
+    /// since (segmentation runs again only then).
+    segmented_day: Option<i64>,
+    profile_changed: bool,
     /// Stopped after a fatal transport error.
     undeliverable: bool,
     sends: u32,
@@ -163,6 +167,8 @@ impl UserEntity {
             planned: None,
             transient_failures: 0,
             attempts: 0,
+            segmented_day: None,
+            profile_changed: true,
             undeliverable: false,
             sends: 0,
             last_send: None,
@@ -189,8 +195,17 @@ impl UserEntity {
         self.plan(now, book)
     }
 
-    /// Re-runs the segmentation rules; returns whether the set of held segments changed.
+    /// Re-runs the segmentation rules when their inputs changed — the profile (a session, a
+    /// reply, a purchase, a message received) or the user's local day (days since joining,
+    /// silence and decayed activity move with the day) — and returns whether the set of
+    /// held segments changed. Otherwise the segments of the last evaluation stand.
     fn refresh_segments(&mut self, cx: &UserContext, now: Timestamp) -> bool {
+        let day = now.local_day(self.profile.utc_offset);
+        if !self.profile_changed && self.segmented_day == Some(day) {
+            return false;
+        }
+        self.profile_changed = false;
+        self.segmented_day = Some(day);
         let new = segmentation::segment(&self.profile, now, &cx.rules);
         let changed = held_mask(&new) != held_mask(&self.segments);
         self.segments = new;
@@ -313,6 +328,7 @@ impl UserEntity {
         let local_hour = at.local_hour(offset);
         self.caps_state.record_send(at, offset);
         self.profile.responses.record_received();
+        self.profile_changed = true;
         self.sends += 1;
         let group = match message.to {
             Destination::Group(g) => Some(g),
@@ -484,6 +500,7 @@ impl UserEntity {
     pub fn inbound(&mut self, cx: &UserContext, fx: &mut Effects, event: InboundEvent, book: &StrategyBook) -> Step {
         let at = event.at;
         cx.transport.acknowledge(&event);
+        self.profile_changed = true;
         let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
         let outcome = match event.kind {
             InboundKind::OptOut => self.opt_out(cx, fx, at, book),
@@ -658,6 +675,8 @@ impl UserEntity {
 
     /// The user's state at the end of a run (segments re-evaluated at `at`).
     pub fn snapshot(&mut self, cx: &UserContext, at: Timestamp, book: &StrategyBook) -> UserSnapshot {
+        // The end of a run reports segments as of its last instant, not of its last day.
+        self.profile_changed = true;
         self.refresh_segments(cx, at);
         UserSnapshot {
             user: self.profile.id,

@@ -39,6 +39,13 @@ impl CapAudit {
         CapAudit { users: vec![Seen::default(); users], violations: 0, examples: Vec::new() }
     }
 
+    /// Makes room for users up to `users` (users who joined during the run).
+    pub fn grow(&mut self, users: usize) {
+        if users > self.users.len() {
+            self.users.resize(users, Seen::default());
+        }
+    }
+
     /// Checks a send at `at` to user `index` under `caps`, then records it.
     pub fn check_send(&mut self, index: u32, at: Timestamp, caps: Caps, offset: UtcOffset) {
         let Some(seen) = self.users.get_mut(index as usize) else { return };

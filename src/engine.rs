@@ -12,7 +12,7 @@ use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
 use crate::actors::messages::{InboundBuffer, OutcomesRecorded};
 use crate::actors::scheduler::{GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
-use crate::actors::shard::{Directory, Placement, ShardParts, TakeSnapshots, UserShard, shard_of};
+use crate::actors::shard::{Placement, ShardParts, TakeSnapshots, UserShard, shard_of};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
@@ -30,6 +30,16 @@ const ACTIVITY_PROFILES_PER_SEGMENT: usize = 2_000;
 
 /// Default learner cadence: every 6 hours.
 pub const LEARNER_INTERVAL_SECS: i64 = 6 * 3_600;
+/// Where users joining a running engine arrive (the receiving end).
+pub type UserArrivals = tokio::sync::mpsc::UnboundedReceiver<UserProfile>;
+
+/// A channel for users joining a running engine: send profiles into the first half, give
+/// the second to [`EngineBuilder::arrivals`]. Each joins its shard at once, is segmented and
+/// planned, and is messaged within its caps like everybody else.
+pub fn user_arrivals() -> (tokio::sync::mpsc::UnboundedSender<UserProfile>, UserArrivals) {
+    tokio::sync::mpsc::unbounded_channel()
+}
+
 /// The machine's cores: the default number of shard threads.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -134,6 +144,7 @@ pub struct EngineBuilder {
     send_timeout: Option<std::time::Duration>,
     threads: Option<usize>,
     ledger: Option<Arc<dyn CapLedger>>,
+    arrivals: Option<UserArrivals>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -224,6 +235,12 @@ impl EngineBuilder {
         self.ledger = Some(ledger);
         self
     }
+    /// Users who join while the engine runs (a `/start`, an import, the API) arrive here;
+    /// see [`user_arrivals`].
+    pub fn arrivals(mut self, arrivals: UserArrivals) -> Self {
+        self.arrivals = Some(arrivals);
+        self
+    }
     /// Threads the user shards run on, one shard each (default: the machine's cores). The
     /// result does not depend on it.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -272,6 +289,7 @@ impl EngineBuilder {
             send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
             threads: self.threads.unwrap_or_else(default_threads),
             ledger: self.ledger,
+            arrivals: self.arrivals,
         })
     }
 }
@@ -297,6 +315,7 @@ pub struct Engine {
     send_timeout: std::time::Duration,
     threads: usize,
     ledger: Option<Arc<dyn CapLedger>>,
+    arrivals: Option<UserArrivals>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -413,7 +432,7 @@ impl Engine {
             hosted[shard].push(entity);
             hosted_arms[shard].push(arm);
         }
-        let placement = Arc::new(Placement { of_index, directory: Directory::new(&ids) });
+        let placement = Arc::new(Placement::new(&ids, of_index, shards));
         let inbound: Vec<Arc<InboundBuffer>> = (0..shards).map(|_| Arc::new(InboundBuffer::default())).collect();
         let arbiters: Vec<Arbiter> = (0..shards).map(|_| Arbiter::new()).collect();
         // Inbound events go to their user's shard; on a real clock the scheduler is woken.
@@ -434,6 +453,7 @@ impl Engine {
                 keep_log: self.store.wants_log(),
                 send_timeout: self.send_timeout,
                 wake_scheduler: arrived.clone(),
+                seed: self.seed,
             };
             shard_addrs.push(UserShard::start_in_arbiter(&arbiters[id].handle(), move |_| UserShard::new(parts)));
         }
@@ -443,8 +463,8 @@ impl Engine {
             let (placement, inbound, arrived, unknown) =
                 (placement.clone(), inbound.clone(), arrived.clone(), unknown_users.clone());
             self.transport.start(InboundSink::new(move |event| {
-                match placement.directory.find(event.user).and_then(|i| placement.of_index.get(i as usize)) {
-                    Some(&(shard, _)) => {
+                match placement.find(event.user) {
+                    Some((_, shard, _)) => {
                         if inbound[usize::from(shard)].push(event) {
                             arrived.notify_one();
                         }
@@ -462,7 +482,7 @@ impl Engine {
             horizon: self.horizon,
             shards: shard_addrs.clone(),
             shard_inbound: inbound,
-            placement,
+            placement: placement.clone(),
             inbound_arrived: arrived,
             books: books.clone(),
             groups: self.groups,
@@ -476,6 +496,7 @@ impl Engine {
             send_timeout: self.send_timeout,
             users: n,
             progress: self.progress,
+            arrivals: self.arrivals,
         });
         let mut summary = scheduler.run(shutdown).await;
         summary.unknown_users += unknown_users.load(std::sync::atomic::Ordering::Relaxed);
@@ -489,7 +510,8 @@ impl Engine {
         let mut governed_by = [0u64; 8];
         let mut held_by = [0u64; 8];
         let mut opted_out_users = 0;
-        let mut per_user = if self.collect_user_results { vec![None; n] } else { Vec::new() };
+        let all = placement.len();
+        let mut per_user = if self.collect_user_results { vec![None; all] } else { Vec::new() };
         let snapshots =
             join_all(shard_addrs.iter().map(|s| s.send(TakeSnapshots { at: end, books: final_books.clone() }))).await;
         for shard in snapshots {
@@ -533,7 +555,7 @@ impl Engine {
             governed_by,
             held_by,
             opted_out_users,
-            users: n as u64,
+            users: all as u64,
             scheduler: summary,
             hours,
             per_user: per_user.into_iter().flatten().collect(),

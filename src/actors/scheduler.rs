@@ -111,6 +111,8 @@ pub struct SchedulerSummary {
     pub dispatched: u64,
     /// Inbound events for users the engine does not know (dropped, logged).
     pub unknown_users: u64,
+    /// Users who joined while the engine ran.
+    pub joined_users: u64,
     /// Group posts sent.
     pub group_posts: u64,
     /// Group posts held back, by reason (a member at a cap, the platform's rate limit).
@@ -164,6 +166,8 @@ pub struct SchedulerParts {
     pub users: usize,
     /// Called as the clock moves.
     pub progress: Option<ProgressFn>,
+    /// Users joining the running engine (a `/start`, an import, the API).
+    pub arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
 
 impl std::fmt::Debug for SchedulerParts {
@@ -208,6 +212,7 @@ pub struct Scheduler {
     /// Group posts in flight, and where their answers arrive.
     posts_in_flight: usize,
     post_answers: (mpsc::UnboundedSender<PostAnswer>, mpsc::UnboundedReceiver<PostAnswer>),
+    arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -224,7 +229,7 @@ impl Scheduler {
             .groups
             .into_iter()
             .map(|profile| GroupState {
-                members: profile.members.iter().filter_map(|m| placement.directory.find(*m)).collect(),
+                members: profile.members.iter().filter_map(|m| placement.find(*m).map(|(index, ..)| index)).collect(),
                 profile,
                 caps_state: CapState::default(),
                 posts: 0,
@@ -268,6 +273,7 @@ impl Scheduler {
             last_progress_hour: i64::MIN,
             posts_in_flight: 0,
             post_answers: mpsc::unbounded_channel(),
+            arrivals: parts.arrivals,
         }
     }
 
@@ -290,6 +296,9 @@ impl Scheduler {
             while let Ok((flight, result)) = self.post_answers.1.try_recv() {
                 self.posts_in_flight -= 1;
                 self.after_group_send(flight, result).await;
+            }
+            while let Some(profile) = self.arrivals.as_mut().and_then(|a| a.try_recv().ok()) {
+                self.add_user(profile).await;
             }
             let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
             let target = sync.or(self.horizon);
@@ -314,6 +323,12 @@ impl Scheduler {
                             self.after_group_send(flight, result).await;
                         }
                         () = self.inbound_arrived.notified() => {}
+                        Some(profile) = async {
+                            match self.arrivals.as_mut() {
+                                Some(arrivals) => arrivals.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        } => self.add_user(profile).await,
                         () = async { if let Some(s) = sleep { s.await } else { std::future::pending().await } } => {}
                     }
                     continue;
@@ -341,6 +356,26 @@ impl Scheduler {
             }
         }
         self.finish().await
+    }
+
+    /// A user joins: placed in the shard their id hashes to, segmented and planned there now.
+    /// A user the engine already knows is ignored (their profile lives in their shard).
+    async fn add_user(&mut self, profile: crate::domain::UserProfile) {
+        let shards = self.shards.len();
+        let shard = super::shard::shard_of(profile.id, shards);
+        let Some((index, local)) = self.placement.add(profile.id, shard as u16) else {
+            tracing::info!(user = %profile.id, "A user who joined is already known.");
+            return;
+        };
+        self.audit.grow(index as usize + 1);
+        let at = self.clock.now();
+        match self.shards[shard].send(super::shard::AddUser { index, local, profile, at }).await {
+            Ok(next_due) => {
+                self.summary.joined_users += 1;
+                self.shard_due[shard] = [self.shard_due[shard], next_due].into_iter().flatten().min();
+            }
+            Err(e) => tracing::error!(shard, error = %e, "A shard stopped; a joining user was not placed."),
+        }
     }
 
     /// Runs every shard that has something to do through `(until, rank_limit)`.
@@ -538,7 +573,7 @@ impl Scheduler {
         let gid = self.groups[group].profile.id;
         let mut per_shard: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.shards.len()];
         for (position, &member) in members.iter().enumerate() {
-            let (shard, local) = self.placement.of_index[member as usize];
+            let Some((shard, local)) = self.placement.of(member) else { continue };
             per_shard[usize::from(shard)].push((position as u32, local));
         }
         let mut asked = Vec::new();
@@ -740,7 +775,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
-    use crate::actors::shard::{Directory, ShardParts, shard_of};
+    use crate::actors::shard::{ShardParts, shard_of};
     use crate::clock::VirtualClock;
     use crate::domain::{
         ActivitySummary, DAY, GroupId, HOUR, HourMask, ResponseHistory, UserId, UserProfile, UtcOffset,
@@ -821,7 +856,7 @@ mod tests {
                 hosted[s].push(e);
             }
             assert!(of_index.iter().any(|p| p.0 == 0) && of_index.iter().any(|p| p.0 == 1), "both shards used");
-            let placement = Arc::new(Placement { of_index, directory: Directory::new(&ids) });
+            let placement = Arc::new(Placement::new(&ids, of_index, shards));
             let inbound: Vec<Arc<InboundBuffer>> = (0..shards).map(|_| Arc::new(InboundBuffer::default())).collect();
             let notify = Arc::new(Notify::new());
             let store = Arc::new(MemoryStore::keeping_everything());
@@ -841,6 +876,7 @@ mod tests {
                         keep_log: true,
                         send_timeout: std::time::Duration::from_secs(1),
                         wake_scheduler: notify.clone(),
+                        seed: 3,
                     })
                     .start(),
                 );
@@ -877,6 +913,7 @@ mod tests {
                 send_timeout: std::time::Duration::from_secs(1),
                 users: users as usize,
                 progress: None,
+                arrivals: None,
             });
             let summary = scheduler.run(std::future::pending()).await;
             let group_sends: Vec<_> = store.log().into_iter().filter(|e| e.group.is_some()).collect();

@@ -32,13 +32,75 @@ use super::entity::{Effects, SendInFlight, Step, UserContext, UserEntity};
 use super::messages::{InboundBuffer, Outcome, SlotAnswer, UserIndex, UserSnapshot};
 use super::queue::{Work, WorkQueue};
 
-/// Where every user lives: their engine index, and their shard and place in it.
+/// Where every user lives: their engine index, and their shard and place in it. Users can
+/// join while the engine runs, so it sits behind a lock (read on every inbound event,
+/// written once per new user).
 #[derive(Debug)]
 pub struct Placement {
+    inner: std::sync::RwLock<PlacementInner>,
+}
+
+#[derive(Debug)]
+struct PlacementInner {
     /// Engine index → `(shard, local index)`.
-    pub of_index: Vec<(u16, u32)>,
+    of_index: Vec<(u16, u32)>,
     /// User id → engine index.
-    pub directory: Directory,
+    directory: Directory,
+    /// Users per shard (the next local index of each).
+    per_shard: Vec<u32>,
+}
+
+impl Placement {
+    /// The placement of users with these ids (in engine-index order) at these places.
+    pub fn new(ids: &[UserId], of_index: Vec<(u16, u32)>, shards: usize) -> Placement {
+        let mut per_shard = vec![0u32; shards.max(1)];
+        for &(shard, _) in &of_index {
+            per_shard[usize::from(shard)] += 1;
+        }
+        let directory = Directory::new(ids);
+        Placement { inner: std::sync::RwLock::new(PlacementInner { of_index, directory, per_shard }) }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, PlacementInner> {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A user's engine index, shard and local index, if the engine knows them.
+    pub fn find(&self, id: UserId) -> Option<(UserIndex, u16, u32)> {
+        let inner = self.read();
+        let index = inner.directory.find(id)?;
+        inner.of_index.get(index as usize).map(|&(shard, local)| (index, shard, local))
+    }
+
+    /// The shard and local index of engine index `index`.
+    pub fn of(&self, index: UserIndex) -> Option<(u16, u32)> {
+        self.read().of_index.get(index as usize).copied()
+    }
+
+    /// Users placed so far.
+    pub fn len(&self) -> usize {
+        self.read().of_index.len()
+    }
+
+    /// Whether no user is placed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Places a new user in `shard`: their engine index and local index, or `None` if the
+    /// id is already known.
+    pub fn add(&self, id: UserId, shard: u16) -> Option<(UserIndex, u32)> {
+        let mut inner = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if inner.directory.find(id).is_some() {
+            return None;
+        }
+        let index = inner.of_index.len() as UserIndex;
+        let local = inner.per_shard[usize::from(shard)];
+        inner.per_shard[usize::from(shard)] += 1;
+        inner.of_index.push((shard, local));
+        inner.directory.insert(id, index);
+        Some((index, local))
+    }
 }
 
 /// Finds a user's engine index from their id.
@@ -57,6 +119,22 @@ impl Directory {
             Directory::Dense(ids.len())
         } else {
             Directory::Map(ids.iter().enumerate().map(|(i, id)| (*id, i as UserIndex)).collect())
+        }
+    }
+
+    /// Adds `id` at engine index `index` (the next one).
+    fn insert(&mut self, id: UserId, index: UserIndex) {
+        match self {
+            Directory::Dense(n) if id.0 == *n as u64 && index as usize == *n => *n += 1,
+            Directory::Dense(n) => {
+                let mut map: std::collections::HashMap<UserId, UserIndex> =
+                    (0..*n as u64).map(|i| (UserId(i), i as UserIndex)).collect();
+                map.insert(id, index);
+                *self = Directory::Map(map);
+            }
+            Directory::Map(map) => {
+                map.insert(id, index);
+            }
         }
     }
 
@@ -117,6 +195,8 @@ pub struct ShardParts {
     pub send_timeout: std::time::Duration,
     /// Wakes the scheduler when a send in flight settled (its outcome waits for a report).
     pub wake_scheduler: Arc<tokio::sync::Notify>,
+    /// The seed users joining later draw their engine stream from.
+    pub seed: u64,
 }
 
 /// A share of the users.
@@ -141,6 +221,7 @@ pub struct UserShard {
     in_flight: usize,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     wake_scheduler: Arc<tokio::sync::Notify>,
+    seed: u64,
 }
 
 impl Actor for UserShard {
@@ -172,6 +253,7 @@ impl UserShard {
             in_flight: 0,
             drain_waiters: Vec::new(),
             wake_scheduler: parts.wake_scheduler,
+            seed: parts.seed,
         }
     }
 
@@ -188,9 +270,8 @@ impl UserShard {
         self.inbound.take_into(&mut self.inbound_spare);
         let mut events = std::mem::take(&mut self.inbound_spare);
         for event in events.drain(..) {
-            let place = self.placement.directory.find(event.user).and_then(|i| self.placement.of_index.get(i as usize));
-            match place {
-                Some(&(shard, local)) if shard == self.id => self
+            match self.placement.find(event.user) {
+                Some((_, shard, local)) if shard == self.id => self
                     .queue
                     .push(event.at.max(now), Work::Inbound { user: local, kind: event.kind, group: event.group }),
                 _ => tracing::error!(user = %event.user, shard = self.id, "Inbound event routed to the wrong shard."),
@@ -270,6 +351,12 @@ impl UserShard {
     /// Does one piece of work at `at`.
     fn process(&mut self, ctx: &mut Context<Self>, at: Timestamp, work: Work) {
         self.output.dispatched += 1;
+        if let Work::Wake { user, .. } | Work::Inbound { user, .. } = work
+            && user as usize >= self.entities.len()
+        {
+            tracing::error!(shard = self.id, user, "Work for a user this shard does not host; ignored.");
+            return;
+        }
         match work {
             Work::Wake { user, token } => {
                 let book = self.book_of(user).clone();
@@ -420,6 +507,42 @@ impl Handler<GroupRound> for UserShard {
     }
 }
 
+/// Scheduler → shard: a user joins the running engine (a `/start`, an import, the API).
+/// Segmented and planned at once; answered with the shard's next due time.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Timestamp>")]
+pub struct AddUser {
+    /// The engine index the user was given.
+    pub index: UserIndex,
+    /// Their local index in this shard (the next one).
+    pub local: u32,
+    /// Who.
+    pub profile: crate::domain::UserProfile,
+    /// The current time.
+    pub at: Timestamp,
+}
+
+impl Handler<AddUser> for UserShard {
+    type Result = Option<Timestamp>;
+
+    fn handle(&mut self, msg: AddUser, _ctx: &mut Self::Context) -> Option<Timestamp> {
+        if msg.local as usize != self.entities.len() {
+            tracing::error!(shard = self.id, user = %msg.profile.id, "A joining user's place is taken; ignored.");
+            return self.queue.next_due();
+        }
+        let rng = gavat_sim::stream(self.seed, msg.profile.id.0, gavat_sim::Purpose::Engine);
+        let mut entity = UserEntity::new(msg.index, msg.profile, rng, None);
+        if !self.arm_of.is_empty() {
+            self.arm_of.push(0);
+        }
+        if let Some((at, token)) = entity.first_plan(&self.cx, msg.at, &self.books[0]) {
+            self.queue.push(at, Work::Wake { user: msg.local, token });
+        }
+        self.entities.push(entity);
+        self.queue.next_due()
+    }
+}
+
 /// Scheduler → shard: answer once no send is in flight (a shutdown's drain).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -519,10 +642,7 @@ mod tests {
             entities.push(entity);
         }
         let ids: Vec<UserId> = (0..users).map(UserId).collect();
-        let placement = Arc::new(Placement {
-            of_index: (0..users as u32).map(|i| (0, i)).collect(),
-            directory: Directory::new(&ids),
-        });
+        let placement = Arc::new(Placement::new(&ids, (0..users as u32).map(|i| (0, i)).collect(), 1));
         let parts = ShardParts {
             id: 0,
             entities,
@@ -536,6 +656,7 @@ mod tests {
             keep_log: true,
             send_timeout: std::time::Duration::from_secs(1),
             wake_scheduler: Arc::new(tokio::sync::Notify::new()),
+            seed: 1,
         };
         (UserShard::new(parts), first_wakes)
     }

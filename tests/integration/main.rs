@@ -14,3 +14,4 @@ mod in_flight_sends;
 mod learner;
 mod llm;
 mod transport_outcomes;
+mod users_join;

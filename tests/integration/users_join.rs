@@ -1,0 +1,70 @@
+//! Users join a running engine: a profile sent to the engine's arrivals is placed in its
+//! shard at once, segmented and planned, and messaged within its caps; an event for a user
+//! the engine does not know is counted, never delivered to somebody else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gavat::clock::ScaledClock;
+use gavat::domain::{
+    ActivitySummary, DAY, Destination, HOUR, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId,
+    UserProfile, UtcOffset,
+};
+use gavat::engine::{Engine, user_arrivals};
+use gavat::store::MemoryStore;
+use gavat::transport::MemoryTransport;
+
+/// 11:58 UTC: warm leads' optimal hours start two minutes later.
+const START: Timestamp = Timestamp(1_767_225_600 + 11 * HOUR + 58 * 60);
+
+fn warm_lead(id: u64) -> UserProfile {
+    UserProfile {
+        id: UserId(id),
+        joined_at: START.plus(-100 * DAY),
+        utc_offset: UtcOffset(0),
+        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
+        bots_followed: 1,
+        purchases: 0,
+        responses: ResponseHistory::default(),
+    }
+}
+
+/// Two users at start; a third (a sparse id) joins a third of a second in (about twenty
+/// engine minutes at 3600×) and is messaged like the others; an opt-out for a user nobody
+/// knows is counted as unknown.
+#[test]
+fn a_user_who_joins_mid_run_is_messaged_within_caps() {
+    let transport = Arc::new(MemoryTransport::new());
+    let (join, arrivals) = user_arrivals();
+    let engine = Engine::builder()
+        .clock(Arc::new(ScaledClock::new(START, 3_600)))
+        .transport(transport.clone())
+        .store(Arc::new(MemoryStore::keeping_everything()))
+        .users(vec![warm_lead(0), warm_lead(1)])
+        .horizon(START.plus(3 * HOUR))
+        .seed(4)
+        .threads(2)
+        .arrivals(arrivals)
+        .build()
+        .expect("all seams given");
+    let newcomer = UserId(1_000_003);
+    let feeder = transport.clone();
+    let result = actix_rt::System::new()
+        .block_on(async move {
+            actix_rt::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                join.send(warm_lead(newcomer.0)).expect("the engine is running");
+                join.send(warm_lead(0)).expect("a known user again is ignored");
+                feeder.inject(InboundEvent { at: START, user: UserId(77), kind: InboundKind::OptOut, group: None });
+            });
+            engine.run().await
+        })
+        .expect("run");
+    let sent: Vec<_> = transport.sent().into_iter().filter(|m| m.to == Destination::User(newcomer)).collect();
+    assert!(!sent.is_empty(), "the newcomer was messaged");
+    assert!(sent.iter().all(|m| m.at >= START.plus(10 * 60)), "not before joining: {sent:?}");
+    assert_eq!(result.users, 3, "two at start, one joined (the repeat ignored)");
+    assert_eq!(result.scheduler.joined_users, 1);
+    assert_eq!(result.scheduler.unknown_users, 1);
+    assert_eq!(result.scheduler.cap_violations, 0);
+}

@@ -252,6 +252,23 @@ impl Learner {
     ) -> StrategyChange {
         let id = self.next_id;
         self.next_id = self.next_id.saturating_add(1);
+        self.entry_numbered(id, at, source, action, field, before, after, evidence, proof)
+    }
+
+    /// An audit entry under an id taken earlier.
+    #[allow(clippy::too_many_arguments)]
+    fn entry_numbered(
+        &self,
+        id: u64,
+        at: Timestamp,
+        source: &'static str,
+        action: Action,
+        field: &'static str,
+        before: &DeliveryStrategy,
+        after: &DeliveryStrategy,
+        evidence: String,
+        proof: Option<Proof>,
+    ) -> StrategyChange {
         StrategyChange {
             id,
             at,
@@ -306,17 +323,35 @@ impl Learner {
     }
 
     /// One look at `at`, with the cumulative per-hour table and the strategies in force.
+    ///
+    /// The send-hour proposals of the segments are independent, so their simulations run in
+    /// parallel (one thread per core): every random draw and every audit id is taken in
+    /// segment order first, the simulations run, and their verdicts are applied in segment
+    /// order — the decision is the same as one thread would reach.
     pub fn tick(&mut self, at: Timestamp, hours: &HourTable, book: &StrategyBook) -> Decision {
         let mut decision = Decision::default();
         if !self.observing_done(at) {
             return decision;
         }
-        let mut next = book.clone();
-        let mut changed = false;
+        /// A send-hour proposal whose simulation is still to run.
+        struct HourTrial {
+            segment: usize,
+            slot: usize,
+            id: u64,
+            before: DeliveryStrategy,
+            proposed: DeliveryStrategy,
+            evidence: String,
+            seed: u64,
+        }
+        let mut changes: Vec<Option<StrategyChange>> = Vec::new();
+        let mut strategies: Vec<(DeliveryStrategy, DeliveryStrategy)> = Vec::with_capacity(Segment::ALL.len());
+        let mut trials = Vec::new();
         for segment in Segment::ALL {
-            let current = next.get(segment).clone();
+            let current = book.get(segment).clone();
             let mut strategy = current.clone();
-            self.judge_or_move_caps(at, segment, &mut strategy, hours, &mut decision.changes);
+            let mut cap_changes = Vec::new();
+            self.judge_or_move_caps(at, segment, &mut strategy, hours, &mut cap_changes);
+            changes.extend(cap_changes.into_iter().map(Some));
             // Hours stay put while a cap move is under review: its evaluation window must
             // differ from the one before it by that move alone.
             if self.segments[segment.index()].pending.is_none()
@@ -329,20 +364,90 @@ impl Learner {
                     format!("Thompson draw over {sent} sends in the allowed hours {}", strategy.allowed_hours);
                 let mut proposed = strategy.clone();
                 proposed.optimal_hours = window;
-                let proposal = Proposal {
-                    source: "statistics",
-                    field: "send_hours",
-                    goal: Goal::MoreResponses,
-                    proposed,
-                    evidence,
-                };
-                let (entry, applied) = self.try_proposal(at, &strategy, proposal, hours);
-                if applied {
-                    strategy = entry.strategy_after.clone();
-                    self.segments[i].window_dirty = true;
+                match field_within_hard_limits("send_hours", &proposed, &self.settings.hard_limits) {
+                    Err(why) => {
+                        let evidence = format!("{evidence}; {why}");
+                        let e = self.entry(
+                            at,
+                            "statistics",
+                            Action::Rejected,
+                            "send_hours",
+                            &strategy,
+                            &proposed,
+                            evidence,
+                            None,
+                        );
+                        changes.push(Some(e));
+                    }
+                    Ok(()) => {
+                        let seed: u64 = self.rng.random();
+                        let id = self.next_id;
+                        self.next_id = self.next_id.saturating_add(1);
+                        trials.push(HourTrial {
+                            segment: i,
+                            slot: changes.len(),
+                            id,
+                            before: strategy.clone(),
+                            proposed,
+                            evidence,
+                            seed,
+                        });
+                        changes.push(None);
+                    }
                 }
-                decision.changes.push(entry);
             }
+            strategies.push((current, strategy));
+        }
+        let proofs: Vec<Proof> = {
+            let this = &*self;
+            let run = |t: &HourTrial| {
+                let observed = this.observed(Segment::ALL[t.segment], hours);
+                let s = &this.settings;
+                prove(&t.before, &t.proposed, Goal::MoreResponses, &observed, &s.proof, &s.guardrails, at, t.seed)
+            };
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(trials.len());
+            if workers <= 1 {
+                trials.iter().map(run).collect()
+            } else {
+                let mut proofs: Vec<Option<Proof>> = (0..trials.len()).map(|_| None).collect();
+                std::thread::scope(|scope| {
+                    let chunk = trials.len().div_ceil(workers);
+                    for (part, out) in trials.chunks(chunk).zip(proofs.chunks_mut(chunk)) {
+                        let run = &run;
+                        scope.spawn(move || {
+                            for (t, o) in part.iter().zip(out.iter_mut()) {
+                                *o = Some(run(t));
+                            }
+                        });
+                    }
+                });
+                proofs.into_iter().flatten().collect()
+            }
+        };
+        for (trial, proof) in trials.into_iter().zip(proofs) {
+            let action = if proof.won { Action::Applied } else { Action::Rejected };
+            let evidence = format!("{}; {}", trial.evidence, proof.describe());
+            let entry = self.entry_numbered(
+                trial.id,
+                at,
+                "statistics",
+                action,
+                "send_hours",
+                &trial.before,
+                &trial.proposed,
+                evidence,
+                Some(proof),
+            );
+            if action == Action::Applied {
+                strategies[trial.segment].1 = entry.strategy_after.clone();
+                self.segments[trial.segment].window_dirty = true;
+            }
+            changes[trial.slot] = Some(entry);
+        }
+        decision.changes = changes.into_iter().flatten().collect();
+        let mut next = book.clone();
+        let mut changed = false;
+        for (current, strategy) in strategies {
             if strategy != current {
                 next = next.with(strategy);
                 changed = true;

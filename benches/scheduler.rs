@@ -1,14 +1,22 @@
-//! Benchmarks: the scheduler's queue and decisions at 10^4–10^6 pending items, the pure
-//! rules alone, and a whole 10k-user × 30-day simulation. Results: docs/performance.md.
+//! Benchmarks: the scheduler's queue and decisions at 10^4–10^6 pending items, a shard's
+//! decisions (real `UserEntity` values and a `WorkQueue`, as `UserShard` runs them), the
+//! pure rules alone, and a whole 10k-user × 30-day simulation. Results:
+//! docs/performance.md.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gavat::actors::queue::{Work, WorkQueue};
+use gavat::actors::entity::{Effects, PersistPolicy, UserContext, UserEntity};
+use gavat::actors::queue::{ALL_RANKS, Work, WorkQueue};
 use gavat::config::StrategyBook;
-use gavat::domain::{Caps, DAY, HOUR, HourMask, Segment, SegmentSet, Timestamp, UtcOffset};
+use gavat::domain::{
+    Caps, DAY, HOUR, HourMask, InboundEvent, OutboundMessage, Segment, SegmentSet, Timestamp, UtcOffset,
+};
 use gavat::policy::{CapState, caps_for, decide, earliest_allowed, governing_segment, plan_next_send};
+use gavat::segmentation::SegmentationRules;
 use gavat::simulation::{self, SimulationPlan};
+use gavat::transport::{Delivered, InboundSink, SendFuture, Transport};
 
 const START: Timestamp = Timestamp(1_767_225_600);
 
@@ -48,6 +56,101 @@ fn scheduler_decisions(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// A transport that delivers every message at once and never reports anything back: the
+/// shard's own cost, without the simulated users' reactions.
+#[derive(Debug)]
+struct DeliverAtOnce;
+
+impl Transport for DeliverAtOnce {
+    fn start(&self, _sink: InboundSink) {}
+    fn send(&self, _message: &OutboundMessage) -> SendFuture {
+        Box::pin(std::future::ready(Ok(Delivered)))
+    }
+    fn acknowledge(&self, _event: &InboundEvent) {}
+}
+
+/// Decisions per batch of [`shard_decisions`].
+const SHARD_BATCH: u64 = 10_000;
+
+/// A shard's hot path with N pending users: synthetic users (the default scenario, seed 7)
+/// as real `UserEntity` values with their first plans in a `WorkQueue`; one iteration pops
+/// the earliest wake and runs it as `UserShard::process` and `absorb` do in a simulation
+/// (wake: segment, decide, send, count, plan; push the next wake, keep the outcome, drop
+/// the log entries). One element = one decision. The transport delivers at once and
+/// nothing comes back (no replies), so this is the shard's cost per decision, not the
+/// simulated users'.
+fn shard_decisions(c: &mut Criterion) {
+    let scenario = gavat_sim::Scenario::default_scenario();
+    let book = Arc::new(StrategyBook::defaults());
+    let cx = UserContext {
+        transport: Arc::new(DeliverAtOnce),
+        persist: PersistPolicy::AtEnd,
+        rules: Arc::new(SegmentationRules::defaults()),
+    };
+    let mut group = c.benchmark_group("shard_decisions");
+    group.throughput(Throughput::Elements(SHARD_BATCH));
+    for pending in [10_000usize, 100_000, 1_000_000] {
+        // Built on first use, so that benchmarks filtered out cost nothing.
+        let mut shard: Option<(Vec<UserEntity>, WorkQueue)> = None;
+        let mut effects = Effects::default();
+        let mut outcomes = Vec::new();
+        let mut decided = 0u64;
+        group.bench_function(BenchmarkId::from_parameter(pending), |b| {
+            let (entities, queue) = shard.get_or_insert_with(|| shard_users(&scenario, &cx, &book, pending));
+            b.iter(|| {
+                for _ in 0..SHARD_BATCH {
+                    let Some((at, Work::Wake { user, token })) = queue.pop_before(Timestamp(i64::MAX), ALL_RANKS)
+                    else {
+                        panic!("the queue ran dry");
+                    };
+                    let step = entities[user as usize].wake(&cx, &mut effects, at, token, &book);
+                    if let Some((next, token)) = step.next_wake {
+                        queue.push(next, Work::Wake { user, token });
+                    }
+                    if let Some(outcome) = step.outcome {
+                        outcomes.push(outcome);
+                    }
+                    effects.log.clear();
+                }
+                decided += SHARD_BATCH;
+                black_box(outcomes.len());
+                outcomes.clear();
+            })
+        });
+        if let Some((_, queue)) = &mut shard {
+            let day = queue.next_due().map_or(0, |t| (t.secs() - START.secs()) / DAY);
+            eprintln!(
+                "shard_decisions/{pending}: {decided} decisions, {} wakes still queued, virtual day {day}",
+                queue.len()
+            );
+        }
+    }
+    group.finish();
+}
+
+/// `n` synthetic users as entities, their first wakes queued.
+fn shard_users(
+    scenario: &gavat_sim::Scenario,
+    cx: &UserContext,
+    book: &StrategyBook,
+    n: usize,
+) -> (Vec<UserEntity>, WorkQueue) {
+    let mut population = gavat_sim::generate(scenario, n, 7, START.secs());
+    let histories = std::mem::take(&mut population.histories);
+    let mut entities = Vec::with_capacity(n);
+    let mut queue = WorkQueue::new();
+    for (i, (user, history)) in population.users.iter().zip(&histories).enumerate() {
+        let profile = simulation::profile_from_synthetic(user, history);
+        let rng = gavat_sim::stream(7, profile.id.0, gavat_sim::Purpose::Engine);
+        let mut entity = UserEntity::new(i as u32, profile, rng, None);
+        if let Some((at, token)) = entity.first_plan(cx, START, book) {
+            queue.push(at, Work::Wake { user: i as u32, token });
+        }
+        entities.push(entity);
+    }
+    (entities, queue)
 }
 
 /// The pure rules, one call each.
@@ -104,5 +207,5 @@ fn whole_simulation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scheduler_decisions, rules, whole_simulation);
+criterion_group!(benches, scheduler_decisions, shard_decisions, rules, whole_simulation);
 criterion_main!(benches);

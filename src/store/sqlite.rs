@@ -894,7 +894,7 @@ fn corrupt(column: &str, what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("column {column}: {what}").into())
 }
 
-fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
+pub(super) fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let hours: String = r.get("by_local_hour")?;
     let by_local_hour: [u16; 24] = serde_json::from_str(&hours).map_err(|e| corrupt("by_local_hour", e))?;
     let profile = UserProfile {

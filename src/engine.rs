@@ -19,9 +19,9 @@ use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
 use crate::learner::proof::ActivityProfiles;
 use crate::learner::{Learner, LearnerSettings};
 use crate::llm::BlockingLlm;
-use crate::policy::governing_segment;
+use crate::policy::{CapState, governing_segment};
 use crate::segmentation::SegmentationRules;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UserState};
 use crate::transport::{InboundSink, Transport};
 
 /// Activity profiles kept per segment for the learner's proofs.
@@ -119,6 +119,8 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     book: Option<StrategyBook>,
     users: Vec<UserProfile>,
+    /// Each user's cap counters to start from, in user order; empty: fresh counters.
+    caps: Vec<CapState>,
     groups: Vec<GroupProfile>,
     group_policy: Option<GroupPolicy>,
     horizon: Option<Timestamp>,
@@ -161,9 +163,17 @@ impl EngineBuilder {
         self.book = Some(book);
         self
     }
-    /// The users.
+    /// The users, with fresh cap counters (nothing sent yet).
     pub fn users(mut self, users: Vec<UserProfile>) -> Self {
         self.users = users;
+        self.caps = Vec::new();
+        self
+    }
+    /// The users with the cap counters a store kept (see
+    /// [`crate::store::UserRepository::load_users`]): every cooldown, daily count and
+    /// opt-out carries on from where the store left it.
+    pub fn users_with_state(mut self, users: Vec<UserState>) -> Self {
+        (self.users, self.caps) = users.into_iter().map(|u| (u.profile, u.caps)).unzip();
         self
     }
     /// The groups and how they may be posted to.
@@ -250,6 +260,7 @@ impl EngineBuilder {
             clock,
             book: Arc::new(self.book.unwrap_or_else(StrategyBook::defaults)),
             users: self.users,
+            caps: self.caps,
             groups: self.groups,
             group_policy: self.group_policy,
             horizon: self.horizon,
@@ -274,6 +285,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     book: Arc<StrategyBook>,
     users: Vec<UserProfile>,
+    /// Cap counters to start from, in user order (empty: fresh).
+    caps: Vec<CapState>,
     groups: Vec<GroupProfile>,
     group_policy: Option<GroupPolicy>,
     horizon: Option<Timestamp>,
@@ -376,6 +389,7 @@ impl Engine {
         let mut hosted_arms: Vec<Vec<u16>> = (0..shards).map(|_| Vec::new()).collect();
         let mut first_wakes: Vec<Vec<(u32, Timestamp, u32)>> = (0..shards).map(|_| Vec::new()).collect();
         let cx = UserContext { transport: self.transport.clone(), persist: self.persist, rules: self.rules.clone() };
+        let mut caps = self.caps.into_iter();
         for (index, profile) in self.users.into_iter().enumerate() {
             let shard = shard_of(profile.id, shards);
             let local = hosted[shard].len() as u32;
@@ -383,7 +397,8 @@ impl Engine {
             let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
             let arm = arm_of.get(index).copied().unwrap_or(0);
             let name = arm_names.get(usize::from(arm)).cloned();
-            let mut entity = UserEntity::new(index as u32, profile, rng, name);
+            let mut entity =
+                UserEntity::new(index as u32, profile, rng, name).with_caps(caps.next().unwrap_or_default());
             if let Some((at, token)) = entity.first_plan(&cx, start, &books[usize::from(arm)]) {
                 first_wakes[shard].push((local, at, token));
             }
@@ -490,8 +505,14 @@ impl Engine {
                 opted_out_users += u64::from(snap.caps.opted_out);
             }
         }
-        for arbiter in &arbiters {
+        // Stop the shards' threads and wait for them: their users, and with them every handle
+        // on the store, are gone before the caller seals or renames the store.
+        drop(shard_addrs);
+        for arbiter in arbiters {
             arbiter.stop();
+            if arbiter.join().is_err() {
+                return Err(EngineError::Mailbox("a shard thread panicked".into()));
+            }
         }
         let mut segments = Vec::with_capacity(Segment::ALL.len());
         for addr in &segment_addrs {

@@ -208,6 +208,36 @@ pub struct RunRecord {
     pub strategies: Vec<DeliveryStrategy>,
     /// The learner's audit trail of the run, in order.
     pub strategy_changes: Vec<StrategyChange>,
+    /// For simulations: what regenerates the same population, so that the run can be
+    /// continued (`gavat simulate --resume`).
+    pub simulation: Option<SimulationMeta>,
+}
+
+/// What a continuation needs to regenerate a simulation's population: with the seed, the
+/// scenario and the number of users give the same synthetic users, groups and behaviour
+/// parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulationMeta {
+    /// Synthetic users (ids `0..users`).
+    pub users: u64,
+    /// When the population was drawn (the first run's start): profiles' histories end there.
+    pub population_start: Timestamp,
+    /// The scenario's name as the report shows it (`default` or the file given).
+    pub scenario_name: String,
+    /// The scenario itself, as TOML: a continuation needs no file, and a `--scenario` given
+    /// again is compared with it.
+    pub scenario_toml: String,
+}
+
+/// A saved simulation that can be continued: where it ended and what regenerates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedSimulation {
+    /// The engine's time at the end: the continuation's start.
+    pub ended_at: Timestamp,
+    /// The seed of the first run.
+    pub seed: u64,
+    /// The population.
+    pub meta: SimulationMeta,
 }
 
 impl<T: Store + ?Sized> Store for Arc<T> {

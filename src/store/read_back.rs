@@ -5,6 +5,8 @@
 //! (`log_by_time`, or `log_by_user` for one user; both order ties by row id), so reading a
 //! page costs the same at the end of a ten-million-row log as at its start.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::params;
@@ -13,8 +15,8 @@ use crate::domain::{BotId, ContentKind, GroupId, HourMask, Segment, Timestamp, U
 
 use super::sqlite::row_to_user;
 use super::{
-    EventCursor, EventLog, EventPage, EventQuery, LogEntry, LogKind, LoggedCaps, SqliteStore, StoreError,
-    UserRepository, UserState,
+    EventCursor, EventLog, EventPage, EventQuery, LogEntry, LogKind, LoggedCaps, SavedSimulation, SimulationMeta,
+    SqliteStore, StoreError, UserRepository, UserState,
 };
 
 /// One `log` row as SQLite holds it, before its names are checked.
@@ -109,6 +111,58 @@ impl SqliteStore {
             strategy: Arc::from(raw.strategy),
             arm: raw.arm.map(Arc::from),
             outcome,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// The saved simulation this store can be continued from; [`StoreError::NotResumable`]
+    /// naming what is missing for a store that holds no simulation, or one saved by a gavat
+    /// that did not record its population.
+    pub fn saved_simulation(&self) -> Result<SavedSimulation, StoreError> {
+        let meta: BTreeMap<String, String> = {
+            let inner = self.lock();
+            let mut stmt = inner.conn.prepare("SELECT key, value FROM meta").map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let not_resumable = |why: String| StoreError::NotResumable { path: self.path().to_string(), why };
+        let text = |key: &str| {
+            meta.get(key).filter(|v| !v.is_empty()).ok_or_else(|| {
+                not_resumable(format!(
+                    "no `{key}` in its meta table (it was not saved by `gavat simulate --save-state`, or by an \
+                     older gavat)"
+                ))
+            })
+        };
+        let number = |key: &str| {
+            text(key).and_then(|v| v.parse::<i64>().map_err(|_| not_resumable(format!("meta `{key}` is {v:?}"))))
+        };
+        let seed = text("seed")?;
+        Ok(SavedSimulation {
+            ended_at: Timestamp(number("ended_at")?),
+            seed: seed.parse().map_err(|_| not_resumable(format!("meta `seed` is {seed:?}")))?,
+            meta: SimulationMeta {
+                users: u64::try_from(number("users")?).map_err(|_| not_resumable("meta `users` < 0".into()))?,
+                population_start: Timestamp(number("population_start")?),
+                scenario_name: text("scenario_name")?.clone(),
+                scenario_toml: text("scenario")?.clone(),
+            },
+        })
+    }
+
+    /// Writes a consistent copy of the whole store to `path`, which must not exist or be
+    /// empty (`VACUUM INTO`: works on a read-only open and sees a live WAL, unlike copying
+    /// the file).
+    pub fn copy_to(&self, path: &Path) -> Result<(), StoreError> {
+        let target = path.to_str().ok_or_else(|| StoreError::Io {
+            path: path.display().to_string(),
+            cause: std::io::Error::other("the path is not UTF-8"),
+        })?;
+        let inner = self.lock();
+        inner.conn.execute("VACUUM INTO ?1", params![target]).map(|_| ()).map_err(|e| StoreError::Io {
+            path: path.display().to_string(),
+            cause: std::io::Error::other(format!("copying {} here: {e}", self.path())),
         })
     }
 }

@@ -493,6 +493,16 @@ impl Store for SqliteStore {
             ] {
                 tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
             }
+            if let Some(sim) = &run.simulation {
+                for (key, value) in [
+                    ("users", sim.users.to_string()),
+                    ("population_start", sim.population_start.secs().to_string()),
+                    ("scenario_name", sim.scenario_name.clone()),
+                    ("scenario", sim.scenario_toml.clone()),
+                ] {
+                    tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
+                }
+            }
             super::strategies::save_in_tx(&tx, run)?;
             tx.execute("DELETE FROM suppressions", [])?;
             for (segment, reason, count) in &run.suppressed {
@@ -1037,6 +1047,7 @@ mod tests {
                 suppressed: vec![(Segment::WarmLead, SuppressReason::Cooldown, 4)],
                 strategies: crate::config::StrategyBook::defaults().iter().cloned().collect(),
                 strategy_changes: Vec::new(),
+                simulation: None,
             };
             futures::executor::block_on(store.save_run(&run)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();

@@ -12,4 +12,5 @@ mod fake_openai;
 mod in_flight_sends;
 mod learner;
 mod llm;
+mod resume;
 mod transport_outcomes;

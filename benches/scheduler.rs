@@ -77,8 +77,8 @@ const SHARD_BATCH: u64 = 10_000;
 /// A shard's hot path with N pending users: synthetic users (the default scenario, seed 7)
 /// as real `UserEntity` values with their first plans in a `WorkQueue`; one iteration pops
 /// the earliest wake and runs it as `UserShard::process` and `absorb` do in a simulation
-/// (wake: segment, decide, send, count, plan; push the next wake, keep the outcome, drop
-/// the log entries). One element = one decision. The transport delivers at once and
+/// (wake: segment, decide, reserve in the shard's ledger, send, confirm, count, plan; push
+/// the next wake, keep the outcome, drop the log entries). One element = one decision. The transport delivers at once and
 /// nothing comes back (no replies), so this is the shard's cost per decision, not the
 /// simulated users'.
 fn shard_decisions(c: &mut Criterion) {
@@ -86,6 +86,7 @@ fn shard_decisions(c: &mut Criterion) {
     let book = Arc::new(StrategyBook::defaults());
     let cx = UserContext {
         transport: Arc::new(DeliverAtOnce),
+        ledger: Arc::new(gavat::ledger::MemoryLedger::default()),
         persist: PersistPolicy::AtEnd,
         rules: Arc::new(SegmentationRules::defaults()),
     };

@@ -20,9 +20,9 @@ use crate::learner::proof::ActivityProfiles;
 use crate::learner::{Learner, LearnerSettings};
 use crate::ledger::{CapLedger, MemoryLedger};
 use crate::llm::BlockingLlm;
-use crate::policy::governing_segment;
+use crate::policy::{CapState, governing_segment};
 use crate::segmentation::SegmentationRules;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UserState};
 use crate::transport::{InboundSink, Transport};
 
 /// Activity profiles kept per segment for the learner's proofs.
@@ -130,6 +130,8 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     book: Option<StrategyBook>,
     users: Vec<UserProfile>,
+    /// Each user's cap counters to start from, in user order; empty: fresh counters.
+    caps: Vec<CapState>,
     groups: Vec<GroupProfile>,
     group_policy: Option<GroupPolicy>,
     horizon: Option<Timestamp>,
@@ -174,9 +176,17 @@ impl EngineBuilder {
         self.book = Some(book);
         self
     }
-    /// The users.
+    /// The users, with fresh cap counters (nothing sent yet).
     pub fn users(mut self, users: Vec<UserProfile>) -> Self {
         self.users = users;
+        self.caps = Vec::new();
+        self
+    }
+    /// The users with the cap counters a store kept (see
+    /// [`crate::store::UserRepository::load_users`]): every cooldown, daily count and
+    /// opt-out carries on from where the store left it.
+    pub fn users_with_state(mut self, users: Vec<UserState>) -> Self {
+        (self.users, self.caps) = users.into_iter().map(|u| (u.profile, u.caps)).unzip();
         self
     }
     /// The groups and how they may be posted to.
@@ -275,6 +285,7 @@ impl EngineBuilder {
             clock,
             book: Arc::new(self.book.unwrap_or_else(StrategyBook::defaults)),
             users: self.users,
+            caps: self.caps,
             groups: self.groups,
             group_policy: self.group_policy,
             horizon: self.horizon,
@@ -301,6 +312,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     book: Arc<StrategyBook>,
     users: Vec<UserProfile>,
+    /// Cap counters to start from, in user order (empty: fresh).
+    caps: Vec<CapState>,
     groups: Vec<GroupProfile>,
     group_policy: Option<GroupPolicy>,
     horizon: Option<Timestamp>,
@@ -405,19 +418,24 @@ impl Engine {
         let mut hosted_arms: Vec<Vec<u16>> = (0..shards).map(|_| Vec::new()).collect();
         let mut first_wakes: Vec<Vec<(u32, Timestamp, u32)>> = (0..shards).map(|_| Vec::new()).collect();
         // The cap gate: the one given, or an in-memory ledger per shard (users are partitioned,
-        // so a ledger per shard answers exactly as one for all would, without a shared lock).
-        let ledger_for = |_shard: usize| -> Arc<dyn CapLedger> {
-            match &self.ledger {
-                Some(ledger) => ledger.clone(),
-                None => Arc::new(MemoryLedger::default()),
+        // so a ledger per shard answers exactly as one for all would, without a shared lock),
+        // started from the users' stored caps.
+        let memory_ledgers: Vec<Option<Arc<MemoryLedger>>> =
+            (0..shards).map(|_| self.ledger.is_none().then(|| Arc::new(MemoryLedger::default()))).collect();
+        let ledger_of = |shard: usize| -> Arc<dyn CapLedger> {
+            match (&self.ledger, &memory_ledgers[shard]) {
+                (Some(ledger), _) => ledger.clone(),
+                (None, Some(memory)) => memory.clone(),
+                (None, None) => Arc::new(MemoryLedger::default()),
             }
         };
         let cx = UserContext {
             transport: self.transport.clone(),
-            ledger: ledger_for(0),
+            ledger: ledger_of(0),
             persist: self.persist,
             rules: self.rules.clone(),
         };
+        let mut caps = self.caps.into_iter();
         for (index, profile) in self.users.into_iter().enumerate() {
             let shard = shard_of(profile.id, shards);
             let local = hosted[shard].len() as u32;
@@ -425,7 +443,13 @@ impl Engine {
             let rng = gavat_sim::stream(self.seed, profile.id.0, gavat_sim::Purpose::Engine);
             let arm = arm_of.get(index).copied().unwrap_or(0);
             let name = arm_names.get(usize::from(arm)).cloned();
-            let mut entity = UserEntity::new(index as u32, profile, rng, name);
+            let stored = caps.next().unwrap_or_default();
+            if let Some(memory) = &memory_ledgers[shard]
+                && stored != crate::policy::CapState::default()
+            {
+                memory.seed_user(profile.id, crate::ledger::LedgerUser { counted: stored, pending: Vec::new() });
+            }
+            let mut entity = UserEntity::new(index as u32, profile, rng, name).with_caps(stored);
             if let Some((at, token)) = entity.first_plan(&cx, start, &books[usize::from(arm)]) {
                 first_wakes[shard].push((local, at, token));
             }
@@ -446,7 +470,7 @@ impl Engine {
                 arm_of: if arm_of.iter().all(|a| *a == 0) { Vec::new() } else { arm_of },
                 books: books.clone(),
                 first_wakes,
-                cx: UserContext { ledger: if id == 0 { cx.ledger.clone() } else { ledger_for(id) }, ..cx.clone() },
+                cx: UserContext { ledger: ledger_of(id), ..cx.clone() },
                 store: self.store.clone(),
                 inbound: inbound[id].clone(),
                 placement: placement.clone(),

@@ -76,8 +76,22 @@ pub struct Named<'a> {
 /// is spelt: existing files are compared by device and inode, others by their canonical
 /// directory and file name.
 pub fn check_distinct(outputs: &[Named<'_>], inputs: &[Named<'_>]) -> Result<(), OutputError> {
+    check_distinct_except(outputs, inputs, &[])
+}
+
+/// [`check_distinct`], except that each `(output flag, input flag)` pair in `allowed` may
+/// name one file: an output that is written beside its target and renamed into place only
+/// after the run has read the input (`--save-state` continuing `--resume`).
+pub fn check_distinct_except(
+    outputs: &[Named<'_>],
+    inputs: &[Named<'_>],
+    allowed: &[(&str, &str)],
+) -> Result<(), OutputError> {
     for (i, out) in outputs.iter().enumerate() {
         for other in outputs[..i].iter().chain(inputs) {
+            if allowed.contains(&(out.flag, other.flag)) {
+                continue;
+            }
             if same_file(out.path, other.path) {
                 return Err(OutputError::SameFile {
                     flag: out.flag,
@@ -316,6 +330,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("--events") && err.to_string().contains("--scenario"), "{err}");
+    }
+
+    /// An allowed pair (the new state replacing the store it continues) may name one file;
+    /// any other output on that file is still refused.
+    #[test]
+    fn an_allowed_pair_may_share_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        std::fs::write(&db, "").unwrap();
+        let input = [Named { flag: "--resume", path: &db }];
+        let allowed = [("--save-state", "--resume")];
+        assert!(check_distinct_except(&[Named { flag: "--save-state", path: &db }], &input, &allowed).is_ok());
+        assert!(check_distinct(&[Named { flag: "--save-state", path: &db }], &input).is_err());
+        assert!(check_distinct_except(&[Named { flag: "--events", path: &db }], &input, &allowed).is_err());
     }
 
     /// A directory as an output file, a missing directory and a file as the log directory

@@ -21,9 +21,11 @@ use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime
 use crate::learner::{Action, LearnerSettings, StrategyChange};
 use crate::learner_effect::LearnerEffect;
 use crate::llm::{BlockingLlm, LlmSettings};
-use crate::policy::SuppressReason;
+use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::SegmentationRules;
-use crate::store::{JsonlLog, MemoryStore, RunRecord, SqliteStore, Store, StoreError};
+use crate::store::{
+    JsonlLog, MemoryStore, RunRecord, SimulationMeta, SqliteStore, Store, StoreError, UserRepository, UserState,
+};
 use crate::transport::SimTransport;
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
@@ -114,6 +116,29 @@ pub struct InputSources {
     pub rules: InputSource,
 }
 
+/// Where a continuation starts (`gavat simulate --resume`): the same population, the
+/// clock at the store's end, and every user's profile and cap state as the store kept them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    /// The store continued: read, never written (with `--save-state` the new state is a copy
+    /// of it carried on).
+    pub store: PathBuf,
+    /// The store's end time: the continuation's start.
+    pub start: Timestamp,
+    /// When the population was drawn (the first run's start).
+    pub population_start: Timestamp,
+}
+
+impl Continuation {
+    /// The seed of the continuation's own random streams (the synthetic users' reactions and
+    /// activity, the engine's jitter): the run's seed mixed with the start, so that a
+    /// continuation does not replay the draws of the run before it, and the same store
+    /// continued twice gives the same run.
+    pub fn stream_seed(&self, seed: u64) -> u64 {
+        seed ^ (self.start.secs() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+    }
+}
+
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulationError {
@@ -126,6 +151,10 @@ pub enum SimulationError {
     /// The LLM adviser's client could not be set up.
     #[error("the LLM adviser: {0}")]
     Adviser(String),
+    /// The scenario could not be written into the saved state (a bug: every scenario read
+    /// is a TOML table).
+    #[error("cannot save the scenario with the state: {0}")]
+    Scenario(String),
 }
 
 /// One row of the report: a segment or the total.
@@ -287,8 +316,17 @@ pub fn group_policy(scenario: &Scenario) -> GroupPolicy {
 
 /// Runs a simulation; `progress` is told the fraction of simulated time done.
 pub fn run(plan: &SimulationPlan, progress: impl FnMut(f64) + 'static) -> Result<SimulationReport, SimulationError> {
+    run_from(plan, None, progress)
+}
+
+/// Runs a simulation, continuing `from` a saved one if given.
+pub fn run_from(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<SimulationReport, SimulationError> {
     let stopwatch = Stopwatch::start();
-    let run = run_engine(plan, None, progress)?;
+    let run = run_engine_from(plan, from, None, progress)?;
     let wall_secs = stopwatch.elapsed_secs();
     Ok(report(plan, run.start, run.end, &run.result, wall_secs))
 }
@@ -339,12 +377,37 @@ pub fn run_engine(
     arms: Option<ArmSetup>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<EngineRun, SimulationError> {
-    let start = SIMULATION_START;
+    run_engine_from(plan, None, arms, progress)
+}
+
+/// [`run_engine`], continuing `from` a saved simulation if given: the population is drawn
+/// again from the seed and scenario at its original start, the clock starts at the store's
+/// end, and every user starts from the profile and cap state the store kept. With
+/// `plan.save_state`, the new state is the store carried on (its log, then this run's).
+pub fn run_engine_from(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    arms: Option<ArmSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<EngineRun, SimulationError> {
+    let (start, population_start) =
+        from.map_or((SIMULATION_START, SIMULATION_START), |c| (c.start, c.population_start));
+    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
     let horizon = start.plus(i64::from(plan.days) * DAY);
-    let mut population: Population = gavat_sim::generate(&plan.scenario, plan.users, plan.seed, start.secs());
+    let mut population: Population =
+        gavat_sim::generate(&plan.scenario, plan.users, plan.seed, population_start.secs());
+    // Spontaneous activity starts at this run's start.
+    population.start = start.secs();
     let histories = std::mem::take(&mut population.histories);
-    let users: Vec<UserProfile> =
-        population.users.iter().zip(&histories).map(|(u, h)| profile_from_synthetic(u, h)).collect();
+    let users: Vec<UserState> = match from {
+        None => population
+            .users
+            .iter()
+            .zip(&histories)
+            .map(|(u, h)| UserState { profile: profile_from_synthetic(u, h), caps: CapState::default() })
+            .collect(),
+        Some(c) => load_population(&c.store, plan.users)?,
+    };
     drop(histories);
     let groups: Vec<GroupProfile> = population.groups.iter().map(group_from_synthetic).collect();
     let policy = group_policy(&plan.scenario);
@@ -355,13 +418,18 @@ pub fn run_engine(
             .map(|u| match &setup.assignment {
                 ArmAssignment::Everyone(arm) => *arm,
                 ArmAssignment::ByHash { salt, weights } => {
-                    gavat_experiments::assignment::assign(salt, u.id.0, weights).unwrap_or(0) as u16
+                    gavat_experiments::assignment::assign(salt, u.profile.id.0, weights).unwrap_or(0) as u16
                 }
             })
             .collect();
         Arms { names: setup.names, books: setup.books, of_user, learning: setup.learning }
     });
-    let transport = Arc::new(SimTransport::new(population, model, plan.seed, horizon));
+    let transport = Arc::new(SimTransport::new(population, model, stream_seed, horizon));
+    // A user who blocked the bot has still blocked it: the one part of the synthetic users'
+    // memory the store holds.
+    for u in users.iter().filter(|u| u.caps.opted_out) {
+        transport.carry_opt_out(u.profile.id);
+    }
     let base: Arc<dyn Store> = match &plan.save_state {
         Some(path) => {
             for suffix in ["", "-wal", "-shm"] {
@@ -370,6 +438,9 @@ pub fn run_engine(
                     std::fs::remove_file(&file)
                         .map_err(|cause| StoreError::Io { path: file.display().to_string(), cause })?;
                 }
+            }
+            if let Some(c) = from {
+                SqliteStore::open_read_only(&c.store)?.copy_to(path)?;
             }
             Arc::new(SqliteStore::open(path)?)
         }
@@ -388,9 +459,9 @@ pub fn run_engine(
         .store(store.clone())
         .strategies(plan.book.clone())
         .segmentation(plan.rules.clone())
-        .users(users)
+        .users_with_state(users)
         .horizon(horizon)
-        .seed(plan.seed)
+        .seed(stream_seed)
         // Users are written once, at the end: a simulation has no restart to survive.
         .persist(crate::actors::entity::PersistPolicy::AtEnd)
         .threads(plan.threads)
@@ -421,12 +492,35 @@ pub fn run_engine(
         suppressed,
         strategies: in_force.iter().cloned().collect(),
         strategy_changes: result.scheduler.strategy_changes.clone(),
+        simulation: Some(SimulationMeta {
+            users: plan.users as u64,
+            population_start,
+            scenario_name: plan.scenario_name.clone(),
+            scenario_toml: toml::to_string(&plan.scenario).map_err(|e| SimulationError::Scenario(e.to_string()))?,
+        }),
     };
     futures::executor::block_on(async {
         store.save_run(&run).await?;
         store.flush().await
     })?;
     Ok(EngineRun { result, start, end: horizon })
+}
+
+/// Every user of a saved simulation with their profile and cap state, checked to be the
+/// population `0..users` that the seed and scenario regenerate.
+fn load_population(path: &Path, users: usize) -> Result<Vec<UserState>, StoreError> {
+    let loaded = SqliteStore::open_read_only(path)?.load_users()?;
+    let misfit = loaded.len() != users || loaded.iter().enumerate().any(|(i, u)| u.profile.id != UserId(i as u64));
+    if misfit {
+        return Err(StoreError::NotResumable {
+            path: path.display().to_string(),
+            why: format!(
+                "it holds {} users, not the {users} synthetic users 0..{users} of its simulation",
+                loaded.len()
+            ),
+        });
+    }
+    Ok(loaded)
 }
 
 fn rate(n: u64, d: u64) -> f64 {
@@ -648,5 +742,29 @@ impl SimulationReport {
             self.timing.wall_secs, self.timing.events, self.timing.events_per_sec
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scenario a saved state carries (as TOML) reads back as the same scenario, so a
+    /// continuation regenerates the same population.
+    #[test]
+    fn a_saved_scenario_reads_back_the_same() {
+        let scenario = Scenario::default_scenario();
+        let text = toml::to_string(&scenario).unwrap();
+        assert_eq!(Scenario::from_toml_str(&text, "saved").unwrap(), scenario);
+    }
+
+    /// A continuation draws fresh streams, the same for the same start.
+    #[test]
+    fn a_continuation_draws_its_own_streams() {
+        let at =
+            |secs| Continuation { store: PathBuf::new(), start: Timestamp(secs), population_start: SIMULATION_START };
+        assert_ne!(at(SIMULATION_START.secs() + DAY).stream_seed(3), 3);
+        assert_eq!(at(5).stream_seed(3), at(5).stream_seed(3));
+        assert_ne!(at(5).stream_seed(3), at(6).stream_seed(3));
     }
 }

@@ -30,6 +30,12 @@ impl UserMemory {
     pub fn opted_out(&self) -> bool {
         self.opted_out
     }
+
+    /// Records that the user blocked the bot earlier (before the memory was created): a
+    /// continued simulation's users who opted out stay out.
+    pub fn mark_opted_out(&mut self) {
+        self.opted_out = true;
+    }
 }
 
 /// A message reaching a user.

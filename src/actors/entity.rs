@@ -179,6 +179,13 @@ impl UserEntity {
         }
     }
 
+    /// The user resuming from the cap counters a store kept, so that a restart forgets no
+    /// cooldown, daily count or opt-out.
+    pub fn with_caps(mut self, caps: CapState) -> UserEntity {
+        self.caps_state = caps;
+        self
+    }
+
     /// The user's id.
     pub fn id(&self) -> crate::domain::UserId {
         self.profile.id

@@ -12,13 +12,13 @@ use crate::clock::Stopwatch;
 use crate::config::StrategyBook;
 use crate::learner::LearnerSettings;
 use crate::learner_effect::LearnerEffect;
-use crate::output::{Named, PendingFile, check_distinct, check_log_dir};
+use crate::output::{Named, PendingFile, check_distinct_except, check_log_dir};
 use crate::run_logs::write_run_logs;
-use crate::store::SqliteStore;
+use crate::store::{SavedSimulation, SqliteStore};
 
 use super::llm_args::LlmConnectionArgs;
 use crate::segmentation::SegmentationRules;
-use crate::simulation::{self, InputSource, InputSources, SimulationPlan};
+use crate::simulation::{self, Continuation, InputSource, InputSources, SimulationPlan};
 
 use super::CliError;
 
@@ -41,6 +41,13 @@ pub struct SimulateArgs {
     /// with `gavat users`, `gavat segments`, `gavat delivery` and `gavat segment`.
     #[arg(long, value_name = "FILE")]
     pub save_state: Option<PathBuf>,
+    /// Continue the simulation saved in this store (by `--save-state`) for `--days` more:
+    /// the same population (from the stored seed and scenario; `--users`, `--seed` and
+    /// `--scenario` may be left out, and are refused if they differ), the clock from the
+    /// store's end, and every user's profile and cap state (cooldowns, daily counts,
+    /// opt-outs) as saved. `--save-state` may name the same file: it is replaced atomically.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
     /// Run with the learner: every 6 simulated hours (after a first day of observing) it
     /// moves each segment's send hours by Thompson sampling and its daily limit or cooldown
     /// one step on strong evidence, within hard limits, rolling back what hurts. The
@@ -71,9 +78,9 @@ pub struct SimulateArgs {
 /// The flags every simulated run shares.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Synthetic users (at least 1).
-    #[arg(long, default_value_t = 10_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
-    pub users: u64,
+    /// Synthetic users (at least 1) [default: 10000; with --resume: the store's].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    pub users: Option<u64>,
     /// Simulated days (at least 1).
     #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=3_650))]
     pub days: u32,
@@ -96,19 +103,72 @@ pub struct SimArgs {
     pub rules: Option<PathBuf>,
 }
 
+/// Synthetic users when `--users` is not given.
+pub const DEFAULT_USERS: u64 = 10_000;
+
+/// A saved simulation being continued: the flag and file, and what the store says.
+#[derive(Debug)]
+pub struct Resumed<'a> {
+    /// The store, as given to `--resume`.
+    pub path: &'a std::path::Path,
+    /// What it holds.
+    pub saved: SavedSimulation,
+}
+
+impl Resumed<'_> {
+    /// The refusal of a flag that contradicts the store.
+    fn contradiction(&self, flag: &str, given: impl std::fmt::Display, stored: impl std::fmt::Display) -> CliError {
+        CliError::usage(anyhow::anyhow!(
+            "{flag} {given} contradicts --resume {}, which continues {stored}; leave {flag} out to continue it",
+            self.path.display()
+        ))
+    }
+}
+
 impl SimArgs {
     /// Reads and checks every input, and that the population fits in memory, before
     /// anything runs; `events` is where the log goes.
     pub fn plan(&self, events: Option<&PathBuf>) -> Result<(SimulationPlan, bool), CliError> {
-        let (scenario, scenario_name) = match &self.scenario {
-            Some(path) => (Scenario::from_path(path).map_err(CliError::usage)?, path.display().to_string()),
-            None => (Scenario::default_scenario(), "default".to_string()),
+        self.plan_from(events, None)
+    }
+
+    /// [`SimArgs::plan`], continuing `resumed` if given: the population (users, seed,
+    /// scenario) is the store's, and a flag that says otherwise is refused.
+    pub fn plan_from(
+        &self,
+        events: Option<&PathBuf>,
+        resumed: Option<&Resumed<'_>>,
+    ) -> Result<(SimulationPlan, bool), CliError> {
+        let (scenario, scenario_name) = match (&self.scenario, resumed) {
+            (Some(path), None) => (Scenario::from_path(path).map_err(CliError::usage)?, path.display().to_string()),
+            (None, None) => (Scenario::default_scenario(), "default".to_string()),
+            (given, Some(r)) => {
+                let origin = format!("{} (its scenario)", r.path.display());
+                let stored = Scenario::from_toml_str(&r.saved.meta.scenario_toml, &origin).map_err(CliError::usage)?;
+                if let Some(path) = given
+                    && Scenario::from_path(path).map_err(CliError::usage)? != stored
+                {
+                    return Err(r.contradiction(
+                        "--scenario",
+                        path.display(),
+                        format_args!("scenario {}", r.saved.meta.scenario_name),
+                    ));
+                }
+                (stored, r.saved.meta.scenario_name.clone())
+            }
         };
         let book = match &self.strategy {
             Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
             None => StrategyBook::defaults(),
         };
-        check_memory(self.users)?;
+        let users = match (self.users, resumed) {
+            (Some(given), Some(r)) if given != r.saved.meta.users => {
+                return Err(r.contradiction("--users", given, format_args!("{} users", r.saved.meta.users)));
+            }
+            (_, Some(r)) => r.saved.meta.users,
+            (given, None) => given.unwrap_or(DEFAULT_USERS),
+        };
+        check_memory(users)?;
         let rules = match &self.rules {
             Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
             None => SegmentationRules::defaults(),
@@ -118,12 +178,26 @@ impl SimArgs {
             scenario: input_source("--scenario", self.scenario.as_deref())?,
             rules: input_source("--rules", self.rules.as_deref())?,
         };
-        let (seed, drawn) = match self.seed {
-            Some(seed) => (seed, false),
-            None => (draw_seed(), true),
+        let (seed, drawn) = match (self.seed, resumed) {
+            (Some(given), Some(r)) if given != r.saved.seed => {
+                return Err(r.contradiction("--seed", given, format_args!("seed {}", r.saved.seed)));
+            }
+            (_, Some(r)) => (r.saved.seed, false),
+            (Some(seed), None) => (seed, false),
+            (None, None) => (draw_seed(), true),
+        };
+        let sources = match resumed {
+            Some(r) if self.scenario.is_none() && scenario != Scenario::default_scenario() => InputSources {
+                scenario: InputSource::of_bytes(
+                    &PathBuf::from(format!("{} (saved scenario)", r.path.display())),
+                    r.saved.meta.scenario_toml.as_bytes(),
+                ),
+                ..sources
+            },
+            _ => sources,
         };
         let plan = SimulationPlan {
-            users: self.users as usize,
+            users: users as usize,
             days: self.days,
             seed,
             scenario,
@@ -159,9 +233,23 @@ fn draw_seed() -> u64 {
     h.finish()
 }
 
+/// Opens the store `--resume` names and reads what continuing it needs (bad input: exit 2).
+fn resumed(path: &std::path::Path) -> Result<(Resumed<'_>, Continuation), CliError> {
+    let refuse = |e: crate::store::StoreError| CliError::usage(anyhow::anyhow!("--resume: {e}"));
+    let saved = SqliteStore::open_read_only(path).and_then(|s| s.saved_simulation()).map_err(refuse)?;
+    let from = Continuation {
+        store: path.to_path_buf(),
+        start: saved.ended_at,
+        population_start: saved.meta.population_start,
+    };
+    Ok((Resumed { path, saved }, from))
+}
+
 /// Runs `gavat simulate`.
 pub fn run(args: SimulateArgs) -> Result<(), CliError> {
-    let (mut plan, drawn) = args.sim.plan(args.events.as_ref())?;
+    let resume = args.resume.as_deref().map(resumed).transpose()?;
+    let (mut plan, drawn) = args.sim.plan_from(args.events.as_ref(), resume.as_ref().map(|(r, _)| r))?;
+    let from = resume.map(|(_, from)| from);
     plan.learner = match &args.learner {
         Some(path) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
         None => (args.learn || args.llm_adviser).then(LearnerSettings::defaults),
@@ -178,14 +266,15 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
     let progress = Progress::new(format!("simulating {} users × {} days", plan.users, plan.days), !args.json);
-    let mut report = simulation::run(&plan, progress.callback()).map_err(CliError::failure)?;
+    let mut report = simulation::run_from(&plan, from.as_ref(), progress.callback()).map_err(CliError::failure)?;
     progress.finish();
     if plan.learner.is_some() && !args.no_baseline {
         // The same seed and population on the static strategies: what the learner changed.
         let baseline_plan =
             SimulationPlan { learner: None, adviser: None, save_state: None, events: None, ..plan.clone() };
         let progress = Progress::new("the same run on the static strategies".into(), !args.json);
-        let baseline = simulation::run(&baseline_plan, progress.callback()).map_err(CliError::failure)?;
+        let baseline =
+            simulation::run_from(&baseline_plan, from.as_ref(), progress.callback()).map_err(CliError::failure)?;
         progress.finish();
         report.learner_effect = Some(LearnerEffect::between(&baseline, &report));
     }
@@ -240,6 +329,7 @@ impl Outputs {
         let outputs: Vec<Named<'_>> =
             [named("--events", &args.events), named("--save-state", &args.save_state)].into_iter().flatten().collect();
         let inputs: Vec<Named<'_>> = [
+            named("--resume", &args.resume),
             named("--scenario", &args.sim.scenario),
             named("--strategy", &args.sim.strategy),
             named("--rules", &args.sim.rules),
@@ -248,7 +338,9 @@ impl Outputs {
         .into_iter()
         .flatten()
         .collect();
-        check_distinct(&outputs, &inputs).map_err(CliError::usage)?;
+        // The new state replaces the store it continues only once the run has succeeded,
+        // by an atomic rename of a copy read from it: the same file is safe for those two.
+        check_distinct_except(&outputs, &inputs, &[("--save-state", "--resume")]).map_err(CliError::usage)?;
         if let Some(path) = &args.save_state {
             SqliteStore::check_replaceable(path)
                 .map_err(|e| CliError::usage(anyhow::anyhow!("--save-state: refusing to replace it: {e}")))?;

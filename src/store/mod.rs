@@ -2,9 +2,15 @@
 //! log of every send and reaction. [`MemoryStore`] keeps it in memory; [`JsonlLog`] wraps
 //! any store and also writes the log as JSON lines (the `--events` file). SQLite and Redis
 //! stores will implement the same trait.
+//!
+//! The store is split by direction: [`Store`] is what the engine writes through;
+//! [`EventLog`] reads the log back (by time range, by user, a page at a time) and
+//! [`UserRepository`] reads back every user with their cap state, which is what an engine
+//! started on a store resumes from. [`SqliteStore`] implements all three.
 
 mod jsonl;
 mod memory;
+mod read_back;
 mod sqlite;
 mod strategies;
 
@@ -60,6 +66,28 @@ pub enum StoreError {
         found: usize,
         /// This build's.
         wanted: usize,
+    },
+    /// The store cannot be resumed from: it lacks what a continuation needs (a store saved
+    /// by an older gavat, or by a command that is not a simulation). Bad input, fatal.
+    #[error("{path}: cannot resume from it: {why}")]
+    NotResumable {
+        /// The file.
+        path: String,
+        /// What is missing.
+        why: String,
+    },
+    /// A row read back holds a value this build cannot read (a kind, an outcome, a segment
+    /// it does not know): the store is damaged or newer; fatal, never replaced by a default.
+    #[error("{path}: {table}.{column}: unreadable value {value:?}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The value found.
+        value: String,
     },
 }
 
@@ -180,6 +208,36 @@ pub struct RunRecord {
     pub strategies: Vec<DeliveryStrategy>,
     /// The learner's audit trail of the run, in order.
     pub strategy_changes: Vec<StrategyChange>,
+    /// For simulations: what regenerates the same population, so that the run can be
+    /// continued (`gavat simulate --resume`).
+    pub simulation: Option<SimulationMeta>,
+}
+
+/// What a continuation needs to regenerate a simulation's population: with the seed, the
+/// scenario and the number of users give the same synthetic users, groups and behaviour
+/// parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulationMeta {
+    /// Synthetic users (ids `0..users`).
+    pub users: u64,
+    /// When the population was drawn (the first run's start): profiles' histories end there.
+    pub population_start: Timestamp,
+    /// The scenario's name as the report shows it (`default` or the file given).
+    pub scenario_name: String,
+    /// The scenario itself, as TOML: a continuation needs no file, and a `--scenario` given
+    /// again is compared with it.
+    pub scenario_toml: String,
+}
+
+/// A saved simulation that can be continued: where it ended and what regenerates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedSimulation {
+    /// The engine's time at the end: the continuation's start.
+    pub ended_at: Timestamp,
+    /// The seed of the first run.
+    pub seed: u64,
+    /// The population.
+    pub meta: SimulationMeta,
 }
 
 impl<T: Store + ?Sized> Store for Arc<T> {
@@ -214,5 +272,140 @@ pub trait Store: Send + Sync + Debug {
     /// order and append log entries at all.
     fn wants_log(&self) -> bool {
         true
+    }
+}
+
+/// Where a page of the log read back ended: pass it to get the next page. Opaque to callers;
+/// for SQLite it is the last row's `(at, id)`, so pages stay in time order and never skip
+/// nor repeat an entry that shares its second with another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCursor {
+    /// The last entry's time.
+    pub at: Timestamp,
+    /// The last entry's position in the log (ties at one second go by it).
+    pub seq: i64,
+}
+
+/// Which part of the log to read back: `from <= at < to`, everyone's or one user's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventQuery {
+    /// The first second included.
+    pub from: Timestamp,
+    /// The first second excluded.
+    pub to: Timestamp,
+    /// Only this user's entries, if set.
+    pub user: Option<UserId>,
+}
+
+/// One page of the log read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventPage {
+    /// The entries, in time order (ties in the order they were appended).
+    pub entries: Vec<LogEntry>,
+    /// Where to continue; `None` when this page was the last.
+    pub next: Option<EventCursor>,
+}
+
+/// Entries read back per page by [`Events`].
+pub const EVENT_PAGE: usize = 4_096;
+
+/// Users read back per page by [`UserRepository::load_users`].
+pub const USER_PAGE: usize = 4_096;
+
+/// The log, read back. A store implements [`EventLog::page`]; callers use
+/// [`EventLog::events_between`] and [`EventLog::events_of`], iterators that fetch a page at
+/// a time, so a log of ten million entries is never in memory at once.
+pub trait EventLog {
+    /// At most `limit` entries matching `query` after `after` (from the start with `None`),
+    /// in time order.
+    fn page(&self, query: &EventQuery, after: Option<EventCursor>, limit: usize) -> Result<EventPage, StoreError>;
+
+    /// Every entry with `from <= at < to`, in time order.
+    fn events_between(&self, from: Timestamp, to: Timestamp) -> Events<'_, Self>
+    where
+        Self: Sized,
+    {
+        Events::new(self, EventQuery { from, to, user: None })
+    }
+
+    /// One user's entries with `from <= at < to`, in time order.
+    fn events_of(&self, user: UserId, from: Timestamp, to: Timestamp) -> Events<'_, Self>
+    where
+        Self: Sized,
+    {
+        Events::new(self, EventQuery { from, to, user: Some(user) })
+    }
+}
+
+/// The entries of an [`EventQuery`], fetched [`EVENT_PAGE`] at a time. After an error it
+/// yields nothing more.
+#[derive(Debug)]
+pub struct Events<'a, L: EventLog> {
+    log: &'a L,
+    query: EventQuery,
+    /// The current page, reversed so that the next entry is popped from the end.
+    buffered: Vec<LogEntry>,
+    /// Where the next page starts; `None` once the last page has been fetched.
+    next: Option<Option<EventCursor>>,
+}
+
+impl<'a, L: EventLog> Events<'a, L> {
+    fn new(log: &'a L, query: EventQuery) -> Events<'a, L> {
+        Events { log, query, buffered: Vec::new(), next: Some(None) }
+    }
+}
+
+impl<L: EventLog> Iterator for Events<'_, L> {
+    type Item = Result<LogEntry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(entry) = self.buffered.pop() {
+            return Some(Ok(entry));
+        }
+        let after = self.next.take()?;
+        match self.log.page(&self.query, after, EVENT_PAGE) {
+            Ok(page) => {
+                self.next = page.next.map(Some);
+                self.buffered = page.entries;
+                self.buffered.reverse();
+                self.buffered.pop().map(Ok)
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// What an engine resumes one user from: the profile and the cap counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserState {
+    /// The profile as last saved.
+    pub profile: UserProfile,
+    /// The cap counters as last saved (last send, sends that local day, opted out).
+    pub caps: CapState,
+}
+
+/// The users a store holds, read back with their cap state.
+pub trait UserRepository {
+    /// How many users the store holds.
+    fn count_users(&self) -> Result<u64, StoreError>;
+
+    /// At most `limit` users with an id greater than `after` (from the first with `None`),
+    /// in id order.
+    fn users_after(&self, after: Option<UserId>, limit: usize) -> Result<Vec<UserState>, StoreError>;
+
+    /// Every user, in id order, read [`USER_PAGE`] at a time.
+    fn load_users(&self) -> Result<Vec<UserState>, StoreError> {
+        let mut out = Vec::with_capacity(usize::try_from(self.count_users()?).unwrap_or(0));
+        let mut after = None;
+        loop {
+            let page = self.users_after(after, USER_PAGE)?;
+            let Some(last) = page.last() else { return Ok(out) };
+            after = Some(last.profile.id);
+            let full = page.len() == USER_PAGE;
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 }

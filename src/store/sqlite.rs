@@ -493,6 +493,16 @@ impl Store for SqliteStore {
             ] {
                 tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
             }
+            if let Some(sim) = &run.simulation {
+                for (key, value) in [
+                    ("users", sim.users.to_string()),
+                    ("population_start", sim.population_start.secs().to_string()),
+                    ("scenario_name", sim.scenario_name.clone()),
+                    ("scenario", sim.scenario_toml.clone()),
+                ] {
+                    tx.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", params![key, value])?;
+                }
+            }
             super::strategies::save_in_tx(&tx, run)?;
             tx.execute("DELETE FROM suppressions", [])?;
             for (segment, reason, count) in &run.suppressed {
@@ -894,7 +904,7 @@ fn corrupt(column: &str, what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("column {column}: {what}").into())
 }
 
-fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
+pub(super) fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let hours: String = r.get("by_local_hour")?;
     let by_local_hour: [u16; 24] = serde_json::from_str(&hours).map_err(|e| corrupt("by_local_hour", e))?;
     let profile = UserProfile {
@@ -1037,6 +1047,7 @@ mod tests {
                 suppressed: vec![(Segment::WarmLead, SuppressReason::Cooldown, 4)],
                 strategies: crate::config::StrategyBook::defaults().iter().cloned().collect(),
                 strategy_changes: Vec::new(),
+                simulation: None,
             };
             futures::executor::block_on(store.save_run(&run)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();

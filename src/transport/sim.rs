@@ -51,6 +51,14 @@ impl SimTransport {
         SimTransport { population, model, horizon, users, sink: OnceLock::new() }
     }
 
+    /// Marks `user` as having blocked the bot before this run (a continuation's users who
+    /// opted out in the run before): they react to nothing, as they would have.
+    pub fn carry_opt_out(&self, user: UserId) {
+        if let Some(mut sim) = self.user(user.0 as usize) {
+            sim.memory.mark_opted_out();
+        }
+    }
+
     /// The synthetic population.
     pub fn population(&self) -> &Population {
         &self.population

@@ -13,5 +13,6 @@ mod fake_openai;
 mod in_flight_sends;
 mod learner;
 mod llm;
+mod resume;
 mod transport_outcomes;
 mod users_join;

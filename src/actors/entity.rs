@@ -65,6 +65,8 @@ pub struct UserContext {
 /// the store, in the order they happened. The shard drains it after every call.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// Whether log entries are wanted at all (a store that keeps no log gets none built).
+    pub keep_log: bool,
     /// Log entries, in order.
     pub log: Vec<LogEntry>,
     /// User records to save (with [`PersistPolicy::EveryChange`]).
@@ -342,14 +344,16 @@ impl UserEntity {
             Destination::User(_) => None,
         };
         self.last_send = Some(LastSend { segment: message.segment, local_hour, group });
-        let mut entry = self.log_entry(LogKind::Send, at, book);
-        entry.group = group;
-        entry.segment = Some(message.segment);
-        entry.caps = Some(caps.into());
-        entry.bot = Some(message.bot);
-        entry.content = Some(message.content);
-        entry.outcome = Some(outcome);
-        fx.log.push(entry);
+        if fx.keep_log {
+            let mut entry = self.log_entry(LogKind::Send, at, book);
+            entry.group = group;
+            entry.segment = Some(message.segment);
+            entry.caps = Some(caps.into());
+            entry.bot = Some(message.bot);
+            entry.content = Some(message.content);
+            entry.outcome = Some(outcome);
+            fx.log.push(entry);
+        }
         self.persist(cx, fx, at, book);
         let kind = OutcomeKind::Sent { caps, offset, via_group: group.is_some(), local_hour };
         self.outcome(at, message.segment, kind)
@@ -422,10 +426,12 @@ impl UserEntity {
         self.planned = None;
         self.wake_token = self.wake_token.wrapping_add(1);
         let segment = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
-        let mut entry = self.log_entry(LogKind::OptOut, at, book);
-        entry.segment = Some(segment);
-        entry.group = self.last_send.and_then(|l| l.group);
-        fx.log.push(entry);
+        if fx.keep_log {
+            let mut entry = self.log_entry(LogKind::OptOut, at, book);
+            entry.segment = Some(segment);
+            entry.group = self.last_send.and_then(|l| l.group);
+            fx.log.push(entry);
+        }
         self.persist(cx, fx, at, book);
         self.outcome(at, segment, OutcomeKind::OptOut)
     }
@@ -516,10 +522,12 @@ impl UserEntity {
                 self.run_responses += 1;
                 self.profile.responses.record_response();
                 self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
-                let mut entry = self.log_entry(LogKind::Response, at, book);
-                entry.segment = Some(attributed);
-                entry.group = event.group;
-                fx.log.push(entry);
+                if fx.keep_log {
+                    let mut entry = self.log_entry(LogKind::Response, at, book);
+                    entry.segment = Some(attributed);
+                    entry.group = event.group;
+                    fx.log.push(entry);
+                }
                 self.persist(cx, fx, at, book);
                 let send_hour = self.last_send.map(|l| l.local_hour).unwrap_or(0);
                 self.outcome(at, attributed, OutcomeKind::Response { send_hour })
@@ -527,10 +535,12 @@ impl UserEntity {
             InboundKind::Conversion => {
                 self.run_conversions += 1;
                 self.profile.purchases += 1;
-                let mut entry = self.log_entry(LogKind::Conversion, at, book);
-                entry.segment = Some(attributed);
-                entry.group = event.group;
-                fx.log.push(entry);
+                if fx.keep_log {
+                    let mut entry = self.log_entry(LogKind::Conversion, at, book);
+                    entry.segment = Some(attributed);
+                    entry.group = event.group;
+                    fx.log.push(entry);
+                }
                 self.persist(cx, fx, at, book);
                 self.outcome(at, attributed, OutcomeKind::Conversion)
             }

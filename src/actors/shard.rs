@@ -249,7 +249,7 @@ impl UserShard {
             keep_log: parts.keep_log,
             send_timeout: parts.send_timeout,
             output: ShardOutput::default(),
-            effects: Effects::default(),
+            effects: Effects { keep_log: parts.keep_log, ..Effects::default() },
             in_flight: 0,
             drain_waiters: Vec::new(),
             wake_scheduler: parts.wake_scheduler,
@@ -358,15 +358,20 @@ impl UserShard {
             return;
         }
         match work {
+            // The strategies are borrowed, not cloned: an `Arc` count bumped by both shard
+            // threads would bounce its cache line between the cores on every piece of work.
             Work::Wake { user, token } => {
-                let book = self.book_of(user).clone();
-                let step = self.entities[user as usize].wake(&self.cx, &mut self.effects, at, token, &book);
+                let arm = self.arm_of.get(user as usize).copied().unwrap_or(0);
+                let book = &self.books[usize::from(arm)];
+                let step = self.entities[user as usize].wake(&self.cx, &mut self.effects, at, token, book);
                 self.absorb(ctx, user, step);
             }
             Work::Inbound { user, kind, group } => {
-                let book = self.book_of(user).clone();
-                let event = InboundEvent { at, user: self.entities[user as usize].id(), kind, group };
-                let step = self.entities[user as usize].inbound(&self.cx, &mut self.effects, event, &book);
+                let arm = self.arm_of.get(user as usize).copied().unwrap_or(0);
+                let book = &self.books[usize::from(arm)];
+                let entity = &mut self.entities[user as usize];
+                let event = InboundEvent { at, user: entity.id(), kind, group };
+                let step = entity.inbound(&self.cx, &mut self.effects, event, book);
                 self.absorb(ctx, user, step);
             }
             Work::GroupPost { .. } | Work::LearnerTick => {

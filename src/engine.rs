@@ -371,7 +371,10 @@ impl Engine {
         };
         let learning = self.learner.is_some() && learning_arms.iter().any(|l| *l);
         let start = self.clock.now();
-        let learner = match self.learner {
+        // The learner looks (and runs its proofs, and waits for an adviser) on a thread of its
+        // own: the scheduler's thread never blocks on it.
+        let learner_thread = Arbiter::new();
+        let learner_actor = match self.learner {
             Some(settings) if learning => {
                 let learners = learning_arms
                     .iter()
@@ -402,10 +405,11 @@ impl Engine {
                         })
                     })
                     .collect();
-                LearnerActor::with_learners(Arc::new(arm_of.clone()), learners, self.adviser).start()
+                LearnerActor::with_learners(Arc::new(arm_of.clone()), learners, self.adviser)
             }
-            _ => LearnerActor::default().start(),
+            _ => LearnerActor::default(),
         };
+        let learner = LearnerActor::start_in_arbiter(&learner_thread.handle(), move |_| learner_actor);
         let mut listeners: Vec<Recipient<OutcomesRecorded>> =
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
@@ -573,6 +577,11 @@ impl Engine {
             segments.push(addr.send(GetSegmentStats).await.map_err(|e| EngineError::Mailbox(e.to_string()))?);
         }
         let hours = learner.send(GetHourTable).await.map_err(|e| EngineError::Mailbox(e.to_string()))?;
+        drop(learner);
+        learner_thread.stop();
+        if learner_thread.join().is_err() {
+            return Err(EngineError::Mailbox("the learner's thread panicked".into()));
+        }
         self.store.flush().await?;
         Ok(RunResult {
             segments,

@@ -212,6 +212,11 @@ pub struct Scheduler {
     /// Group posts in flight, and where their answers arrive.
     posts_in_flight: usize,
     post_answers: (mpsc::UnboundedSender<PostAnswer>, mpsc::UnboundedReceiver<PostAnswer>),
+    /// A learner's answers on a clock that does not wait for them.
+    learner_updates: (
+        mpsc::UnboundedSender<(usize, super::learner::StrategyUpdate)>,
+        mpsc::UnboundedReceiver<(usize, super::learner::StrategyUpdate)>,
+    ),
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
 
@@ -273,6 +278,7 @@ impl Scheduler {
             last_progress_hour: i64::MIN,
             posts_in_flight: 0,
             post_answers: mpsc::unbounded_channel(),
+            learner_updates: mpsc::unbounded_channel(),
             arrivals: parts.arrivals,
         }
     }
@@ -300,6 +306,9 @@ impl Scheduler {
             while let Some(profile) = self.arrivals.as_mut().and_then(|a| a.try_recv().ok()) {
                 self.add_user(profile).await;
             }
+            while let Ok((arm, update)) = self.learner_updates.1.try_recv() {
+                self.apply_update(arm, update);
+            }
             let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
             let target = sync.or(self.horizon);
             // How far the shards may go: to the next sync point at once (a jumping clock), or
@@ -323,6 +332,7 @@ impl Scheduler {
                             self.after_group_send(flight, result).await;
                         }
                         () = self.inbound_arrived.notified() => {}
+                        Some((arm, update)) = self.learner_updates.1.recv() => self.apply_update(arm, update),
                         Some(profile) = async {
                             match self.arrivals.as_mut() {
                                 Some(arrivals) => arrivals.recv().await,
@@ -486,26 +496,43 @@ impl Scheduler {
             if !self.learning_arms[arm] {
                 continue;
             }
-            let ask = Learn { at, arm: arm as u16, book: self.books[arm].clone() };
-            let update = match learner.send(ask).await {
-                Ok(update) => update,
-                Err(e) => {
-                    tracing::error!(error = %e, "The learner stopped; strategies stay as they are.");
-                    continue;
+            let ask = learner.send(Learn { at, arm: arm as u16, book: self.books[arm].clone() });
+            if self.clock.jumps() {
+                // Virtual time waits for the look: its strategies apply from this instant.
+                match ask.await {
+                    Ok(update) => self.apply_update(arm, update),
+                    Err(e) => tracing::error!(error = %e, "The learner stopped; strategies stay as they are."),
                 }
-            };
-            if let Some(book) = update.book
-                && arm < self.books.len()
-            {
-                self.books[arm] = book.clone();
-                self.summary.final_books[arm] = Some(book);
-                self.books_pending.iter_mut().for_each(|p| *p = true);
+            } else {
+                // Real time does not wait: the learner looks on its own thread while the
+                // shards go on sending, and its strategies apply when they arrive.
+                let updates = self.learner_updates.0.clone();
+                actix::spawn(async move {
+                    match ask.await {
+                        Ok(update) => {
+                            let _ = updates.send((arm, update));
+                        }
+                        Err(e) => tracing::error!(error = %e, "The learner stopped; strategies stay as they are."),
+                    }
+                });
             }
-            self.summary.strategy_changes.extend(update.changes);
-            self.summary.learner_notes.extend(update.notes);
-            if update.adviser.is_some() {
-                self.summary.adviser = update.adviser;
-            }
+        }
+    }
+
+    /// Puts a learner's new strategies for `arm` in force (the shards get them with their
+    /// next window) and keeps its audit entries.
+    fn apply_update(&mut self, arm: usize, update: super::learner::StrategyUpdate) {
+        if let Some(book) = update.book
+            && arm < self.books.len()
+        {
+            self.books[arm] = book.clone();
+            self.summary.final_books[arm] = Some(book);
+            self.books_pending.iter_mut().for_each(|p| *p = true);
+        }
+        self.summary.strategy_changes.extend(update.changes);
+        self.summary.learner_notes.extend(update.notes);
+        if update.adviser.is_some() {
+            self.summary.adviser = update.adviser;
         }
     }
 

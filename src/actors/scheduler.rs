@@ -93,6 +93,9 @@ struct PostInFlight {
     granted: Vec<UserIndex>,
 }
 
+/// A learner's answer for one experiment arm.
+type ArmUpdate = (usize, super::learner::StrategyUpdate);
+
 /// A group post in flight and the transport's answer to it.
 type PostAnswer = (PostInFlight, Result<Delivered, TransportError>);
 
@@ -213,10 +216,7 @@ pub struct Scheduler {
     posts_in_flight: usize,
     post_answers: (mpsc::UnboundedSender<PostAnswer>, mpsc::UnboundedReceiver<PostAnswer>),
     /// A learner's answers on a clock that does not wait for them.
-    learner_updates: (
-        mpsc::UnboundedSender<(usize, super::learner::StrategyUpdate)>,
-        mpsc::UnboundedReceiver<(usize, super::learner::StrategyUpdate)>,
-    ),
+    learner_updates: (mpsc::UnboundedSender<ArmUpdate>, mpsc::UnboundedReceiver<ArmUpdate>),
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
 

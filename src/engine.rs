@@ -423,9 +423,11 @@ impl Engine {
         let mut first_wakes: Vec<Vec<(u32, Timestamp, u32)>> = (0..shards).map(|_| Vec::new()).collect();
         // The cap gate: the one given, or an in-memory ledger per shard (users are partitioned,
         // so a ledger per shard answers exactly as one for all would, without a shared lock),
-        // started from the users' stored caps.
+        // started from the users' stored caps. In one process a reservation is never retried
+        // blind, so its ids need remembering only briefly: an hour keeps a million users'
+        // ledgers small.
         let memory_ledgers: Vec<Option<Arc<MemoryLedger>>> =
-            (0..shards).map(|_| self.ledger.is_none().then(|| Arc::new(MemoryLedger::default()))).collect();
+            (0..shards).map(|_| self.ledger.is_none().then(|| Arc::new(MemoryLedger::with_retention(3_600)))).collect();
         let ledger_of = |shard: usize| -> Arc<dyn CapLedger> {
             match (&self.ledger, &memory_ledgers[shard]) {
                 (Some(ledger), _) => ledger.clone(),

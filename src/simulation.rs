@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
-use crate::learner_effect::LearnerEffect;
+use crate::learner_effect::{LearnerEffect, RunTotals};
 use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
@@ -501,6 +501,18 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
             events,
             events_per_sec: if wall_secs > 0.0 { events as f64 / wall_secs } else { 0.0 },
         },
+    }
+}
+
+impl From<&SimulationReport> for RunTotals {
+    fn from(report: &SimulationReport) -> RunTotals {
+        RunTotals {
+            sent: report.total.sent,
+            responses: report.total.responses,
+            conversions: report.total.conversions,
+            users: report.users,
+            opted_out_users: report.opted_out_users,
+        }
     }
 }
 

@@ -555,6 +555,8 @@ pub struct SegmentUpdate {
 }
 
 impl crate::llm::LlmCache for SqliteStore {
+    type Error = StoreError;
+
     fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError> {
         let inner = self.lock();
         inner

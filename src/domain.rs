@@ -529,6 +529,27 @@ pub struct OutboundMessage {
     pub at: Timestamp,
 }
 
+/// How a send that counts against the caps ended, as the log and the events file say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// The platform accepted it.
+    Delivered,
+    /// It may have gone out (a timeout after the request was written): counted against the
+    /// caps all the same, never resent.
+    Unknown,
+}
+
+impl SendOutcome {
+    /// The name used in the log and the events file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Delivered => "delivered",
+            SendOutcome::Unknown => "unknown",
+        }
+    }
+}
+
 /// What a user did that reaches the engine from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

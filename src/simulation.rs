@@ -24,7 +24,7 @@ use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::SuppressReason;
 use crate::segmentation::SegmentationRules;
 use crate::store::{JsonlLog, MemoryStore, RunRecord, SqliteStore, Store, StoreError};
-use crate::transport::SimTransport;
+use crate::transport::{FailureKind, SimTransport};
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
 /// reproduces a run).
@@ -159,7 +159,7 @@ pub struct SegmentRow {
     /// Sends held back by a rule, by reason.
     pub suppressed: BTreeMap<&'static str, u64>,
     /// Transport failures, by kind.
-    pub failed: BTreeMap<&'static str, u64>,
+    pub failed: BTreeMap<FailureKind, u64>,
 }
 
 /// Wall-clock measurements: they differ between runs, so they are kept apart from the

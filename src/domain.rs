@@ -7,8 +7,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use gavat_sim::ContentKind;
-
 /// Seconds in one hour.
 pub const HOUR: i64 = 3_600;
 /// Seconds in one day.
@@ -500,6 +498,39 @@ pub struct GroupProfile {
     pub utc_offset: UtcOffset,
     /// Posts seen per day.
     pub activity_per_day: f64,
+}
+
+/// What a message is about. The simulator has its own kind for its behaviour model
+/// (`gavat_sim::ContentKind`); the simulated transport maps one to the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentKind {
+    /// A discount or a product offer.
+    Offer,
+    /// A reminder (an abandoned cart, an unread message).
+    Reminder,
+    /// How-tos and tips.
+    Educational,
+    /// News about the product or the community.
+    News,
+    /// A premium upgrade.
+    Premium,
+    /// Community events and group activity.
+    Community,
+}
+
+impl ContentKind {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentKind::Offer => "offer",
+            ContentKind::Reminder => "reminder",
+            ContentKind::Educational => "educational",
+            ContentKind::News => "news",
+            ContentKind::Premium => "premium",
+            ContentKind::Community => "community",
+        }
+    }
 }
 
 /// Where an outbound message goes.

@@ -28,11 +28,9 @@ use rand_distr::Beta;
 use serde::Serialize;
 
 use gavat_experiments::stats::{MeanSummary, mean_interval};
-use gavat_sim::{
-    BehaviourModel, ContentKind, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream,
-};
+use gavat_sim::{BehaviourModel, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream};
 
-use crate::domain::{Caps, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
+use crate::domain::{Caps, ContentKind, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
 use crate::policy::{CapState, plan_next_send};
 
 use super::counts::Counts;
@@ -398,7 +396,7 @@ fn run_users(
                 if at >= end {
                     break;
                 }
-                let exposure = Exposure { at: at.secs(), content, via_group: false };
+                let exposure = Exposure { at: at.secs(), content: content.into(), via_group: false };
                 let reaction = population.model.react(user, &mut memory, &mut behaviour, exposure);
                 let h = usize::from(at.local_hour(offset));
                 out.sends += 1;

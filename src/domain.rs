@@ -7,8 +7,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use gavat_sim::ContentKind;
-
 /// Seconds in one hour.
 pub const HOUR: i64 = 3_600;
 /// Seconds in one day.
@@ -502,6 +500,49 @@ pub struct GroupProfile {
     pub activity_per_day: f64,
 }
 
+/// What a message is about. The simulator has its own kind for its behaviour model
+/// (`gavat_sim::ContentKind`); the simulated transport maps one to the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentKind {
+    /// A discount or a product offer.
+    Offer,
+    /// A reminder (an abandoned cart, an unread message).
+    Reminder,
+    /// How-tos and tips.
+    Educational,
+    /// News about the product or the community.
+    News,
+    /// A premium upgrade.
+    Premium,
+    /// Community events and group activity.
+    Community,
+}
+
+impl ContentKind {
+    /// Every kind.
+    pub const ALL: [ContentKind; 6] = [
+        ContentKind::Offer,
+        ContentKind::Reminder,
+        ContentKind::Educational,
+        ContentKind::News,
+        ContentKind::Premium,
+        ContentKind::Community,
+    ];
+
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentKind::Offer => "offer",
+            ContentKind::Reminder => "reminder",
+            ContentKind::Educational => "educational",
+            ContentKind::News => "news",
+            ContentKind::Premium => "premium",
+            ContentKind::Community => "community",
+        }
+    }
+}
+
 /// Where an outbound message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -527,6 +568,27 @@ pub struct OutboundMessage {
     pub segment: Segment,
     /// When it is sent.
     pub at: Timestamp,
+}
+
+/// How a send that counts against the caps ended, as the log and the events file say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// The platform accepted it.
+    Delivered,
+    /// It may have gone out (a timeout after the request was written): counted against the
+    /// caps all the same, never resent.
+    Unknown,
+}
+
+impl SendOutcome {
+    /// The name used in the log and the events file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Delivered => "delivered",
+            SendOutcome::Unknown => "unknown",
+        }
+    }
 }
 
 /// What a user did that reaches the engine from outside.

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use futures::future::join_all;
 
 use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
-use crate::actors::learner::{GetHourTable, HourTable, LearnerActor};
+use crate::actors::learner::{GetHourTable, LearnerActor};
 use crate::actors::messages::{InboundBuffer, OutcomesRecorded};
 use crate::actors::scheduler::{GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{GroupProfile, Segment, Timestamp, UserProfile};
 use crate::learner::proof::ActivityProfiles;
-use crate::learner::{Learner, LearnerSettings};
+use crate::learner::{HourTable, Learner, LearnerSettings};
 use crate::ledger::{CapLedger, MemoryLedger};
 use crate::llm::BlockingLlm;
 use crate::policy::{CapState, governing_segment};

@@ -8,7 +8,21 @@ use std::fmt::Write as _;
 use gavat_experiments::stats::{Interval, proportion_difference};
 use serde::Serialize;
 
-use crate::simulation::SimulationReport;
+/// What the comparison reads of one run. The simulation report converts into it, so this
+/// module does not depend on the simulation that embeds its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    /// Messages sent.
+    pub sent: u64,
+    /// Responses to them.
+    pub responses: u64,
+    /// Conversions.
+    pub conversions: u64,
+    /// Users in the run.
+    pub users: u64,
+    /// Users who opted out.
+    pub opted_out_users: u64,
+}
 
 /// One metric, static against learned.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -32,8 +46,8 @@ pub struct LearnerEffect {
 
 impl LearnerEffect {
     /// Compares `learned` with `baseline`, the same plan without the learner.
-    pub fn between(baseline: &SimulationReport, learned: &SimulationReport) -> LearnerEffect {
-        let (b, l) = (&baseline.total, &learned.total);
+    pub fn between(baseline: impl Into<RunTotals>, learned: impl Into<RunTotals>) -> LearnerEffect {
+        let (b, l): (RunTotals, RunTotals) = (baseline.into(), learned.into());
         let metric = |metric, (kb, nb): (u64, u64), (kl, nl): (u64, u64)| {
             let rate = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
             MetricEffect {
@@ -47,11 +61,7 @@ impl LearnerEffect {
             metrics: vec![
                 metric("responses per send", (b.responses, b.sent), (l.responses, l.sent)),
                 metric("conversions per send", (b.conversions, b.sent), (l.conversions, l.sent)),
-                metric(
-                    "users opted out",
-                    (baseline.opted_out_users, baseline.users),
-                    (learned.opted_out_users, learned.users),
-                ),
+                metric("users opted out", (b.opted_out_users, b.users), (l.opted_out_users, l.users)),
             ],
         }
     }

@@ -19,14 +19,14 @@ use crate::domain::{
 };
 use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
-use crate::learner_effect::LearnerEffect;
+use crate::learner_effect::{LearnerEffect, RunTotals};
 use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::SegmentationRules;
 use crate::store::{
     JsonlLog, MemoryStore, RunRecord, SimulationMeta, SqliteStore, Store, StoreError, UserRepository, UserState,
 };
-use crate::transport::SimTransport;
+use crate::transport::{FailureKind, SimTransport};
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
 /// reproduces a run).
@@ -188,7 +188,7 @@ pub struct SegmentRow {
     /// Sends held back by a rule, by reason.
     pub suppressed: BTreeMap<&'static str, u64>,
     /// Transport failures, by kind.
-    pub failed: BTreeMap<&'static str, u64>,
+    pub failed: BTreeMap<FailureKind, u64>,
 }
 
 /// Wall-clock measurements: they differ between runs, so they are kept apart from the
@@ -595,6 +595,18 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
             events,
             events_per_sec: if wall_secs > 0.0 { events as f64 / wall_secs } else { 0.0 },
         },
+    }
+}
+
+impl From<&SimulationReport> for RunTotals {
+    fn from(report: &SimulationReport) -> RunTotals {
+        RunTotals {
+            sent: report.total.sent,
+            responses: report.total.responses,
+            conversions: report.total.conversions,
+            users: report.users,
+            opted_out_users: report.opted_out_users,
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::config::StrategyBook;
 use crate::domain::{
-    BotId, Caps, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Segment, SegmentSet, Timestamp,
-    UserProfile,
+    BotId, Caps, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Segment, SegmentSet, SendOutcome,
+    Timestamp, UserProfile,
 };
 use crate::ledger::{CapLedger, Counted, LedgerError, MessageId, Reservation, Reserved};
 use crate::policy::{
@@ -30,7 +30,7 @@ use crate::policy::{
 };
 use crate::segmentation::{self, SegmentationRules};
 use crate::store::{LogEntry, LogKind, UserRecord};
-use crate::transport::{Delivered, SendFuture, Transport, TransportError};
+use crate::transport::{Delivered, FailureKind, SendFuture, Transport, TransportError};
 
 use super::messages::*;
 
@@ -329,7 +329,7 @@ impl UserEntity {
         fx: &mut Effects,
         message: &OutboundMessage,
         caps: Caps,
-        outcome: &'static str,
+        outcome: SendOutcome,
         book: &StrategyBook,
     ) -> Option<Outcome> {
         let at = message.at;
@@ -381,17 +381,20 @@ impl UserEntity {
         let (outcome, next) = match result {
             Ok(Delivered) => {
                 self.transient_failures = 0;
-                let outcome = self.count_send(cx, fx, &message, caps, "delivered", book);
+                let outcome = self.count_send(cx, fx, &message, caps, SendOutcome::Delivered, book);
                 (outcome, self.plan(at, book))
             }
             Err(e @ TransportError::Unknown { .. }) => {
                 tracing::warn!(user = %self.profile.id, error = %e, "Send outcome unknown; counted, not resent.");
-                let outcome = self.count_send(cx, fx, &message, caps, "unknown", book);
+                let outcome = self.count_send(cx, fx, &message, caps, SendOutcome::Unknown, book);
                 (outcome, self.plan(at, book))
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
                 let retry = at.plus(i64::from(retry_after_secs.max(1)));
-                (self.outcome(at, message.segment, OutcomeKind::Failed("rate_limited")), self.plan(retry, book))
+                (
+                    self.outcome(at, message.segment, OutcomeKind::Failed(FailureKind::RateLimited)),
+                    self.plan(retry, book),
+                )
             }
             Err(TransportError::Transient { .. }) => {
                 self.transient_failures += 1;
@@ -401,14 +404,14 @@ impl UserEntity {
                     self.transient_failures = 0;
                     at.plus(1)
                 };
-                (self.outcome(at, message.segment, OutcomeKind::Failed("transient")), self.plan(retry, book))
+                (self.outcome(at, message.segment, OutcomeKind::Failed(FailureKind::Transient)), self.plan(retry, book))
             }
             Err(TransportError::Blocked) => (self.opt_out(cx, fx, at, book), None),
             Err(e @ TransportError::Fatal { .. }) => {
                 tracing::error!(user = %self.profile.id, error = %e, "Fatal send failure; user no longer messaged.");
                 self.undeliverable = true;
                 self.planned = None;
-                (self.outcome(at, message.segment, OutcomeKind::Failed("fatal")), None)
+                (self.outcome(at, message.segment, OutcomeKind::Failed(FailureKind::Fatal)), None)
             }
         };
         Step::new(next, outcome)
@@ -644,8 +647,8 @@ impl UserEntity {
         self.bookings.retain(|(p, _)| *p != post);
     }
 
-    /// The reserved group post went out (`sent`, with `outcome` `delivered` or `unknown`)
-    /// or was called off.
+    /// The reserved group post went out (`sent`: delivered or unknown) or was called off
+    /// (`None`).
     #[allow(clippy::too_many_arguments, reason = "one call per settled member, all plain data")]
     pub fn settle_slot(
         &mut self,
@@ -654,18 +657,17 @@ impl UserEntity {
         at: Timestamp,
         post: u64,
         group: GroupId,
-        sent: bool,
-        outcome: &'static str,
+        sent: Option<SendOutcome>,
         book: &StrategyBook,
     ) -> Step {
         self.reserved = self.reserved.saturating_sub(1);
-        let counted = match (sent, outcome) {
-            (false, _) => None,
-            (true, "unknown") => Some(Counted::Unknown),
-            (true, _) => Some(Counted::Delivered),
-        };
+        let counted = sent.map(|outcome| match outcome {
+            SendOutcome::Delivered => Counted::Delivered,
+            SendOutcome::Unknown => Counted::Unknown,
+        });
         settle(cx, group_share_id(post, self.profile.id), counted);
-        if !sent || self.caps_state.opted_out {
+        let Some(outcome) = sent else { return Step::default() };
+        if self.caps_state.opted_out {
             return Step::default();
         }
         let segment = self.governing_or_first(book);

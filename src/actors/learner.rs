@@ -1,7 +1,7 @@
 //! `LearnerActor`: receives every outcome, aggregates sends and responses per segment and
 //! local send hour, and — when the engine runs with a learner — answers the scheduler's
 //! periodic [`Learn`] with the strategies to put in force and the audit entries of the
-//! look (`crate::learner::policy` decides). Without a learner it only aggregates.
+//! look (`crate::learner::planner` decides). Without a learner it only aggregates.
 
 use std::sync::Arc;
 
@@ -12,21 +12,10 @@ use serde::Serialize;
 use crate::config::StrategyBook;
 use crate::domain::Timestamp;
 use crate::learner::adviser::{parse_advice, system_message, user_message};
-use crate::learner::{Decision, Learner, StrategyChange};
+use crate::learner::{HourTable, Learner, Look, StrategyChange};
 use crate::llm::{BlockingLlm, CallError};
 
 use super::messages::{OutcomeKind, OutcomesRecorded};
-
-/// Sends and responses per segment and local send hour.
-#[derive(Clone, Debug, Default, PartialEq, Eq, MessageResponse)]
-pub struct HourTable {
-    /// `sent[segment][hour]`.
-    pub sent: [[u64; 24]; 8],
-    /// `responses[segment][hour of the send answered]`.
-    pub responses: [[u64; 24]; 8],
-    /// Outcome batches received.
-    pub batches: u64,
-}
 
 /// What the LLM adviser did in a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -94,13 +83,13 @@ impl LearnerActor {
 
     /// Asks the adviser about `arm`'s strategies after this look's own decision, and adds
     /// what its proposals came to.
-    fn consult_adviser(&mut self, arm: usize, at: Timestamp, book: &StrategyBook, decision: &mut Decision) {
+    fn consult_adviser(&mut self, arm: usize, at: Timestamp, book: &StrategyBook, look: &mut Look) {
         let (Some(Some(state)), Some(adviser)) = (self.arms.get_mut(arm), self.adviser.as_mut()) else { return };
         let learner = &mut state.learner;
         if adviser.stats.disabled || !learner.observing_done(at) {
             return;
         }
-        let current = decision.book.clone().unwrap_or_else(|| book.clone());
+        let current = look.book.clone().unwrap_or_else(|| book.clone());
         let system = system_message(learner.settings());
         let user = user_message(&current, &learner.totals(), &state.table);
         adviser.stats.asked += 1;
@@ -111,7 +100,7 @@ impl LearnerActor {
                 if matches!(e, CallError::Unauthorized(_)) {
                     adviser.stats.disabled = true;
                 }
-                decision.notes.push(format!("llm adviser unavailable ({e}); the statistics decide alone"));
+                look.notes.push(format!("llm adviser unavailable ({e}); the statistics decide alone"));
                 return;
             }
         };
@@ -119,17 +108,17 @@ impl LearnerActor {
             Ok(advice) => advice,
             Err(e) => {
                 adviser.stats.malformed_replies += 1;
-                decision.notes.push(format!("llm reply refused whole: {e}"));
+                look.notes.push(format!("llm reply refused whole: {e}"));
                 return;
             }
         };
         adviser.stats.replies += 1;
         adviser.stats.proposals += advice.len() as u64;
         let advised = learner.consider_advice(at, advice, &state.table, &current);
-        decision.changes.extend(advised.changes);
-        decision.notes.extend(advised.notes);
+        look.changes.extend(advised.changes);
+        look.notes.extend(advised.notes);
         if advised.book.is_some() {
-            decision.book = advised.book;
+            look.book = advised.book;
         }
     }
 }
@@ -173,18 +162,18 @@ impl Handler<Learn> for LearnerActor {
 
     fn handle(&mut self, msg: Learn, _ctx: &mut Self::Context) -> StrategyUpdate {
         let arm = usize::from(msg.arm);
-        let mut decision = match self.arms.get_mut(arm) {
+        let mut look = match self.arms.get_mut(arm) {
             Some(Some(state)) => state.learner.tick(msg.at, &state.table, &msg.book),
             _ => Default::default(),
         };
-        self.consult_adviser(arm, msg.at, &msg.book, &mut decision);
-        for c in &mut decision.changes {
+        self.consult_adviser(arm, msg.at, &msg.book, &mut look);
+        for c in &mut look.changes {
             c.arm = msg.arm;
         }
-        for note in &decision.notes {
+        for note in &look.notes {
             tracing::warn!(target: "gavat::learner", at = %msg.at, "{note}");
         }
-        for c in &decision.changes {
+        for c in &look.changes {
             tracing::info!(
                 target: "gavat::learner",
                 id = c.id, at = %c.at, segment = c.segment.as_str(), action = c.action.as_str(),
@@ -194,9 +183,9 @@ impl Handler<Learn> for LearnerActor {
         }
         StrategyUpdate {
             arm: msg.arm,
-            book: decision.book.map(Arc::new),
-            changes: decision.changes,
-            notes: decision.notes.into_iter().map(|n| (msg.at, n)).collect(),
+            book: look.book.map(Arc::new),
+            changes: look.changes,
+            notes: look.notes.into_iter().map(|n| (msg.at, n)).collect(),
             adviser: self.adviser.as_ref().map(|a| a.stats.clone()),
         }
     }
@@ -252,9 +241,9 @@ impl Handler<OutcomesRecorded> for LearnerActor {
 pub struct GetHourTable;
 
 impl Handler<GetHourTable> for LearnerActor {
-    type Result = HourTable;
+    type Result = MessageResult<GetHourTable>;
 
-    fn handle(&mut self, _msg: GetHourTable, _ctx: &mut Self::Context) -> HourTable {
-        self.table.clone()
+    fn handle(&mut self, _msg: GetHourTable, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.table.clone())
     }
 }

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use crate::domain::Segment;
 use crate::domain::{Caps, InboundEvent, SegmentSet, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
+use crate::transport::FailureKind;
 
 /// Dense index of a user inside one engine (position in the list the engine was built
 /// with); cheaper than a map lookup on every message.
@@ -100,8 +101,8 @@ pub enum OutcomeKind {
     },
     /// A message was due but a rule held it back.
     Suppressed(SuppressReason),
-    /// The transport failed (`kind` as in `TransportError::kind`).
-    Failed(&'static str),
+    /// The transport failed and the message was not sent.
+    Failed(FailureKind),
     /// The user answered.
     Response {
         /// Local hour of the send answered.

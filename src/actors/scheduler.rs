@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::audit::CapAudit;
 use crate::clock::Clock;
 use crate::config::StrategyBook;
-use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, Timestamp};
+use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessage, Segment, SendOutcome, Timestamp};
 use crate::learner::StrategyChange;
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
 use crate::store::{LogEntry, Store};
@@ -548,7 +548,7 @@ impl Scheduler {
             match self.post_answers.1.recv().await {
                 Some((flight, result)) => {
                     self.posts_in_flight -= 1;
-                    self.settle(&flight, false, "").await;
+                    self.settle(&flight, None).await;
                     // A post that went out counts for its members; nothing new is planned.
                     if matches!(result, Ok(Delivered) | Err(TransportError::Unknown { .. })) {
                         self.summary.group_posts += 1;
@@ -725,7 +725,7 @@ impl Scheduler {
             if result.refused.is_some() {
                 self.suppressed_group_post(SuppressReason::MemberCap);
             }
-            self.settle(&flight, false, "").await;
+            self.settle(&flight, None).await;
             let retry = match result.retry_at {
                 Some(t) if !result.blocked_for_good => t.max(at.plus(60)),
                 _ => at.plus(policy.interval_secs),
@@ -763,8 +763,9 @@ impl Scheduler {
         *self.summary.group_posts_held.entry(reason).or_default() += 1;
     }
 
-    async fn settle(&mut self, flight: &PostInFlight, sent: bool, outcome: &'static str) {
-        self.round(&flight.granted, flight.at, flight.post, flight.group, GroupPhase::Settle { sent, outcome }).await;
+    /// Settles the members' reservations: the post went out (`sent`) or was called off.
+    async fn settle(&mut self, flight: &PostInFlight, sent: Option<SendOutcome>) {
+        self.round(&flight.granted, flight.at, flight.post, flight.group, GroupPhase::Settle { sent }).await;
     }
 
     async fn after_group_send(&mut self, flight: PostInFlight, result: Result<Delivered, TransportError>) {
@@ -772,27 +773,27 @@ impl Scheduler {
         let group = flight.group;
         match result {
             Ok(Delivered) | Err(TransportError::Unknown { .. }) => {
-                let outcome = if result.is_ok() { "delivered" } else { "unknown" };
+                let outcome = if result.is_ok() { SendOutcome::Delivered } else { SendOutcome::Unknown };
                 let g = &mut self.groups[group];
                 g.caps_state.record_send(flight.at, g.profile.utc_offset);
                 g.posts += 1;
                 self.group_rate.record(flight.at);
                 self.summary.group_posts += 1;
-                self.settle(&flight, true, outcome).await;
+                self.settle(&flight, Some(outcome)).await;
                 self.plan_group(group, flight.at.plus(policy.interval_secs)).await;
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
-                self.settle(&flight, false, "").await;
+                self.settle(&flight, None).await;
                 self.plan_group(group, flight.at.plus(i64::from(retry_after_secs.max(1)))).await;
             }
             Err(TransportError::Transient { .. }) => {
-                self.settle(&flight, false, "").await;
+                self.settle(&flight, None).await;
                 self.plan_group(group, flight.at.plus(60)).await;
             }
             Err(e) => {
                 let gid = self.groups[group].profile.id;
                 tracing::error!(group = gid.0, error = %e, "Group post failed; group no longer posted to.");
-                self.settle(&flight, false, "").await;
+                self.settle(&flight, None).await;
             }
         }
     }

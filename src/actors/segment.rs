@@ -8,6 +8,7 @@ use actix::prelude::*;
 
 use crate::domain::{DeliveryStrategy, Segment};
 use crate::policy::SuppressReason;
+use crate::transport::FailureKind;
 
 use super::messages::{OutcomeKind, OutcomesRecorded};
 
@@ -27,7 +28,7 @@ pub struct SegmentStats {
     /// Sends a rule held back, by reason.
     pub suppressed: BTreeMap<SuppressReason, u64>,
     /// Transport failures, by kind.
-    pub failed: BTreeMap<&'static str, u64>,
+    pub failed: BTreeMap<FailureKind, u64>,
 }
 
 impl SegmentStats {
@@ -42,7 +43,7 @@ impl SegmentStats {
             *self.suppressed.entry(*k).or_default() += v;
         }
         for (k, v) in &other.failed {
-            *self.failed.entry(k).or_default() += v;
+            *self.failed.entry(*k).or_default() += v;
         }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::config::StrategyBook;
-use crate::domain::{GroupId, InboundEvent, Timestamp, UserId};
+use crate::domain::{GroupId, InboundEvent, SendOutcome, Timestamp, UserId};
 use crate::store::{LogEntry, Store, StoreFuture, UserRecord};
 use crate::transport::TransportError;
 
@@ -441,12 +441,10 @@ pub enum GroupPhase {
     Release,
     /// May the post reach you now? A granted slot counts until settled.
     Reserve,
-    /// The reserved post went out (`sent`, as `outcome`) or was called off.
+    /// The reserved post went out (`sent`: delivered or unknown) or was called off (`None`).
     Settle {
-        /// Whether it went out (or may have).
-        sent: bool,
-        /// `delivered` or `unknown` when sent.
-        outcome: &'static str,
+        /// How it went out, if it did (or may have).
+        sent: Option<SendOutcome>,
     },
 }
 
@@ -493,17 +491,9 @@ impl Handler<GroupRound> for UserShard {
                 }
                 GroupPhase::Release => entity.release_booking(msg.post),
                 GroupPhase::Reserve => answers.push((position, entity.reserve_slot(&self.cx, msg.at, msg.post, &book))),
-                GroupPhase::Settle { sent, outcome } => {
-                    let step = entity.settle_slot(
-                        &self.cx,
-                        &mut self.effects,
-                        msg.at,
-                        msg.post,
-                        msg.group,
-                        sent,
-                        outcome,
-                        &book,
-                    );
+                GroupPhase::Settle { sent } => {
+                    let step =
+                        entity.settle_slot(&self.cx, &mut self.effects, msg.at, msg.post, msg.group, sent, &book);
                     self.absorb(ctx, local, step);
                 }
             }

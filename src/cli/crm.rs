@@ -153,14 +153,14 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         may_be_messaged_from: Option<Timestamp>,
         /// The rule that binds: the one whose own earliest time is the latest (`null`: a
         /// message may go out now).
-        not_earlier_because: Option<&'static str>,
+        not_earlier_because: Option<SuppressReason>,
         /// Each rule's own earliest time.
         rules: Vec<RuleView>,
         recent: &'a [StoredEvent],
     }
     #[derive(Serialize)]
     struct RuleView {
-        rule: &'static str,
+        rule: SuppressReason,
         allows_from: Option<Timestamp>,
     }
     #[derive(Serialize)]
@@ -200,8 +200,8 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         last_sent: u.caps.last_sent,
         next_planned_send: u.next_send,
         may_be_messaged_from: next.at,
-        not_earlier_because: next.binding.map(SuppressReason::as_str),
-        rules: next.rules.iter().map(|r| RuleView { rule: r.rule.as_str(), allows_from: r.at }).collect(),
+        not_earlier_because: next.binding,
+        rules: next.rules.iter().map(|r| RuleView { rule: r.rule, allows_from: r.at }).collect(),
         recent: &events,
     };
     if store.json {
@@ -238,7 +238,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         "caps in force: {} a day, {:.1} h cooldown, hours {} local, send days {} apart",
         a.caps.daily_limit, a.caps.cooldown_hours, a.caps.allowed_hours, a.caps.period_days
     );
-    match (a.not_earlier_because, a.may_be_messaged_from) {
+    match (a.not_earlier_because.map(SuppressReason::as_str), a.may_be_messaged_from) {
         (Some(rule), None) => println!("next message: never ({rule})"),
         (None, None) => println!("next message: never (no allowed time)"),
         (None, Some(_)) => println!("next message: may be sent now"),
@@ -258,7 +258,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
                     Some(t) if t == now => "now".to_string(),
                     Some(t) => t.to_string(),
                 };
-                format!("{} {when}", r.rule)
+                format!("{} {when}", r.rule.as_str())
             })
             .collect();
         println!("  each rule alone allows: {}", each.join(", "));

@@ -8,13 +8,12 @@
 use gavat_experiments::stats::wilson;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::learner::HourTable;
 use crate::config::{StrategyBook, parse_hours};
 use crate::domain::{DeliveryStrategy, HOUR, Segment};
 use crate::llm::client::one_line;
 
-use super::policy::{Counts, Proposal};
-use super::proof::Goal;
+use super::counts::{Counts, HourTable};
+use super::proof::{Goal, Proposal};
 use super::settings::LearnerSettings;
 
 /// Most proposals read from one reply; more is a malformed reply.

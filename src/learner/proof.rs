@@ -28,14 +28,12 @@ use rand_distr::Beta;
 use serde::Serialize;
 
 use gavat_experiments::stats::{MeanSummary, mean_interval};
-use gavat_sim::{
-    BehaviourModel, ContentKind, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream,
-};
+use gavat_sim::{BehaviourModel, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream};
 
-use crate::domain::{Caps, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
+use crate::domain::{Caps, ContentKind, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
 use crate::policy::{CapState, plan_next_send};
 
-use super::policy::Counts;
+use super::counts::Counts;
 use super::settings::{GuardrailSettings, ProofSettings};
 
 /// Prior weight (in sends) of the model's rate at an hour against the observed one.
@@ -49,6 +47,21 @@ pub enum Goal {
     MoreResponses,
     /// Tightening: fewer users opting out.
     FewerOptOuts,
+}
+
+/// A proposed change of one segment's strategy, from the statistics or an adviser.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    /// `statistics` or `llm`.
+    pub source: &'static str,
+    /// The field it changes: `send_hours`, `daily_limit` or `cooldown_hours`.
+    pub field: &'static str,
+    /// What it is for (its primary metric in the simulation).
+    pub goal: Goal,
+    /// The whole strategy proposed.
+    pub proposed: DeliveryStrategy,
+    /// Why it was proposed.
+    pub evidence: String,
 }
 
 /// What the CRM knows of the segment: its users' activity profiles and what its real sends
@@ -383,7 +396,7 @@ fn run_users(
                 if at >= end {
                     break;
                 }
-                let exposure = Exposure { at: at.secs(), content, via_group: false };
+                let exposure = Exposure { at: at.secs(), content: content.into(), via_group: false };
                 let reaction = population.model.react(user, &mut memory, &mut behaviour, exposure);
                 let h = usize::from(at.local_hour(offset));
                 out.sends += 1;

@@ -10,18 +10,20 @@ use std::collections::{BTreeMap, HashMap};
 use futures::StreamExt;
 
 use crate::domain::UserId;
-use crate::store::StoreError;
 
 use super::client::{CallError, LlmClient};
 use super::prompt::{self, Aggregates};
 use super::reply::{ReplyError, Verdict};
 
-/// Where validated verdicts are kept between runs.
+/// Where validated verdicts are kept between runs. The store implements it; the error is
+/// the implementation's own, so this module does not depend on the store.
 pub trait LlmCache {
+    /// Why the cache could not be read or written (fatal to the run).
+    type Error;
     /// The cached value for `key` if it has not expired at `now` (Unix seconds).
-    fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError>;
+    fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, Self::Error>;
     /// Keeps `value` under `key` until `expires_at` (Unix seconds).
-    fn cache_put(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError>;
+    fn cache_put(&self, key: &str, value: &str, expires_at: i64) -> Result<(), Self::Error>;
 }
 
 /// An in-memory cache (tests, and runs without a store).
@@ -29,12 +31,14 @@ pub trait LlmCache {
 pub struct MemoryLlmCache(std::sync::Mutex<HashMap<String, (String, i64)>>);
 
 impl LlmCache for MemoryLlmCache {
-    fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError> {
+    type Error = std::convert::Infallible;
+
+    fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, Self::Error> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         Ok(map.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone()))
     }
 
-    fn cache_put(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError> {
+    fn cache_put(&self, key: &str, value: &str, expires_at: i64) -> Result<(), Self::Error> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), (value.to_string(), expires_at));
         Ok(())
     }
@@ -129,13 +133,13 @@ impl LlmSegmenter {
 
     /// Resolves every request; `now` (Unix seconds, wall clock) dates cache entries;
     /// `progress` is called with the number of distinct profiles done.
-    pub async fn resolve(
+    pub async fn resolve<C: LlmCache>(
         &self,
         requests: Vec<Request>,
-        cache: &impl LlmCache,
+        cache: &C,
         now: i64,
         mut progress: impl FnMut(u64, u64),
-    ) -> Result<(Vec<(UserId, Resolution)>, SegmenterStats), StoreError> {
+    ) -> Result<(Vec<(UserId, Resolution)>, SegmenterStats), C::Error> {
         let model = &self.client.settings().model;
         let mut stats = SegmenterStats { users: requests.len() as u64, ..SegmenterStats::default() };
         // One question per distinct profile, asked in the order users first show it;
@@ -194,16 +198,16 @@ impl LlmSegmenter {
     /// One distinct profile: the cache, else the model. Returns the resolution and whether
     /// an unreadable cache entry was met.
     #[allow(clippy::too_many_arguments)]
-    async fn resolve_one(
+    async fn resolve_one<C: LlmCache>(
         &self,
         key: &str,
         request: &Request,
         system: &str,
         disabled: &Cell<bool>,
-        cache: &impl LlmCache,
+        cache: &C,
         now: i64,
         ttl: i64,
-    ) -> Result<(Resolution, bool), StoreError> {
+    ) -> Result<(Resolution, bool), C::Error> {
         let mut unreadable = false;
         if let Some(value) = cache.cache_get(key, now)? {
             match serde_json::from_str::<Verdict>(&value) {

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::domain::{
-    BotId, Caps, ContentKind, DeliveryStrategy, GroupId, HourMask, Segment, Timestamp, UserId, UserProfile, UtcOffset,
+    BotId, Caps, ContentKind, DeliveryStrategy, GroupId, HourMask, Segment, SendOutcome, Timestamp, UserId,
+    UserProfile, UtcOffset,
 };
 use crate::learner::StrategyChange;
 use crate::policy::{CapState, SuppressReason};
@@ -171,9 +172,9 @@ pub struct LogEntry {
     pub strategy: Arc<str>,
     /// The experiment arm, if any.
     pub arm: Option<Arc<str>>,
-    /// For sends: `delivered`, or `unknown` when the transport could not tell (counted
-    /// against the caps all the same).
-    pub outcome: Option<&'static str>,
+    /// For sends: delivered, or unknown when the transport could not tell (counted against
+    /// the caps all the same).
+    pub outcome: Option<SendOutcome>,
 }
 
 /// What the store keeps of one user between runs.

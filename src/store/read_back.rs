@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
-use crate::domain::{BotId, ContentKind, GroupId, HourMask, Segment, Timestamp, UserId, UtcOffset};
+use crate::domain::{BotId, ContentKind, GroupId, HourMask, Segment, SendOutcome, Timestamp, UserId, UtcOffset};
 
 use super::sqlite::row_to_user;
 use super::{
@@ -84,11 +84,11 @@ impl SqliteStore {
             ),
             None => None,
         };
-        // The outcomes the engine writes (`LogEntry::outcome` is a `&'static str`).
+        // The outcomes the engine writes.
         let outcome = match raw.outcome.as_deref() {
             None => None,
-            Some("delivered") => Some("delivered"),
-            Some("unknown") => Some("unknown"),
+            Some("delivered") => Some(SendOutcome::Delivered),
+            Some("unknown") => Some(SendOutcome::Unknown),
             Some(other) => return Err(self.corrupt_log("outcome", other)),
         };
         let caps = match raw.caps {
@@ -258,7 +258,7 @@ mod tests {
             content: send.then_some(ContentKind::Reminder),
             strategy: Arc::from("defaults-v1"),
             arm: (user == 1).then(|| Arc::from("b")),
-            outcome: send.then_some(if user == 3 { "unknown" } else { "delivered" }),
+            outcome: send.then_some(if user == 3 { SendOutcome::Unknown } else { SendOutcome::Delivered }),
         }
     }
 

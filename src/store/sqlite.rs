@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::domain::{
-    ActivitySummary, Caps, HourMask, ResponseHistory, Segment, Timestamp, UserId, UserProfile, UtcOffset,
+    ActivitySummary, Caps, HourMask, ResponseHistory, Segment, SendOutcome, Timestamp, UserId, UserProfile, UtcOffset,
 };
 use crate::policy::CapState;
 #[cfg(test)]
@@ -440,7 +440,7 @@ impl SqliteStore {
                         e.content.map(|c| c.as_str()),
                         &*e.strategy,
                         e.arm.as_deref(),
-                        e.outcome,
+                        e.outcome.map(SendOutcome::as_str),
                     ])
                     .map_err(|e| self.err(e))?;
             }
@@ -565,6 +565,8 @@ pub struct SegmentUpdate {
 }
 
 impl crate::llm::LlmCache for SqliteStore {
+    type Error = StoreError;
+
     fn cache_get(&self, key: &str, now: i64) -> Result<Option<String>, StoreError> {
         let inner = self.lock();
         inner
@@ -1037,7 +1039,7 @@ mod tests {
                 content: Some(ContentKind::Offer),
                 strategy: "defaults-v1".into(),
                 arm: None,
-                outcome: Some("delivered"),
+                outcome: Some(SendOutcome::Delivered),
             };
             futures::executor::block_on(store.append(&entry)).unwrap();
             let run = RunRecord {

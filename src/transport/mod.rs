@@ -59,15 +59,51 @@ impl TransportError {
         matches!(self, TransportError::Unknown { .. })
     }
 
-    /// The name used in reports.
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of failure, without its details.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            TransportError::RateLimited { .. } => "rate_limited",
-            TransportError::Blocked => "blocked",
-            TransportError::Transient { .. } => "transient",
-            TransportError::Unknown { .. } => "unknown",
-            TransportError::Fatal { .. } => "fatal",
+            TransportError::RateLimited { .. } => FailureKind::RateLimited,
+            TransportError::Blocked => FailureKind::Blocked,
+            TransportError::Transient { .. } => FailureKind::Transient,
+            TransportError::Unknown { .. } => FailureKind::Unknown,
+            TransportError::Fatal { .. } => FailureKind::Fatal,
         }
+    }
+}
+
+/// The kind of a [`TransportError`], as reports count it. The variants are declared in the
+/// alphabetical order of their names, so a map keyed by kind lists them as by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// [`TransportError::Blocked`].
+    Blocked,
+    /// [`TransportError::Fatal`].
+    Fatal,
+    /// [`TransportError::RateLimited`].
+    RateLimited,
+    /// [`TransportError::Transient`].
+    Transient,
+    /// [`TransportError::Unknown`].
+    Unknown,
+}
+
+impl FailureKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Blocked => "blocked",
+            FailureKind::Fatal => "fatal",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::Transient => "transient",
+            FailureKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -12,9 +12,24 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use gavat_sim::{BehaviourModel, Exposure, Population, Purpose, UserMemory};
 use rand_pcg::Pcg64Mcg;
 
-use crate::domain::{Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Timestamp, UserId};
+use crate::domain::{ContentKind, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Timestamp, UserId};
 
 use super::{Delivered, InboundSink, SendFuture, Transport, TransportError};
+
+/// The engine's content kind as the behaviour model sees it: the one place the domain's
+/// kind meets the simulator's (the proof simulation in `learner::proof` uses it too).
+impl From<ContentKind> for gavat_sim::ContentKind {
+    fn from(content: ContentKind) -> gavat_sim::ContentKind {
+        match content {
+            ContentKind::Offer => gavat_sim::ContentKind::Offer,
+            ContentKind::Reminder => gavat_sim::ContentKind::Reminder,
+            ContentKind::Educational => gavat_sim::ContentKind::Educational,
+            ContentKind::News => gavat_sim::ContentKind::News,
+            ContentKind::Premium => gavat_sim::ContentKind::Premium,
+            ContentKind::Community => gavat_sim::ContentKind::Community,
+        }
+    }
+}
 
 /// Synthetic users behind a transport.
 #[derive(Debug)]
@@ -132,7 +147,7 @@ impl Transport for SimTransport {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
         let outcome = match message.to {
             Destination::User(id) => {
-                let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: false };
+                let exposure = Exposure { at: message.at.secs(), content: message.content.into(), via_group: false };
                 if self.expose(id.0 as usize, exposure, None) {
                     Ok(Delivered)
                 } else if (id.0 as usize) < self.population.users.len() {
@@ -143,7 +158,7 @@ impl Transport for SimTransport {
             }
             Destination::Group(gid) => match self.population.groups.get(gid.0 as usize).filter(|g| g.id == gid.0) {
                 Some(group) => {
-                    let exposure = Exposure { at: message.at.secs(), content: message.content, via_group: true };
+                    let exposure = Exposure { at: message.at.secs(), content: message.content.into(), via_group: true };
                     for &member in &group.members {
                         self.expose(member as usize, exposure, Some(gid));
                     }

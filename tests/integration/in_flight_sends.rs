@@ -130,7 +130,7 @@ fn an_unanswered_send_is_unknown_and_never_resent() {
     assert_eq!(hung.sent_to(0).len(), 1, "sent once, never again");
     let unknown: Vec<_> =
         store.log().iter().filter(|e| e.kind == LogKind::Send && e.user == UserId(0)).map(|e| e.outcome).collect();
-    assert_eq!(unknown, vec![Some("unknown")]);
+    assert_eq!(unknown, vec![Some(gavat::domain::SendOutcome::Unknown)]);
     assert_eq!(result.scheduler.cap_violations, 0);
 }
 

@@ -41,7 +41,7 @@ fn run(transport: Arc<MemoryTransport>, store: Arc<MemoryStore>, days: i64) -> R
 }
 
 fn sends(store: &MemoryStore) -> Vec<(Timestamp, &'static str)> {
-    store.log().iter().filter(|e| e.kind == LogKind::Send).map(|e| (e.at, e.outcome.unwrap())).collect()
+    store.log().iter().filter(|e| e.kind == LogKind::Send).map(|e| (e.at, e.outcome.unwrap().as_str())).collect()
 }
 
 /// A 429 is not counted, and the next attempt comes no earlier than `retry_after`.
@@ -55,7 +55,14 @@ fn rate_limit_waits_retry_after() {
     assert!(attempts.len() >= 2, "{attempts:?}");
     assert!(attempts[1].at.secs() - attempts[0].at.secs() >= 900);
     assert_eq!(sends(&store)[0].0, attempts[1].at, "only the delivered attempt is logged as a send");
-    assert_eq!(result.segments.iter().map(|s| s.failed.get("rate_limited").copied().unwrap_or(0)).sum::<u64>(), 1);
+    assert_eq!(
+        result
+            .segments
+            .iter()
+            .map(|s| s.failed.get(&gavat::transport::FailureKind::RateLimited).copied().unwrap_or(0))
+            .sum::<u64>(),
+        1
+    );
     assert_eq!(result.scheduler.cap_violations, 0);
 }
 

@@ -1,4 +1,4 @@
-//! The learner's statistical policy, pure and seeded: every `interval_hours` it looks at
+//! The learner's planner, pure and seeded: every `interval_hours` it looks at
 //! what each segment's sends produced and
 //!
 //! - moves the segment's optimal send hours by **Thompson sampling**: one draw from each
@@ -23,12 +23,12 @@ use serde::Serialize;
 
 use gavat_experiments::stats::{two_proportion_z_test, wilson};
 
-use crate::actors::learner::HourTable;
 use crate::config::StrategyBook;
 use crate::domain::{DeliveryStrategy, HOUR, HourMask, Segment, Timestamp};
 
 use super::adviser::{Advised, Refusal, to_proposal};
-use super::proof::{ActivityProfiles, Goal, Observed, Proof, prove};
+use super::counts::{Counts, HourTable};
+use super::proof::{ActivityProfiles, Goal, Observed, Proof, Proposal, prove};
 use super::settings::{HardLimits, LearnerSettings};
 
 /// What happened to a change.
@@ -89,32 +89,6 @@ pub struct StrategyChange {
     pub arm: u16,
 }
 
-/// Sends, responses and opt-outs of one segment in a window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Messages sent.
-    pub sent: u64,
-    /// Replies.
-    pub responses: u64,
-    /// Opt-outs.
-    pub opt_outs: u64,
-    /// Purchases.
-    pub conversions: u64,
-}
-
-impl Counts {
-    fn describe(&self) -> String {
-        let pct = |k: u64| if self.sent == 0 { 0.0 } else { 100.0 * k as f64 / self.sent as f64 };
-        format!(
-            "{} sends, response {:.1}%, conversion {:.2}%, opt-out {:.2}%",
-            self.sent,
-            pct(self.responses),
-            pct(self.conversions),
-            pct(self.opt_outs)
-        )
-    }
-}
-
 /// A cap move waiting for its verdict.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -124,24 +98,9 @@ struct Pending {
     baseline: Counts,
 }
 
-/// A proposed change of one segment's strategy, from the statistics or an adviser.
-#[derive(Clone, Debug)]
-pub struct Proposal {
-    /// `statistics` or `llm`.
-    pub source: &'static str,
-    /// The field it changes: `send_hours`, `daily_limit` or `cooldown_hours`.
-    pub field: &'static str,
-    /// What it is for (its primary metric in the simulation).
-    pub goal: Goal,
-    /// The whole strategy proposed.
-    pub proposed: DeliveryStrategy,
-    /// Why it was proposed.
-    pub evidence: String,
-}
-
-/// What one look decided.
+/// What one look decided (not a send [`crate::policy::Decision`]).
 #[derive(Debug, Default)]
-pub struct Decision {
+pub struct Look {
     /// The strategies to put in force, if anything changed.
     pub book: Option<StrategyBook>,
     /// The audit entries of this look.
@@ -327,11 +286,11 @@ impl Learner {
     /// The send-hour proposals of the segments are independent, so their simulations run in
     /// parallel (one thread per core): every random draw and every audit id is taken in
     /// segment order first, the simulations run, and their verdicts are applied in segment
-    /// order — the decision is the same as one thread would reach.
-    pub fn tick(&mut self, at: Timestamp, hours: &HourTable, book: &StrategyBook) -> Decision {
-        let mut decision = Decision::default();
+    /// order — the look is the same as one thread would reach.
+    pub fn tick(&mut self, at: Timestamp, hours: &HourTable, book: &StrategyBook) -> Look {
+        let mut look = Look::default();
         if !self.observing_done(at) {
-            return decision;
+            return look;
         }
         /// A send-hour proposal whose simulation is still to run.
         struct HourTrial {
@@ -444,7 +403,7 @@ impl Learner {
             }
             changes[trial.slot] = Some(entry);
         }
-        decision.changes = changes.into_iter().flatten().collect();
+        look.changes = changes.into_iter().flatten().collect();
         let mut next = book.clone();
         let mut changed = false;
         for (current, strategy) in strategies {
@@ -454,9 +413,9 @@ impl Learner {
             }
         }
         if changed {
-            decision.book = Some(next);
+            look.book = Some(next);
         }
-        decision
+        look
     }
 
     /// Considers an adviser's proposals (read by [`super::adviser::parse_advice`]) against
@@ -469,8 +428,8 @@ impl Learner {
         advice: Vec<Result<Advised, String>>,
         hours: &HourTable,
         book: &StrategyBook,
-    ) -> Decision {
-        let mut decision = Decision::default();
+    ) -> Look {
+        let mut look = Look::default();
         let mut next = book.clone();
         let mut changed = false;
         for item in advice {
@@ -502,7 +461,7 @@ impl Learner {
                                 next = next.with(entry.strategy_after.clone());
                                 changed = true;
                             }
-                            decision.changes.push(entry);
+                            look.changes.push(entry);
                             continue;
                         }
                     }
@@ -513,7 +472,7 @@ impl Learner {
                     let s = next.get(segment).clone();
                     let after = proposed.unwrap_or_else(|| s.clone());
                     let evidence = format!("llm proposal refused: {}", refusal.why);
-                    decision.changes.push(self.entry(
+                    look.changes.push(self.entry(
                         at,
                         "llm",
                         Action::Rejected,
@@ -524,13 +483,13 @@ impl Learner {
                         None,
                     ));
                 }
-                None => decision.notes.push(format!("llm proposal refused: {}", refusal.why)),
+                None => look.notes.push(format!("llm proposal refused: {}", refusal.why)),
             }
         }
         if changed {
-            decision.book = Some(next);
+            look.book = Some(next);
         }
-        decision
+        look
     }
 
     /// Why an adviser's proposal cannot be judged yet, if it cannot: nothing moves while a

@@ -10,13 +10,11 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use gavat::actors::entity::{Effects, PersistPolicy, UserContext, UserEntity};
 use gavat::actors::queue::{ALL_RANKS, Work, WorkQueue};
 use gavat::config::StrategyBook;
-use gavat::domain::{
-    Caps, DAY, HOUR, HourMask, InboundEvent, OutboundMessage, Segment, SegmentSet, Timestamp, UtcOffset,
-};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, OutboundMessage, Segment, SegmentSet, Timestamp, UtcOffset};
 use gavat::policy::{CapState, caps_for, decide, earliest_allowed, governing_segment, plan_next_send};
 use gavat::segmentation::SegmentationRules;
 use gavat::simulation::{self, SimulationPlan};
-use gavat::transport::{Delivered, InboundSink, SendFuture, Transport};
+use gavat::transport::{Delivered, SendFuture, Sender};
 
 const START: Timestamp = Timestamp(1_767_225_600);
 
@@ -58,17 +56,15 @@ fn scheduler_decisions(c: &mut Criterion) {
     group.finish();
 }
 
-/// A transport that delivers every message at once and never reports anything back: the
-/// shard's own cost, without the simulated users' reactions.
+/// A sender that delivers every message at once (and nothing ever comes back): the shard's
+/// own cost, without the simulated users' reactions.
 #[derive(Debug)]
 struct DeliverAtOnce;
 
-impl Transport for DeliverAtOnce {
-    fn start(&self, _sink: InboundSink) {}
+impl Sender for DeliverAtOnce {
     fn send(&self, _message: &OutboundMessage) -> SendFuture {
         Box::pin(std::future::ready(Ok(Delivered)))
     }
-    fn acknowledge(&self, _event: &InboundEvent) {}
 }
 
 /// Decisions per batch of [`shard_decisions`].
@@ -85,7 +81,7 @@ fn shard_decisions(c: &mut Criterion) {
     let scenario = gavat_sim::Scenario::default_scenario();
     let book = Arc::new(StrategyBook::defaults());
     let cx = UserContext {
-        transport: Arc::new(DeliverAtOnce),
+        sender: Arc::new(DeliverAtOnce),
         ledger: Arc::new(gavat::ledger::MemoryLedger::default()),
         persist: PersistPolicy::AtEnd,
         rules: Arc::new(SegmentationRules::defaults()),

@@ -628,6 +628,10 @@ pub struct InboundEvent {
     pub kind: InboundKind,
     /// Through a group post, when it was one.
     pub group: Option<GroupId>,
+    /// The source's own id for the event (a Telegram `update_id`, a hash of an API
+    /// `Idempotency-Key`), when it has one: the engine takes in an event whose id it has
+    /// seen at most once.
+    pub source: Option<u64>,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::llm::BlockingLlm;
 use crate::policy::{CapState, governing_segment};
 use crate::segmentation::SegmentationRules;
 use crate::store::{Store, StoreError, UserState};
-use crate::transport::{InboundSink, Transport};
+use crate::transport::{InboundSink, InboundSource, Sender, Transport};
 
 /// Activity profiles kept per segment for the learner's proofs.
 const ACTIVITY_PROFILES_PER_SEGMENT: usize = 2_000;
@@ -126,7 +126,8 @@ pub struct RunResult {
 #[derive(Default)]
 pub struct EngineBuilder {
     clock: Option<Arc<dyn Clock>>,
-    transport: Option<Arc<dyn Transport>>,
+    sender: Option<Arc<dyn Sender>>,
+    source: Option<Arc<dyn InboundSource>>,
     store: Option<Arc<dyn Store>>,
     book: Option<StrategyBook>,
     users: Vec<UserProfile>,
@@ -161,9 +162,21 @@ impl EngineBuilder {
         self.clock = Some(clock);
         self
     }
-    /// The transport (required).
+    /// Both halves of the transport from one value (the simulated world, Telegram).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
-        self.transport = Some(transport);
+        self.sender = Some(transport.clone());
+        self.source = Some(transport);
+        self
+    }
+    /// Where messages go (required, or given with [`EngineBuilder::transport`]).
+    pub fn sender(mut self, sender: Arc<dyn Sender>) -> Self {
+        self.sender = Some(sender);
+        self
+    }
+    /// Where inbound events come from (required, or given with
+    /// [`EngineBuilder::transport`]).
+    pub fn inbound_source(mut self, source: Arc<dyn InboundSource>) -> Self {
+        self.source = Some(source);
         self
     }
     /// The store (required).
@@ -280,7 +293,8 @@ impl EngineBuilder {
             return Err(EngineError::Arms("every user needs exactly one arm that has a name and strategies"));
         }
         Ok(Engine {
-            transport: self.transport.ok_or(EngineError::Missing("transport"))?,
+            sender: self.sender.ok_or(EngineError::Missing("sender (the transport)"))?,
+            source: self.source.ok_or(EngineError::Missing("inbound source (the transport)"))?,
             store: self.store.ok_or(EngineError::Missing("store"))?,
             clock,
             book: Arc::new(self.book.unwrap_or_else(StrategyBook::defaults)),
@@ -308,7 +322,8 @@ impl EngineBuilder {
 /// A configured engine, ready to run once.
 pub struct Engine {
     clock: Arc<dyn Clock>,
-    transport: Arc<dyn Transport>,
+    sender: Arc<dyn Sender>,
+    source: Arc<dyn InboundSource>,
     store: Arc<dyn Store>,
     book: Arc<StrategyBook>,
     users: Vec<UserProfile>,
@@ -436,7 +451,7 @@ impl Engine {
             }
         };
         let cx = UserContext {
-            transport: self.transport.clone(),
+            sender: self.sender.clone(),
             ledger: ledger_of(0),
             persist: self.persist,
             rules: self.rules.clone(),
@@ -484,6 +499,7 @@ impl Engine {
                 send_timeout: self.send_timeout,
                 wake_scheduler: arrived.clone(),
                 seed: self.seed,
+                source: self.source.clone(),
             };
             shard_addrs.push(UserShard::start_in_arbiter(&arbiters[id].handle(), move |_| UserShard::new(parts)));
         }
@@ -492,7 +508,7 @@ impl Engine {
         {
             let (placement, inbound, arrived, unknown) =
                 (placement.clone(), inbound.clone(), arrived.clone(), unknown_users.clone());
-            self.transport.start(InboundSink::new(move |event| {
+            self.source.start(InboundSink::new(move |event| {
                 match placement.find(event.user) {
                     Some((_, shard, _)) => {
                         if inbound[usize::from(shard)].push(event) {
@@ -517,7 +533,8 @@ impl Engine {
             books: books.clone(),
             groups: self.groups,
             group_policy: self.group_policy,
-            transport: self.transport.clone(),
+            sender: self.sender.clone(),
+            source: self.source.clone(),
             store: self.store.clone(),
             listeners,
             learner: learning.then(|| learner.clone()),

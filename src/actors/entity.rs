@@ -30,7 +30,7 @@ use crate::policy::{
 };
 use crate::segmentation::{self, SegmentationRules};
 use crate::store::{LogEntry, LogKind, UserRecord};
-use crate::transport::{Delivered, FailureKind, SendFuture, Transport, TransportError};
+use crate::transport::{Delivered, FailureKind, SendFuture, Sender, TransportError};
 
 use super::messages::*;
 
@@ -52,7 +52,7 @@ pub enum PersistPolicy {
 #[derive(Clone, Debug)]
 pub struct UserContext {
     /// How to send.
-    pub transport: Arc<dyn Transport>,
+    pub sender: Arc<dyn Sender>,
     /// The cap gate every message reserves through before the transport is called.
     pub ledger: Arc<dyn CapLedger>,
     /// When to persist.
@@ -499,7 +499,7 @@ impl UserEntity {
                         return Step::new(next, self.outcome(at, segment, held));
                     }
                 }
-                let mut future: SendFuture = cx.transport.send(&message);
+                let mut future: SendFuture = cx.sender.send(&message);
                 match futures::FutureExt::now_or_never(&mut future) {
                     Some(result) => self.after_send(cx, fx, message, caps, result, book),
                     None => {
@@ -512,10 +512,10 @@ impl UserEntity {
         }
     }
 
-    /// Something the user did has reached its time.
+    /// Something the user did has reached its time. (The shard acknowledges it to its
+    /// source: at once, or once it is stored.)
     pub fn inbound(&mut self, cx: &UserContext, fx: &mut Effects, event: InboundEvent, book: &StrategyBook) -> Step {
         let at = event.at;
-        cx.transport.acknowledge(&event);
         self.profile_changed = true;
         let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
         let outcome = match event.kind {

@@ -29,6 +29,8 @@ pub enum Work {
         kind: InboundKind,
         /// Through which group, if any.
         group: Option<GroupId>,
+        /// The source's id for the event, if any (acknowledged with it).
+        source: Option<u64>,
     },
     /// Consider posting to a group.
     GroupPost {
@@ -250,7 +252,7 @@ mod tests {
     use super::*;
 
     fn inbound(user: u32, kind: InboundKind) -> Work {
-        Work::Inbound { user, kind, group: None }
+        Work::Inbound { user, kind, group: None, source: None }
     }
 
     /// Time first; at one instant inbound before group posts before wakes, lower ids first,

@@ -35,7 +35,7 @@ use crate::domain::{Caps, ContentKind, Destination, GroupProfile, OutboundMessag
 use crate::learner::StrategyChange;
 use crate::policy::{CapState, Decision, PostRateWindow, SuppressReason, decide, plan_next_send};
 use crate::store::{LogEntry, Store};
-use crate::transport::{Delivered, Transport, TransportError};
+use crate::transport::{Delivered, InboundSource, Sender, TransportError};
 
 use super::learner::{AdviserStats, Learn, LearnerActor};
 use super::messages::*;
@@ -114,6 +114,8 @@ pub struct SchedulerSummary {
     pub dispatched: u64,
     /// Inbound events for users the engine does not know (dropped, logged).
     pub unknown_users: u64,
+    /// Inbound events dropped as duplicates of one already taken in (by source id).
+    pub duplicate_events: u64,
     /// Users who joined while the engine ran.
     pub joined_users: u64,
     /// Group posts sent.
@@ -152,7 +154,9 @@ pub struct SchedulerParts {
     /// The group policy (no group posts without one).
     pub group_policy: Option<GroupPolicy>,
     /// For group posts.
-    pub transport: Arc<dyn Transport>,
+    pub sender: Arc<dyn Sender>,
+    /// Acknowledged events go back here (after the log is written).
+    pub source: Arc<dyn InboundSource>,
     /// Where log entries go, in order.
     pub store: Arc<dyn Store>,
     /// Statistics actors.
@@ -198,10 +202,13 @@ pub struct Scheduler {
     group_policy: Option<GroupPolicy>,
     group_rate: PostRateWindow,
     next_post_id: u64,
-    transport: Arc<dyn Transport>,
+    sender: Arc<dyn Sender>,
+    source: Arc<dyn InboundSource>,
     store: Arc<dyn Store>,
     keep_log: bool,
     log: Vec<LogEntry>,
+    /// Events to acknowledge once the log holding them is written.
+    acks: Vec<crate::domain::InboundEvent>,
     outcome_buffer: Vec<Outcome>,
     listeners: Vec<Recipient<OutcomesRecorded>>,
     learner: Option<Addr<LearnerActor>>,
@@ -262,10 +269,12 @@ impl Scheduler {
             group_policy: parts.group_policy,
             group_rate: PostRateWindow::new(per_minute),
             next_post_id: 1,
-            transport: parts.transport,
+            sender: parts.sender,
+            source: parts.source,
             keep_log: parts.store.wants_log(),
             store: parts.store,
             log: Vec::new(),
+            acks: Vec::new(),
             outcome_buffer: Vec::with_capacity(OUTCOME_BATCH),
             listeners: parts.listeners,
             learner: parts.learner,
@@ -412,12 +421,15 @@ impl Scheduler {
             }
         }
         self.write_log().await;
+        self.acknowledge_stored();
         self.report_progress(until.max(floor));
     }
 
     /// Takes in what a shard produced.
     fn absorb(&mut self, output: ShardOutput) {
         self.summary.dispatched += output.dispatched;
+        self.summary.duplicate_events += output.duplicates;
+        self.acks.extend(output.acks);
         for outcome in output.outcomes {
             self.record(outcome);
         }
@@ -440,6 +452,13 @@ impl Scheduler {
         }
         log.clear();
         self.log = log;
+    }
+
+    /// Acknowledges the events whose effects are now stored.
+    fn acknowledge_stored(&mut self) {
+        for event in self.acks.drain(..) {
+            self.source.acknowledge(&event);
+        }
     }
 
     fn report_progress(&mut self, at: Timestamp) {
@@ -583,6 +602,7 @@ impl Scheduler {
             self.absorb(reply.output);
         }
         self.write_log().await;
+        self.acknowledge_stored();
     }
 
     // ---- group posts -------------------------------------------------------------------
@@ -740,7 +760,7 @@ impl Scheduler {
             segment: Segment::Engaged,
             at,
         };
-        let mut future = self.transport.send(&message);
+        let mut future = self.sender.send(&message);
         match (&mut future).now_or_never() {
             Some(result) => self.after_group_send(flight, result).await,
             None => {
@@ -862,7 +882,7 @@ mod tests {
             let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(START));
             let transport = Arc::new(MemoryTransport::new());
             let cx = UserContext {
-                transport: transport.clone(),
+                sender: transport.clone(),
                 ledger: Arc::new(crate::ledger::MemoryLedger::default()),
                 persist: PersistPolicy::AtEnd,
                 rules: Arc::new(SegmentationRules::defaults()),
@@ -905,6 +925,7 @@ mod tests {
                         send_timeout: std::time::Duration::from_secs(1),
                         wake_scheduler: notify.clone(),
                         seed: 3,
+                        source: transport.clone(),
                     })
                     .start(),
                 );
@@ -932,7 +953,8 @@ mod tests {
                 books: vec![book],
                 groups: vec![group],
                 group_policy: Some(policy),
-                transport: transport.clone(),
+                sender: transport.clone(),
+                source: transport.clone(),
                 store: store.clone(),
                 listeners: Vec::new(),
                 learner: None,

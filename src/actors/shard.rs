@@ -18,6 +18,10 @@
 //!   work it is processing.
 //! - A send in flight (a slow transport) is awaited by the shard on the side; its outcome is
 //!   reported with the next window, and [`DrainSends`] waits for every send in flight.
+//! - An inbound event is acknowledged to its source after it is taken in: at once for a
+//!   source that does not need it stored first (the simulated world), else once the
+//!   scheduler has written the window's log. An event whose source id was taken in already
+//!   is a redelivery: acknowledged the same way, and nothing else.
 
 use std::sync::Arc;
 
@@ -26,7 +30,7 @@ use actix::prelude::*;
 use crate::config::StrategyBook;
 use crate::domain::{GroupId, InboundEvent, SendOutcome, Timestamp, UserId};
 use crate::store::{LogEntry, Store, StoreFuture, UserRecord};
-use crate::transport::TransportError;
+use crate::transport::{InboundSource, TransportError};
 
 use super::entity::{Effects, SendInFlight, Step, UserContext, UserEntity};
 use super::messages::{InboundBuffer, Outcome, SlotAnswer, UserIndex, UserSnapshot};
@@ -166,6 +170,10 @@ pub struct ShardOutput {
     pub log: Vec<LogEntry>,
     /// Pieces of work done (wakes, inbound events), superseded wakes included.
     pub dispatched: u64,
+    /// Events to acknowledge to their source once the log is written.
+    pub acks: Vec<InboundEvent>,
+    /// Inbound events dropped as duplicates of one already taken in (by source id).
+    pub duplicates: u64,
 }
 
 /// Everything a shard is built from.
@@ -197,6 +205,8 @@ pub struct ShardParts {
     pub wake_scheduler: Arc<tokio::sync::Notify>,
     /// The seed users joining later draw their engine stream from.
     pub seed: u64,
+    /// Where inbound events come from (acknowledged by the shard).
+    pub source: Arc<dyn InboundSource>,
 }
 
 /// A share of the users.
@@ -222,7 +232,15 @@ pub struct UserShard {
     drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     wake_scheduler: Arc<tokio::sync::Notify>,
     seed: u64,
+    source: Arc<dyn InboundSource>,
+    /// Source ids taken in recently, for de-duplication.
+    recent_sources: std::collections::HashSet<u64>,
+    recent_order: std::collections::VecDeque<u64>,
 }
+
+/// How many recent source ids a shard remembers to drop duplicates (a redelivery comes
+/// within seconds; this is hours of a busy bot's updates).
+const RECENT_SOURCES: usize = 1 << 16;
 
 impl Actor for UserShard {
     type Context = Context<Self>;
@@ -254,6 +272,9 @@ impl UserShard {
             drain_waiters: Vec::new(),
             wake_scheduler: parts.wake_scheduler,
             seed: parts.seed,
+            source: parts.source,
+            recent_sources: std::collections::HashSet::new(),
+            recent_order: std::collections::VecDeque::new(),
         }
     }
 
@@ -271,13 +292,41 @@ impl UserShard {
         let mut events = std::mem::take(&mut self.inbound_spare);
         for event in events.drain(..) {
             match self.placement.find(event.user) {
-                Some((_, shard, local)) if shard == self.id => self
-                    .queue
-                    .push(event.at.max(now), Work::Inbound { user: local, kind: event.kind, group: event.group }),
+                Some((_, shard, local)) if shard == self.id => self.queue.push(
+                    event.at.max(now),
+                    Work::Inbound { user: local, kind: event.kind, group: event.group, source: event.source },
+                ),
                 _ => tracing::error!(user = %event.user, shard = self.id, "Inbound event routed to the wrong shard."),
             }
         }
         self.inbound_spare = events;
+    }
+
+    /// Acknowledges an event to its source: at once when the source does not need it stored
+    /// first or nothing of it goes to the store's log; else with the window's report, once
+    /// the scheduler has written the log.
+    fn acknowledge(&mut self, event: InboundEvent) {
+        if self.keep_log && self.source.acknowledge_after_persist() {
+            self.output.acks.push(event);
+        } else {
+            self.source.acknowledge(&event);
+        }
+    }
+
+    /// Whether an event with this source id was taken in already (remembering the last
+    /// [`RECENT_SOURCES`] ids of this shard).
+    fn seen_before(&mut self, source: Option<u64>) -> bool {
+        let Some(id) = source else { return false };
+        if !self.recent_sources.insert(id) {
+            return true;
+        }
+        self.recent_order.push_back(id);
+        if self.recent_order.len() > RECENT_SOURCES
+            && let Some(old) = self.recent_order.pop_front()
+        {
+            self.recent_sources.remove(&old);
+        }
+        false
     }
 
     /// Takes in what one entity call produced.
@@ -366,13 +415,21 @@ impl UserShard {
                 let step = self.entities[user as usize].wake(&self.cx, &mut self.effects, at, token, book);
                 self.absorb(ctx, user, step);
             }
-            Work::Inbound { user, kind, group } => {
+            Work::Inbound { user, kind, group, source } if self.seen_before(source) => {
+                // A redelivery of an event taken in already: acknowledged like the first (once
+                // that one is stored), and nothing else.
+                self.output.duplicates += 1;
+                let event = InboundEvent { at, user: self.entities[user as usize].id(), kind, group, source };
+                self.acknowledge(event);
+            }
+            Work::Inbound { user, kind, group, source } => {
                 let arm = self.arm_of.get(user as usize).copied().unwrap_or(0);
                 let book = &self.books[usize::from(arm)];
                 let entity = &mut self.entities[user as usize];
-                let event = InboundEvent { at, user: entity.id(), kind, group };
+                let event = InboundEvent { at, user: entity.id(), kind, group, source };
                 let step = entity.inbound(&self.cx, &mut self.effects, event, book);
                 self.absorb(ctx, user, step);
+                self.acknowledge(event);
             }
             Work::GroupPost { .. } | Work::LearnerTick => {
                 tracing::error!(shard = self.id, "Scheduler work queued in a shard; ignored.");
@@ -620,7 +677,7 @@ mod tests {
     /// A shard of `users` warm leads (engine indices = ids), each with a first plan.
     fn shard(users: u64) -> (UserShard, Vec<(u32, Timestamp, u32)>) {
         let cx = UserContext {
-            transport: Arc::new(MemoryTransport::new()),
+            sender: Arc::new(MemoryTransport::new()),
             ledger: Arc::new(crate::ledger::MemoryLedger::default()),
             persist: PersistPolicy::AtEnd,
             rules: Arc::new(SegmentationRules::defaults()),
@@ -652,6 +709,7 @@ mod tests {
             send_timeout: std::time::Duration::from_secs(1),
             wake_scheduler: Arc::new(tokio::sync::Notify::new()),
             seed: 1,
+            source: Arc::new(MemoryTransport::new()),
         };
         (UserShard::new(parts), first_wakes)
     }
@@ -736,6 +794,7 @@ mod tests {
                     user: UserId(user),
                     kind: crate::domain::InboundKind::OptOut,
                     group: None,
+                    source: None,
                 });
             }
             assert!(inbound.has_events());

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::domain::{InboundEvent, OutboundMessage};
 
-use super::{Delivered, InboundSink, SendFuture, Transport, TransportError};
+use super::{Delivered, InboundSink, InboundSource, SendFuture, Sender, TransportError};
 
 /// Records sends; replays queued outcomes, then delivers everything.
 #[derive(Debug, Default)]
@@ -63,7 +63,7 @@ impl MemoryTransport {
     }
 }
 
-impl Transport for MemoryTransport {
+impl InboundSource for MemoryTransport {
     fn start(&self, sink: InboundSink) {
         let pending = {
             let mut state = self.lock();
@@ -75,14 +75,16 @@ impl Transport for MemoryTransport {
         }
     }
 
+    fn acknowledge(&self, event: &InboundEvent) {
+        self.lock().acknowledged.push(*event);
+    }
+}
+
+impl Sender for MemoryTransport {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
         let mut state = self.lock();
         state.sent.push(message.clone());
         let outcome = state.script.pop_front().unwrap_or(Ok(Delivered));
         Box::pin(std::future::ready(outcome))
-    }
-
-    fn acknowledge(&self, event: &InboundEvent) {
-        self.lock().acknowledged.push(*event);
     }
 }

@@ -1,5 +1,5 @@
-//! The transport seam: sends outbound messages and reports what users do back to the
-//! engine. Implementations: [`MemoryTransport`] (records sends, replays scripted outcomes;
+//! The transport seam, in two halves: a [`Sender`] of outbound messages and an
+//! [`InboundSource`] of what users do back. Implementations: [`MemoryTransport`] (records sends, replays scripted outcomes;
 //! for tests) and [`SimTransport`] (synthetic users reacting on the virtual clock). The
 //! Telegram transport will implement the same trait.
 
@@ -111,11 +111,11 @@ impl std::fmt::Display for FailureKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivered;
 
-/// What [`Transport::send`] returns. In-memory and simulated transports return futures
+/// What [`Sender::send`] returns. In-memory and simulated transports return futures
 /// that are ready at once; the engine then continues without yielding.
 pub type SendFuture = Pin<Box<dyn Future<Output = Result<Delivered, TransportError>> + Send>>;
 
-/// Where inbound events go: the engine passes one to [`Transport::start`].
+/// Where inbound events go: the engine passes one to [`InboundSource::start`].
 #[derive(Clone)]
 pub struct InboundSink(Arc<dyn Fn(InboundEvent) + Send + Sync>);
 
@@ -138,13 +138,31 @@ impl Debug for InboundSink {
     }
 }
 
-/// Sends messages; reports replies, conversions, opt-outs and activity.
-pub trait Transport: Send + Sync + Debug {
-    /// Starts reporting inbound events into `sink`.
-    fn start(&self, sink: InboundSink);
+/// Sends outbound messages. A call may take 50–500 ms or never answer: the engine bounds
+/// it with its own send timeout (an unknown outcome) and never waits for it in a handler.
+pub trait Sender: Send + Sync + Debug {
     /// Sends one message. The message's `at` is the engine's current time.
     fn send(&self, message: &OutboundMessage) -> SendFuture;
-    /// The engine has processed `event` (live: advance the update offset; simulated: draw
-    /// the user's next activity).
-    fn acknowledge(&self, event: &InboundEvent);
 }
+
+/// Reports what users do — replies, conversions, opt-outs, activity — as inbound events,
+/// each with the source's own id when it has one (for de-duplication).
+pub trait InboundSource: Send + Sync + Debug {
+    /// Starts reporting inbound events into `sink`.
+    fn start(&self, sink: InboundSink);
+    /// The engine has taken `event` in. A live source advances past it (the Bot API
+    /// offset); the simulated world draws the user's next activity.
+    fn acknowledge(&self, event: &InboundEvent);
+    /// Whether `acknowledge` must wait until what the event changed is in the store: yes
+    /// for a live source (an update acknowledged before it is stored is lost in a crash),
+    /// no for the simulated world (it has nothing to lose, and its next event must follow at
+    /// once to keep each user's story in order).
+    fn acknowledge_after_persist(&self) -> bool {
+        true
+    }
+}
+
+/// Both halves in one value (the simulated world, Telegram, test transports).
+pub trait Transport: Sender + InboundSource {}
+
+impl<T: Sender + InboundSource + ?Sized> Transport for T {}

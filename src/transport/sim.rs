@@ -14,7 +14,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::domain::{ContentKind, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Timestamp, UserId};
 
-use super::{Delivered, InboundSink, SendFuture, Transport, TransportError};
+use super::{Delivered, InboundSink, InboundSource, SendFuture, Sender, TransportError};
 
 /// The engine's content kind as the behaviour model sees it: the one place the domain's
 /// kind meets the simulator's (the proof simulation in `learner::proof` uses it too).
@@ -104,7 +104,7 @@ impl SimTransport {
         let id = UserId(profile.id);
         let report = |after: Option<u32>, kind: InboundKind| {
             if let Some(after) = after {
-                self.push(InboundEvent { at: at.plus(i64::from(after)), user: id, kind, group });
+                self.push(InboundEvent { at: at.plus(i64::from(after)), user: id, kind, group, source: None });
             }
         };
         report(reaction.response_after, InboundKind::Reply);
@@ -128,12 +128,14 @@ impl SimTransport {
                 user: UserId(profile.id),
                 kind: InboundKind::Activity,
                 group: None,
+                // The simulated world never delivers an event twice.
+                source: None,
             });
         }
     }
 }
 
-impl Transport for SimTransport {
+impl InboundSource for SimTransport {
     fn start(&self, sink: InboundSink) {
         if self.sink.set(sink).is_err() {
             return; // already started
@@ -144,6 +146,18 @@ impl Transport for SimTransport {
         }
     }
 
+    fn acknowledge(&self, event: &InboundEvent) {
+        if event.kind == InboundKind::Activity {
+            self.next_activity(event.user.0 as usize, event.at);
+        }
+    }
+
+    fn acknowledge_after_persist(&self) -> bool {
+        false
+    }
+}
+
+impl Sender for SimTransport {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
         let outcome = match message.to {
             Destination::User(id) => {
@@ -168,11 +182,5 @@ impl Transport for SimTransport {
             },
         };
         Box::pin(std::future::ready(outcome))
-    }
-
-    fn acknowledge(&self, event: &InboundEvent) {
-        if event.kind == InboundKind::Activity {
-            self.next_activity(event.user.0 as usize, event.at);
-        }
     }
 }

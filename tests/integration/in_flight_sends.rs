@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use gavat::clock::ScaledClock;
 use gavat::domain::{
-    ActivitySummary, DAY, Destination, HOUR, InboundEvent, OutboundMessage, ResponseHistory, Timestamp, UserId,
-    UserProfile, UtcOffset,
+    ActivitySummary, DAY, Destination, HOUR, OutboundMessage, ResponseHistory, Timestamp, UserId, UserProfile,
+    UtcOffset,
 };
 use gavat::engine::{Engine, RunResult};
 use gavat::store::{LogKind, MemoryStore};
-use gavat::transport::{Delivered, InboundSink, SendFuture, Transport};
+use gavat::transport::{Delivered, SendFuture, Sender};
 
 /// 11:58 UTC: warm leads' optimal hours (12–14 local, UTC users) start two minutes later.
 const START: Timestamp = Timestamp(1_767_225_600 + 11 * HOUR + 58 * 60);
@@ -52,9 +52,7 @@ impl SlowTransport {
     }
 }
 
-impl Transport for SlowTransport {
-    fn start(&self, _sink: InboundSink) {}
-
+impl Sender for SlowTransport {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
         self.sent.lock().expect("lock").push(message.clone());
         let Destination::User(user) = message.to else { return Box::pin(std::future::ready(Ok(Delivered))) };
@@ -67,8 +65,6 @@ impl Transport for SlowTransport {
             (true, None) => Box::pin(std::future::pending()),
         }
     }
-
-    fn acknowledge(&self, _event: &InboundEvent) {}
 }
 
 /// Runs ten warm leads on a scaled clock for `hours` engine hours (or until `shutdown_after`
@@ -82,7 +78,8 @@ fn run(
     let store = Arc::new(MemoryStore::keeping_everything());
     let engine = Engine::builder()
         .clock(Arc::new(ScaledClock::new(START, SPEED)))
-        .transport(transport)
+        .sender(transport)
+        .inbound_source(Arc::new(gavat::transport::MemoryTransport::new()))
         .store(store.clone())
         .users((0..10).map(warm_lead).collect())
         .horizon(START.plus(hours * HOUR))

@@ -10,7 +10,7 @@ use gavat::domain::{
 };
 use gavat::engine::{Engine, RunResult, run_on_virtual_runtime};
 use gavat::store::{LogKind, MemoryStore};
-use gavat::transport::{Delivered, MemoryTransport, TransportError};
+use gavat::transport::{Delivered, InboundSink, InboundSource, MemoryTransport, TransportError};
 
 const START: Timestamp = Timestamp(1_767_225_600);
 
@@ -104,6 +104,7 @@ fn opt_out_event_stops_everything() {
         user: UserId(0),
         kind: InboundKind::OptOut,
         group: None,
+        source: None,
     }]));
     let store = Arc::new(MemoryStore::keeping_everything());
     let result = run(transport.clone(), store.clone(), 20);
@@ -125,4 +126,60 @@ fn transient_failure_is_retried() {
     assert!(attempts.len() >= 2);
     assert!(attempts[1].at.secs() - attempts[0].at.secs() >= 60);
     assert_eq!(sends(&store)[0].0, attempts[1].at);
+}
+
+/// An event delivered twice by its source (the same source id: a redelivered update) is
+/// taken in once and acknowledged both times; each is acknowledged only once the log that
+/// holds it has been written (the source checks the store at every acknowledgement).
+#[test]
+fn a_redelivered_event_is_taken_in_once_and_acknowledged_after_it_is_stored() {
+    /// Checks, at every acknowledgement of a reply, that the store already holds it.
+    #[derive(Debug)]
+    struct Checking {
+        inner: MemoryTransport,
+        store: Arc<MemoryStore>,
+        acked_unstored: std::sync::atomic::AtomicU64,
+    }
+    impl InboundSource for Checking {
+        fn start(&self, sink: InboundSink) {
+            self.inner.start(sink);
+        }
+        fn acknowledge(&self, event: &InboundEvent) {
+            let stored = self.store.log().iter().any(|e| e.kind == LogKind::Response && e.at == event.at);
+            if event.kind == InboundKind::Reply && !stored {
+                self.acked_unstored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.inner.acknowledge(event);
+        }
+    }
+    let reply = InboundEvent {
+        at: START.plus(DAY + 13 * HOUR),
+        user: UserId(0),
+        kind: InboundKind::Reply,
+        group: None,
+        source: Some(4_242),
+    };
+    let store = Arc::new(MemoryStore::keeping_everything());
+    let source = Arc::new(Checking {
+        inner: MemoryTransport::new().with_inbound([reply, reply]),
+        store: store.clone(),
+        acked_unstored: std::sync::atomic::AtomicU64::new(0),
+    });
+    let engine = Engine::builder()
+        .clock(Arc::new(VirtualClock::new(START)))
+        .sender(Arc::new(MemoryTransport::new()))
+        .inbound_source(source.clone())
+        .store(store.clone())
+        .users(vec![warm_lead()])
+        .horizon(START.plus(3 * DAY))
+        .seed(5)
+        .build()
+        .expect("all seams given");
+    let result = run_on_virtual_runtime(|| engine.run()).expect("runtime").expect("run");
+    let replies = store.log().iter().filter(|e| e.kind == LogKind::Response).count();
+    assert_eq!(replies, 1, "taken in once");
+    assert_eq!(result.scheduler.duplicate_events, 1);
+    let acked: Vec<_> = source.inner.acknowledged().into_iter().filter(|e| e.source == Some(4_242)).collect();
+    assert_eq!(acked.len(), 2, "both deliveries acknowledged, so the source moves on");
+    assert_eq!(source.acked_unstored.load(std::sync::atomic::Ordering::Relaxed), 0, "acknowledged before stored");
 }

@@ -55,7 +55,13 @@ fn a_user_who_joins_mid_run_is_messaged_within_caps() {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 join.send(warm_lead(newcomer.0)).expect("the engine is running");
                 join.send(warm_lead(0)).expect("a known user again is ignored");
-                feeder.inject(InboundEvent { at: START, user: UserId(77), kind: InboundKind::OptOut, group: None });
+                feeder.inject(InboundEvent {
+                    at: START,
+                    user: UserId(77),
+                    kind: InboundKind::OptOut,
+                    group: None,
+                    source: None,
+                });
             });
             engine.run().await
         })

@@ -83,6 +83,7 @@ fn shard_decisions(c: &mut Criterion) {
     let cx = UserContext {
         sender: Arc::new(DeliverAtOnce),
         ledger: Arc::new(gavat::ledger::MemoryLedger::default()),
+        run_nonce: 1,
         persist: PersistPolicy::AtEnd,
         rules: Arc::new(SegmentationRules::defaults()),
     };

@@ -450,9 +450,12 @@ impl Engine {
                 (None, None) => Arc::new(MemoryLedger::default()),
             }
         };
+        // Message ids of this run differ from any other run's: the seed and the start time.
+        let run_nonce = self.seed ^ (start.secs() as u64).rotate_left(29) ^ 0x6761_7661_7421;
         let cx = UserContext {
             sender: self.sender.clone(),
             ledger: ledger_of(0),
+            run_nonce,
             persist: self.persist,
             rules: self.rules.clone(),
         };
@@ -524,6 +527,7 @@ impl Engine {
         }
 
         let scheduler = Scheduler::new(SchedulerParts {
+            run_nonce,
             clock: self.clock.clone(),
             horizon: self.horizon,
             shards: shard_addrs.clone(),

@@ -55,6 +55,9 @@ pub struct UserContext {
     pub sender: Arc<dyn Sender>,
     /// The cap gate every message reserves through before the transport is called.
     pub ledger: Arc<dyn CapLedger>,
+    /// This run's nonce: mixed into every message id, so that a ledger that outlives a run
+    /// (a store's, another engine's) never sees an id of this run before.
+    pub run_nonce: u64,
     /// When to persist.
     pub persist: PersistPolicy,
     /// The segmentation rules.
@@ -473,7 +476,7 @@ impl UserEntity {
                 let message = OutboundMessage {
                     // A new id for every attempt: a retry after a 429 is a new reservation,
                     // while a blind retry of one reservation keeps its id.
-                    id: (self.profile.id.0 << 20) | u64::from(self.attempts & 0xF_FFFF),
+                    id: direct_message_id(cx.run_nonce, self.profile.id, self.attempts).0,
                     to: Destination::User(self.profile.id),
                     bot,
                     content,
@@ -730,6 +733,18 @@ fn settle(cx: &UserContext, message: MessageId, counted: Option<Counted>) {
     if let Err(e) = at_once(future) {
         tracing::warn!(message = %message, error = %e, "Could not settle a reservation; it keeps counting.");
     }
+}
+
+/// The message id of a user's `attempt`-th direct message in the run with `nonce`: a
+/// SplitMix64 mix of the three, top bit clear (group shares have it set). Any user id fits.
+pub fn direct_message_id(nonce: u64, user: crate::domain::UserId, attempt: u32) -> MessageId {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    MessageId(mix(mix(nonce ^ user.0) ^ u64::from(attempt)) & !(1 << 63))
 }
 
 /// The message id of one member's share of a group post: a hash of the post and the user,

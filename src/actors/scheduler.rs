@@ -173,6 +173,9 @@ pub struct SchedulerParts {
     pub users: usize,
     /// Called as the clock moves.
     pub progress: Option<ProgressFn>,
+    /// Distinguishes this run's message ids from another run's or engine's (a ledger that
+    /// outlives a run must never see an id again).
+    pub run_nonce: u64,
     /// Users joining the running engine (a `/start`, an import, the API).
     pub arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
@@ -209,6 +212,8 @@ pub struct Scheduler {
     log: Vec<LogEntry>,
     /// Events to acknowledge once the log holding them is written.
     acks: Vec<crate::domain::InboundEvent>,
+    /// The last log write failed (its events are not acknowledged).
+    log_failed: bool,
     outcome_buffer: Vec<Outcome>,
     listeners: Vec<Recipient<OutcomesRecorded>>,
     learner: Option<Addr<LearnerActor>>,
@@ -224,6 +229,8 @@ pub struct Scheduler {
     post_answers: (mpsc::UnboundedSender<PostAnswer>, mpsc::UnboundedReceiver<PostAnswer>),
     /// A learner's answers on a clock that does not wait for them.
     learner_updates: (mpsc::UnboundedSender<ArmUpdate>, mpsc::UnboundedReceiver<ArmUpdate>),
+    /// Arms whose look was asked on a clock that does not wait and has not answered.
+    learn_outstanding: Vec<bool>,
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
 }
 
@@ -268,13 +275,15 @@ impl Scheduler {
             groups,
             group_policy: parts.group_policy,
             group_rate: PostRateWindow::new(per_minute),
-            next_post_id: 1,
+            // 40 bits of the run's nonce, 24 of count: no post id of this run was another's.
+            next_post_id: (parts.run_nonce & 0xFF_FFFF_FFFF) << 24 | 1,
             sender: parts.sender,
             source: parts.source,
             keep_log: parts.store.wants_log(),
             store: parts.store,
             log: Vec::new(),
             acks: Vec::new(),
+            log_failed: false,
             outcome_buffer: Vec::with_capacity(OUTCOME_BATCH),
             listeners: parts.listeners,
             learner: parts.learner,
@@ -288,6 +297,7 @@ impl Scheduler {
             posts_in_flight: 0,
             post_answers: mpsc::unbounded_channel(),
             learner_updates: mpsc::unbounded_channel(),
+            learn_outstanding: vec![false; arms],
             arrivals: parts.arrivals,
         }
     }
@@ -421,7 +431,7 @@ impl Scheduler {
             }
         }
         self.write_log().await;
-        self.acknowledge_stored();
+        self.acknowledge_stored().await;
         self.report_progress(until.max(floor));
     }
 
@@ -445,17 +455,34 @@ impl Scheduler {
         }
         let mut log = std::mem::take(&mut self.log);
         log.sort_by_key(|e| (e.at, e.user));
+        self.log_failed = false;
         for entry in &log {
             if let Err(e) = self.store.append(entry).await {
                 tracing::error!(error = %e, "Store write failed.");
+                self.log_failed = true;
             }
         }
         log.clear();
         self.log = log;
     }
 
-    /// Acknowledges the events whose effects are now stored.
-    fn acknowledge_stored(&mut self) {
+    /// Acknowledges the events whose effects are now stored: the store is flushed first (a
+    /// buffered write is not stored), and on a write failure nothing is acknowledged, so the
+    /// source delivers the events again.
+    async fn acknowledge_stored(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        if self.log_failed {
+            tracing::error!(events = self.acks.len(), "The log could not be written; events are not acknowledged.");
+            self.acks.clear();
+            return;
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "The store could not be flushed; events are not acknowledged.");
+            self.acks.clear();
+            return;
+        }
         for event in self.acks.drain(..) {
             self.source.acknowledge(&event);
         }
@@ -515,6 +542,12 @@ impl Scheduler {
             if !self.learning_arms[arm] {
                 continue;
             }
+            if self.learn_outstanding.get(arm).copied().unwrap_or(false) {
+                // The last look has not answered yet: a look on strategies it may be about to
+                // change would undo it. This tick is skipped.
+                tracing::warn!(arm, "The learner's last look is still running; this look is skipped.");
+                continue;
+            }
             let ask = learner.send(Learn { at, arm: arm as u16, book: self.books[arm].clone() });
             if self.clock.jumps() {
                 // Virtual time waits for the look: its strategies apply from this instant.
@@ -526,6 +559,9 @@ impl Scheduler {
                 // Real time does not wait: the learner looks on its own thread while the
                 // shards go on sending, and its strategies apply when they arrive.
                 let updates = self.learner_updates.0.clone();
+                if let Some(flag) = self.learn_outstanding.get_mut(arm) {
+                    *flag = true;
+                }
                 actix::spawn(async move {
                     match ask.await {
                         Ok(update) => {
@@ -541,6 +577,9 @@ impl Scheduler {
     /// Puts a learner's new strategies for `arm` in force (the shards get them with their
     /// next window) and keeps its audit entries.
     fn apply_update(&mut self, arm: usize, update: super::learner::StrategyUpdate) {
+        if let Some(flag) = self.learn_outstanding.get_mut(arm) {
+            *flag = false;
+        }
         if let Some(book) = update.book
             && arm < self.books.len()
         {
@@ -567,11 +606,17 @@ impl Scheduler {
             match self.post_answers.1.recv().await {
                 Some((flight, result)) => {
                     self.posts_in_flight -= 1;
-                    self.settle(&flight, None).await;
-                    // A post that went out counts for its members; nothing new is planned.
-                    if matches!(result, Ok(Delivered) | Err(TransportError::Unknown { .. })) {
-                        self.summary.group_posts += 1;
+                    // A post that went out (or may have) counts for the group and for every
+                    // member; nothing new is planned.
+                    let sent = match &result {
+                        Ok(Delivered) => Some(SendOutcome::Delivered),
+                        Err(TransportError::Unknown { .. }) => Some(SendOutcome::Unknown),
+                        Err(_) => None,
+                    };
+                    if sent.is_some() {
+                        self.count_group_post(&flight);
                     }
+                    self.settle(&flight, sent).await;
                 }
                 None => break,
             }
@@ -602,7 +647,7 @@ impl Scheduler {
             self.absorb(reply.output);
         }
         self.write_log().await;
-        self.acknowledge_stored();
+        self.acknowledge_stored().await;
     }
 
     // ---- group posts -------------------------------------------------------------------
@@ -624,17 +669,20 @@ impl Scheduler {
             per_shard[usize::from(shard)].push((position as u32, local));
         }
         let mut asked = Vec::new();
+        let mut which = Vec::new();
         for (s, members_here) in per_shard.into_iter().enumerate() {
             if !members_here.is_empty() {
                 let ask = GroupRound { at, post, group: gid, phase, members: members_here };
                 asked.push(self.shards[s].send(ask));
+                which.push(s);
             }
         }
         let mut answers = Vec::with_capacity(members.len());
-        for reply in join_all(asked).await {
+        for (s, reply) in which.into_iter().zip(join_all(asked).await) {
             match reply {
                 Ok(reply) => {
                     answers.extend(reply.answers);
+                    self.shard_due[s] = reply.next_due;
                     self.absorb(reply.output);
                 }
                 Err(e) => tracing::error!(error = %e, "A shard stopped during a group round."),
@@ -788,17 +836,23 @@ impl Scheduler {
         self.round(&flight.granted, flight.at, flight.post, flight.group, GroupPhase::Settle { sent }).await;
     }
 
+    /// A group post went out (or may have): it counts against the group's own caps and
+    /// Telegram's per-minute window.
+    fn count_group_post(&mut self, flight: &PostInFlight) {
+        let g = &mut self.groups[flight.group];
+        g.caps_state.record_send(flight.at, g.profile.utc_offset);
+        g.posts += 1;
+        self.group_rate.record(flight.at);
+        self.summary.group_posts += 1;
+    }
+
     async fn after_group_send(&mut self, flight: PostInFlight, result: Result<Delivered, TransportError>) {
         let Some(policy) = self.group_policy else { return };
         let group = flight.group;
         match result {
             Ok(Delivered) | Err(TransportError::Unknown { .. }) => {
                 let outcome = if result.is_ok() { SendOutcome::Delivered } else { SendOutcome::Unknown };
-                let g = &mut self.groups[group];
-                g.caps_state.record_send(flight.at, g.profile.utc_offset);
-                g.posts += 1;
-                self.group_rate.record(flight.at);
-                self.summary.group_posts += 1;
+                self.count_group_post(&flight);
                 self.settle(&flight, Some(outcome)).await;
                 self.plan_group(group, flight.at.plus(policy.interval_secs)).await;
             }
@@ -884,6 +938,7 @@ mod tests {
             let cx = UserContext {
                 sender: transport.clone(),
                 ledger: Arc::new(crate::ledger::MemoryLedger::default()),
+                run_nonce: 1,
                 persist: PersistPolicy::AtEnd,
                 rules: Arc::new(SegmentationRules::defaults()),
             };
@@ -964,6 +1019,7 @@ mod tests {
                 users: users as usize,
                 progress: None,
                 arrivals: None,
+                run_nonce: 1,
             });
             let summary = scheduler.run(std::future::pending()).await;
             let group_sends: Vec<_> = store.log().into_iter().filter(|e| e.group.is_some()).collect();

@@ -530,6 +530,9 @@ pub struct GroupRoundAnswer {
     pub answers: Vec<(u32, SlotAnswer)>,
     /// Outcomes and log entries of settled sends.
     pub output: ShardOutput,
+    /// When the shard's next work is due (a booking or a settled post may move a plan
+    /// earlier than the shard last said).
+    pub next_due: Option<Timestamp>,
 }
 
 impl Handler<GroupRound> for UserShard {
@@ -555,7 +558,7 @@ impl Handler<GroupRound> for UserShard {
                 }
             }
         }
-        GroupRoundAnswer { answers, output: std::mem::take(&mut self.output) }
+        GroupRoundAnswer { answers, output: std::mem::take(&mut self.output), next_due: self.queue.next_due() }
     }
 }
 
@@ -679,6 +682,7 @@ mod tests {
         let cx = UserContext {
             sender: Arc::new(MemoryTransport::new()),
             ledger: Arc::new(crate::ledger::MemoryLedger::default()),
+            run_nonce: 1,
             persist: PersistPolicy::AtEnd,
             rules: Arc::new(SegmentationRules::defaults()),
         };

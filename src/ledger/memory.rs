@@ -98,7 +98,8 @@ impl MemoryLedger {
             }
             Decision::Suppress { reason, .. } => Reserved::Denied(reason),
         };
-        let settled = Settled::Pending;
+        // A denial holds nothing: it is remembered (a retry gets the same answer) but settled.
+        let settled = if decision == Reserved::Granted { Settled::Pending } else { Settled::Released };
         inner.messages.insert(
             request.message,
             MessageRecord { user: request.user, at: request.at, offset: request.offset, decision, settled },

@@ -137,3 +137,44 @@ fn a_rate_limited_send_is_released_and_its_retry_counted() {
         assert!(state.pending.is_empty());
     }
 }
+
+/// Two runs in a row on one ledger (a restart): the second run's message ids are new, so
+/// the ledger counts every send of both runs, and the second run waits out the caps the
+/// first run's sends left — though its own counters start empty.
+#[test]
+fn a_restart_on_the_same_ledger_keeps_the_caps_and_counts_every_send() {
+    let ledger = Arc::new(MemoryLedger::default());
+    let run_from = |start: Timestamp, transport: Arc<MemoryTransport>| {
+        let engine = Engine::builder()
+            .clock(Arc::new(VirtualClock::new(start)))
+            .transport(transport)
+            .store(Arc::new(MemoryStore::counting()))
+            .users(vec![warm_lead(0), warm_lead(1)])
+            .horizon(start.plus(2 * DAY))
+            .seed(5)
+            .threads(2)
+            .ledger(ledger.clone())
+            .build()
+            .expect("all seams given");
+        run_on_virtual_runtime(|| engine.run()).expect("runtime").expect("run")
+    };
+    let first = Arc::new(MemoryTransport::new());
+    run_from(START, first.clone());
+    let restart = START.plus(2 * DAY);
+    let second = Arc::new(MemoryTransport::new());
+    run_from(restart, second.clone());
+    for user in [0u64, 1] {
+        let to = |t: &MemoryTransport| -> Vec<Timestamp> {
+            t.sent().iter().filter(|m| m.to == gavat::domain::Destination::User(UserId(user))).map(|m| m.at).collect()
+        };
+        let (a, b) = (to(&first), to(&second));
+        assert!(!b.is_empty(), "user {user} is messaged after the restart");
+        let state: LedgerUser = futures::executor::block_on(ledger.load(UserId(user))).expect("load");
+        let last = a.iter().chain(&b).max().copied();
+        assert_eq!(state.counted.last_sent, last, "user {user}: every send of both runs is counted");
+        if let (Some(end_of_first), Some(start_of_second)) = (a.last(), b.first()) {
+            // Warm leads: 12 h cooldown, every other day.
+            assert!(start_of_second.secs() - end_of_first.secs() >= 12 * HOUR, "user {user}: {a:?} then {b:?}");
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! their own time queue of planned sends and inbound events — on one arbiter (thread). The
 //! scheduler advances every shard to the next global sync point with one [`RunUntil`]; the
 //! shard works through its queue up to there and answers with one [`ShardReport`]: the
-//! outcomes, log entries and user records of the window, and when its next work is due.
+//! outcomes and log entries of the window, and when its next work is due (user records go
+//! to the store from the shard itself).
 //!
 //! Ordering guarantees:
 //! - Inside a shard, work runs in queue-key order: time, then kind (inbound events, then
@@ -296,7 +297,12 @@ impl UserShard {
                     event.at.max(now),
                     Work::Inbound { user: local, kind: event.kind, group: event.group, source: event.source },
                 ),
-                _ => tracing::error!(user = %event.user, shard = self.id, "Inbound event routed to the wrong shard."),
+                _ => {
+                    // Nothing of it is stored, so it is acknowledged at once: a live source would
+                    // otherwise deliver it again after every restart.
+                    tracing::error!(user = %event.user, shard = self.id, "Inbound event routed to the wrong shard; dropped.");
+                    self.source.acknowledge(&event);
+                }
             }
         }
         self.inbound_spare = events;

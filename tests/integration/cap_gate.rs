@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use gavat::clock::VirtualClock;
-use gavat::domain::{
-    ActivitySummary, Caps, DAY, HOUR, HourMask, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset,
-};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UserProfile, UtcOffset};
 use gavat::engine::{Engine, RunResult, run_on_virtual_runtime};
 use gavat::ledger::{
     CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MemoryLedger, MessageId, Reservation, Reserved,
@@ -19,15 +17,7 @@ use gavat::transport::MemoryTransport;
 const START: Timestamp = Timestamp(1_767_225_600);
 
 fn warm_lead(id: u64) -> UserProfile {
-    UserProfile {
-        id: UserId(id),
-        joined_at: START.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
-        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
-        bots_followed: 1,
-        purchases: 0,
-        responses: ResponseHistory::default(),
-    }
+    super::common::warm_lead(id, START)
 }
 
 fn run(ledger: Arc<dyn CapLedger>, transport: Arc<MemoryTransport>, store: Arc<MemoryStore>) -> RunResult {

@@ -7,10 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gavat::clock::ScaledClock;
-use gavat::domain::{
-    ActivitySummary, DAY, Destination, HOUR, OutboundMessage, ResponseHistory, Timestamp, UserId, UserProfile,
-    UtcOffset,
-};
+use gavat::domain::{Destination, HOUR, OutboundMessage, Timestamp, UserId, UserProfile};
 use gavat::engine::{Engine, RunResult};
 use gavat::store::{LogKind, MemoryStore};
 use gavat::transport::{Delivered, SendFuture, Sender};
@@ -21,15 +18,7 @@ const START: Timestamp = Timestamp(1_767_225_600 + 11 * HOUR + 58 * 60);
 const SPEED: u32 = 3_600;
 
 fn warm_lead(id: u64) -> UserProfile {
-    UserProfile {
-        id: UserId(id),
-        joined_at: START.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
-        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
-        bots_followed: 1,
-        purchases: 0,
-        responses: ResponseHistory::default(),
-    }
+    super::common::warm_lead(id, START)
 }
 
 /// Delivers everything; calls to the users in `slow` take `delay` of wall time (or never

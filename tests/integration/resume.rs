@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use gavat::clock::VirtualClock;
-use gavat::domain::{ActivitySummary, DAY, HOUR, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset};
+use gavat::domain::{DAY, HOUR, Timestamp, UserProfile, UtcOffset};
 use gavat::engine::{Engine, run_on_virtual_runtime};
 use gavat::policy::CapState;
 use gavat::store::{EventLog, LogKind, MemoryStore, SqliteStore, UserRepository, UserState};
@@ -25,15 +25,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A warm lead (every 2 days, 2 a day, 12 h cooldown, 9–21 local) in UTC.
 fn warm_lead() -> UserProfile {
-    UserProfile {
-        id: UserId(0),
-        joined_at: START.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
-        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
-        bots_followed: 1,
-        purchases: 0,
-        responses: ResponseHistory::default(),
-    }
+    super::common::warm_lead(0, START)
 }
 
 /// The sends to one warm lead over three days, starting from `caps`.

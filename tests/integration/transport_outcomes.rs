@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use gavat::clock::VirtualClock;
-use gavat::domain::{
-    ActivitySummary, DAY, HOUR, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset,
-};
+use gavat::domain::{DAY, HOUR, InboundEvent, InboundKind, Timestamp, UserId, UserProfile};
 use gavat::engine::{Engine, RunResult, run_on_virtual_runtime};
 use gavat::store::{LogKind, MemoryStore};
 use gavat::transport::{Delivered, InboundSink, InboundSource, MemoryTransport, TransportError};
@@ -16,15 +14,7 @@ const START: Timestamp = Timestamp(1_767_225_600);
 
 /// A warm lead (every 2 days, 2 a day, 12 h cooldown, 9–21 local) in UTC.
 fn warm_lead() -> UserProfile {
-    UserProfile {
-        id: UserId(0),
-        joined_at: START.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
-        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
-        bots_followed: 1,
-        purchases: 0,
-        responses: ResponseHistory::default(),
-    }
+    super::common::warm_lead(0, START)
 }
 
 fn run(transport: Arc<MemoryTransport>, store: Arc<MemoryStore>, days: i64) -> RunResult {

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gavat::clock::ScaledClock;
-use gavat::domain::{
-    ActivitySummary, DAY, Destination, HOUR, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId,
-    UserProfile, UtcOffset,
-};
+use gavat::domain::{Destination, HOUR, InboundEvent, InboundKind, Timestamp, UserId, UserProfile};
 use gavat::engine::{Engine, user_arrivals};
 use gavat::store::MemoryStore;
 use gavat::transport::MemoryTransport;
@@ -18,15 +15,7 @@ use gavat::transport::MemoryTransport;
 const START: Timestamp = Timestamp(1_767_225_600 + 11 * HOUR + 58 * 60);
 
 fn warm_lead(id: u64) -> UserProfile {
-    UserProfile {
-        id: UserId(id),
-        joined_at: START.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
-        activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
-        bots_followed: 1,
-        purchases: 0,
-        responses: ResponseHistory::default(),
-    }
+    super::common::warm_lead(id, START)
 }
 
 /// Two users at start; a third (a sparse id) joins a third of a second in (about twenty

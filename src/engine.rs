@@ -148,6 +148,7 @@ pub struct EngineBuilder {
     threads: Option<usize>,
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
+    run_nonce: Option<u64>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -264,6 +265,14 @@ impl EngineBuilder {
         self.arrivals = Some(arrivals);
         self
     }
+    /// What makes this run's message ids differ from every other run's (default: the seed
+    /// and the start time, which is what a deterministic simulation needs). A live engine
+    /// passes a fresh random value per process, so that two instances on one ledger —
+    /// even started in the same second with the same seed — never share a message id.
+    pub fn run_nonce(mut self, nonce: u64) -> Self {
+        self.run_nonce = Some(nonce);
+        self
+    }
     /// Threads the user shards run on, one shard each (default: the machine's cores). The
     /// result does not depend on it.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -315,6 +324,7 @@ impl EngineBuilder {
             threads: self.threads.unwrap_or_else(default_threads),
             ledger: self.ledger,
             arrivals: self.arrivals,
+            run_nonce: self.run_nonce,
         })
     }
 }
@@ -344,6 +354,7 @@ pub struct Engine {
     threads: usize,
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
+    run_nonce: Option<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -451,7 +462,7 @@ impl Engine {
             }
         };
         // Message ids of this run differ from any other run's: the seed and the start time.
-        let run_nonce = self.seed ^ (start.secs() as u64).rotate_left(29) ^ 0x6761_7661_7421;
+        let run_nonce = self.run_nonce.unwrap_or(self.seed ^ (start.secs() as u64).rotate_left(29) ^ 0x6761_7661_7421);
         let cx = UserContext {
             sender: self.sender.clone(),
             ledger: ledger_of(0),

@@ -502,6 +502,15 @@ impl UserEntity {
                         return Step::new(next, self.outcome(at, segment, held));
                     }
                 }
+                // The outbox: persisted as "sending" before the transport is called, so a
+                // crash in between leaves it counted as unknown, never resent.
+                if let Err(e) = at_once(cx.ledger.sending(MessageId(message.id))) {
+                    tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; not sent.");
+                    settle(cx, MessageId(message.id), None);
+                    let next = self.plan(at.plus(GATE_RETRY_SECS), book);
+                    let held = OutcomeKind::Suppressed(SuppressReason::GateUnavailable);
+                    return Step::new(next, self.outcome(at, segment, held));
+                }
                 let mut future: SendFuture = cx.sender.send(&message);
                 match futures::FutureExt::now_or_never(&mut future) {
                     Some(result) => self.after_send(cx, fx, message, caps, result, book),

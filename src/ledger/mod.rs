@@ -146,4 +146,37 @@ pub trait CapLedger: Send + Sync + Debug {
     fn opt_out(&self, user: UserId) -> LedgerFuture<()>;
     /// A user's state (default for a user the ledger has never seen).
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser>;
+    /// The outbox step between `reserve` and the transport call: the message is about to be
+    /// handed to the transport. A durable ledger persists it before the engine calls the
+    /// transport, so that after a crash it knows which reservations may have gone out
+    /// (see [`CapLedger::recover`]). An error means the message must not be sent (the
+    /// engine releases it). In-memory ledgers need nothing: nothing of theirs outlives a crash.
+    fn sending(&self, message: MessageId) -> LedgerFuture<()> {
+        let _ = message;
+        Box::pin(futures::future::ready(Ok(())))
+    }
+    /// Settles what a crashed engine left unsettled, before a new engine starts on the
+    /// ledger: a reservation marked [`CapLedger::sending`] may have gone out, so it is
+    /// confirmed [`Counted::Unknown`] (counted, never resent); a direct message reserved but
+    /// never handed to the transport is released (the engine plans it again, re-checking
+    /// every cap then); a group post member's share — group posts are not marked sending —
+    /// counts as unknown, so that a post that did go out is never undercounted.
+    fn recover(&self) -> LedgerFuture<Recovery> {
+        Box::pin(futures::future::ready(Ok(Recovery::default())))
+    }
+}
+
+/// What [`CapLedger::recover`] settled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Reservations that were being sent (or were group shares): now counted as unknown.
+    pub unknown: u64,
+    /// Reservations never handed to the transport: released.
+    pub released: u64,
+}
+
+/// Whether a message id is a member's share of a group post (the top bit), not a direct
+/// message (see [`crate::actors::entity::group_share_id`]).
+pub fn is_group_share(message: MessageId) -> bool {
+    message.0 >> 63 == 1
 }

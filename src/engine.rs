@@ -149,6 +149,7 @@ pub struct EngineBuilder {
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
     run_nonce: Option<u64>,
+    outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -273,6 +274,13 @@ impl EngineBuilder {
         self.run_nonce = Some(nonce);
         self
     }
+    /// Also tell this actor every batch of outcomes (sends, suppressions by reason,
+    /// failures, replies, conversions, opt-outs), as the segment and learner actors are
+    /// told: a live engine's metrics listen here.
+    pub fn outcome_listener(mut self, listener: Recipient<OutcomesRecorded>) -> Self {
+        self.outcome_listeners.push(listener);
+        self
+    }
     /// Threads the user shards run on, one shard each (default: the machine's cores). The
     /// result does not depend on it.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -325,6 +333,7 @@ impl EngineBuilder {
             ledger: self.ledger,
             arrivals: self.arrivals,
             run_nonce: self.run_nonce,
+            outcome_listeners: self.outcome_listeners,
         })
     }
 }
@@ -355,6 +364,7 @@ pub struct Engine {
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
     run_nonce: Option<u64>,
+    outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -439,6 +449,7 @@ impl Engine {
         let mut listeners: Vec<Recipient<OutcomesRecorded>> =
             segment_addrs.iter().map(|a| a.clone().recipient()).collect();
         listeners.push(learner.clone().recipient());
+        listeners.extend(self.outcome_listeners);
 
         // Users to shards: a stable hash of the id; inside a shard, in engine-index order.
         let shards = self.threads.max(1);

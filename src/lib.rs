@@ -17,6 +17,7 @@
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
 //! - [`output`]: output paths checked before a run, files replaced atomically after it.
 //! - [`engine`]: wiring and running.
+//! - [`live`]: the live engine's configuration (`gavat.toml`).
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
 //! - [`cli`]: the `gavat` command line.
@@ -37,6 +38,7 @@ pub mod experiment;
 pub mod learner;
 pub mod learner_effect;
 pub mod ledger;
+pub mod live;
 pub mod llm;
 pub mod output;
 pub mod policy;

@@ -464,6 +464,14 @@ impl Scheduler {
         }
         log.clear();
         self.log = log;
+        // Live: what went out is on disk within the window that sent it, not when a buffer
+        // of ten thousand rows fills (a crash must not lose the record of a send).
+        if !self.clock.jumps()
+            && let Err(e) = self.store.flush().await
+        {
+            tracing::error!(error = %e, "The store could not be flushed.");
+            self.log_failed = true;
+        }
     }
 
     /// Acknowledges the events whose effects are now stored: the store is flushed first (a

@@ -2,9 +2,11 @@
 //! any work starts. Bad input is a one-line error and exit code 2; a failure while
 //! running is exit code 1.
 
+pub mod config_check;
 pub mod crm;
 pub mod experiment;
 pub mod llm_args;
+pub mod run;
 pub mod segment;
 pub mod simulate;
 pub mod strategy;
@@ -30,6 +32,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the engine live: on the system clock (or a faster one for a rehearsal), over a
+    /// store, sending through a transport (dry-run by default: nothing leaves the machine),
+    /// until `--for` has passed or SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Check a live engine's configuration file (gavat.toml).
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
     /// Run the engine on a virtual clock with a synthetic population and print a report per
     /// segment: sends, responses, conversions, opt-outs, suppressed sends and cap
     /// violations (always 0).
@@ -99,6 +108,8 @@ pub fn main() -> ExitCode {
     crate::telemetry::init();
     quiet_on_closed_stdout();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Config(command) => config_check::run(command),
         Command::Simulate(args) => simulate::run(args),
         Command::Experiment(command) => experiment::run(command),
         Command::Users(command) => crm::users(command),

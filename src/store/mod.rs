@@ -13,6 +13,7 @@ mod memory;
 mod read_back;
 mod sqlite;
 mod strategies;
+mod url;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -33,6 +34,7 @@ pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
 pub use strategies::{RollbackError, StoredChange, StoredStrategy};
+pub use url::{StoreUrl, StoreUrlError, redact_url};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,13 @@
 //! The transport seam, in two halves: a [`Sender`] of outbound messages and an
-//! [`InboundSource`] of what users do back. Implementations: [`MemoryTransport`] (records sends, replays scripted outcomes;
-//! for tests) and [`SimTransport`] (synthetic users reacting on the virtual clock). The
-//! Telegram transport will implement the same trait.
+//! [`InboundSource`] of what users do back. Implementations: [`MemoryTransport`] (records
+//! sends, replays scripted outcomes; for tests), [`SimTransport`] (synthetic users reacting
+//! on the virtual clock) and [`DryRunSender`] (`gavat run`'s default: prints and appends
+//! every message to an outbox). The Telegram transport will implement the same traits.
 
+mod dry_run;
 mod memory;
 mod sim;
+pub mod wire;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 
 use crate::domain::{InboundEvent, OutboundMessage};
 
+pub use dry_run::{DryRunSender, OutboxError, Silence};
 pub use memory::MemoryTransport;
 pub use sim::SimTransport;
 

@@ -1,0 +1,337 @@
+//! `gavat run`: the live engine. The same [`Engine`](crate::engine::Engine) as `gavat
+//! simulate`, built on a system (or scaled) clock, a store on disk, the store's cap ledger
+//! and a real transport; runs until `--for` has passed or SIGINT/SIGTERM, then finishes what
+//! is in flight, flushes, and prints a summary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::clock::{Clock, ScaledClock, SystemClock};
+use crate::config::StrategyBook;
+use crate::domain::{Timestamp, UserId};
+use crate::engine::RunResult;
+use crate::learner::LearnerSettings;
+use crate::live::config::{RunConfig, TransportConfig};
+use crate::live::instance::{Instance, random_nonce};
+use crate::live::parts::{LiveError, LiveParts, open_parts};
+use crate::policy::{caps_for, next_send};
+use crate::segmentation::SegmentationRules;
+use crate::store::StoreUrl;
+
+use super::CliError;
+
+/// Flags of `gavat run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (docs/configuration.md). Without it, `./gavat.toml` is read
+    /// when it exists; otherwise the defaults: SQLite `gavat.db` here, the dry-run
+    /// transport, the HTTP API on 127.0.0.1:8787. Flags override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The store: `sqlite:PATH`, a bare path (SQLite), or `redis://HOST:PORT/DB`.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Where messages go: `dry-run` (print each as a JSON line and append it to the
+    /// outbox; nothing leaves the machine) or `webhook` (needs `[transport]` in the config).
+    #[arg(long, value_name = "KIND")]
+    pub transport: Option<String>,
+    /// The dry-run transport's outbox file (default `outbox.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub outbox: Option<PathBuf>,
+    /// Run the clock K times faster than the wall clock: a 30-day dress rehearsal in
+    /// minutes (`--time-scale 3600`: an hour a second). Caps, quiet hours and cooldowns
+    /// are kept in the faster time.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub time_scale: u32,
+    /// Stop after this much run time (engine time: with `--time-scale` it passes faster),
+    /// e.g. `90m`, `12h`, `3d`, `2w`. Default: until SIGINT or SIGTERM.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub run_for: Option<i64>,
+    /// Serve only the users whose hash falls in share I of N (`--shard 0/2` and `--shard
+    /// 1/2` on two instances split the users). Instances on one store share its cap gate,
+    /// so even two started with the same share keep every cap.
+    #[arg(long, value_name = "I/N", value_parser = Instance::parse)]
+    pub shard: Option<Instance>,
+    /// The HTTP API's address (default 127.0.0.1:8787); port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Do not serve the HTTP API.
+    #[arg(long, conflicts_with = "listen")]
+    pub no_http: bool,
+    /// Shard threads (default: the machine's cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Do not print each dry-run message on standard output (the outbox still has them).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Where the run logs go (default `logs`, or `log_dir` of the config).
+    #[arg(long, value_name = "DIR", env = "GAVAT_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+/// `3d`, `12h`, `90m`, `30s`, `2w` → seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90m, 12h, 3d or 2w"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h, d or w (e.g. 3d)")),
+    };
+    let secs = n.checked_mul(unit_secs).filter(|s| (1..=10 * 366 * 86_400).contains(s));
+    secs.ok_or_else(|| format!("`{text}` must be between 1 s and 10 years"))
+}
+
+/// The configuration in force: the file (given, or `./gavat.toml`), then the flags.
+fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
+    let default_file = PathBuf::from("gavat.toml");
+    let file = match &args.config {
+        Some(path) => Some(path.clone()),
+        None if default_file.is_file() => Some(default_file),
+        None => None,
+    };
+    let mut config = match &file {
+        Some(path) => RunConfig::from_path(path).map_err(CliError::usage)?,
+        None => RunConfig::default(),
+    };
+    if let Some(store) = &args.store {
+        config.store = StoreUrl::parse(store).map_err(|e| CliError::usage(anyhow::anyhow!("--store: {e}")))?;
+    }
+    match args.transport.as_deref() {
+        None => {}
+        Some("dry-run") if matches!(config.transport, TransportConfig::DryRun { .. }) => {}
+        Some("dry-run") => {
+            config.transport = TransportConfig::DryRun { outbox: crate::live::config::DEFAULT_OUTBOX.into() };
+        }
+        Some("webhook") if matches!(config.transport, TransportConfig::Webhook { .. }) => {}
+        Some("webhook") => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--transport webhook needs a [transport] section with kind = \"webhook\", url and secret_env in the \
+                 config file (docs/configuration.md)"
+            )));
+        }
+        Some(other) => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--transport: `{other}` is not a transport; use dry-run or webhook"
+            )));
+        }
+    }
+    if let Some(outbox) = &args.outbox {
+        match &mut config.transport {
+            TransportConfig::DryRun { outbox: o } => *o = outbox.clone(),
+            TransportConfig::Webhook { .. } => {
+                return Err(CliError::usage(anyhow::anyhow!("--outbox is for the dry-run transport, not webhook")));
+            }
+        }
+    }
+    if args.no_http {
+        config.listen = None;
+    } else if let Some(listen) = args.listen {
+        config.listen = Some(listen);
+    }
+    if let Some(threads) = args.threads {
+        config.threads = Some(usize::from(threads));
+    }
+    if let Some(dir) = &args.log_dir {
+        config.log_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// Runs `gavat run`.
+pub fn run(args: RunArgs) -> Result<(), CliError> {
+    let config = settle_config(&args)?;
+    let book = match &config.strategies {
+        Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
+        None => StrategyBook::defaults(),
+    };
+    let rules = match &config.rules {
+        Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
+        None => SegmentationRules::defaults(),
+    };
+    let learner = match (&config.learner, config.learn) {
+        (_, false) => None,
+        (Some(path), true) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
+        (None, true) => Some(LearnerSettings::defaults()),
+    };
+    let instance = args.shard.unwrap_or_default();
+    let system_now = SystemClock.now();
+    let clock: Arc<dyn Clock> = if args.time_scale > 1 {
+        Arc::new(ScaledClock::new(system_now, args.time_scale))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let start = clock.now();
+
+    let parts = open_parts(&config, instance, args.quiet).map_err(open_error)?;
+    let LiveParts { users, recovered, .. } = &parts;
+    let opted_out = users.iter().filter(|u| u.caps.opted_out).count();
+    eprintln!(
+        "gavat run: store {} — {} users{}{}",
+        config.store,
+        users.len(),
+        if opted_out > 0 { format!(" ({opted_out} opted out)") } else { String::new() },
+        if instance.count > 1 { format!(", share {instance} of the store's users") } else { String::new() },
+    );
+    if recovered.unknown + recovered.released > 0 {
+        eprintln!(
+            "gavat run: recovered the last run's unsettled messages: {} counted as unknown (may have gone out; never \
+             resent), {} released (never handed to the transport; planned again)",
+            recovered.unknown, recovered.released
+        );
+    }
+    match &config.transport {
+        TransportConfig::DryRun { outbox } => eprintln!(
+            "gavat run: transport dry-run — every message is printed{} and appended to {}; nothing is sent",
+            if args.quiet { " (not: --quiet)" } else { "" },
+            outbox.display()
+        ),
+        TransportConfig::Webhook { url, .. } => {
+            eprintln!("gavat run: transport webhook → {}", crate::store::redact_url(url))
+        }
+    }
+    let clock_text = if args.time_scale > 1 {
+        format!("system clock ×{} from {}", args.time_scale, start.to_rfc3339())
+    } else {
+        format!("system clock, now {}", start.to_rfc3339())
+    };
+    let stop_text = match args.run_for {
+        Some(secs) => format!("; stops at {} (after {} of run time)", start.plus(secs).to_rfc3339(), human(secs)),
+        None => "; runs until SIGINT/SIGTERM".to_string(),
+    };
+    eprintln!("gavat run: {clock_text}{stop_text}");
+    if users.is_empty() {
+        eprintln!(
+            "gavat run: hint: the store holds no users yet — import them (`gavat import users users.csv --store {}`), \
+             add them through the API (`PUT /v1/users/{{id}}`), or try a demo store (`gavat simulate --users 1000 \
+             --save-state demo.db`, then `gavat run --store sqlite:demo.db --time-scale 3600 --for 2d`)",
+            config.store
+        );
+    } else {
+        match first_due(users, &book, &rules, start) {
+            Some((at, user)) => eprintln!("gavat run: first send due {} (user {user})", at.to_rfc3339()),
+            None => eprintln!("gavat run: no send is due under the current caps (every user opted out or unsegmented)"),
+        }
+    }
+
+    let threads = config.threads.unwrap_or_else(crate::engine::default_threads);
+    let result = crate::live::serve::run_live(crate::live::serve::LiveRun {
+        config: &config,
+        parts,
+        clock,
+        start,
+        run_for: args.run_for,
+        book,
+        rules,
+        learner,
+        threads,
+        nonce: random_nonce(instance),
+    })
+    .map_err(CliError::failure)?;
+    print_summary(&result, start);
+    Ok(())
+}
+
+/// A store that is not a store, a missing secret, a bad outbox path: bad input (exit 2);
+/// anything else failed while starting (exit 1).
+fn open_error(e: LiveError) -> CliError {
+    match &e {
+        LiveError::Store(crate::store::StoreError::Io { .. }) | LiveError::Ledger(_) | LiveError::Runtime(_) => {
+            CliError::failure(e)
+        }
+        _ => CliError::usage(e),
+    }
+}
+
+/// The earliest send any user could get under their caps now, and whose.
+fn first_due(
+    users: &[crate::store::UserState],
+    book: &StrategyBook,
+    rules: &SegmentationRules,
+    now: Timestamp,
+) -> Option<(Timestamp, UserId)> {
+    users
+        .iter()
+        .filter(|u| !u.caps.opted_out)
+        .filter_map(|u| {
+            let held = crate::segmentation::segment(&u.profile, now, rules);
+            crate::policy::governing_segment(&held, book)?;
+            let caps = caps_for(&held, book);
+            Some((next_send(&u.caps, &caps, u.profile.utc_offset, now).at?, u.profile.id))
+        })
+        .min()
+}
+
+/// `259200` → `3d`, `5400` → `1h 30m`.
+fn human(secs: i64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() { "0s".into() } else { parts.join(" ") }
+}
+
+/// What the run did, on standard error (standard output carries the dry-run messages).
+fn print_summary(result: &RunResult, start: Timestamp) {
+    let mut total = crate::actors::segment::SegmentStats::default();
+    for s in &result.segments {
+        total.absorb(s);
+    }
+    let end = result.scheduler.ended_at;
+    eprintln!(
+        "gavat run: stopped at {} after {} of run time",
+        end.to_rfc3339(),
+        human((end.secs() - start.secs()).max(0))
+    );
+    eprintln!(
+        "gavat run: {} sent ({} via groups), {} responses, {} conversions, {} opt-outs, {} users joined",
+        total.sent,
+        total.sent_via_group,
+        total.responses,
+        total.conversions,
+        total.opt_outs,
+        result.scheduler.joined_users
+    );
+    let suppressed: u64 = total.suppressed.values().sum();
+    if suppressed > 0 {
+        let reasons: Vec<String> = total.suppressed.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+        eprintln!("gavat run: {suppressed} sends held back by the caps: {}", reasons.join(", "));
+    }
+    if !total.failed.is_empty() {
+        let failed: Vec<String> = total.failed.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("gavat run: transport failures: {}", failed.join(", "));
+    }
+    if !result.scheduler.strategy_changes.is_empty() {
+        eprintln!("gavat run: the learner changed {} strategy fields", result.scheduler.strategy_changes.len());
+    }
+    eprintln!("gavat run: cap violations found by the audit: {}", result.scheduler.cap_violations);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations read as the help says; nonsense is refused with the reason.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3d"), Ok(3 * 86_400));
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
+        assert_eq!(parse_duration("45s"), Ok(45));
+        assert!(parse_duration("3").unwrap_err().contains("unit"));
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+        assert_eq!(human(5_400), "1h 30m");
+        assert_eq!(human(3 * 86_400), "3d");
+    }
+}

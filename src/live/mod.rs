@@ -1,0 +1,8 @@
+//! The live engine's own parts: its configuration file. The engine itself is
+//! [`crate::engine`] — the same one `gavat simulate` runs — with a system (or scaled) clock,
+//! a store on disk or in Redis, a store-backed cap ledger and a real transport.
+
+pub mod config;
+pub mod instance;
+pub mod parts;
+pub mod serve;

@@ -1,0 +1,157 @@
+//! What a live engine is built on, opened from a [`RunConfig`]: the store, its cap ledger,
+//! the transport's sender, and the users this instance serves with the cap state to start
+//! from. Opening settles what a crashed run left unsettled (see
+//! [`CapLedger::recover`](crate::ledger::CapLedger::recover)) before anything is planned.
+
+use std::sync::Arc;
+
+use crate::ledger::{CapLedger, LedgerError, MemoryLedger, Recovery};
+use crate::policy::CapState;
+use crate::store::{SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
+use crate::transport::{DryRunSender, OutboxError, Sender};
+
+use super::config::{RunConfig, TransportConfig};
+use super::instance::Instance;
+
+/// Why a live engine could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The store could not be opened, read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cap ledger could not be opened or answer.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The dry-run outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The transport could not be set up (a missing secret, a bad URL).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// Something this build cannot do yet with this configuration.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The HTTP API could not start.
+    #[error("HTTP API: {0}")]
+    Api(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// The runtime or a signal handler could not be set up.
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The opened parts; see the module documentation.
+#[derive(Debug)]
+pub struct LiveParts {
+    /// Where the engine writes.
+    pub store: Arc<dyn Store>,
+    /// The same store for reading (the API's user views), when it is SQLite.
+    pub sqlite: Option<Arc<SqliteStore>>,
+    /// The cap gate, shared by every shard and every instance on the store.
+    pub ledger: Arc<dyn CapLedger>,
+    /// Where messages go.
+    pub sender: Arc<dyn Sender>,
+    /// The users this instance serves, with the cap state to start from.
+    pub users: Vec<UserState>,
+    /// What the start settled of the last run.
+    pub recovered: Recovery,
+}
+
+/// A store to write, the same for reading when it is SQLite, and its ledger.
+type OpenedStore = (Arc<dyn Store>, Option<Arc<SqliteStore>>, Arc<dyn CapLedger>);
+
+/// Opens the store, the ledger and the transport of `config`, settles the last run's
+/// unsettled messages and loads `instance`'s users.
+pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result<LiveParts, LiveError> {
+    let opened: OpenedStore = match &config.store {
+        StoreUrl::Sqlite(path) => {
+            let store = if path.exists() { SqliteStore::open_existing(path)? } else { SqliteStore::open(path)? };
+            let store = Arc::new(store);
+            let ledger: Arc<dyn CapLedger> = Arc::new(MemoryLedger::default());
+            (store.clone(), Some(store), ledger)
+        }
+        StoreUrl::Redis(_) => {
+            return Err(LiveError::Unsupported(format!(
+                "{}: the Redis store is not built into this gavat yet",
+                config.store
+            )));
+        }
+    };
+    let (store, sqlite, ledger) = opened;
+    let recovered = at_once(ledger.recover())?;
+    let sender: Arc<dyn Sender> = match &config.transport {
+        TransportConfig::DryRun { outbox } => Arc::new(DryRunSender::new(Some(outbox), !quiet)?),
+        TransportConfig::Webhook { .. } => {
+            return Err(LiveError::Unsupported("the webhook transport is not built into this gavat yet".into()));
+        }
+    };
+    let mut users = match &sqlite {
+        Some(s) => s.load_users()?,
+        None => Vec::new(),
+    };
+    users.retain(|u| instance.owns(u.profile.id));
+    for user in &mut users {
+        let known = at_once(ledger.load(user.profile.id))?;
+        user.caps = merge_caps(user.caps, known.effective(user.profile.utc_offset));
+        if user.caps.opted_out && !known.counted.opted_out {
+            at_once(ledger.opt_out(user.profile.id))?;
+        }
+    }
+    Ok(LiveParts { store, sqlite, ledger, sender, users, recovered })
+}
+
+/// The stricter of two records of one user's sends: the one with the later last send (on
+/// the same local day, the larger count), opted out if either says so. The store's users
+/// table and the ledger can differ after a crash (the table is written in batches, the
+/// ledger at every reservation) or for a store made by `gavat simulate`, whose history the
+/// ledger never saw: starting from the stricter one keeps every cap.
+pub fn merge_caps(a: CapState, b: CapState) -> CapState {
+    let later = match (a.last_sent, b.last_sent) {
+        (Some(x), Some(y)) if a.last_send_day == b.last_send_day => {
+            let mut m = if x >= y { a } else { b };
+            m.sent_on_last_day = a.sent_on_last_day.max(b.sent_on_last_day);
+            m
+        }
+        (Some(_), Some(_)) => {
+            if a.last_send_day > b.last_send_day {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(_), None) => a,
+        _ => b,
+    };
+    CapState { opted_out: a.opted_out || b.opted_out, ..later }
+}
+
+/// A ledger answer that must be ready at once (the store-backed ledgers answer
+/// synchronously).
+fn at_once<T>(future: crate::ledger::LedgerFuture<T>) -> Result<T, LedgerError> {
+    futures::executor::block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    fn state(last: Option<i64>, day: i64, n: u32, out: bool) -> CapState {
+        CapState { opted_out: out, last_sent: last.map(Timestamp), last_send_day: day, sent_on_last_day: n }
+    }
+
+    /// The merge keeps the later send, the larger count of one day, and any opt-out.
+    #[test]
+    fn merge_keeps_the_stricter_record() {
+        let store = state(Some(100), 1, 1, false);
+        let ledger = state(Some(200), 1, 2, false);
+        assert_eq!(merge_caps(store, ledger), state(Some(200), 1, 2, false));
+        assert_eq!(merge_caps(ledger, store), state(Some(200), 1, 2, false));
+        let older_day = state(Some(50), 0, 3, true);
+        assert_eq!(merge_caps(older_day, ledger), state(Some(200), 1, 2, true));
+        assert_eq!(merge_caps(CapState::default(), store), store);
+        assert_eq!(merge_caps(store, CapState::default()), store);
+    }
+}

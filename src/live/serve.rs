@@ -1,0 +1,123 @@
+//! Runs the live engine: an actix system on a real-time runtime, the [`Engine`] built from
+//! the opened [`LiveParts`], stopped by `--for` or by SIGINT/SIGTERM (a second signal ends
+//! the process at once), then the run's record saved in the store.
+
+use std::sync::Arc;
+
+use crate::actors::entity::PersistPolicy;
+use crate::clock::Clock;
+use crate::config::StrategyBook;
+use crate::domain::{Segment, Timestamp};
+use crate::engine::{Engine, RunResult, user_arrivals};
+use crate::learner::LearnerSettings;
+use crate::segmentation::SegmentationRules;
+use crate::store::RunRecord;
+use crate::transport::Silence;
+
+use super::config::RunConfig;
+use super::parts::{LiveError, LiveParts};
+
+/// Everything a live run is made of.
+#[derive(Debug)]
+pub struct LiveRun<'a> {
+    /// The configuration in force.
+    pub config: &'a RunConfig,
+    /// The opened store, ledger, sender and users.
+    pub parts: LiveParts,
+    /// The clock (system, or scaled for a rehearsal).
+    pub clock: Arc<dyn Clock>,
+    /// The clock's reading at the start.
+    pub start: Timestamp,
+    /// Stop after this many seconds of engine time (`None`: until a signal).
+    pub run_for: Option<i64>,
+    /// The strategies.
+    pub book: StrategyBook,
+    /// The segmentation rules.
+    pub rules: SegmentationRules,
+    /// The learner's settings, when it runs.
+    pub learner: Option<LearnerSettings>,
+    /// Shard threads.
+    pub threads: usize,
+    /// This process's message-id nonce.
+    pub nonce: u64,
+}
+
+/// Runs until `run_for` has passed or a signal comes; returns what the run did.
+pub fn run_live(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
+    let system = actix_rt::System::new();
+    system.block_on(run_in_system(run))
+}
+
+async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
+    let LiveRun { config: _, parts, clock, start, run_for, book, rules, learner, threads, nonce } = run;
+    let (_join, arrivals) = user_arrivals();
+    let strategy_name = book.name.to_string();
+    let mut builder = Engine::builder()
+        .clock(clock)
+        .sender(parts.sender.clone())
+        .inbound_source(Arc::new(Silence))
+        .store(parts.store.clone())
+        .ledger(parts.ledger.clone())
+        .strategies(book.clone())
+        .segmentation(rules)
+        .users_with_state(parts.users)
+        .seed(nonce.rotate_left(17))
+        .run_nonce(nonce)
+        .persist(PersistPolicy::EveryChange)
+        .arrivals(arrivals)
+        .threads(threads);
+    if let Some(secs) = run_for {
+        builder = builder.horizon(start.plus(secs));
+    }
+    if let Some(settings) = learner {
+        builder = builder.learner(settings);
+    }
+    let engine = builder.build()?;
+    let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;
+    let result = engine.run_until(shutdown).await?;
+
+    let suppressed = Segment::ALL
+        .iter()
+        .flat_map(|seg| result.segments[seg.index()].suppressed.iter().map(|(reason, n)| (*seg, *reason, *n)))
+        .collect();
+    let in_force = result.scheduler.final_books.first().cloned().flatten();
+    let in_force = in_force.as_deref().unwrap_or(&book);
+    let record = RunRecord {
+        ended_at: result.scheduler.ended_at,
+        strategy: strategy_name,
+        seed: None,
+        suppressed,
+        strategies: in_force.iter().cloned().collect(),
+        strategy_changes: result.scheduler.strategy_changes.clone(),
+        simulation: None,
+    };
+    parts.store.save_run(&record).await?;
+    parts.store.flush().await?;
+    Ok(result)
+}
+
+/// Completes at the first SIGINT or SIGTERM (saying so on standard error); a second one
+/// ends the process at once with exit code 130.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!(
+            "gavat run: stopping — nothing more is planned; sends in flight finish or time out, then the store is \
+             flushed (a second signal stops at once)"
+        );
+        actix_rt::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("gavat run: stopped at once; unsettled messages are settled at the next start");
+            std::process::exit(130);
+        });
+    })
+}

@@ -17,6 +17,7 @@
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
 //! - [`output`]: output paths checked before a run, files replaced atomically after it.
 //! - [`engine`]: wiring and running.
+//! - [`api`]: the live engine's HTTP API (events, users, health) and its Prometheus metrics.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
 //! - [`cli`]: the `gavat` command line.
@@ -26,6 +27,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod actors;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod clock;

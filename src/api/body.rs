@@ -14,6 +14,11 @@ use super::reply::Failure;
 /// The largest body accepted, bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How much of a body too large is read and dropped before the 413 goes out: a client that
+/// is still writing then reads the answer instead of a reset connection. A larger body is
+/// not read at all.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
 /// Reads the body of `req` (at most `limit` bytes) and parses it as a `T`.
 pub(super) async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
@@ -29,17 +34,31 @@ pub(super) async fn read_json<T: DeserializeOwned>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= DRAIN_LIMIT as u64) {
+            drain(&mut payload, 0).await;
+        }
         return Err(Failure::too_large(limit));
     }
     let mut body = web::BytesMut::with_capacity(declared.map_or(1_024, |n| n as usize));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Failure::bad_request(format!("the body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
+            drain(&mut payload, body.len() + chunk.len()).await;
             return Err(Failure::too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
     parse_strict(&body)
+}
+
+/// Reads and drops the rest of a body, up to [`DRAIN_LIMIT`] bytes in all (`read` so far).
+async fn drain(payload: &mut web::Payload, mut read: usize) {
+    while read <= DRAIN_LIMIT {
+        match payload.next().await {
+            Some(Ok(chunk)) => read += chunk.len(),
+            Some(Err(_)) | None => return,
+        }
+    }
 }
 
 /// Whether the request says its body is JSON (`application/json`, parameters allowed).

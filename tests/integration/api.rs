@@ -572,3 +572,116 @@ fn a_post_waits_for_the_engine_to_acknowledge() -> TestResult {
         Ok(())
     })
 }
+
+/// Polls /metrics until `series` reaches at least `at_least`, for up to ten seconds.
+async fn wait_for_metric(h: &Harness, series: &str, at_least: f64) -> Result<f64, Box<dyn std::error::Error>> {
+    for _ in 0..200 {
+        let text = h.call(Method::GET, "/metrics", None, &[], None).await?.text();
+        let value = parse_metrics(&text)?.get(series).copied().unwrap_or(0.0);
+        if value >= at_least {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{series} never reached {at_least}").into())
+}
+
+/// The whole live wiring, as `gavat run` will build it: a real engine on a scaled clock
+/// takes the API's events through `ApiInbound` and acknowledges each once its log is
+/// stored, so the POSTs are answered; a user PUT mid-run joins the engine; the metered
+/// sender and ledger and the outcome listener fill /metrics.
+#[test]
+fn the_running_engine_acknowledges_api_events() -> TestResult {
+    use gavat::api::{MeteredSender, MetricsListener};
+    use gavat::clock::ScaledClock;
+    use gavat::engine::Engine;
+    use gavat::store::MemoryStore;
+    use gavat::transport::MemoryTransport;
+
+    // 11:58 UTC: the warm leads' optimal hours start two minutes later.
+    let start = Timestamp(1_767_225_600 + 11 * 3_600 + 58 * 60);
+    let clock = Arc::new(ScaledClock::new(start, 3_600));
+    let users: Vec<UserProfile> = (0..2).map(|id| crate::common::warm_lead(id, start)).collect();
+    let metrics = Arc::new(Metrics::new());
+    let inbound = Arc::new(ApiInbound::new().with_ack_timeout(Duration::from_secs(10)));
+    let transport = Arc::new(MemoryTransport::new());
+    let (arrivals_tx, arrivals) = gavat::engine::user_arrivals();
+    let directory = Arc::new(MemoryDirectory::with_users(users.clone()));
+    let (stop_engine, stopped) = futures::channel::oneshot::channel::<()>();
+    let state = ApiState {
+        clock: clock.clone(),
+        inbound: inbound.clone(),
+        arrivals: arrivals_tx,
+        users: directory,
+        metrics: metrics.clone(),
+        write_token: Some(TOKEN.into()),
+    };
+    let result = actix_rt::System::new().block_on(async move {
+        let listener = actix::Actor::start(MetricsListener::new(metrics.clone()));
+        let engine = Engine::builder()
+            .clock(clock)
+            .sender(Arc::new(MeteredSender::new(transport.clone(), metrics.clone())))
+            .inbound_source(inbound.clone())
+            .ledger(Arc::new(MeteredLedger::new(Arc::new(MemoryLedger::default()), metrics.clone())))
+            .outcome_listener(listener.recipient())
+            .store(Arc::new(MemoryStore::keeping_everything()))
+            .users(users)
+            .seed(11)
+            .threads(1)
+            .arrivals(arrivals)
+            .build()?;
+        let engine = actix_rt::spawn(engine.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = serve("127.0.0.1:0".parse()?, state).await?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        drop(events_tx);
+        let (_, arrivals_seen) = mpsc::unbounded_channel();
+        let h = Harness {
+            base: format!("http://{}", server.local_addr()),
+            server,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            inbound,
+            metrics,
+            events,
+            arrivals: arrivals_seen,
+        };
+        // Ready once the engine has started taking events from the API.
+        let mut ready = 0;
+        for _ in 0..200 {
+            ready = h.call(Method::GET, "/readyz", None, &[], None).await?.status;
+            if ready == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ready, 200, "the engine started its inbound source");
+
+        let first = h.post_event(r#"{"user": 0, "kind": "activity"}"#, Some("e2e-1")).await?;
+        assert_eq!(first.status, 202, "{}", first.text());
+        let again = h.post_event(r#"{"user": 0, "kind": "activity"}"#, Some("e2e-1")).await?;
+        assert_eq!(again.status, 200, "{}", again.text());
+        let opt_out = h.post_event(r#"{"user": 1, "kind": "opt_out"}"#, None).await?;
+        assert_eq!(opt_out.status, 202, "{}", opt_out.text());
+        let put =
+            h.call(Method::PUT, "/v1/users/500", Some(TOKEN), &[], Some(r#"{"utc_offset_minutes": 0}"#.into())).await?;
+        assert_eq!(put.status, 201, "{}", put.text());
+
+        // User 0 is messaged within the next engine hours; the opt-out is recorded.
+        wait_for_metric(&h, r#"gavat_sends_total{outcome="delivered"}"#, 1.0).await?;
+        let _ = stop_engine.send(());
+        let result = engine.await??;
+        wait_for_metric(&h, r#"gavat_inbound_events_total{kind="opt_out"}"#, 1.0).await?;
+        let samples = parse_metrics(&h.call(Method::GET, "/metrics", None, &[], None).await?.text())?;
+        assert!(samples.get("gavat_reservation_seconds_count").is_some_and(|n| *n >= 1.0), "{samples:?}");
+        assert_eq!(samples.get("gavat_queue_depth"), Some(&0.0), "every reservation settled");
+        h.server.stop(true).await;
+        Ok::<_, Box<dyn std::error::Error>>(result)
+    })?;
+    assert_eq!(result.scheduler.joined_users, 1, "the PUT user joined the running engine");
+    assert_eq!(result.opted_out_users, 1);
+    assert_eq!(result.scheduler.unknown_users, 0);
+    assert_eq!(result.scheduler.cap_violations, 0);
+    Ok(())
+}

@@ -17,7 +17,8 @@
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
 //! - [`output`]: output paths checked before a run, files replaced atomically after it.
 //! - [`engine`]: wiring and running.
-//! - [`live`]: the live engine's configuration (`gavat.toml`).
+//! - [`live`]: the live engine's configuration (`gavat.toml`), its parts and its run.
+//! - [`api`]: the live engine's HTTP API (events, users, health) and its Prometheus metrics.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
 //! - [`cli`]: the `gavat` command line.
@@ -27,6 +28,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod actors;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod clock;

@@ -1,6 +1,7 @@
 //! gavat's integration tests: one binary, modules named by the behaviour they show.
 
 mod adviser;
+mod api;
 mod bad_input;
 mod cap_gate;
 mod caps_from_events;

@@ -222,6 +222,23 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     }
 
     let threads = config.threads.unwrap_or_else(crate::engine::default_threads);
+    let write_token = std::env::var("GAVAT_API_TOKEN").ok().filter(|t| !t.is_empty());
+    let directory: Option<Arc<dyn crate::api::UserDirectory>> = parts.sqlite.as_ref().map(|store| {
+        Arc::new(crate::live::directory::SqliteDirectory::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(rules.clone()),
+            Arc::new(book.clone()),
+        )) as Arc<dyn crate::api::UserDirectory>
+    });
+    let writes = if write_token.is_some() {
+        "writes need `Authorization: Bearer $GAVAT_API_TOKEN`"
+    } else {
+        "the /v1 API is off: GAVAT_API_TOKEN is not set (health, readiness and /metrics still answer)"
+    };
+    let on_listening = Box::new(move |addr: std::net::SocketAddr| {
+        eprintln!("gavat run: HTTP API on http://{addr} — {writes}; metrics at http://{addr}/metrics");
+    });
     let result = crate::live::serve::run_live(crate::live::serve::LiveRun {
         config: &config,
         parts,
@@ -233,6 +250,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         learner,
         threads,
         nonce: random_nonce(instance),
+        directory,
+        write_token,
+        on_listening,
     })
     .map_err(CliError::failure)?;
     print_summary(&result, start);

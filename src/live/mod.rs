@@ -3,6 +3,7 @@
 //! a store on disk or in Redis, a store-backed cap ledger and a real transport.
 
 pub mod config;
+pub mod directory;
 pub mod instance;
 pub mod parts;
 pub mod serve;

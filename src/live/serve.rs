@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
+use actix::Actor as _;
+
 use crate::actors::entity::PersistPolicy;
+use crate::api::{ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, MetricsListener, UserDirectory};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
@@ -12,13 +15,12 @@ use crate::engine::{Engine, RunResult, user_arrivals};
 use crate::learner::LearnerSettings;
 use crate::segmentation::SegmentationRules;
 use crate::store::RunRecord;
-use crate::transport::Silence;
+use crate::transport::{InboundSource, Silence};
 
 use super::config::RunConfig;
 use super::parts::{LiveError, LiveParts};
 
 /// Everything a live run is made of.
-#[derive(Debug)]
 pub struct LiveRun<'a> {
     /// The configuration in force.
     pub config: &'a RunConfig,
@@ -40,6 +42,19 @@ pub struct LiveRun<'a> {
     pub threads: usize,
     /// This process's message-id nonce.
     pub nonce: u64,
+    /// The API's users (`None`: no API).
+    pub directory: Option<Arc<dyn UserDirectory>>,
+    /// The API's write token (from `GAVAT_API_TOKEN`; `None`: the write API is off).
+    pub write_token: Option<String>,
+    /// Told the API's address once it listens.
+    pub on_listening: Box<dyn FnOnce(std::net::SocketAddr)>,
+}
+
+impl std::fmt::Debug for LiveRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The write token is a secret: never shown.
+        f.debug_struct("LiveRun").field("start", &self.start).field("run_for", &self.run_for).finish_non_exhaustive()
+    }
 }
 
 /// Runs until `run_for` has passed or a signal comes; returns what the run did.
@@ -49,15 +64,51 @@ pub fn run_live(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
 }
 
 async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
-    let LiveRun { config: _, parts, clock, start, run_for, book, rules, learner, threads, nonce } = run;
-    let (_join, arrivals) = user_arrivals();
+    let LiveRun {
+        config,
+        parts,
+        clock,
+        start,
+        run_for,
+        book,
+        rules,
+        learner,
+        threads,
+        nonce,
+        directory,
+        write_token,
+        on_listening,
+    } = run;
+    let (join, arrivals) = user_arrivals();
     let strategy_name = book.name.to_string();
+    let metrics = Arc::new(Metrics::new());
+    let listener = MetricsListener::new(metrics.clone()).start();
+    // The API is the inbound source when it runs; without it, nothing comes in.
+    let api_inbound = Arc::new(ApiInbound::new());
+    let server = match (config.listen, directory) {
+        (Some(listen), Some(users)) => {
+            let state = ApiState {
+                clock: clock.clone(),
+                inbound: api_inbound.clone(),
+                arrivals: join,
+                users,
+                metrics: metrics.clone(),
+                write_token,
+            };
+            let server = crate::api::serve(listen, state).await.map_err(|e| LiveError::Api(e.to_string()))?;
+            on_listening(server.local_addr());
+            Some(server)
+        }
+        _ => None,
+    };
+    let source: Arc<dyn InboundSource> = if server.is_some() { api_inbound } else { Arc::new(Silence) };
     let mut builder = Engine::builder()
         .clock(clock)
-        .sender(parts.sender.clone())
-        .inbound_source(Arc::new(Silence))
+        .sender(Arc::new(MeteredSender::new(parts.sender.clone(), metrics.clone())))
+        .inbound_source(source)
         .store(parts.store.clone())
-        .ledger(parts.ledger.clone())
+        .ledger(Arc::new(MeteredLedger::new(parts.ledger.clone(), metrics.clone())))
+        .outcome_listener(listener.recipient())
         .strategies(book.clone())
         .segmentation(rules)
         .users_with_state(parts.users)
@@ -74,7 +125,11 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     }
     let engine = builder.build()?;
     let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;
-    let result = engine.run_until(shutdown).await?;
+    let result = engine.run_until(shutdown).await;
+    if let Some(server) = server {
+        server.stop(true).await;
+    }
+    let result = result?;
 
     let suppressed = Segment::ALL
         .iter()

@@ -134,7 +134,10 @@ fn kill_9_then_restart_sends_no_id_twice() {
     let _ = child.wait();
     let killed_at = outbox(&outbox_path).len();
 
-    let (ok, _, err) = finish(spawn_run(dir.path(), &["--store", s(&store), "--time-scale", "7200", "--for", "1d", "--no-http", "--quiet"]));
+    let (ok, _, err) = finish(spawn_run(
+        dir.path(),
+        &["--store", s(&store), "--time-scale", "7200", "--for", "1d", "--no-http", "--quiet"],
+    ));
     assert!(ok, "the restart runs: {err}");
     let sent = outbox(&outbox_path);
     assert!(sent.len() > killed_at, "the restart sent more");
@@ -150,5 +153,201 @@ fn kill_9_then_restart_sends_no_id_twice() {
         .output()
         .expect("python3 runs");
     let report = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && report.contains(" 0 violations"), "{report}{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success() && report.contains(" 0 violations"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// The API's write token in the live tests.
+const TOKEN: &str = "live-test-token-0123456789";
+
+/// `gavat run` with the API on a free loopback port: the child, the API's address, and a
+/// thread collecting the rest of standard error.
+fn spawn_run_with_api(dir: &Path, args: &[&str]) -> (Child, std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    use std::io::BufRead as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gavat"));
+    command
+        .arg("run")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("GAVAT_LOG", "error")
+        .env("GAVAT_LOG_DIR", dir.join("logs"))
+        .env("GAVAT_API_TOKEN", TOKEN)
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("gavat runs");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let mut seen = String::new();
+    let addr = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("gavat run ended before its API listened: {seen}"));
+        let line = line.expect("stderr is text");
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("HTTP API on http://").nth(1) {
+            break rest.split_whitespace().next().expect("an address").parse().expect("a socket address");
+        }
+    };
+    let rest = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    (child, addr, rest)
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the body.
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the API accepts");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a timeout");
+    let body = body.unwrap_or("");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(key) = key {
+        request.push_str(&format!("Idempotency-Key: {key}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("the request is written");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("a reply");
+    let status = reply.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Three days at 3600× on 200 users with a responder answering through the API: replies for
+/// some users, opt-outs for others. The store's own log, exported, keeps every cap and
+/// every opt-out final, and /metrics counts what happened.
+#[test]
+fn a_live_run_with_a_responder_keeps_every_cap_and_opt_out() {
+    let dir = temp_dir();
+    let store = demo_store(dir.path(), "200");
+    let outbox_path = dir.path().join("outbox.jsonl");
+    let (mut child, addr, rest) = spawn_run_with_api(
+        dir.path(),
+        &["--store", &format!("sqlite:{}", s(&store)), "--time-scale", "3600", "--for", "3d", "--quiet"],
+    );
+    let (healthy, _) = http(addr, "GET", "/healthz", None, None);
+    assert_eq!(healthy, 200);
+    let mut answered = 0;
+    let mut opted_out = HashSet::new();
+    let mut replies = 0;
+    loop {
+        let done = child.try_wait().expect("the child can be polled").is_some();
+        let sent = outbox(&outbox_path);
+        for message in &sent[answered..] {
+            let user = message["to"]["user"].as_u64().expect("a direct message");
+            let id = message["id"].as_str().expect("an id");
+            let kind = if user % 10 == 0 && !opted_out.contains(&user) {
+                opted_out.insert(user);
+                "opt_out"
+            } else if user % 3 == 0 {
+                replies += 1;
+                "response"
+            } else {
+                continue;
+            };
+            if done {
+                break;
+            }
+            let body = format!("{{\"user\": {user}, \"kind\": \"{kind}\"}}");
+            let (status, reply) = http(addr, "POST", "/v1/events", Some(&body), Some(id));
+            assert!(matches!(status, 200 | 202 | 503), "POST {body}: {status} {reply}");
+        }
+        answered = sent.len();
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = child.wait().expect("gavat ends");
+    let err = rest.join().expect("stderr collected");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("cap violations found by the audit: 0"), "{err}");
+    assert!(!opted_out.is_empty() && replies > 0, "the responder answered: {err}");
+    assert!(!err.contains(" 0 responses"), "replies reached the engine: {err}");
+
+    let events = dir.path().join("events.jsonl");
+    let out = gavat(&["events", "export", "--store", s(&store), "--out", s(&events)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&events).expect("the export");
+    let exported_opt_outs = text.lines().filter(|l| l.contains("\"kind\":\"opt_out\"")).count();
+    assert!(exported_opt_outs > 0, "opt-outs are in the store's log");
+    let check = Command::new("python3")
+        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_caps.py"), s(&events)])
+        .output()
+        .expect("python3 runs");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && report.contains(" 0 violations"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// The API of a running engine: no token → 401, a bad field → 400 naming it, an oversize
+/// body → 413, the same Idempotency-Key twice → one event, and /metrics in Prometheus text.
+#[test]
+fn the_live_api_refuses_bad_requests_and_counts() {
+    let dir = temp_dir();
+    let store = demo_store(dir.path(), "20");
+    let (mut child, addr, rest) =
+        spawn_run_with_api(dir.path(), &["--store", s(&store), "--time-scale", "60", "--quiet"]);
+    // No token.
+    let (status, _) = {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        let body = "{\"user\": 1, \"kind\": \"response\"}";
+        write!(
+            stream,
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        (reply.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0), reply)
+    };
+    assert_eq!(status, 401);
+    let (status, body) = http(addr, "POST", "/v1/events", Some("{\"user\": 1, \"kind\": \"wave\"}"), None);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("kind"), "the 400 names the field: {body}");
+    let big = format!("{{\"user\": 1, \"kind\": \"response\", \"pad\": \"{}\"}}", "x".repeat(200_000));
+    let (status, _) = http(addr, "POST", "/v1/events", Some(&big), None);
+    assert_eq!(status, 413);
+    let event = "{\"user\": 3, \"kind\": \"response\"}";
+    let (first, _) = http(addr, "POST", "/v1/events", Some(event), Some("same-key-1"));
+    let (second, body) = http(addr, "POST", "/v1/events", Some(event), Some("same-key-1"));
+    assert!(matches!(first, 200 | 202), "{first}");
+    assert_eq!(second, 200, "{body}");
+    assert!(body.contains("\"duplicate\":true"), "{body}");
+    let (status, metrics) = http(addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let accepted: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gavat_api_events_total") && l.contains("result=\"accepted\"") && l.contains("response")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("an accepted-events series: {metrics}"));
+    assert_eq!(accepted, 1.0, "one event for the key used twice");
+    let (status, user) = http(addr, "GET", "/v1/users/3", None, None);
+    assert_eq!(status, 200, "{user}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    let status = child.wait().expect("gavat ends");
+    let err = rest.join().expect("stderr");
+    assert!(status.success(), "{err}");
 }

@@ -13,6 +13,7 @@ mod experiments;
 mod fake_openai;
 mod in_flight_sends;
 mod learner;
+mod live_run;
 mod llm;
 mod resume;
 mod transport_outcomes;

@@ -4,6 +4,7 @@
 
 pub mod crm;
 pub mod experiment;
+pub mod import;
 pub mod llm_args;
 pub mod segment;
 pub mod simulate;
@@ -55,6 +56,9 @@ pub enum Command {
     /// change back.
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Bring users from a CRM export (CSV or JSON lines) into a CRM store, all or nothing.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// An error with the exit code it deserves.
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Delivery(command) => crm::delivery(command),
         Command::Segment(args) => segment::run(args),
         Command::Strategy(command) => strategy::run(command),
+        Command::Import(command) => import::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

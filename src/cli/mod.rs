@@ -3,6 +3,7 @@
 //! running is exit code 1.
 
 pub mod crm;
+pub mod events;
 pub mod experiment;
 pub mod import;
 pub mod llm_args;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Bring users from a CRM export (CSV or JSON lines) into a CRM store, all or nothing.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// The send/response log of a CRM store, as the JSON lines of `simulate --events`.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 /// An error with the exit code it deserves.
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Segment(args) => segment::run(args),
         Command::Strategy(command) => strategy::run(command),
         Command::Import(command) => import::run(command),
+        Command::Events(command) => events::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

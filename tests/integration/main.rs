@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod crm;
 mod determinism;
+mod events_export;
 mod experiments;
 mod fake_openai;
 mod in_flight_sends;

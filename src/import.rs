@@ -824,7 +824,8 @@ fn read_csv(path: &Path, reader: impl Read, out: &mut Parsed) -> Result<(), Impo
         missing |= field.bit();
         header_problems.push(Problem::field(header_line, field.name(), "no such column (required)", None));
     }
-    let header_bad = !header_problems.is_empty();
+    // With a bad header nothing is written, but every line is still checked (the cells of an
+    // unknown column aside) so that one run names every problem.
     out.problems.add_line(header_problems);
     loop {
         let line = match csv.read_record(&mut record) {
@@ -843,7 +844,7 @@ fn read_csv(path: &Path, reader: impl Read, out: &mut Parsed) -> Result<(), Impo
         }
         let cells = columns.iter().zip(record.iter()).filter_map(|(field, text)| field.map(|f| (f, Cell::Text(text))));
         let (id, row) = build_row(line, cells, missing, &mut problems);
-        let row = row.filter(|_| problems.is_empty() && !header_bad);
+        let row = row.filter(|_| problems.is_empty());
         out.take(line, id, row, problems);
     }
 }

@@ -21,11 +21,13 @@ use super::crm::{StoreArg, print_json};
 pub enum ImportCommand {
     /// Upsert users from a CRM export into the store, all or nothing.
     ///
-    /// FILE is CSV with a header (`.csv`) or one JSON object per line (`.jsonl`, `.ndjson`);
-    /// the columns are in docs/import.md: `id` and `utc_offset_minutes` are required, and
-    /// `bots_followed`, `joined_at`, `purchases` and the activity and response history are
-    /// optional. A value left out keeps what the store holds for an existing user and takes
-    /// its default for a new one.
+    /// FILE is CSV with a header (`.csv`) or one JSON object per line (`.jsonl`, `.ndjson`).
+    /// Columns (docs/import.md): `id` and `utc_offset_minutes` (-720 to 840) are required;
+    /// `bots_followed` (default 1), `joined_at` (RFC 3339, default the store's present),
+    /// `purchases` (default 0), `sessions`, `sessions_by_local_hour`, `last_active`,
+    /// `weekly_sessions`, `messages_received`, `responses` and `recent_responses` (y/n,
+    /// oldest first) are optional; any other column is an error. A value left out keeps
+    /// what the store holds for an existing user and takes its default for a new one.
     ///
     /// The whole file is checked first, against the store: every bad line is printed as
     /// FILE:LINE: field NAME: problem (value as written), and nothing is written (exit code

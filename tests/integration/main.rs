@@ -11,6 +11,7 @@ mod determinism;
 mod events_export;
 mod experiments;
 mod fake_openai;
+mod import;
 mod in_flight_sends;
 mod learner;
 mod llm;

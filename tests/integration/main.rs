@@ -18,3 +18,4 @@ mod llm;
 mod resume;
 mod transport_outcomes;
 mod users_join;
+mod webhook;

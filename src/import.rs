@@ -971,12 +971,16 @@ pub fn apply(
 ) -> Result<ImportSummary, ImportError> {
     let ParsedFile { rows, problems: earlier } = parsed;
     let mode = if earlier.is_empty() { mode } else { UpsertMode::DryRun };
+    // The refusals' problems are kept here, the first MAX_LISTED in full: the store hands
+    // back only one `()` per refused user, however many there are.
+    let mut found = Problems::default();
     let decide = |i: usize, stored: Option<&UserState>| {
         let row = &rows[i];
         let profile = row.merge(stored.map(|u| &u.profile), plan.now);
         let problems = row.check(&profile, stored.is_some(), plan.now);
         if !problems.is_empty() {
-            return Err(problems);
+            found.add_line(problems);
+            return Err(());
         }
         let segments = segmentation::explain(&profile, plan.now, plan.rules);
         let mut set = SegmentSet::default();
@@ -1006,13 +1010,7 @@ pub fn apply(
             opted_out_kept: counts.opted_out,
         }),
         Ok(_) => Err(invalid(earlier.clone())),
-        Err(UpsertError::Refused(refused)) => {
-            let mut found = Problems::default();
-            for problems in refused {
-                found.add_line(problems);
-            }
-            Err(invalid(earlier.clone().merge(found)))
-        }
+        Err(UpsertError::Refused(_)) => Err(invalid(earlier.clone().merge(found))),
         Err(UpsertError::Store(e)) => Err(ImportError::Store(e)),
     }
 }

@@ -13,6 +13,7 @@
 //!   implementations. [`ledger`] is the cap gate every send reserves through.
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
+//! - [`import`]: users from a CRM export (CSV, JSON lines) into the store, all or nothing.
 //! - [`decision_log`]: daily decision logs under `logs/`.
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
 //! - [`output`]: output paths checked before a run, files replaced atomically after it.
@@ -37,6 +38,7 @@ pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;
+pub mod import;
 pub mod learner;
 pub mod learner_effect;
 pub mod ledger;

@@ -4,7 +4,9 @@
 
 pub mod config_check;
 pub mod crm;
+pub mod events;
 pub mod experiment;
+pub mod import;
 pub mod llm_args;
 pub mod run;
 pub mod segment;
@@ -64,6 +66,12 @@ pub enum Command {
     /// change back.
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Bring users from a CRM export (CSV or JSON lines) into a CRM store, all or nothing.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// The send/response log of a CRM store, as the JSON lines of `simulate --events`.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 /// An error with the exit code it deserves.
@@ -117,6 +125,8 @@ pub fn main() -> ExitCode {
         Command::Delivery(command) => crm::delivery(command),
         Command::Segment(args) => segment::run(args),
         Command::Strategy(command) => strategy::run(command),
+        Command::Import(command) => import::run(command),
+        Command::Events(command) => events::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use crate::config::StrategyBook;
 use crate::domain::{UserId, UserProfile};
 use crate::policy::{caps_for, governing_segment};
 use crate::segmentation::{self, SegmentationRules};
-use crate::store::{SqliteStore, Store, UserRecord, UserState};
+use crate::store::{ProfileUpdate, SqliteStore, UpsertError, UpsertMode, UserState};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -45,26 +45,24 @@ impl UserDirectory for SqliteDirectory {
     }
 
     fn upsert(&self, profile: UserProfile) -> Result<Upserted, DirectoryError> {
-        let existing = self.store.user(profile.id).map_err(unavailable)?;
-        let (caps, outcome) = match &existing {
-            Some(u) => (u.caps, Upserted::Updated),
-            None => (Default::default(), Upserted::Created),
-        };
         let now = self.clock.now();
         let held = segmentation::segment(&profile, now, &self.rules);
-        let record = UserRecord {
+        let update = ProfileUpdate {
             segments: segmentation::explain(&profile, now, &self.rules),
             governing: governing_segment(&held, &self.book),
             caps_in_force: caps_for(&held, &self.book),
-            next_send: existing.and_then(|u| u.next_send),
             profile,
-            caps,
         };
-        futures::executor::block_on(async {
-            self.store.save_user(&record).await?;
-            self.store.flush().await
-        })
-        .map_err(unavailable)?;
-        Ok(outcome)
+        let id = update.profile.id;
+        // The same upsert as `gavat import users`: cap counters and an opt-out are never
+        // written for a known user.
+        let counts = self
+            .store
+            .upsert_profiles::<std::convert::Infallible>(&[id], UpsertMode::Write, |_, _| Ok(update.clone()))
+            .map_err(|e| match e {
+                UpsertError::Store(e) => unavailable(e),
+                UpsertError::Refused(never) => unavailable(format!("{never:?}")),
+            })?;
+        Ok(if counts.new > 0 { Upserted::Created } else { Upserted::Updated })
     }
 }

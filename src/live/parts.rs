@@ -4,11 +4,12 @@
 //! [`CapLedger::recover`](crate::ledger::CapLedger::recover)) before anything is planned.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ledger::{CapLedger, LedgerError, MemoryLedger, Recovery};
 use crate::policy::CapState;
 use crate::store::{SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
-use crate::transport::{DryRunSender, OutboxError, Sender};
+use crate::transport::{DryRunSender, OutboxError, Sender, WebhookSender};
 
 use super::config::{RunConfig, TransportConfig};
 use super::instance::Instance;
@@ -53,6 +54,8 @@ pub struct LiveParts {
     pub ledger: Arc<dyn CapLedger>,
     /// Where messages go.
     pub sender: Arc<dyn Sender>,
+    /// How long the engine lets one send take before its outcome is unknown.
+    pub send_timeout: Duration,
     /// The users this instance serves, with the cap state to start from.
     pub users: Vec<UserState>,
     /// What the start settled of the last run.
@@ -83,9 +86,16 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
     let recovered = at_once(ledger.recover())?;
     let sender: Arc<dyn Sender> = match &config.transport {
         TransportConfig::DryRun { outbox } => Arc::new(DryRunSender::new(Some(outbox), !quiet)?),
-        TransportConfig::Webhook { .. } => {
-            return Err(LiveError::Unsupported("the webhook transport is not built into this gavat yet".into()));
-        }
+        TransportConfig::Webhook { url, secret_env, timeout_secs } => Arc::new(
+            WebhookSender::new(url, secret_env, Duration::from_secs(*timeout_secs))
+                .map_err(|e| LiveError::Transport(e.to_string()))?,
+        ),
+    };
+    // The engine's own bound on a send: past the webhook's whole exchange (connect, then
+    // twice the timeout), so that the transport reports its own outcome first.
+    let send_timeout = match &config.transport {
+        TransportConfig::Webhook { timeout_secs, .. } => Duration::from_secs(2 * timeout_secs + 1),
+        TransportConfig::DryRun { .. } => crate::engine::DEFAULT_SEND_TIMEOUT,
     };
     let mut users = match &sqlite {
         Some(s) => s.load_users()?,
@@ -99,7 +109,7 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
             at_once(ledger.opt_out(user.profile.id))?;
         }
     }
-    Ok(LiveParts { store, sqlite, ledger, sender, users, recovered })
+    Ok(LiveParts { store, sqlite, ledger, sender, send_timeout, users, recovered })
 }
 
 /// The stricter of two records of one user's sends: the one with the later last send (on

@@ -115,6 +115,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         .seed(nonce.rotate_left(17))
         .run_nonce(nonce)
         .persist(PersistPolicy::EveryChange)
+        .send_timeout(parts.send_timeout)
         .arrivals(arrivals)
         .threads(threads);
     if let Some(secs) = run_for {

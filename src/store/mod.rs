@@ -6,13 +6,15 @@
 //! The store is split by direction: [`Store`] is what the engine writes through;
 //! [`EventLog`] reads the log back (by time range, by user, a page at a time) and
 //! [`UserRepository`] reads back every user with their cap state, which is what an engine
-//! started on a store resumes from. [`SqliteStore`] implements all three.
+//! started on a store resumes from. [`SqliteStore`] implements all three, and takes
+//! profiles from outside the engine (an import) with [`SqliteStore::upsert_profiles`].
 
 mod jsonl;
 mod memory;
 mod read_back;
 mod sqlite;
 mod strategies;
+mod upsert;
 mod url;
 
 use std::fmt::Debug;
@@ -34,6 +36,7 @@ pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
 pub use strategies::{RollbackError, StoredChange, StoredStrategy};
+pub use upsert::{ProfileUpdate, UpsertCounts, UpsertError, UpsertMode};
 pub use url::{StoreUrl, StoreUrlError, redact_url};
 
 /// Why the store failed.

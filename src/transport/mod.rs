@@ -1,12 +1,14 @@
 //! The transport seam, in two halves: a [`Sender`] of outbound messages and an
 //! [`InboundSource`] of what users do back. Implementations: [`MemoryTransport`] (records
 //! sends, replays scripted outcomes; for tests), [`SimTransport`] (synthetic users reacting
-//! on the virtual clock) and [`DryRunSender`] (`gavat run`'s default: prints and appends
-//! every message to an outbox). The Telegram transport will implement the same traits.
+//! on the virtual clock), [`DryRunSender`] (`gavat run`'s default: prints and appends
+//! every message to an outbox) and [`WebhookSender`] (signed JSON POSTs to a URL; a sender
+//! only). The Telegram transport will implement the same traits.
 
 mod dry_run;
 mod memory;
 mod sim;
+mod webhook;
 pub mod wire;
 
 use std::fmt::Debug;
@@ -19,6 +21,51 @@ use crate::domain::{InboundEvent, OutboundMessage};
 pub use dry_run::{DryRunSender, OutboxError, Silence};
 pub use memory::MemoryTransport;
 pub use sim::SimTransport;
+pub use webhook::{DEFAULT_RETRY_AFTER_SECS, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, WebhookSecret, WebhookSender};
+
+/// Why a transport cannot be set up: bad configuration, fatal before anything is sent.
+/// Never holds a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportConfigError {
+    /// The environment variable that should hold the signing secret is not set.
+    #[error("environment variable {name} is not set: it must hold the webhook's signing secret")]
+    MissingSecret {
+        /// The variable's name.
+        name: String,
+    },
+    /// It is set but blank.
+    #[error("environment variable {name} is blank: it must hold the webhook's signing secret")]
+    EmptySecret {
+        /// The variable's name.
+        name: String,
+    },
+    /// It is set but not valid Unicode.
+    #[error("environment variable {name} is not valid Unicode")]
+    SecretNotUnicode {
+        /// The variable's name.
+        name: String,
+    },
+    /// The URL cannot be used (its path and query, which may hold a token, are not shown).
+    #[error("webhook URL: {why}")]
+    BadUrl {
+        /// What is wrong.
+        why: String,
+    },
+    /// Another setting is out of range.
+    #[error("{field}: {why}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// The HTTP client cannot be built (TLS set-up).
+    #[error("the HTTP client cannot be built: {why}")]
+    Client {
+        /// Why.
+        why: String,
+    },
+}
 
 /// How a send ended when it did not end in delivery. Each variant's doc says what the
 /// engine does with it.

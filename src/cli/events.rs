@@ -1,0 +1,123 @@
+//! `gavat events export`: a CRM store's send/response log as JSON lines, in exactly the
+//! schema of `gavat simulate --events` (`docs/events.md`), to stdout or atomically to a
+//! file. The store is opened read-only and the log is read a page at a time, so a log of
+//! any length streams through in constant memory.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+
+use crate::domain::Timestamp;
+use crate::output::{Named, PendingFile, check_distinct};
+use crate::store::{EventLog, SqliteStore};
+
+use super::CliError;
+
+/// `gavat events …`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Write the store's log — every send, response, conversion and opt-out — as JSON
+    /// lines, one event per line, in the schema of `gavat simulate --events`
+    /// (docs/events.md): `scripts/check_caps.py` re-checks every cap from it.
+    ///
+    /// Events come in time order; events of one second in the order they were logged. For
+    /// a store saved by `gavat simulate --save-state … --events FILE` that is FILE line for
+    /// line. The store is only read.
+    Export(ExportArgs),
+}
+
+/// Flags of `gavat events export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The CRM store (SQLite), e.g. one written by `gavat simulate --save-state`.
+    #[arg(long, value_name = "FILE", default_value = "gavat.db")]
+    pub store: PathBuf,
+    /// Write here instead of stdout; the file is replaced only once every event is written.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only events at or after this time: an RFC 3339 time (2026-01-15T09:00:00Z) or a
+    /// date (2026-01-15, midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only events before this time (excluded), written like --from.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+/// Runs `gavat events …`.
+pub fn run(command: EventsCommand) -> Result<(), CliError> {
+    let EventsCommand::Export(args) = command;
+    export(&args)
+}
+
+/// `--from` / `--to`: an RFC 3339 time, or a date at midnight UTC.
+fn parse_time(flag: &str, text: &str) -> Result<Timestamp, CliError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Timestamp(t.timestamp()));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Timestamp(t.and_utc().timestamp()))
+        .ok_or_else(|| {
+            CliError::usage(anyhow!(
+                "{flag} {text}: expected an RFC 3339 time (2026-01-15T09:00:00Z) or a date (2026-01-15)"
+            ))
+        })
+}
+
+fn export(args: &ExportArgs) -> Result<(), CliError> {
+    let from = args.from.as_deref().map(|t| parse_time("--from", t)).transpose()?;
+    let to = args.to.as_deref().map(|t| parse_time("--to", t)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(CliError::usage(anyhow!(
+            "--from {f} is not before --to {t}: the window is empty (--to is excluded)"
+        )));
+    }
+    let pending = match &args.out {
+        Some(out) => {
+            check_distinct(&[Named { flag: "--out", path: out }], &[Named { flag: "--store", path: &args.store }])
+                .map_err(CliError::usage)?;
+            Some(PendingFile::create("--out", out, false).map_err(CliError::usage)?)
+        }
+        None => None,
+    };
+    let db = SqliteStore::open_read_only(&args.store).map_err(CliError::usage)?;
+    let sink: Box<dyn Write> = match &pending {
+        Some(p) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(p.temp())
+                .map_err(|e| CliError::failure(anyhow!("{}: {e}", p.temp().display())))?;
+            Box::new(file)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, sink);
+    let mut line = Vec::with_capacity(512);
+    let mut written = 0u64;
+    for entry in db.events_between(from.unwrap_or(Timestamp(i64::MIN)), to.unwrap_or(Timestamp(i64::MAX))) {
+        let entry = entry.map_err(CliError::failure)?;
+        line.clear();
+        serde_json::to_writer(&mut line, &entry).map_err(CliError::failure)?;
+        line.push(b'\n');
+        out.write_all(&line).map_err(CliError::failure)?;
+        written += 1;
+    }
+    out.flush().map_err(CliError::failure)?;
+    drop(out);
+    match pending {
+        Some(p) => {
+            let target = p.commit().map_err(CliError::failure)?;
+            eprintln!("gavat: {written} events from {} written to {}", args.store.display(), target.display());
+        }
+        None => eprintln!("gavat: {written} events from {} written to stdout", args.store.display()),
+    }
+    Ok(())
+}

@@ -16,6 +16,7 @@ mod llm;
 mod redis_faults;
 mod redis_ledger;
 mod redis_server;
+mod redis_store;
 mod resume;
 mod transport_outcomes;
 mod users_join;

@@ -600,6 +600,17 @@ impl RedisLedger {
         &self.gate.prefix
     }
 
+    /// The reserve script's Lua source (for benchmarks that run the same script through
+    /// `redis-benchmark`, and for operators inspecting the gate).
+    pub fn reserve_script() -> &'static str {
+        RESERVE_LUA
+    }
+
+    /// The epoch in force (an operator comparing it with the `P{…}:epoch` keys).
+    pub fn epoch(&self) -> &str {
+        &self.gate.epoch
+    }
+
     /// Runs one gate call and turns a link failure into [`LedgerError::Unavailable`].
     fn call<T, F, Fut>(&self, f: F) -> LedgerFuture<T>
     where

@@ -29,7 +29,7 @@
 //!   (row 20).
 //!
 //! Secrets: the URL's password is never logged nor put in an error; every reason passes
-//! through [`Link::scrub`].
+//! through the link's `scrub`.
 
 use std::collections::BTreeMap;
 use std::future::Future;

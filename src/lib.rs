@@ -11,6 +11,8 @@
 //! - [`learner`]: the statistical strategy learner and its guardrails.
 //! - [`clock`], [`transport`], [`store`], [`ledger`]: the seams; in-memory and simulated
 //!   implementations. [`ledger`] is the cap gate every send reserves through.
+//! - [`redis_link`]: the link to Redis of the Redis ledger and store (private runtime,
+//!   fail-closed health).
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
 //! - [`import`]: users from a CRM export (CSV, JSON lines) into the store, all or nothing.
@@ -46,6 +48,7 @@ pub mod live;
 pub mod llm;
 pub mod output;
 pub mod policy;
+pub mod redis_link;
 pub mod run_logs;
 pub mod segmentation;
 pub mod simulation;

@@ -18,12 +18,14 @@
 //! [`CapLedger::opt_out`] is final. [`CapLedger::load`] reads a user's state (an engine
 //! starting on a store resumes every cap from it).
 //!
-//! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation); the SQLite
-//! and Redis ledgers of the live engine implement the same trait and must pass
+//! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation);
+//! [`RedisLedger`] (Redis or Redis Cluster, for a live engine). Every ledger — these and the
+//! SQLite ledger of the live engine — implements the same trait and must pass
 //! [`conformance::check`] unchanged.
 
 pub mod conformance;
 mod memory;
+mod redis;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -32,6 +34,7 @@ use std::pin::Pin;
 use crate::domain::{Caps, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
 
+pub use self::redis::RedisLedger;
 pub use memory::{DEFAULT_RETENTION_SECS, MemoryLedger};
 
 /// Identifies one outbound message (a direct send, or one member's share of a group post)

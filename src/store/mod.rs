@@ -6,12 +6,14 @@
 //! The store is split by direction: [`Store`] is what the engine writes through;
 //! [`EventLog`] reads the log back (by time range, by user, a page at a time) and
 //! [`UserRepository`] reads back every user with their cap state, which is what an engine
-//! started on a store resumes from. [`SqliteStore`] implements all three, and takes
-//! profiles from outside the engine (an import) with [`SqliteStore::upsert_profiles`].
+//! started on a store resumes from. [`SqliteStore`] and [`RedisStore`] implement all three;
+//! [`SqliteStore`] also takes profiles from outside the engine (an import) with
+//! [`SqliteStore::upsert_profiles`].
 
 mod jsonl;
 mod memory;
 mod read_back;
+mod redis;
 mod sqlite;
 mod strategies;
 mod upsert;
@@ -32,6 +34,7 @@ use crate::learner::StrategyChange;
 use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::Explained;
 
+pub use self::redis::RedisStore;
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
@@ -94,6 +97,16 @@ pub enum StoreError {
         column: &'static str,
         /// The value found.
         value: String,
+    },
+    /// The Redis store could not be reached, refused the call, or holds data this build
+    /// cannot read: the write or read did not happen. Retryable once Redis answers; the
+    /// reason says what is wrong (and never holds a password).
+    #[error("Redis store at {address}: {reason}")]
+    Redis {
+        /// `host:port` of the node given.
+        address: String,
+        /// What went wrong.
+        reason: String,
     },
 }
 

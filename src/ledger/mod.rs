@@ -18,12 +18,14 @@
 //! [`CapLedger::opt_out`] is final. [`CapLedger::load`] reads a user's state (an engine
 //! starting on a store resumes every cap from it).
 //!
-//! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation); the SQLite
-//! and Redis ledgers of the live engine implement the same trait and must pass
-//! [`conformance::check`] unchanged.
+//! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation);
+//! [`SqliteLedger`] (the live engine's, in the CRM store's file); the Redis ledger
+//! implements the same trait. Every one must pass [`conformance::check`] unchanged; the
+//! durable ones also [`conformance::check_outbox`] (`sending` and `recover`).
 
 pub mod conformance;
 mod memory;
+mod sqlite;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -33,6 +35,7 @@ use crate::domain::{Caps, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
 
 pub use memory::{DEFAULT_RETENTION_SECS, MemoryLedger};
+pub use sqlite::{BUSY_TIMEOUT, SqliteLedger};
 
 /// Identifies one outbound message (a direct send, or one member's share of a group post)
 /// across retries and restarts.

@@ -116,8 +116,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX strategy_changes_by_segment ON strategy_changes (segment, id);",
     // 3: the cap ledger (see `crate::ledger::SqliteLedger`): each user's counted sends and
     // opt-out, and every message's decision and state. `seq` is the grant order (a new row
-    // always takes a rowid above every row present); `ledger_pending` finds a user's
-    // unsettled reservations, `ledger_messages_by_time` the settled ones past retention.
+    // always takes a rowid above every row present); `ledger_messages_by_user` finds a
+    // user's messages (the unsettled ones are filtered from the few retained), and does not
+    // change when a state does; `ledger_messages_by_time` finds settled ones past retention.
     "CREATE TABLE ledger_users (
         user_id INTEGER PRIMARY KEY,
         opted_out INTEGER NOT NULL,
@@ -134,7 +135,7 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         reason TEXT
      );
-     CREATE INDEX ledger_pending ON ledger_messages (user_id, seq) WHERE state IN ('reserved', 'sending');
+     CREATE INDEX ledger_messages_by_user ON ledger_messages (user_id, seq);
      CREATE INDEX ledger_messages_by_time ON ledger_messages (at);",
 ];
 

@@ -4,7 +4,8 @@
 //! throughput").
 //!
 //! `sqlite_shared` is what `gavat run` does: one `SqliteLedger` handle (one connection, on a
-//! file in the target directory) shared by every shard thread. `sqlite_per_thread` gives
+//! file in the target directory) shared by every shard thread, which group-commits the
+//! writes they make at once. `sqlite_per_thread` gives
 //! each thread a handle of its own, as separate processes on one store would hold.
 //! `memory_shared` is the `MemoryLedger` reference behind the same calls.
 //!

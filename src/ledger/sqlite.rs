@@ -5,12 +5,15 @@
 //! [`MemoryLedger`](super::MemoryLedger): [`policy::decide`](crate::policy::decide) over
 //! [`LedgerUser::effective`].
 //!
-//! Every call is one SQLite transaction, run synchronously inside the call; the returned
-//! future is ready (the engine polls a ledger future once and treats a pending one as
-//! unavailable). A `reserve` is one `BEGIN IMMEDIATE` transaction — read the message, the
-//! user's counted state and pending reservations, decide, write the decision (a denial too,
-//! so a retry gets the first answer), commit — so several connections on the file (two
-//! `gavat run` processes) never both grant past a cap: the write lock serialises them.
+//! Every call runs its SQL synchronously inside the call; the returned future is ready (the
+//! engine polls a ledger future once and treats a pending one as unavailable). A `reserve`
+//! runs inside a `BEGIN IMMEDIATE` transaction — read the message, the user's counted state
+//! and pending reservations, decide, write the decision (a denial too, so a retry gets the
+//! first answer), commit — so several connections on the file (two `gavat run` processes)
+//! never both grant past a cap: the write lock serialises them. Writes that shard threads
+//! make at the same moment through one handle share that transaction (a group commit, see
+//! [`SqliteLedger`]): one commit for the lot instead of one each, each write still applied
+//! in turn and answered only once committed.
 //!
 //! A message's `state`: `reserved` → `sending` (the outbox step) → `delivered` | `unknown`
 //! (counted) or `released`; a denial is `denied` with its `reason`. [`CapLedger::recover`]
@@ -20,8 +23,9 @@
 //! Any SQLite failure (the file locked past the busy timeout, a disk error, a damaged row)
 //! is [`LedgerError::Unavailable`] naming the file: the engine fails closed.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::ready;
@@ -169,29 +173,73 @@ impl From<LedgerError> for Failure {
     }
 }
 
+/// When the handle last pruned, and up to when.
+#[derive(Debug)]
+struct Prune {
+    /// New reservations since the last prune.
+    since: u32,
+    /// The latest reservation time this handle has seen: the retention window ends there
+    /// (the memory ledger's rule; another handle on the file prunes by its own).
+    latest: Timestamp,
+    /// How long a settled message id is remembered, on reservation time.
+    retention_secs: i64,
+}
+
 /// The connection and what the handle counts for pruning.
 #[derive(Debug)]
 struct Inner {
     conn: Connection,
-    /// New reservations since the last prune.
-    since_prune: u32,
-    /// The latest reservation time this handle has seen: the retention window ends there
-    /// (the memory ledger's rule; another handle on the file prunes by its own).
-    latest: Timestamp,
+    prune: Prune,
+}
+
+/// A write a caller waits for; the writes queued meanwhile are committed together.
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    Reserve(Reservation),
+    /// Confirm (`Some`) or release (`None`).
+    Settle(MessageId, Option<Counted>),
+    Sending(MessageId),
+    OptOut(UserId),
+}
+
+/// What a write answered.
+#[derive(Clone, Copy, Debug)]
+enum Written {
+    Reserved(Reserved),
+    Done,
+}
+
+/// The group commit's queue: writes waiting for the next transaction, and the answers of
+/// the last one, by ticket.
+#[derive(Debug, Default)]
+struct Queue {
+    next_ticket: u64,
+    waiting: Vec<(u64, Write)>,
+    answers: HashMap<u64, Result<Written, LedgerError>>,
+    /// A caller is running a batch now; the others wait for its answers.
+    committing: bool,
 }
 
 /// The cap ledger in the CRM store's SQLite file (see the module documentation).
 ///
-/// One handle holds one connection behind a mutex: the engine shares one handle between
-/// its shard threads (their calls are serialised, as they would be by SQLite's write lock
-/// anyway), and another process opens its own.
+/// One handle holds one connection: the engine shares one handle between its shard threads,
+/// and another process opens its own. Writes from several threads are committed together
+/// (a group commit): a caller queues its write; if no batch is being committed it commits
+/// every queued write in one `BEGIN IMMEDIATE` transaction, in queue order, and hands each
+/// caller its answer; otherwise it waits for that batch's answers (and commits the next
+/// batch if its own write missed this one). Every call still returns only after its write
+/// is committed, so its future is ready when returned; one thread alone commits each write
+/// on its own.
 #[derive(Debug)]
 pub struct SqliteLedger {
     /// The file, as shown in errors.
     path: String,
-    /// How long a settled message id is remembered, on reservation time.
-    retention_secs: i64,
-    /// A `std::sync::Mutex`: no call holds it across an `.await` (there is none).
+    /// The group commit's queue. `std::sync` primitives: no call holds them across an
+    /// `.await` (there is none).
+    queue: Mutex<Queue>,
+    /// Wakes the callers waiting on a batch when its answers are in.
+    answered: Condvar,
+    /// The connection, used by one batch (or one read) at a time.
     inner: Mutex<Inner>,
 }
 
@@ -218,10 +266,12 @@ impl SqliteLedger {
             conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(drop)
         };
         tune().map_err(|e| StoreError::Io { path: path.display().to_string(), cause: std::io::Error::other(e) })?;
+        let prune = Prune { since: 0, latest: Timestamp(i64::MIN), retention_secs };
         Ok(SqliteLedger {
             path: path.display().to_string(),
-            retention_secs,
-            inner: Mutex::new(Inner { conn, since_prune: 0, latest: Timestamp(i64::MIN) }),
+            queue: Mutex::new(Queue::default()),
+            answered: Condvar::new(),
+            inner: Mutex::new(Inner { conn, prune }),
         })
     }
 
@@ -229,6 +279,11 @@ impl SqliteLedger {
         // A panic elsewhere cannot leave the connection mid-transaction: a transaction
         // that is not committed rolls back when it is dropped.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Every update of the queue is a push, a take or an insert: never half done.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The ledger's error for a failed transaction, naming the file.
@@ -242,86 +297,59 @@ impl SqliteLedger {
         }
     }
 
-    /// The synchronous core of [`CapLedger::reserve`]: one `BEGIN IMMEDIATE` transaction.
-    fn reserve_now(&self, request: Reservation) -> Result<Reserved, LedgerError> {
+    /// Commits `write` (with whatever other threads queued meanwhile) and returns its answer.
+    fn write(&self, write: Write) -> Result<Written, LedgerError> {
+        let mut queue = self.queue();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push((ticket, write));
+        loop {
+            if let Some(answer) = queue.answers.remove(&ticket) {
+                return answer;
+            }
+            if queue.committing {
+                queue = self.answered.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            queue.committing = true;
+            let batch = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            let mut guard = Committing { ledger: self, tickets: batch.iter().map(|(t, _)| *t).collect() };
+            let answers = self.commit(&batch);
+            queue = self.queue();
+            queue.committing = false;
+            queue.answers.extend(std::mem::take(&mut guard.tickets).into_iter().zip(answers));
+            self.answered.notify_all();
+        }
+    }
+
+    /// Runs a batch of writes in one `BEGIN IMMEDIATE` transaction, in order, each seeing
+    /// the ones before it. A write that answers `Conflict` or `NotReserved` has written
+    /// nothing, and the others go on; a SQLite failure rolls the whole batch back and every
+    /// write of it is `Unavailable`.
+    fn commit(&self, batch: &[(u64, Write)]) -> Vec<Result<Written, LedgerError>> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let result = (|| -> Result<Reserved, Failure> {
+        let outcome = (|| -> Result<Vec<Result<Written, LedgerError>>, Failure> {
             let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(row) = message_row(&tx, request.message)? {
-                return if row.user == request.user {
-                    Ok(row.decision())
-                } else {
-                    Err(LedgerError::Conflict { message: request.message, first: row.user, now: request.user }.into())
+            let mut answers = Vec::with_capacity(batch.len());
+            for (_, write) in batch {
+                let answer = match *write {
+                    Write::Reserve(request) => reserve_in(&tx, &mut inner.prune, request).map(Written::Reserved),
+                    Write::Settle(message, counted) => settle_in(&tx, message, counted).map(|()| Written::Done),
+                    Write::Sending(message) => sending_in(&tx, message).map(|()| Written::Done),
+                    Write::OptOut(user) => opt_out_in(&tx, user).map(|()| Written::Done),
                 };
-            }
-            let user = load_user(&tx, request.user)?;
-            let (state, reason) =
-                match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
-                    Decision::Send => (State::Reserved, None),
-                    Decision::Suppress { reason, .. } => (State::Denied, Some(reason)),
-                };
-            tx.prepare_cached(sql::INSERT)?.execute(params![
-                request.message.0 as i64,
-                request.user.0 as i64,
-                request.at.secs(),
-                request.offset.0,
-                state.as_str(),
-                reason.map(SuppressReason::as_str),
-            ])?;
-            inner.latest = inner.latest.max(request.at);
-            inner.since_prune += 1;
-            if inner.since_prune >= PRUNE_EVERY {
-                // Settled ids reserved before the window; pending ones always stay.
-                tx.prepare_cached(sql::PRUNE)?.execute(params![inner.latest.plus(-self.retention_secs).secs()])?;
-                inner.since_prune = 0;
+                answers.push(match answer {
+                    Ok(written) => Ok(written),
+                    Err(Failure::Answer(e)) => Err(e),
+                    Err(failure) => return Err(failure),
+                });
             }
             tx.commit()?;
-            Ok(reason.map_or(Reserved::Granted, Reserved::Denied))
+            Ok(answers)
         })();
-        result.map_err(|f| self.error(f))
-    }
-
-    /// The synchronous core of [`CapLedger::confirm`] and [`CapLedger::release`].
-    fn settle_now(&self, message: MessageId, counted: Option<Counted>) -> Result<(), LedgerError> {
-        let mut inner = self.lock();
-        let result = (|| -> Result<(), Failure> {
-            let tx = inner.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let row = granted_row(&tx, message)?;
-            if !row.state.pending() {
-                return Ok(()); // the first settle wins
-            }
-            settle_row(&tx, message, &row, counted)?;
-            tx.commit()?;
-            Ok(())
-        })();
-        result.map_err(|f| self.error(f))
-    }
-
-    /// The synchronous core of [`CapLedger::sending`]: `reserved` → `sending`, one statement.
-    fn sending_now(&self, message: MessageId) -> Result<(), LedgerError> {
-        let inner = self.lock();
-        let result = (|| -> Result<(), Failure> {
-            let changed = inner.conn.prepare_cached(sql::SENDING)?.execute(params![message.0 as i64])?;
-            if changed == 1 {
-                return Ok(());
-            }
-            // Not reserved now. States only move forward, so what the row says after the
-            // update is why: a repeated call (already sending) is fine; a message never
-            // reserved, denied or already settled holds no reservation and must not go out.
-            match granted_row(&inner.conn, message)?.state {
-                State::Sending => Ok(()),
-                _ => Err(LedgerError::NotReserved { message }.into()),
-            }
-        })();
-        result.map_err(|f| self.error(f))
-    }
-
-    /// The synchronous core of [`CapLedger::opt_out`]: one upsert.
-    fn opt_out_now(&self, user: UserId) -> Result<(), LedgerError> {
-        let inner = self.lock();
-        let result = inner.conn.prepare_cached(sql::OPT_OUT).and_then(|mut stmt| stmt.execute(params![user.0 as i64]));
-        result.map(|_| ()).map_err(|e| self.error(e.into()))
+        outcome.unwrap_or_else(|failure| vec![Err(self.error(failure)); batch.len()])
     }
 
     /// The synchronous core of [`CapLedger::load`]: one read transaction, so the counted
@@ -366,6 +394,89 @@ impl SqliteLedger {
         })();
         result.map_err(|f| self.error(f))
     }
+}
+
+/// Ends a batch if its commit unwinds: its writes are answered `Unavailable` and the next
+/// caller may commit, so no thread waits forever on a batch that will never answer.
+struct Committing<'a> {
+    ledger: &'a SqliteLedger,
+    /// The batch's tickets; emptied once its answers are in.
+    tickets: Vec<u64>,
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        if self.tickets.is_empty() {
+            return;
+        }
+        let mut queue = self.ledger.queue();
+        queue.committing = false;
+        let reason = format!("{}: a commit of the cap ledger failed unexpectedly", self.ledger.path);
+        for ticket in self.tickets.drain(..) {
+            queue.answers.insert(ticket, Err(LedgerError::Unavailable { reason: reason.clone() }));
+        }
+        self.ledger.answered.notify_all();
+    }
+}
+
+/// [`CapLedger::reserve`] inside the batch's transaction: the stored decision for a known
+/// id, else decide over the user's counted state and pending reservations and write the
+/// decision.
+fn reserve_in(conn: &Connection, prune: &mut Prune, request: Reservation) -> Result<Reserved, Failure> {
+    if let Some(row) = message_row(conn, request.message)? {
+        return if row.user == request.user {
+            Ok(row.decision())
+        } else {
+            Err(LedgerError::Conflict { message: request.message, first: row.user, now: request.user }.into())
+        };
+    }
+    let user = load_user(conn, request.user)?;
+    let (state, reason) = match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
+        Decision::Send => (State::Reserved, None),
+        Decision::Suppress { reason, .. } => (State::Denied, Some(reason)),
+    };
+    conn.prepare_cached(sql::INSERT)?.execute(params![
+        request.message.0 as i64,
+        request.user.0 as i64,
+        request.at.secs(),
+        request.offset.0,
+        state.as_str(),
+        reason.map(SuppressReason::as_str),
+    ])?;
+    prune.latest = prune.latest.max(request.at);
+    prune.since += 1;
+    if prune.since >= PRUNE_EVERY {
+        // Settled ids reserved before the window; pending ones always stay.
+        conn.prepare_cached(sql::PRUNE)?.execute(params![prune.latest.plus(-prune.retention_secs).secs()])?;
+        prune.since = 0;
+    }
+    Ok(reason.map_or(Reserved::Granted, Reserved::Denied))
+}
+
+/// [`CapLedger::confirm`] (`Some`) and [`CapLedger::release`] (`None`) inside the batch's
+/// transaction; the first settle wins.
+fn settle_in(conn: &Connection, message: MessageId, counted: Option<Counted>) -> Result<(), Failure> {
+    let row = granted_row(conn, message)?;
+    if row.state.pending() { settle_row(conn, message, &row, counted) } else { Ok(()) }
+}
+
+/// [`CapLedger::sending`] inside the batch's transaction: `reserved` → `sending`.
+fn sending_in(conn: &Connection, message: MessageId) -> Result<(), Failure> {
+    if conn.prepare_cached(sql::SENDING)?.execute(params![message.0 as i64])? == 1 {
+        return Ok(());
+    }
+    // Not reserved: a repeated call (already sending) is fine; a message never reserved,
+    // denied or already settled holds no reservation and must not go out.
+    match granted_row(conn, message)?.state {
+        State::Sending => Ok(()),
+        _ => Err(LedgerError::NotReserved { message }.into()),
+    }
+}
+
+/// [`CapLedger::opt_out`] inside the batch's transaction: one upsert.
+fn opt_out_in(conn: &Connection, user: UserId) -> Result<(), Failure> {
+    conn.prepare_cached(sql::OPT_OUT)?.execute(params![user.0 as i64])?;
+    Ok(())
 }
 
 /// A `ledger_messages` row as stored, before its text columns are checked.
@@ -488,19 +599,23 @@ fn settle_row(
 
 impl CapLedger for SqliteLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
-        Box::pin(ready(self.reserve_now(request)))
+        let answer = self.write(Write::Reserve(request)).map(|written| match written {
+            Written::Reserved(reserved) => reserved,
+            Written::Done => unreachable!("a reservation is answered with its decision"),
+        });
+        Box::pin(ready(answer))
     }
 
     fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
-        Box::pin(ready(self.settle_now(message, Some(counted))))
+        Box::pin(ready(self.write(Write::Settle(message, Some(counted))).map(drop)))
     }
 
     fn release(&self, message: MessageId) -> LedgerFuture<()> {
-        Box::pin(ready(self.settle_now(message, None)))
+        Box::pin(ready(self.write(Write::Settle(message, None)).map(drop)))
     }
 
     fn opt_out(&self, user: UserId) -> LedgerFuture<()> {
-        Box::pin(ready(self.opt_out_now(user)))
+        Box::pin(ready(self.write(Write::OptOut(user)).map(drop)))
     }
 
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
@@ -508,7 +623,7 @@ impl CapLedger for SqliteLedger {
     }
 
     fn sending(&self, message: MessageId) -> LedgerFuture<()> {
-        Box::pin(ready(self.sending_now(message)))
+        Box::pin(ready(self.write(Write::Sending(message)).map(drop)))
     }
 
     fn recover(&self) -> LedgerFuture<Recovery> {
@@ -736,6 +851,53 @@ mod tests {
         let mut granted = granted;
         assert!(granted.len() >= 8, "the test exercises grants: {}", granted.len());
         assert_within_caps(&mut granted, &caps, UtcOffset(-300));
+        Ok(())
+    }
+
+    /// One handle shared by eight threads (the engine's shard threads), their writes
+    /// committed in batches: each thread's own user gets exactly the grants it would get
+    /// alone, and a user every thread reserves for keeps the caps.
+    #[test]
+    fn a_shared_handle_commits_many_threads_writes_together() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let ledger = SqliteLedger::open(&dir.path().join("crm.db"))?;
+        let caps = Caps { daily_limit: 3, cooldown_secs: 3 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 };
+        let offset = UtcOffset(60);
+        let shared: Vec<Vec<Timestamp>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8u64)
+                .map(|thread| {
+                    let ledger = &ledger;
+                    scope.spawn(move || {
+                        let (mut own, mut shared) = (0, Vec::new());
+                        for slot in 0..100u64 {
+                            let at = START.plus(slot as i64 * HOUR);
+                            for (user, id) in [(thread, thread << 32 | slot), (99, thread << 32 | 1 << 20 | slot)] {
+                                let message = MessageId(id);
+                                let r = Reservation { message, user: UserId(user), at, caps, offset };
+                                if reserve(ledger, r) == Ok(Reserved::Granted) {
+                                    run(ledger.sending(message)).expect("sending");
+                                    run(ledger.confirm(message, Counted::Delivered)).expect("confirm");
+                                    if user == 99 { shared.push(at) } else { own += 1 }
+                                }
+                            }
+                        }
+                        (own, shared)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    let (own, shared) = w.join().expect("worker finished");
+                    // 100 hourly slots from midnight, 3 h apart, 3 a day: 3 + 3 + 3 + 3 + 2.
+                    assert_eq!(own, 14, "a thread's own user is granted as if alone");
+                    shared
+                })
+                .collect()
+        });
+        let mut shared: Vec<Timestamp> = shared.into_iter().flatten().collect();
+        assert!(shared.len() >= 10, "the shared user was granted: {}", shared.len());
+        assert_within_caps(&mut shared, &caps, offset);
         Ok(())
     }
 

@@ -13,6 +13,13 @@
 //! Every ledger of gavat runs this: [`MemoryLedger`](super::MemoryLedger) in its unit tests,
 //! the SQLite and Redis ledgers in theirs. Use [`check`] for ledgers whose futures need no
 //! runtime, [`check_async`] inside the runtime a ledger needs.
+//!
+//! Durable ledgers also run [`check_outbox`] / [`check_outbox_async`]: the same sequences
+//! with the outbox steps mixed in — [`CapLedger::sending`] (of pending ids, and of settled,
+//! denied or unknown ones, which hold no reservation: `NotReserved`) and
+//! [`CapLedger::recover`] (sending and group shares count as unknown, other reservations are
+//! released) — and some new ids drawn as group shares. The plain harness draws exactly what
+//! it drew before; an in-memory ledger, whose outbox steps do nothing, fails the outbox one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +31,7 @@ use rand_pcg::Pcg64Mcg;
 use crate::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
 
-use super::{CapLedger, Counted, LedgerError, LedgerUser, MessageId, Reservation, Reserved};
+use super::{CapLedger, Counted, LedgerError, LedgerUser, MessageId, Recovery, Reservation, Reserved, is_group_share};
 
 /// How much the harness tries.
 #[derive(Clone, Debug)]
@@ -63,6 +70,10 @@ pub enum Op {
     Load(UserId, UtcOffset),
     /// Move time forward by this many seconds.
     Advance(i64),
+    /// Mark a message as being handed to the transport (outbox harness only).
+    Sending(MessageId),
+    /// Settle what a crash left unsettled (outbox harness only).
+    Recover,
 }
 
 /// What the ledger under test did differently from the oracle.
@@ -127,7 +138,33 @@ pub fn check<L: CapLedger>(mut make: impl FnMut() -> L, settings: &Settings) -> 
 
 /// Runs the harness inside whatever runtime the ledger needs; `make(case)` gives a fresh,
 /// empty ledger for each sequence (e.g. under a key prefix of its own).
-pub async fn check_async<L, F, Fut>(mut make: F, settings: &Settings) -> Result<Coverage, Box<Mismatch>>
+pub async fn check_async<L, F, Fut>(make: F, settings: &Settings) -> Result<Coverage, Box<Mismatch>>
+where
+    L: CapLedger,
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = L>,
+{
+    run_cases(make, settings, false).await
+}
+
+/// [`check`] with the outbox steps (`sending`, `recover`) and group shares in the
+/// sequences, for a durable ledger whose futures need no runtime (see the module doc).
+pub fn check_outbox<L: CapLedger>(mut make: impl FnMut() -> L, settings: &Settings) -> Result<Coverage, Box<Mismatch>> {
+    futures::executor::block_on(check_outbox_async(|_| std::future::ready(make()), settings))
+}
+
+/// [`check_async`] with the outbox steps (`sending`, `recover`) and group shares in the
+/// sequences, for a durable ledger (see the module doc).
+pub async fn check_outbox_async<L, F, Fut>(make: F, settings: &Settings) -> Result<Coverage, Box<Mismatch>>
+where
+    L: CapLedger,
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = L>,
+{
+    run_cases(make, settings, true).await
+}
+
+async fn run_cases<L, F, Fut>(mut make: F, settings: &Settings, outbox: bool) -> Result<Coverage, Box<Mismatch>>
 where
     L: CapLedger,
     F: FnMut(u64) -> Fut,
@@ -136,7 +173,7 @@ where
     let mut coverage = Coverage::default();
     for case in 0..settings.cases {
         let ledger = make(case).await;
-        run_case(&ledger, settings, case, &mut coverage).await?;
+        run_case(&ledger, settings, case, outbox, &mut coverage).await?;
     }
     Ok(coverage)
 }
@@ -164,6 +201,8 @@ struct OracleMessage {
     decision: Reserved,
     /// `None` while pending; `Some(true)` counted, `Some(false)` released.
     settled: Option<bool>,
+    /// Marked as being handed to the transport (the outbox step).
+    sending: bool,
 }
 
 /// The oracle's memory of one user: every counted send, every pending reservation.
@@ -235,7 +274,7 @@ impl Oracle {
         if decision == Reserved::Granted {
             user.pending.push((r.message, r.at));
         }
-        self.messages.insert(r.message, OracleMessage { request: r, decision, settled: None });
+        self.messages.insert(r.message, OracleMessage { request: r, decision, settled: None, sending: false });
         Ok(decision)
     }
 
@@ -256,6 +295,38 @@ impl Oracle {
             user.counted.push(m.request.at);
         }
         Ok(())
+    }
+
+    /// Only a granted, unsettled message may be handed to the transport.
+    fn sending(&mut self, message: MessageId) -> Result<(), LedgerError> {
+        match self.messages.get_mut(&message) {
+            Some(m) if m.decision == Reserved::Granted && m.settled.is_none() => {
+                m.sending = true;
+                Ok(())
+            }
+            _ => Err(LedgerError::NotReserved { message }),
+        }
+    }
+
+    /// Sending reservations and group shares count; other reservations are released.
+    fn recover(&mut self) -> Result<Recovery, LedgerError> {
+        let mut pending: Vec<(MessageId, bool)> = self
+            .messages
+            .values()
+            .filter(|m| m.decision == Reserved::Granted && m.settled.is_none())
+            .map(|m| (m.request.message, m.sending || is_group_share(m.request.message)))
+            .collect();
+        pending.sort_unstable();
+        let mut recovery = Recovery::default();
+        for (message, counts) in pending {
+            self.settle(message, counts)?;
+            if counts {
+                recovery.unknown += 1;
+            } else {
+                recovery.released += 1;
+            }
+        }
+        Ok(recovery)
     }
 
     fn load(&self, user: UserId, offset: UtcOffset) -> LedgerUser {
@@ -329,10 +400,31 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
     }
 }
 
+/// Draws an outbox step (one time in seven), or `None` for an ordinary one; and whether a new
+/// id becomes a group share.
+fn draw_outbox(rng: &mut impl Rng, oracle: &Oracle) -> Option<Op> {
+    let mut known: Vec<&OracleMessage> = oracle.messages.values().collect();
+    known.sort_by_key(|m| m.request.message);
+    let pending: Vec<MessageId> = known
+        .iter()
+        .filter(|m| m.decision == Reserved::Granted && m.settled.is_none())
+        .map(|m| m.request.message)
+        .collect();
+    match rng.random_range(0..100u32) {
+        0..10 if !pending.is_empty() => Some(Op::Sending(pending[rng.random_range(0..pending.len())])),
+        // Any known id (settled, denied, or pending), or one never reserved.
+        10..13 if !known.is_empty() => Some(Op::Sending(known[rng.random_range(0..known.len())].request.message)),
+        13 => Some(Op::Sending(MessageId(u64::MAX >> 1))),
+        14..16 => Some(Op::Recover),
+        _ => None,
+    }
+}
+
 async fn run_case<L: CapLedger>(
     ledger: &L,
     s: &Settings,
     case: u64,
+    outbox: bool,
     coverage: &mut Coverage,
 ) -> Result<(), Box<Mismatch>> {
     let mut rng = Pcg64Mcg::seed_from_u64(s.seed.wrapping_add(case));
@@ -341,7 +433,22 @@ async fn run_case<L: CapLedger>(
     let mut next_id = case << 32;
     let mut ops = Vec::with_capacity(s.steps);
     for step in 0..s.steps {
-        let op = draw(&mut rng, now, &mut next_id, &oracle, s);
+        let op = match outbox.then(|| draw_outbox(&mut rng, &oracle)).flatten() {
+            Some(op) => op,
+            None => {
+                let before = next_id;
+                let mut op = draw(&mut rng, now, &mut next_id, &oracle, s);
+                // In the outbox harness a quarter of the new ids are group shares.
+                if let Op::Reserve(r) = &mut op
+                    && outbox
+                    && next_id != before
+                    && rng.random_range(0..4u32) == 0
+                {
+                    r.message = MessageId(r.message.0 | 1 << 63);
+                }
+                op
+            }
+        };
         ops.push(op);
         let (expected, got) = match op {
             Op::Reserve(r) => (format!("{:?}", oracle.reserve(r)), format!("{:?}", ledger.reserve(r).await)),
@@ -354,6 +461,8 @@ async fn run_case<L: CapLedger>(
             Op::Load(u, offset) => {
                 (format!("{:?}", Ok::<_, LedgerError>(oracle.load(u, offset))), format!("{:?}", ledger.load(u).await))
             }
+            Op::Sending(m) => (format!("{:?}", oracle.sending(m)), format!("{:?}", ledger.sending(m).await)),
+            Op::Recover => (format!("{:?}", oracle.recover()), format!("{:?}", ledger.recover().await)),
             Op::Advance(secs) => {
                 now = now.plus(secs);
                 continue;
@@ -362,7 +471,7 @@ async fn run_case<L: CapLedger>(
         if expected != got {
             return Err(Box::new(Mismatch { seed: s.seed, case, step, ops, expected, got }));
         }
-        if matches!(op, Op::Reserve(_)) || got.starts_with("Err") {
+        if matches!(op, Op::Reserve(_) | Op::Recover) || got.starts_with("Err") {
             coverage.count(&got);
         }
     }
@@ -410,6 +519,14 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("differs from the oracle"), "{text}");
         assert!(!err.ops.is_empty());
+    }
+
+    /// The outbox harness fails a ledger whose outbox steps do nothing (the in-memory one:
+    /// its `recover` settles nothing), so a durable ledger that passes it does recover.
+    #[test]
+    fn the_outbox_harness_catches_a_ledger_that_does_not_recover() {
+        let err = check_outbox(MemoryLedger::default, &Settings::default()).expect_err("no recovery must fail");
+        assert!(matches!(err.ops.last(), Some(Op::Recover | Op::Sending(_))), "{err}");
     }
 
     /// The same settings draw the same sequences (a failure replays).

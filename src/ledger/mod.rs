@@ -19,13 +19,15 @@
 //! starting on a store resumes every cap from it).
 //!
 //! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation);
-//! [`RedisLedger`] (Redis or Redis Cluster, for a live engine). Every ledger — these and the
-//! SQLite ledger of the live engine — implements the same trait and must pass
-//! [`conformance::check`] unchanged.
+//! [`SqliteLedger`] (the live engine's default, in the CRM store's file) and [`RedisLedger`]
+//! (Redis or Redis Cluster, for a live engine on several machines). Every one must pass
+//! [`conformance::check`] unchanged; the durable ones also [`conformance::check_outbox`]
+//! (`sending` and `recover`).
 
 pub mod conformance;
 mod memory;
 mod redis;
+mod sqlite;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -36,6 +38,7 @@ use crate::policy::{CapState, SuppressReason};
 
 pub use self::redis::RedisLedger;
 pub use memory::{DEFAULT_RETENTION_SECS, MemoryLedger};
+pub use sqlite::{BUSY_TIMEOUT, SqliteLedger};
 
 /// Identifies one outbound message (a direct send, or one member's share of a group post)
 /// across retries and restarts.

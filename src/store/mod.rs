@@ -37,6 +37,7 @@ use crate::segmentation::Explained;
 pub use self::redis::RedisStore;
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
+pub(crate) use sqlite::open_shared_writer;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
 pub use strategies::{RollbackError, StoredChange, StoredStrategy};
 pub use upsert::{ProfileUpdate, UpsertCounts, UpsertError, UpsertMode};

@@ -114,6 +114,29 @@ const MIGRATIONS: &[&str] = &[
         strategy_after TEXT NOT NULL
      );
      CREATE INDEX strategy_changes_by_segment ON strategy_changes (segment, id);",
+    // 3: the cap ledger (see `crate::ledger::SqliteLedger`): each user's counted sends and
+    // opt-out, and every message's decision and state. `seq` is the grant order (a new row
+    // always takes a rowid above every row present); `ledger_messages_by_user` finds a
+    // user's messages (the unsettled ones are filtered from the few retained), and does not
+    // change when a state does; `ledger_messages_by_time` finds settled ones past retention.
+    "CREATE TABLE ledger_users (
+        user_id INTEGER PRIMARY KEY,
+        opted_out INTEGER NOT NULL,
+        last_sent INTEGER,
+        last_send_day INTEGER NOT NULL,
+        sent_on_last_day INTEGER NOT NULL
+     );
+     CREATE TABLE ledger_messages (
+        seq INTEGER PRIMARY KEY,
+        message INTEGER NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        utc_offset INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT
+     );
+     CREATE INDEX ledger_messages_by_user ON ledger_messages (user_id, seq);
+     CREATE INDEX ledger_messages_by_time ON ledger_messages (at);",
 ];
 
 /// The schema version this build writes and reads.
@@ -212,6 +235,65 @@ fn gavat_schema_version(conn: &Connection, path: &str) -> Result<usize, StoreErr
         });
     }
     Ok(version)
+}
+
+/// Puts a writer's connection in WAL mode and brings the schema up to date.
+///
+/// The version is read and the migrations applied inside one `BEGIN IMMEDIATE`
+/// transaction, so that two processes opening an old file at once (two `gavat run` sharing
+/// a store) migrate it once: the second waits for the write lock, then finds it current.
+fn migrate(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let err = |e| sql_error(path, e);
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Io {
+                path: path.to_string(),
+                cause: std::io::Error::other(format!(
+                    "schema version {version} is newer than this gavat understands ({SCHEMA_VERSION})"
+                )),
+            });
+        }
+        for migration in MIGRATIONS.iter().skip(version) {
+            conn.execute_batch(migration).map_err(err)?;
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION as i64).map_err(err)
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Opens `path` for a writer that shares the store's file (the cap ledger of a live
+/// engine): creates it if it is missing or empty, refuses a file that is not a gavat store
+/// (a directory, another format, another program's database) untouched, and brings the
+/// schema up to date. The connection waits up to `busy_timeout` for another writer.
+pub(crate) fn open_shared_writer(path: &Path, busy_timeout: std::time::Duration) -> Result<Connection, StoreError> {
+    let display = path.display().to_string();
+    let existing = match std::fs::metadata(path) {
+        Ok(m) => m.is_dir() || m.len() > 0,
+        Err(_) => false,
+    };
+    let conn = if existing {
+        check_store_file(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(&display, e))?;
+        gavat_schema_version(&conn, &display)?;
+        conn
+    } else {
+        Connection::open(path).map_err(|e| sql_error(&display, e))?
+    };
+    conn.busy_timeout(busy_timeout).map_err(|e| sql_error(&display, e))?;
+    migrate(&conn, &display)?;
+    Ok(conn)
 }
 
 /// A `file:` URI for `path` with the query `query`, every byte outside the unreserved set
@@ -333,25 +415,7 @@ impl SqliteStore {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let inner = self.lock();
-        let conn = &inner.conn;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.err(e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| self.err(e))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Io {
-                path: self.path.clone(),
-                cause: std::io::Error::other(format!(
-                    "schema version {version} is newer than this gavat understands ({SCHEMA_VERSION})"
-                )),
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;", i + 1))
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        migrate(&self.lock().conn, &self.path)
     }
 
     /// The schema version of the open file.
@@ -1066,6 +1130,38 @@ mod tests {
         assert_eq!(store.suppressions().unwrap(), vec![("WARM_LEAD".into(), "cooldown".into(), 4)]);
         assert!(store.user(UserId(8)).unwrap().is_none());
         assert!(SqliteStore::open_existing(&dir.path().join("missing.db")).is_err());
+    }
+
+    /// A store of schema version 2 (before the cap ledger) gains the ledger's tables when a
+    /// writer opens it, its data intact; two processes opening it at once migrate it once.
+    #[test]
+    fn an_older_store_is_migrated_once() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("v2.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(&format!("{}; {};", MIGRATIONS[0], MIGRATIONS[1]))?;
+            conn.execute_batch("INSERT INTO meta VALUES ('seed', '3'); PRAGMA user_version = 2;")?;
+        }
+        let openers: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || open_shared_writer(&path, std::time::Duration::from_secs(5)).map(drop))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().expect("opener finished")?;
+        }
+        let store = SqliteStore::open_existing(&path)?;
+        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        assert_eq!(store.meta_get_or_insert("seed", String::new)?, "3");
+        let tables: i64 = store.lock().conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('ledger_users', 'ledger_messages')",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(tables, 2);
+        Ok(())
     }
 
     /// A read-only open cannot write: a write through it fails, the file is unchanged, and no

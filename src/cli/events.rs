@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::domain::Timestamp;
 use crate::output::{Named, PendingFile, check_distinct};
-use crate::store::{EventLog, SqliteStore};
+use crate::store::{EventLog, SqliteStore, StoreUrl};
 
 use super::CliError;
 
@@ -32,9 +32,13 @@ pub enum EventsCommand {
 /// Flags of `gavat events export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The CRM store (SQLite), e.g. one written by `gavat simulate --save-state`.
-    #[arg(long, value_name = "FILE", default_value = "gavat.db")]
-    pub store: PathBuf,
+    /// The CRM store: `sqlite:PATH`, a bare path (SQLite, e.g. one written by `gavat
+    /// simulate --save-state` or `gavat run`), or `redis://HOST:PORT/DB`.
+    #[arg(long, value_name = "URL", default_value = "gavat.db")]
+    pub store: String,
+    /// The prefix of the Redis keys (as `gavat run --redis-prefix`).
+    #[arg(long, value_name = "PREFIX", default_value = crate::live::config::DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
     /// Write here instead of stdout; the file is replaced only once every event is written.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -79,16 +83,46 @@ fn export(args: &ExportArgs) -> Result<(), CliError> {
             "--from {f} is not before --to {t}: the window is empty (--to is excluded)"
         )));
     }
+    let store = StoreUrl::parse(&args.store).map_err(|e| CliError::usage(anyhow!("--store: {e}")))?;
     let pending = match &args.out {
         Some(out) => {
-            check_distinct(&[Named { flag: "--out", path: out }], &[Named { flag: "--store", path: &args.store }])
-                .map_err(CliError::usage)?;
+            if let StoreUrl::Sqlite(path) = &store {
+                check_distinct(&[Named { flag: "--out", path: out }], &[Named { flag: "--store", path }])
+                    .map_err(CliError::usage)?;
+            }
             Some(PendingFile::create("--out", out, false).map_err(CliError::usage)?)
         }
         None => None,
     };
-    let db = SqliteStore::open_read_only(&args.store).map_err(CliError::usage)?;
-    let sink: Box<dyn Write> = match &pending {
+    let written = match &store {
+        StoreUrl::Sqlite(path) => {
+            let db = SqliteStore::open_read_only(path).map_err(CliError::usage)?;
+            write_events(&db, pending.as_ref(), from, to)?
+        }
+        StoreUrl::Redis(url) => {
+            let db = crate::store::RedisStore::connect(url, &args.redis_prefix).map_err(CliError::failure)?;
+            write_events(&db, pending.as_ref(), from, to)?
+        }
+    };
+    match pending {
+        Some(p) => {
+            let target = p.commit().map_err(CliError::failure)?;
+            eprintln!("gavat: {written} events from {store} written to {}", target.display());
+        }
+        None => eprintln!("gavat: {written} events from {store} written to stdout"),
+    }
+    Ok(())
+}
+
+/// Writes every event of `db` in `[from, to)` to the pending file or standard output;
+/// returns how many.
+fn write_events<L: EventLog>(
+    db: &L,
+    pending: Option<&PendingFile>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> Result<u64, CliError> {
+    let sink: Box<dyn Write> = match pending {
         Some(p) => {
             let file = OpenOptions::new()
                 .write(true)
@@ -111,13 +145,5 @@ fn export(args: &ExportArgs) -> Result<(), CliError> {
         written += 1;
     }
     out.flush().map_err(CliError::failure)?;
-    drop(out);
-    match pending {
-        Some(p) => {
-            let target = p.commit().map_err(CliError::failure)?;
-            eprintln!("gavat: {written} events from {} written to {}", args.store.display(), target.display());
-        }
-        None => eprintln!("gavat: {written} events from {} written to stdout", args.store.display()),
-    }
-    Ok(())
+    Ok(written)
 }

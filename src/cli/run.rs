@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Do not serve the HTTP API.
     #[arg(long, conflicts_with = "listen")]
     pub no_http: bool,
+    /// The prefix of every Redis key (default `gavat:`, or `redis_prefix` of the config).
+    #[arg(long, value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Shard threads (default: the machine's cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
@@ -101,6 +104,9 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
         Some(path) => RunConfig::from_path(path).map_err(CliError::usage)?,
         None => RunConfig::default(),
     };
+    if let Some(path) = &file {
+        eprintln!("gavat run: configuration {}", path.display());
+    }
     if let Some(store) = &args.store {
         config.store = StoreUrl::parse(store).map_err(|e| CliError::usage(anyhow::anyhow!("--store: {e}")))?;
     }
@@ -141,6 +147,14 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
     }
     if let Some(dir) = &args.log_dir {
         config.log_dir = dir.clone();
+    }
+    if let Some(prefix) = &args.redis_prefix {
+        if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--redis-prefix: {prefix:?} must be 1–64 characters without braces or spaces"
+            )));
+        }
+        config.redis_prefix = prefix.clone();
     }
     Ok(config)
 }
@@ -223,14 +237,12 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 
     let threads = config.threads.unwrap_or_else(crate::engine::default_threads);
     let write_token = std::env::var("GAVAT_API_TOKEN").ok().filter(|t| !t.is_empty());
-    let directory: Option<Arc<dyn crate::api::UserDirectory>> = parts.sqlite.as_ref().map(|store| {
-        Arc::new(crate::live::directory::SqliteDirectory::new(
-            store.clone(),
-            clock.clone(),
-            Arc::new(rules.clone()),
-            Arc::new(book.clone()),
-        )) as Arc<dyn crate::api::UserDirectory>
-    });
+    let directory = crate::live::directory::for_store(
+        &parts.users_at,
+        clock.clone(),
+        Arc::new(rules.clone()),
+        Arc::new(book.clone()),
+    );
     let writes = if write_token.is_some() {
         "writes need `Authorization: Bearer $GAVAT_API_TOKEN`"
     } else {
@@ -263,9 +275,10 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 /// anything else failed while starting (exit 1).
 fn open_error(e: LiveError) -> CliError {
     match &e {
-        LiveError::Store(crate::store::StoreError::Io { .. }) | LiveError::Ledger(_) | LiveError::Runtime(_) => {
-            CliError::failure(e)
-        }
+        LiveError::Store(crate::store::StoreError::Io { .. } | crate::store::StoreError::Redis { .. })
+        | LiveError::Ledger(_)
+        | LiveError::Redis(_)
+        | LiveError::Runtime(_) => CliError::failure(e),
         _ => CliError::usage(e),
     }
 }

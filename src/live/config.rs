@@ -24,6 +24,8 @@ pub const DEFAULT_STORE: &str = "gavat.db";
 pub const DEFAULT_OUTBOX: &str = "outbox.jsonl";
 /// The default address of the HTTP API: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// The default prefix of gavat's Redis keys.
+pub const DEFAULT_REDIS_PREFIX: &str = "gavat:";
 /// The default send timeout of the webhook transport.
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 10;
 
@@ -39,6 +41,7 @@ struct FileConfig {
     experiment: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     threads: Option<usize>,
+    redis_prefix: Option<String>,
     transport: Option<TransportSection>,
     http: Option<HttpSection>,
     #[serde(default)]
@@ -125,6 +128,8 @@ pub struct RunConfig {
     pub log_dir: PathBuf,
     /// Shard threads (default: the machine's cores).
     pub threads: Option<usize>,
+    /// The prefix of every Redis key (several deployments can share one server).
+    pub redis_prefix: String,
 }
 
 impl Default for RunConfig {
@@ -142,6 +147,7 @@ impl Default for RunConfig {
             listen: DEFAULT_LISTEN.parse().ok(),
             log_dir: PathBuf::from("logs"),
             threads: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
         }
     }
 }
@@ -240,6 +246,12 @@ impl RunConfig {
             }
             config.threads = Some(threads);
         }
+        if let Some(prefix) = file.redis_prefix {
+            if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
+                return Err(invalid("redis_prefix", "must be 1–64 characters without braces or spaces".into()));
+            }
+            config.redis_prefix = prefix;
+        }
         config.strategies = file.strategies.map(resolve);
         config.rules = file.rules.map(resolve);
         config.learner = file.learner.map(resolve);
@@ -279,6 +291,9 @@ impl fmt::Display for RunConfig {
     /// variables, never their values.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "store:      {}", self.store)?;
+        if matches!(self.store, StoreUrl::Redis(_)) {
+            writeln!(f, "redis keys: {}*", self.redis_prefix)?;
+        }
         match &self.transport {
             TransportConfig::DryRun { outbox } => writeln!(f, "transport:  dry-run → {}", outbox.display())?,
             TransportConfig::Webhook { url, secret_env, timeout_secs } => writeln!(

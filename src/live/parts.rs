@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ledger::{CapLedger, LedgerError, MemoryLedger, Recovery};
+use crate::ledger::{CapLedger, LedgerError, Recovery, RedisLedger, SqliteLedger};
 use crate::policy::CapState;
-use crate::store::{SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
+use crate::store::{RedisStore, SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
 use crate::transport::{DryRunSender, OutboxError, Sender, WebhookSender};
 
 use super::config::{RunConfig, TransportConfig};
@@ -29,9 +29,9 @@ pub enum LiveError {
     /// The transport could not be set up (a missing secret, a bad URL).
     #[error("transport: {0}")]
     Transport(String),
-    /// Something this build cannot do yet with this configuration.
+    /// Redis refused or could not be reached at the start.
     #[error("{0}")]
-    Unsupported(String),
+    Redis(String),
     /// The HTTP API could not start.
     #[error("HTTP API: {0}")]
     Api(String),
@@ -48,8 +48,8 @@ pub enum LiveError {
 pub struct LiveParts {
     /// Where the engine writes.
     pub store: Arc<dyn Store>,
-    /// The same store for reading (the API's user views), when it is SQLite.
-    pub sqlite: Option<Arc<SqliteStore>>,
+    /// The same store for reading (the API's user views).
+    pub users_at: UsersAt,
     /// The cap gate, shared by every shard and every instance on the store.
     pub ledger: Arc<dyn CapLedger>,
     /// Where messages go.
@@ -62,8 +62,27 @@ pub struct LiveParts {
     pub recovered: Recovery,
 }
 
-/// A store to write, the same for reading when it is SQLite, and its ledger.
-type OpenedStore = (Arc<dyn Store>, Option<Arc<SqliteStore>>, Arc<dyn CapLedger>);
+/// The store again, as what reads users back.
+#[derive(Debug, Clone)]
+pub enum UsersAt {
+    /// An SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// A Redis server or cluster.
+    Redis(Arc<RedisStore>),
+}
+
+impl UsersAt {
+    /// Every user the store holds, with the cap counters it kept.
+    pub fn load_users(&self) -> Result<Vec<UserState>, StoreError> {
+        match self {
+            UsersAt::Sqlite(s) => s.load_users(),
+            UsersAt::Redis(r) => r.load_users(),
+        }
+    }
+}
+
+/// A store to write, the same for reading, and its ledger.
+type OpenedStore = (Arc<dyn Store>, UsersAt, Arc<dyn CapLedger>);
 
 /// Opens the store, the ledger and the transport of `config`, settles the last run's
 /// unsettled messages and loads `instance`'s users.
@@ -72,17 +91,18 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
         StoreUrl::Sqlite(path) => {
             let store = if path.exists() { SqliteStore::open_existing(path)? } else { SqliteStore::open(path)? };
             let store = Arc::new(store);
-            let ledger: Arc<dyn CapLedger> = Arc::new(MemoryLedger::default());
-            (store.clone(), Some(store), ledger)
+            let ledger: Arc<dyn CapLedger> = Arc::new(SqliteLedger::open(path)?);
+            (store.clone(), UsersAt::Sqlite(store), ledger)
         }
-        StoreUrl::Redis(_) => {
-            return Err(LiveError::Unsupported(format!(
-                "{}: the Redis store is not built into this gavat yet",
-                config.store
-            )));
+        StoreUrl::Redis(url) => {
+            let redis = |e: crate::redis_link::RedisConnectError| LiveError::Redis(e.to_string());
+            // The ledger first: it refuses a server that may evict keys, and writes the epoch.
+            let ledger: Arc<dyn CapLedger> = Arc::new(RedisLedger::connect(url, &config.redis_prefix).map_err(redis)?);
+            let store = Arc::new(RedisStore::connect(url, &config.redis_prefix).map_err(redis)?);
+            (store.clone(), UsersAt::Redis(store), ledger)
         }
     };
-    let (store, sqlite, ledger) = opened;
+    let (store, users_at, ledger) = opened;
     let recovered = at_once(ledger.recover())?;
     let sender: Arc<dyn Sender> = match &config.transport {
         TransportConfig::DryRun { outbox } => Arc::new(DryRunSender::new(Some(outbox), !quiet)?),
@@ -97,10 +117,7 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
         TransportConfig::Webhook { timeout_secs, .. } => Duration::from_secs(2 * timeout_secs + 1),
         TransportConfig::DryRun { .. } => crate::engine::DEFAULT_SEND_TIMEOUT,
     };
-    let mut users = match &sqlite {
-        Some(s) => s.load_users()?,
-        None => Vec::new(),
-    };
+    let mut users = users_at.load_users()?;
     users.retain(|u| instance.owns(u.profile.id));
     for user in &mut users {
         let known = at_once(ledger.load(user.profile.id))?;
@@ -109,7 +126,7 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
             at_once(ledger.opt_out(user.profile.id))?;
         }
     }
-    Ok(LiveParts { store, sqlite, ledger, sender, send_timeout, users, recovered })
+    Ok(LiveParts { store, users_at, ledger, sender, send_timeout, users, recovered })
 }
 
 /// The stricter of two records of one user's sends: the one with the later last send (on

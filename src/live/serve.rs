@@ -42,8 +42,8 @@ pub struct LiveRun<'a> {
     pub threads: usize,
     /// This process's message-id nonce.
     pub nonce: u64,
-    /// The API's users (`None`: no API).
-    pub directory: Option<Arc<dyn UserDirectory>>,
+    /// The API's users.
+    pub directory: Arc<dyn UserDirectory>,
     /// The API's write token (from `GAVAT_API_TOKEN`; `None`: the write API is off).
     pub write_token: Option<String>,
     /// Told the API's address once it listens.
@@ -85,13 +85,13 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let listener = MetricsListener::new(metrics.clone()).start();
     // The API is the inbound source when it runs; without it, nothing comes in.
     let api_inbound = Arc::new(ApiInbound::new());
-    let server = match (config.listen, directory) {
-        (Some(listen), Some(users)) => {
+    let server = match config.listen {
+        Some(listen) => {
             let state = ApiState {
                 clock: clock.clone(),
                 inbound: api_inbound.clone(),
                 arrivals: join,
-                users,
+                users: directory,
                 metrics: metrics.clone(),
                 write_token,
             };
@@ -99,7 +99,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
             on_listening(server.local_addr());
             Some(server)
         }
-        _ => None,
+        None => None,
     };
     let source: Arc<dyn InboundSource> = if server.is_some() { api_inbound } else { Arc::new(Silence) };
     let mut builder = Engine::builder()
@@ -125,8 +125,26 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         builder = builder.learner(settings);
     }
     let engine = builder.build()?;
+    // Say when sending pauses (the cap gate or the store unavailable: nothing is sent) and
+    // when it resumes, once each.
+    let watched = metrics.clone();
+    let watcher = actix_rt::spawn(async move {
+        let mut shown: Option<String> = None;
+        loop {
+            let now = watched.paused();
+            if now != shown {
+                match &now {
+                    Some(reason) => eprintln!("gavat run: sending paused — {reason}"),
+                    None => eprintln!("gavat run: sending resumed"),
+                }
+                shown = now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    });
     let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;
     let result = engine.run_until(shutdown).await;
+    watcher.abort();
     if let Some(server) = server {
         server.stop(true).await;
     }

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
 use crate::actors::learner::{GetHourTable, LearnerActor};
 use crate::actors::messages::{InboundBuffer, OutcomesRecorded};
-use crate::actors::scheduler::{GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
+use crate::actors::scheduler::{ArmUpdate, GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
 use crate::actors::shard::{Placement, ShardParts, TakeSnapshots, UserShard, shard_of};
 use crate::clock::Clock;
@@ -150,7 +150,12 @@ pub struct EngineBuilder {
     arrivals: Option<UserArrivals>,
     run_nonce: Option<u64>,
     outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
+    strategy_updates: Option<StrategyUpdates>,
 }
+
+/// Where strategies put in force from outside a running engine arrive (see
+/// [`EngineBuilder::strategy_updates`]).
+pub type StrategyUpdates = tokio::sync::mpsc::UnboundedReceiver<ArmUpdate>;
 
 impl std::fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -281,6 +286,13 @@ impl EngineBuilder {
         self.outcome_listeners.push(listener);
         self
     }
+    /// Strategies put in force while the engine runs (an operator's `gavat strategy
+    /// rollback` in the store of a live engine): each `(arm, update)` is applied like a
+    /// learner's update, for all later work.
+    pub fn strategy_updates(mut self, updates: StrategyUpdates) -> Self {
+        self.strategy_updates = Some(updates);
+        self
+    }
     /// Threads the user shards run on, one shard each (default: the machine's cores). The
     /// result does not depend on it.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -334,6 +346,7 @@ impl EngineBuilder {
             arrivals: self.arrivals,
             run_nonce: self.run_nonce,
             outcome_listeners: self.outcome_listeners,
+            strategy_updates: self.strategy_updates,
         })
     }
 }
@@ -365,6 +378,7 @@ pub struct Engine {
     arrivals: Option<UserArrivals>,
     run_nonce: Option<u64>,
     outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
+    strategy_updates: Option<StrategyUpdates>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -570,6 +584,7 @@ impl Engine {
             users: n,
             progress: self.progress,
             arrivals: self.arrivals,
+            strategy_updates: self.strategy_updates,
         });
         let mut summary = scheduler.run(shutdown).await;
         summary.unknown_users += unknown_users.load(std::sync::atomic::Ordering::Relaxed);

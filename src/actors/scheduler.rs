@@ -94,7 +94,8 @@ struct PostInFlight {
 }
 
 /// A learner's answer for one experiment arm.
-type ArmUpdate = (usize, super::learner::StrategyUpdate);
+/// Strategies to put in force for one arm (by index), from the learner or an operator.
+pub type ArmUpdate = (usize, super::learner::StrategyUpdate);
 
 /// A group post in flight and the transport's answer to it.
 type PostAnswer = (PostInFlight, Result<Delivered, TransportError>);
@@ -178,6 +179,9 @@ pub struct SchedulerParts {
     pub run_nonce: u64,
     /// Users joining the running engine (a `/start`, an import, the API).
     pub arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
+    /// Strategies put in force from outside (an operator's rollback in the store of a
+    /// running engine), applied like the learner's.
+    pub strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
 }
 
 impl std::fmt::Debug for SchedulerParts {
@@ -232,6 +236,7 @@ pub struct Scheduler {
     /// Arms whose look was asked on a clock that does not wait and has not answered.
     learn_outstanding: Vec<bool>,
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
+    strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -299,6 +304,7 @@ impl Scheduler {
             learner_updates: mpsc::unbounded_channel(),
             learn_outstanding: vec![false; arms],
             arrivals: parts.arrivals,
+            strategy_updates: parts.strategy_updates,
         }
     }
 
@@ -328,6 +334,9 @@ impl Scheduler {
             while let Ok((arm, update)) = self.learner_updates.1.try_recv() {
                 self.apply_update(arm, update);
             }
+            while let Some((arm, update)) = self.strategy_updates.as_mut().and_then(|u| u.try_recv().ok()) {
+                self.apply_external(arm, update);
+            }
             let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
             let target = sync.or(self.horizon);
             // How far the shards may go: to the next sync point at once (a jumping clock), or
@@ -352,6 +361,12 @@ impl Scheduler {
                         }
                         () = self.inbound_arrived.notified() => {}
                         Some((arm, update)) = self.learner_updates.1.recv() => self.apply_update(arm, update),
+                        Some((arm, update)) = async {
+                            match self.strategy_updates.as_mut() {
+                                Some(updates) => updates.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        } => self.apply_external(arm, update),
                         Some(profile) = async {
                             match self.arrivals.as_mut() {
                                 Some(arrivals) => arrivals.recv().await,
@@ -600,6 +615,20 @@ impl Scheduler {
         if update.adviser.is_some() {
             self.summary.adviser = update.adviser;
         }
+    }
+
+    /// Strategies from outside: put in force like the learner's, without touching the
+    /// learner's bookkeeping of its own outstanding look.
+    fn apply_external(&mut self, arm: usize, update: super::learner::StrategyUpdate) {
+        if let Some(book) = update.book
+            && arm < self.books.len()
+        {
+            tracing::info!(arm, "Strategies changed from outside the engine are now in force.");
+            self.books[arm] = book.clone();
+            self.summary.final_books[arm] = Some(book);
+            self.books_pending.iter_mut().for_each(|p| *p = true);
+        }
+        self.summary.strategy_changes.extend(update.changes);
     }
 
     /// Stops: every send in flight gets its answer, its outcome is recorded; then the audit
@@ -1027,6 +1056,7 @@ mod tests {
                 users: users as usize,
                 progress: None,
                 arrivals: None,
+                strategy_updates: None,
                 run_nonce: 1,
             });
             let summary = scheduler.run(std::future::pending()).await;

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Shard threads (default: the machine's cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    /// Do not run the learner (default: it re-plans every 6 hours of run time, within its
+    /// hard limits, or as `learn` in the config says).
+    #[arg(long)]
+    pub no_learn: bool,
     /// Do not print each dry-run message on standard output (the outbox still has them).
     #[arg(long)]
     pub quiet: bool,
@@ -142,6 +146,9 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
     } else if let Some(listen) = args.listen {
         config.listen = Some(listen);
     }
+    if args.no_learn {
+        config.learn = false;
+    }
     if let Some(threads) = args.threads {
         config.threads = Some(usize::from(threads));
     }
@@ -185,6 +192,20 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     let start = clock.now();
 
     let parts = open_parts(&config, instance, args.quiet).map_err(open_error)?;
+    // What earlier runs learned, or an operator rolled back, stays in force.
+    let book = match &parts.users_at {
+        crate::live::parts::UsersAt::Sqlite(store) => {
+            let (book, kept) = crate::live::strategy_watch::with_stored_changes(book, store)
+                .map_err(|e| CliError::failure(anyhow::anyhow!(e)))?;
+            if kept > 0 {
+                eprintln!(
+                    "gavat run: {kept} segment strategies as the store has them in force (learned or rolled back)"
+                );
+            }
+            book
+        }
+        crate::live::parts::UsersAt::Redis(_) => book,
+    };
     let LiveParts { users, recovered, .. } = &parts;
     let opted_out = users.iter().filter(|u| u.caps.opted_out).count();
     eprintln!(

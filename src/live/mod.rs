@@ -7,3 +7,4 @@ pub mod directory;
 pub mod instance;
 pub mod parts;
 pub mod serve;
+pub mod strategy_watch;

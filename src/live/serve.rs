@@ -18,7 +18,7 @@ use crate::store::RunRecord;
 use crate::transport::{InboundSource, Silence};
 
 use super::config::RunConfig;
-use super::parts::{LiveError, LiveParts};
+use super::parts::{LiveError, LiveParts, UsersAt};
 
 /// Everything a live run is made of.
 pub struct LiveRun<'a> {
@@ -124,6 +124,15 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     if let Some(settings) = learner {
         builder = builder.learner(settings);
     }
+    // An operator's rollback in the store takes effect in the running engine.
+    let strategy_watch = match &parts.users_at {
+        UsersAt::Sqlite(store) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            builder = builder.strategy_updates(rx);
+            Some(actix_rt::spawn(super::strategy_watch::watch(store.clone(), book.name.to_string(), tx)))
+        }
+        UsersAt::Redis(_) => None,
+    };
     let engine = builder.build()?;
     // Say when sending pauses (the cap gate or the store unavailable: nothing is sent) and
     // when it resumes, once each.
@@ -145,6 +154,9 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;
     let result = engine.run_until(shutdown).await;
     watcher.abort();
+    if let Some(w) = strategy_watch {
+        w.abort();
+    }
     if let Some(server) = server {
         server.stop(true).await;
     }

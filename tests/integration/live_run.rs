@@ -370,3 +370,86 @@ fn the_live_api_refuses_bad_requests_and_counts() {
     let err = rest.join().expect("stderr");
     assert!(status.success(), "{err}");
 }
+
+/// An operator's `gavat strategy rollback` against the store of a running engine takes
+/// effect in it (the run says so), and the rolled-back strategy is what the store holds in
+/// force after the run.
+#[test]
+fn a_rollback_in_the_store_takes_effect_in_the_running_engine() {
+    use std::io::BufRead as _;
+    let dir = temp_dir();
+    let store = dir.path().join("learned.db");
+    let out = gavat(&[
+        "simulate",
+        "--users",
+        "1000",
+        "--days",
+        "5",
+        "--seed",
+        "1",
+        "--learn",
+        "--no-baseline",
+        "--save-state",
+        s(&store),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history = gavat(&["strategy", "history", "--store", s(&store), "--json"]);
+    let changes: serde_json::Value = serde_json::from_slice(&history.stdout).expect("history as JSON");
+    let applied = changes
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["action"] == "applied"))
+        .unwrap_or_else(|| panic!("the learner applied a change: {changes}"));
+    let id = applied["id"].as_i64().expect("an id").to_string();
+    let before = applied["before"].as_str().expect("before").to_string();
+    let segment = applied["segment"].as_str().expect("segment").to_string();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gavat"))
+        .args(["run", "--store", s(&store), "--time-scale", "600", "--no-http", "--no-learn", "--quiet"])
+        .current_dir(dir.path())
+        .env("GAVAT_LOG", "warn")
+        .env("GAVAT_LOG_DIR", dir.path().join("logs"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gavat runs");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = String::new();
+    // Started: the banner's last line.
+    for line in lines.by_ref() {
+        let line = line.expect("text");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("first send due") || line.contains("no send is due") {
+            break;
+        }
+    }
+    assert!(seen.contains("segment strategies as the store has them in force"), "learned strategies kept: {seen}");
+    let rollback = gavat(&["strategy", "rollback", &id, "--store", s(&store)]);
+    assert!(rollback.status.success(), "{}", String::from_utf8_lossy(&rollback.stderr));
+    for line in lines.by_ref() {
+        let line = line.expect("text");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("is now in force") {
+            break;
+        }
+    }
+    assert!(seen.contains("is now in force"), "the running engine took the rollback: {seen}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    for line in lines.map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert!(child.wait().expect("gavat ends").success(), "{seen}");
+    let show = gavat(&["strategy", "show", "--store", s(&store), "--json"]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    let in_force: serde_json::Value = serde_json::from_str(&shown).expect("show as JSON");
+    let entry = in_force
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["segment"] == segment.as_str()))
+        .unwrap_or_else(|| panic!("{segment} in force: {in_force}"));
+    // Change #1 was the segment's first: undoing it restores the configured strategy, and
+    // the run's end keeps it so.
+    assert_eq!(entry["learned"], false, "{segment} back to {before} after the run: {entry}");
+}

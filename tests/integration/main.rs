@@ -23,6 +23,7 @@ mod redis_ledger;
 mod redis_server;
 mod redis_store;
 mod resume;
+mod sqlite_ledger;
 mod transport_outcomes;
 mod users_join;
 mod webhook;

@@ -224,8 +224,8 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     }
     match &config.transport {
         TransportConfig::DryRun { outbox } => eprintln!(
-            "gavat run: transport dry-run — every message is printed{} and appended to {}; nothing is sent",
-            if args.quiet { " (not: --quiet)" } else { "" },
+            "gavat run: transport dry-run — every message is {} {}; nothing is sent",
+            if args.quiet { "appended (not printed: --quiet) to" } else { "printed and appended to" },
             outbox.display()
         ),
         TransportConfig::Webhook { url, .. } => {
@@ -243,11 +243,14 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     };
     eprintln!("gavat run: {clock_text}{stop_text}");
     if users.is_empty() {
+        let import = match &config.store {
+            StoreUrl::Sqlite(_) => format!("import them (`gavat import users users.csv --store {}`), ", config.store),
+            StoreUrl::Redis(_) => String::new(),
+        };
         eprintln!(
-            "gavat run: hint: the store holds no users yet — import them (`gavat import users users.csv --store {}`), \
-             add them through the API (`PUT /v1/users/{{id}}`), or try a demo store (`gavat simulate --users 1000 \
-             --save-state demo.db`, then `gavat run --store sqlite:demo.db --time-scale 3600 --for 2d`)",
-            config.store
+            "gavat run: hint: the store holds no users yet — {import}add them through the API (`PUT /v1/users/{{id}}`), \
+             or try a demo store (`gavat simulate --users 1000 --save-state demo.db`, then `gavat run --store \
+             sqlite:demo.db --time-scale 3600 --for 2d`)"
         );
     } else {
         match first_due(users, &book, &rules, start) {

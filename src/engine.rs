@@ -547,6 +547,8 @@ impl Engine {
         {
             let (placement, inbound, arrived, unknown) =
                 (placement.clone(), inbound.clone(), arrived.clone(), unknown_users.clone());
+            // Weak: the source keeps the sink, and the sink must not keep the source alive.
+            let source = Arc::downgrade(&self.source);
             self.source.start(InboundSink::new(move |event| {
                 match placement.find(event.user) {
                     Some((_, shard, _)) => {
@@ -557,6 +559,9 @@ impl Engine {
                     None => {
                         unknown.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(user = %event.user, kind = event.kind.as_str(), "Inbound event for an unknown user dropped.");
+                        if let Some(source) = source.upgrade() {
+                            source.reject(&event);
+                        }
                     }
                 }
             }));

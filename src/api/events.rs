@@ -172,6 +172,11 @@ pub(super) async fn post_event(
         Err(SubmitError::NotStarted) => {
             Err(Failure::unavailable("engine_not_ready", "the engine is not taking events yet; retry shortly"))
         }
+        Err(SubmitError::UnknownUser) => Err(Failure::unavailable(
+            "user_not_joined",
+            "the running engine does not hold this user yet (a user created a moment ago joins within a second); \
+             retry with the same Idempotency-Key",
+        )),
         Err(e @ SubmitError::Timeout(_)) => Err(Failure::unavailable(
             "engine_busy",
             format!("{e}; retry with the same Idempotency-Key, it cannot count twice"),

@@ -39,6 +39,10 @@ pub enum SubmitError {
     /// with the same idempotency key is de-duplicated.
     #[error("the engine did not acknowledge the event within {0:?}")]
     Timeout(Duration),
+    /// The engine does not hold the event's user (not joined yet, or another instance's):
+    /// it was not taken in.
+    #[error("the running engine does not hold this user (yet)")]
+    UnknownUser,
 }
 
 /// What a request's event is, to tell a retry from a different request under the same key.
@@ -92,7 +96,7 @@ pub struct ApiInbound {
     /// The engine's sink, once started.
     sink: Mutex<Option<InboundSink>>,
     /// Requests waiting for their event's acknowledgement, by source id.
-    waiters: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
     keys: Mutex<Keys>,
     key_capacity: usize,
     ack_timeout: Duration,
@@ -247,7 +251,8 @@ impl ApiInbound {
         let mut waiter = Waiter { inbound: self, source, rx };
         sink.push(event);
         match tokio::time::timeout(self.ack_timeout, &mut waiter.rx).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(SubmitError::UnknownUser),
             // The sender was dropped: a later submit of the same id took the wait over.
             Ok(Err(_)) | Err(_) => Err(SubmitError::Timeout(self.ack_timeout)),
         }
@@ -258,7 +263,7 @@ impl ApiInbound {
 struct Waiter<'a> {
     inbound: &'a ApiInbound,
     source: u64,
-    rx: oneshot::Receiver<()>,
+    rx: oneshot::Receiver<bool>,
 }
 
 impl Drop for Waiter<'_> {
@@ -281,7 +286,14 @@ impl InboundSource for ApiInbound {
         let Some(source) = event.source else { return };
         if let Some(tx) = lock(&self.waiters).remove(&source) {
             // The request may have given up meanwhile; then nobody is told.
-            let _ = tx.send(());
+            let _ = tx.send(true);
+        }
+    }
+
+    fn reject(&self, event: &InboundEvent) {
+        let Some(source) = event.source else { return };
+        if let Some(tx) = lock(&self.waiters).remove(&source) {
+            let _ = tx.send(false);
         }
     }
 
@@ -351,14 +363,17 @@ mod tests {
             assert_eq!(inbound.submit(event(1)).await, Err(SubmitError::NotStarted));
             let acker = Arc::downgrade(&inbound);
             inbound.start(InboundSink::new(move |e| {
-                if e.source != Some(2)
-                    && let Some(inbound) = acker.upgrade()
-                {
-                    inbound.acknowledge(&e);
+                let Some(inbound) = acker.upgrade() else { return };
+                match e.source {
+                    Some(2) => {}
+                    // The engine does not hold the user: rejected at once, not left to time out.
+                    Some(3) => inbound.reject(&e),
+                    _ => inbound.acknowledge(&e),
                 }
             }));
             assert_eq!(inbound.submit(event(1)).await, Ok(()));
             assert_eq!(inbound.submit(event(2)).await, Err(SubmitError::Timeout(Duration::from_secs(10))));
+            assert_eq!(inbound.submit(event(3)).await, Err(SubmitError::UnknownUser));
             assert_eq!(lock(&inbound.waiters).len(), 0, "no wait is left behind");
             Ok(())
         })

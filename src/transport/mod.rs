@@ -204,6 +204,12 @@ pub trait InboundSource: Send + Sync + Debug {
     /// The engine has taken `event` in. A live source advances past it (the Bot API
     /// offset); the simulated world draws the user's next activity.
     fn acknowledge(&self, event: &InboundEvent);
+    /// The engine could not take `event` in and never will as it is (it is for a user the
+    /// engine does not hold — one who has not joined yet, or another instance's): the
+    /// source may tell whoever sent it. Called from inside the sink: it must not block.
+    fn reject(&self, event: &InboundEvent) {
+        let _ = event;
+    }
     /// Whether `acknowledge` must wait until what the event changed is in the store: yes
     /// for a live source (an update acknowledged before it is stored is lost in a crash),
     /// no for the simulated world (it has nothing to lose, and its next event must follow at

@@ -572,7 +572,9 @@ fn row(name: &str, users: u64, holders: u64, s: &SegmentStats) -> SegmentRow {
     }
 }
 
-fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult, wall_secs: f64) -> SimulationReport {
+/// One row per segment, in fixed order, and the row of all segments together: what a
+/// report and the run logs show of a finished run (simulated or live).
+pub fn segment_rows(r: &RunResult) -> (Vec<SegmentRow>, SegmentRow) {
     let mut total = SegmentStats::default();
     let segments = Segment::ALL
         .iter()
@@ -582,6 +584,11 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
             row(seg.as_str(), r.governed_by[seg.index()], r.held_by[seg.index()], stats)
         })
         .collect();
+    (segments, row("TOTAL", r.users, r.users, &total))
+}
+
+fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult, wall_secs: f64) -> SimulationReport {
+    let (segments, total) = segment_rows(r);
     let events = r.scheduler.dispatched;
     SimulationReport {
         seed: plan.seed,
@@ -593,7 +600,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         strategy: plan.book.name.to_string(),
         sources: plan.sources.clone(),
         segments,
-        total: row("TOTAL", r.users, r.users, &total),
+        total,
         opted_out_users: r.opted_out_users,
         group_posts: r.scheduler.group_posts,
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod directory;
+pub mod experiment;
 pub mod instance;
 pub mod parts;
 pub mod serve;

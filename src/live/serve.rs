@@ -11,7 +11,7 @@ use crate::api::{ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, Me
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
-use crate::engine::{Engine, RunResult, user_arrivals};
+use crate::engine::{Arms, Engine, RunResult, user_arrivals};
 use crate::learner::LearnerSettings;
 use crate::segmentation::SegmentationRules;
 use crate::store::RunRecord;
@@ -38,6 +38,8 @@ pub struct LiveRun<'a> {
     pub rules: SegmentationRules,
     /// The learner's settings, when it runs.
     pub learner: Option<LearnerSettings>,
+    /// The experiment in force: each user's arm and the arms' strategies.
+    pub arms: Option<Arms>,
     /// Shard threads.
     pub threads: usize,
     /// This process's message-id nonce.
@@ -73,6 +75,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         book,
         rules,
         learner,
+        arms,
         threads,
         nonce,
         directory,
@@ -123,6 +126,9 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     }
     if let Some(settings) = learner {
         builder = builder.learner(settings);
+    }
+    if let Some(arms) = arms {
+        builder = builder.arms(arms);
     }
     let engine = builder.build()?;
     let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;

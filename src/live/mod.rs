@@ -7,4 +7,5 @@ pub mod directory;
 pub mod experiment;
 pub mod instance;
 pub mod parts;
+pub mod results;
 pub mod serve;

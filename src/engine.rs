@@ -10,6 +10,7 @@ use futures::future::join_all;
 use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
 use crate::actors::learner::{GetHourTable, LearnerActor};
 use crate::actors::messages::{InboundBuffer, OutcomesRecorded};
+pub use crate::actors::scheduler::ArmOfJoining;
 use crate::actors::scheduler::{ArmUpdate, GroupPolicy, ProgressFn, Scheduler, SchedulerParts, SchedulerSummary};
 use crate::actors::segment::{GetSegmentStats, SegmentActor, SegmentStats};
 use crate::actors::shard::{Placement, ShardParts, TakeSnapshots, UserShard, shard_of};
@@ -81,6 +82,9 @@ pub struct Arms {
     /// The arms whose strategies the learner re-plans (needs [`EngineBuilder::learner`]),
     /// by index; arms past its end (a holdout) stay fixed like those marked `false`.
     pub learning: Vec<bool>,
+    /// The arm of a user who joins while the engine runs ([`EngineBuilder::arrivals`]):
+    /// required with arrivals, so that nobody lands in arm 0 by default.
+    pub of_joining: Option<ArmOfJoining>,
 }
 
 /// One user's counts at the end of a run, for per-user experiment results.
@@ -321,6 +325,12 @@ impl EngineBuilder {
         {
             return Err(EngineError::Arms("every user needs exactly one arm that has a name and strategies"));
         }
+        if let Some(arms) = &self.arms
+            && self.arrivals.is_some()
+            && arms.of_joining.is_none()
+        {
+            return Err(EngineError::Arms("users may join the running engine, but the arms say nothing of their arm"));
+        }
         Ok(Engine {
             sender: self.sender.ok_or(EngineError::Missing("sender (the transport)"))?,
             source: self.source.ok_or(EngineError::Missing("inbound source (the transport)"))?,
@@ -411,13 +421,13 @@ impl Engine {
         let segment_addrs: Vec<Addr<SegmentActor>> =
             self.book.iter().map(|s| SegmentActor::new(s.clone()).start()).collect();
         let interval = self.learner.as_ref().map_or(LEARNER_INTERVAL_SECS, |l| l.interval_hours * 3_600);
-        let (books, arm_of, arm_names, learning_arms) = match self.arms {
+        let (books, arm_of, arm_names, learning_arms, arm_of_joining) = match self.arms {
             Some(arms) => {
                 let mut learning = arms.learning;
                 learning.resize(arms.books.len(), false);
-                (arms.books, arms.of_user, arms.names, learning)
+                (arms.books, arms.of_user, arms.names, learning, arms.of_joining)
             }
-            None => (vec![self.book.clone()], Vec::new(), Vec::new(), vec![true]),
+            None => (vec![self.book.clone()], Vec::new(), Vec::new(), vec![true], None),
         };
         let learning = self.learner.is_some() && learning_arms.iter().any(|l| *l);
         let start = self.clock.now();
@@ -456,6 +466,7 @@ impl Engine {
                     })
                     .collect();
                 LearnerActor::with_learners(Arc::new(arm_of.clone()), learners, self.adviser)
+                    .with_arm_of_joining(arm_of_joining.clone())
             }
             _ => LearnerActor::default(),
         };
@@ -590,6 +601,8 @@ impl Engine {
             progress: self.progress,
             arrivals: self.arrivals,
             strategy_updates: self.strategy_updates,
+            arm_names: arm_names.clone(),
+            arm_of_joining,
         });
         let mut summary = scheduler.run(shutdown).await;
         summary.unknown_users += unknown_users.load(std::sync::atomic::Ordering::Relaxed);

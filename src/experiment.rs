@@ -111,6 +111,13 @@ pub struct ConcreteArms {
     pub weights: Vec<f64>,
 }
 
+/// Who goes to which arm of `design`: the weighted rendezvous hash of `(salt, user id)` over
+/// the arms' weights, the holdout's last — the one assignment of simulations, live runs and
+/// `gavat experiment export`.
+pub fn assignment(design: &Experiment) -> ArmAssignment {
+    ArmAssignment::ByHash { salt: design.salt.clone(), weights: design.assignment_weights() }
+}
+
 /// Applies every arm's overrides to `base`; errors name `origin`, the line, the arm's field
 /// and the value as written.
 pub fn arm_setup(design: &Experiment, base: &StrategyBook, origin: &str) -> Result<ConcreteArms, ConfigError> {
@@ -206,7 +213,7 @@ pub fn run(
     let setup = ArmSetup {
         names: names.clone(),
         books: books.clone(),
-        assignment: ArmAssignment::ByHash { salt: design.salt.clone(), weights: weights.clone() },
+        assignment: assignment(design),
         learning: learning.clone(),
     };
     let split = run_engine(&plan.sim, Some(setup), scaled(0))?;

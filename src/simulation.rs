@@ -17,7 +17,7 @@ use crate::domain::{
     ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile,
     UtcOffset,
 };
-use crate::engine::{Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
+use crate::engine::{ArmOfJoining, Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
 use crate::learner_effect::{LearnerEffect, RunTotals};
 use crate::llm::{BlockingLlm, LlmSettings};
@@ -345,6 +345,20 @@ pub enum ArmAssignment {
     Everyone(u16),
 }
 
+impl ArmAssignment {
+    /// The arm of `user`: by `gavat-experiments`' weighted rendezvous hash of `(salt, id)`
+    /// (so the same in a simulation, a live run and an export), or the one arm. The weights
+    /// come from a validated experiment, which the hash accepts; should it not, arm 0.
+    pub fn arm_of(&self, user: UserId) -> u16 {
+        match self {
+            ArmAssignment::Everyone(arm) => *arm,
+            ArmAssignment::ByHash { salt, weights } => {
+                gavat_experiments::assignment::assign(salt, user.0, weights).unwrap_or(0) as u16
+            }
+        }
+    }
+}
+
 /// The arms of an experiment run.
 #[derive(Debug, Clone)]
 pub struct ArmSetup {
@@ -413,16 +427,15 @@ pub fn run_engine_from(
     let policy = group_policy(&plan.scenario);
     let model = BehaviourModel::new(&plan.scenario);
     let experiment_arms = arms.map(|setup| {
-        let of_user = users
-            .iter()
-            .map(|u| match &setup.assignment {
-                ArmAssignment::Everyone(arm) => *arm,
-                ArmAssignment::ByHash { salt, weights } => {
-                    gavat_experiments::assignment::assign(salt, u.profile.id.0, weights).unwrap_or(0) as u16
-                }
-            })
-            .collect();
-        Arms { names: setup.names, books: setup.books, of_user, learning: setup.learning }
+        let of_user = users.iter().map(|u| setup.assignment.arm_of(u.profile.id)).collect();
+        let assignment = setup.assignment.clone();
+        Arms {
+            names: setup.names,
+            books: setup.books,
+            of_user,
+            learning: setup.learning,
+            of_joining: Some(ArmOfJoining::new(move |user| assignment.arm_of(user))),
+        }
     });
     let transport = Arc::new(SimTransport::new(population, model, stream_seed, horizon));
     // A user who blocked the bot has still blocked it: the one part of the synthetic users'
@@ -559,7 +572,9 @@ fn row(name: &str, users: u64, holders: u64, s: &SegmentStats) -> SegmentRow {
     }
 }
 
-fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult, wall_secs: f64) -> SimulationReport {
+/// One row per segment, in fixed order, and the row of all segments together: what a
+/// report and the run logs show of a finished run (simulated or live).
+pub fn segment_rows(r: &RunResult) -> (Vec<SegmentRow>, SegmentRow) {
     let mut total = SegmentStats::default();
     let segments = Segment::ALL
         .iter()
@@ -569,6 +584,11 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
             row(seg.as_str(), r.governed_by[seg.index()], r.held_by[seg.index()], stats)
         })
         .collect();
+    (segments, row("TOTAL", r.users, r.users, &total))
+}
+
+fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult, wall_secs: f64) -> SimulationReport {
+    let (segments, total) = segment_rows(r);
     let events = r.scheduler.dispatched;
     SimulationReport {
         seed: plan.seed,
@@ -580,7 +600,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         strategy: plan.book.name.to_string(),
         sources: plan.sources.clone(),
         segments,
-        total: row("TOTAL", r.users, r.users, &total),
+        total,
         opted_out_users: r.opted_out_users,
         group_posts: r.scheduler.group_posts,
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),

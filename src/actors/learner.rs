@@ -55,6 +55,8 @@ pub struct LearnerActor {
     table: HourTable,
     /// Each user's arm by dense index (empty: everyone is in arm 0).
     arm_of: Arc<Vec<u16>>,
+    /// The arm of a user past the end of `arm_of` (one who joined while the engine ran).
+    arm_of_joining: Option<super::scheduler::ArmOfJoining>,
     /// A learner for each arm that learns.
     arms: Vec<Option<ArmLearner>>,
     adviser: Option<AdviserLink>,
@@ -73,12 +75,20 @@ impl LearnerActor {
         LearnerActor {
             table: HourTable::default(),
             arm_of,
+            arm_of_joining: None,
             arms: learners
                 .into_iter()
                 .map(|l| l.map(|learner| ArmLearner { table: HourTable::default(), learner }))
                 .collect(),
             adviser: adviser.map(|llm| AdviserLink { llm, stats: AdviserStats::default() }),
         }
+    }
+
+    /// Attributes the outcomes of users who join while the engine runs to the arm `f` gives
+    /// them (the same the scheduler places them in), not to arm 0.
+    pub fn with_arm_of_joining(mut self, f: Option<super::scheduler::ArmOfJoining>) -> LearnerActor {
+        self.arm_of_joining = f;
+        self
     }
 
     /// Asks the adviser about `arm`'s strategies after this look's own decision, and adds
@@ -201,7 +211,11 @@ impl Handler<OutcomesRecorded> for LearnerActor {
     fn handle(&mut self, msg: OutcomesRecorded, _ctx: &mut Self::Context) {
         self.table.batches += 1;
         for o in msg.outcomes.iter() {
-            let arm = self.arm_of.get(o.index as usize).copied().unwrap_or(0);
+            let arm = match (self.arm_of.get(o.index as usize), &self.arm_of_joining) {
+                (Some(arm), _) => *arm,
+                (None, Some(f)) => f.arm_of(o.user),
+                _ => 0,
+            };
             let own = self.arms.get_mut(usize::from(arm)).and_then(Option::as_mut);
             let s = o.segment.index();
             match o.kind {

@@ -134,6 +134,30 @@ pub struct SchedulerSummary {
 /// Reports progress as the clock moves (simulation: once per simulated hour).
 pub type ProgressFn = Box<dyn FnMut(Timestamp)>;
 
+/// The experiment arm of a user who joins a running engine, from their id alone (an
+/// experiment's assignment hash): the arm they would have had had they been there at the
+/// start, so that a restart — which loads them with everyone else — keeps them in it.
+#[derive(Clone)]
+pub struct ArmOfJoining(Arc<dyn Fn(crate::domain::UserId) -> u16 + Send + Sync>);
+
+impl ArmOfJoining {
+    /// Wraps `f`, which must answer an index into the engine's arms.
+    pub fn new(f: impl Fn(crate::domain::UserId) -> u16 + Send + Sync + 'static) -> ArmOfJoining {
+        ArmOfJoining(Arc::new(f))
+    }
+
+    /// The arm of `user`.
+    pub fn arm_of(&self, user: crate::domain::UserId) -> u16 {
+        (self.0)(user)
+    }
+}
+
+impl std::fmt::Debug for ArmOfJoining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArmOfJoining(..)")
+    }
+}
+
 /// Everything the scheduler is built from.
 pub struct SchedulerParts {
     /// The clock.
@@ -182,6 +206,11 @@ pub struct SchedulerParts {
     /// Strategies put in force from outside (an operator's rollback in the store of a
     /// running engine), applied like the learner's.
     pub strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    /// The arm names, recorded on sends (empty without an experiment).
+    pub arm_names: Vec<Arc<str>>,
+    /// The arm of a user who joins (`None`: arm 0, which is only right without an
+    /// experiment; the engine refuses arms with arrivals but no assignment).
+    pub arm_of_joining: Option<ArmOfJoining>,
 }
 
 impl std::fmt::Debug for SchedulerParts {
@@ -237,6 +266,8 @@ pub struct Scheduler {
     learn_outstanding: Vec<bool>,
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
     strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    arm_names: Vec<Arc<str>>,
+    arm_of_joining: Option<ArmOfJoining>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -305,6 +336,8 @@ impl Scheduler {
             learn_outstanding: vec![false; arms],
             arrivals: parts.arrivals,
             strategy_updates: parts.strategy_updates,
+            arm_names: parts.arm_names,
+            arm_of_joining: parts.arm_of_joining,
         }
     }
 
@@ -402,9 +435,18 @@ impl Scheduler {
         self.finish().await
     }
 
-    /// A user joins: placed in the shard their id hashes to, segmented and planned there now.
-    /// A user the engine already knows is ignored (their profile lives in their shard).
+    /// A user joins: given their experiment arm (from their id), placed in the shard their id
+    /// hashes to, segmented and planned there now under their arm's strategies. A user the
+    /// engine already knows is ignored (their profile lives in their shard).
     async fn add_user(&mut self, profile: crate::domain::UserProfile) {
+        let arm = self.arm_of_joining.as_ref().map_or(0, |f| f.arm_of(profile.id));
+        if usize::from(arm) >= self.books.len() {
+            // A caller's bug (the function answers an arm the engine does not have): the user
+            // is not placed rather than placed under the wrong strategies.
+            tracing::error!(user = %profile.id, arm, "A joining user's arm does not exist; the user was not placed.");
+            return;
+        }
+        let arm_name = self.arm_names.get(usize::from(arm)).cloned();
         let shards = self.shards.len();
         let shard = super::shard::shard_of(profile.id, shards);
         let Some((index, local)) = self.placement.add(profile.id, shard as u16) else {
@@ -413,7 +455,7 @@ impl Scheduler {
         };
         self.audit.grow(index as usize + 1);
         let at = self.clock.now();
-        match self.shards[shard].send(super::shard::AddUser { index, local, profile, at }).await {
+        match self.shards[shard].send(super::shard::AddUser { index, local, profile, at, arm, arm_name }).await {
             Ok(next_due) => {
                 self.summary.joined_users += 1;
                 self.shard_due[shard] = [self.shard_due[shard], next_due].into_iter().flatten().min();
@@ -1057,6 +1099,8 @@ mod tests {
                 progress: None,
                 arrivals: None,
                 strategy_updates: None,
+                arm_names: Vec::new(),
+                arm_of_joining: None,
                 run_nonce: 1,
             });
             let summary = scheduler.run(std::future::pending()).await;

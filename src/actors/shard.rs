@@ -581,6 +581,10 @@ pub struct AddUser {
     pub profile: crate::domain::UserProfile,
     /// The current time.
     pub at: Timestamp,
+    /// Their experiment arm (index into the shard's books; 0 without an experiment).
+    pub arm: u16,
+    /// The arm's name, recorded on their sends (`None` without an experiment).
+    pub arm_name: Option<Arc<str>>,
 }
 
 impl Handler<AddUser> for UserShard {
@@ -591,12 +595,20 @@ impl Handler<AddUser> for UserShard {
             tracing::error!(shard = self.id, user = %msg.profile.id, "A joining user's place is taken; ignored.");
             return self.queue.next_due();
         }
+        let Some(book) = self.books.get(usize::from(msg.arm)).cloned() else {
+            tracing::error!(shard = self.id, user = %msg.profile.id, arm = msg.arm, "A joining user's arm does not exist; ignored.");
+            return self.queue.next_due();
+        };
         let rng = gavat_sim::stream(self.seed, msg.profile.id.0, gavat_sim::Purpose::Engine);
-        let mut entity = UserEntity::new(msg.index, msg.profile, rng, None);
-        if !self.arm_of.is_empty() {
-            self.arm_of.push(0);
+        let mut entity = UserEntity::new(msg.index, msg.profile, rng, msg.arm_name);
+        // An empty table means everyone is in arm 0: it is filled in once someone is not.
+        if msg.arm != 0 && self.arm_of.is_empty() {
+            self.arm_of.resize(self.entities.len(), 0);
         }
-        if let Some((at, token)) = entity.first_plan(&self.cx, msg.at, &self.books[0]) {
+        if !self.arm_of.is_empty() {
+            self.arm_of.push(msg.arm);
+        }
+        if let Some((at, token)) = entity.first_plan(&self.cx, msg.at, &book) {
             self.queue.push(at, Work::Wake { user: msg.local, token });
         }
         self.entities.push(entity);

@@ -37,6 +37,34 @@ pub enum ExperimentCommand {
     /// Compare the arms of a per-user results file (from `experiment run`, or exported from a
     /// live run), streaming it.
     Compare(CompareArgs),
+    /// Write a live experiment's per-user results file from a store: every user with the
+    /// arm the experiment's hash gives them, their messages, replies, purchases and opt-out
+    /// counted from the store's log since the experiment's first send. The same file as
+    /// `experiment run --out`, for `experiment compare`.
+    Export(ExportArgs),
+}
+
+/// The prefix of gavat's Redis keys unless told otherwise (the same default as `gavat run`).
+const DEFAULT_REDIS_PREFIX: &str = "gavat:";
+
+/// Flags of `gavat experiment export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The store the live engine ran on: `sqlite:PATH`, a bare path (SQLite), or
+    /// `redis://HOST:PORT/DB`. Only read.
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+    /// The prefix of the store's Redis keys (Redis only).
+    #[arg(long, value_name = "P", default_value = DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
+    /// The experiment file that was in force. Always needed: holdout users have no sends to
+    /// tell their arm, so every user's arm comes from the experiment's hash (and each send's
+    /// recorded arm is checked against it).
+    #[arg(long, value_name = "FILE")]
+    pub experiment: PathBuf,
+    /// Where to write the per-user results (CSV); replaced only once every row is written.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// A number flag together with its text as written, so that errors quote `1e300` as
@@ -146,6 +174,7 @@ pub fn run(command: ExperimentCommand) -> Result<(), CliError> {
         ExperimentCommand::Plan(args) => plan(args),
         ExperimentCommand::Run(args) => run_experiment(args),
         ExperimentCommand::Compare(args) => compare_file(args),
+        ExperimentCommand::Export(args) => export(args),
     }
 }
 
@@ -480,5 +509,62 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         print!("{}", report.to_text());
         eprintln!("({rows} users read in {secs:.2} s, {:.0} rows/s)", rows as f64 / secs.max(1e-9));
     }
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<(), CliError> {
+    use crate::live::results::{LiveResultsError, live_results};
+    use crate::output::{Named, PendingFile, check_distinct};
+    use crate::store::{RedisStore, SqliteStore, StoreUrl};
+
+    let url = StoreUrl::parse(&args.store).map_err(|e| CliError::usage(anyhow::anyhow!("--store: {e}")))?;
+    let design = Experiment::from_path(&args.experiment).map_err(CliError::usage)?;
+    let mut inputs = vec![Named { flag: "--experiment", path: &args.experiment }];
+    if let StoreUrl::Sqlite(path) = &url {
+        inputs.push(Named { flag: "--store", path });
+    }
+    check_distinct(&[Named { flag: "--out", path: &args.out }], &inputs).map_err(CliError::usage)?;
+    let pending = PendingFile::create("--out", &args.out, false).map_err(CliError::usage)?;
+    let rows = match &url {
+        StoreUrl::Sqlite(path) => {
+            let store = SqliteStore::open_read_only(path).map_err(CliError::usage)?;
+            live_results(&store, &design)
+        }
+        StoreUrl::Redis(address) => {
+            let store = RedisStore::connect(address, &args.redis_prefix)
+                .map_err(|e| CliError::failure(anyhow::anyhow!("--store {url}: {e}")))?;
+            live_results(&store, &design)
+        }
+    }
+    .map_err(|e| match e {
+        LiveResultsError::Store(_) => CliError::failure(e),
+        _ => CliError::usage(e),
+    })?;
+    let file = File::create(pending.temp())
+        .with_context(|| format!("{}: cannot write", pending.temp().display()))
+        .map_err(CliError::failure)?;
+    let written: std::io::Result<()> = (|| {
+        let mut csv = ResultsWriter::new(BufWriter::with_capacity(1 << 16, file))?;
+        for row in &rows {
+            csv.write(row)?;
+        }
+        csv.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    written.with_context(|| format!("--out {}: cannot write", args.out.display())).map_err(CliError::failure)?;
+    let target = pending.commit().map_err(CliError::failure)?;
+    let mut per_arm: Vec<(&str, usize)> = design.group_names().map(|n| (n, 0)).collect();
+    for row in &rows {
+        if let Some(slot) = per_arm.iter_mut().find(|(n, _)| *n == row.arm) {
+            slot.1 += 1;
+        }
+    }
+    let arms: Vec<String> = per_arm.iter().map(|(n, k)| format!("{n} {k}")).collect();
+    eprintln!(
+        "gavat: experiment {}: {} users ({}) from {url} written to {}",
+        design.name,
+        rows.len(),
+        arms.join(", "),
+        target.display()
+    );
     Ok(())
 }

@@ -14,9 +14,12 @@ use crate::domain::{Timestamp, UserId};
 use crate::engine::RunResult;
 use crate::learner::LearnerSettings;
 use crate::live::config::{RunConfig, TransportConfig};
+use crate::live::experiment::LiveExperiment;
 use crate::live::instance::{Instance, random_nonce};
 use crate::live::parts::{LiveError, LiveParts, open_parts};
+use crate::output::check_log_dir;
 use crate::policy::{caps_for, next_send};
+use crate::run_logs::{RunLogLines, write_run_log_lines};
 use crate::segmentation::SegmentationRules;
 use crate::store::StoreUrl;
 
@@ -76,6 +79,11 @@ pub struct RunArgs {
     /// Where the run logs go (default `logs`, or `log_dir` of the config).
     #[arg(long, value_name = "DIR", env = "GAVAT_LOG_DIR")]
     pub log_dir: Option<PathBuf>,
+    /// The experiment in force (the file `gavat experiment run` takes), overriding
+    /// `experiment` of the config: users are split into its arms by the same hash as a
+    /// simulation, the holdout gets nothing (docs/statistics.md, "Live experiments").
+    #[arg(long, value_name = "FILE")]
+    pub experiment: Option<PathBuf>,
 }
 
 /// `3d`, `12h`, `90m`, `30s`, `2w` → seconds.
@@ -163,6 +171,9 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
         }
         config.redis_prefix = prefix.clone();
     }
+    if let Some(file) = &args.experiment {
+        config.experiment = Some(file.clone());
+    }
     Ok(config)
 }
 
@@ -177,11 +188,19 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
         None => SegmentationRules::defaults(),
     };
-    let learner = match (&config.learner, config.learn) {
+    let experiment = match &config.experiment {
+        Some(path) => Some(LiveExperiment::load(path, &book).map_err(CliError::usage)?),
+        None => None,
+    };
+    // With an experiment its arms decide where the learner runs, as in `gavat experiment
+    // run`: on the arms with `learner = true` only; `learn` decides without one.
+    let learns = experiment.as_ref().map_or(config.learn, LiveExperiment::learns);
+    let learner = match (&config.learner, learns) {
         (_, false) => None,
         (Some(path), true) => Some(LearnerSettings::from_path(path).map_err(CliError::usage)?),
         (None, true) => Some(LearnerSettings::defaults()),
     };
+    check_log_dir("log_dir", &config.log_dir).map_err(CliError::usage)?;
     let instance = args.shard.unwrap_or_default();
     let system_now = SystemClock.now();
     let clock: Arc<dyn Clock> = if args.time_scale > 1 {
@@ -259,6 +278,12 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         }
     }
 
+    let strategy_name = book.name.to_string();
+    let arms = experiment.as_ref().map(|e| {
+        print_experiment(e, users, config.learn);
+        e.arms_for(users)
+    });
+
     let threads = config.threads.unwrap_or_else(crate::engine::default_threads);
     let write_token = std::env::var("GAVAT_API_TOKEN").ok().filter(|t| !t.is_empty());
     let directory = crate::live::directory::for_store(
@@ -283,7 +308,8 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         run_for: args.run_for,
         book,
         rules,
-        learner,
+        learner: learner.clone(),
+        arms,
         threads,
         nonce: random_nonce(instance),
         directory,
@@ -292,7 +318,72 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     })
     .map_err(CliError::failure)?;
     print_summary(&result, start);
+    // The learner ran when it was on and (with an experiment) some arm learns.
+    let learning = learner.is_some();
+    let lines = live_log_lines(&config, experiment.as_ref(), &strategy_name, &result, start);
+    let logs = write_run_log_lines(&config.log_dir, &lines, learning).map_err(|e| {
+        CliError::failure(anyhow::anyhow!("{}: cannot write the run logs: {e}", config.log_dir.display()))
+    })?;
+    for log in &logs {
+        eprintln!("gavat run: run log: {}", log.display());
+    }
     Ok(())
+}
+
+/// Which experiment is in force, its arms and how many of the loaded users each got.
+fn print_experiment(e: &LiveExperiment, users: &[crate::store::UserState], learn: bool) {
+    let counts: Vec<String> = e
+        .counts(users)
+        .iter()
+        .zip(e.learning.iter().copied().chain(std::iter::repeat(false)))
+        .map(|((name, n), learns)| format!("{name} {n}{}", if learns { " (learner)" } else { "" }))
+        .collect();
+    eprintln!(
+        "gavat run: experiment {} ({}) in force, salt {:?}: {}; users who join get their arm by the same hash",
+        e.design.name,
+        e.origin,
+        e.design.salt,
+        counts.join(", ")
+    );
+    if !learn && e.learns() {
+        eprintln!(
+            "gavat run: note: `learn = false` is set, but the experiment's arms decide: the learner runs on theirs"
+        );
+    }
+}
+
+/// The run-log lines of a live run: the same fields as a simulation's, labelled `live`.
+fn live_log_lines(
+    config: &RunConfig,
+    experiment: Option<&LiveExperiment>,
+    strategy: &str,
+    result: &RunResult,
+    start: Timestamp,
+) -> RunLogLines {
+    let (segments, total) = crate::simulation::segment_rows(result);
+    let end = result.scheduler.ended_at;
+    let run = format!(
+        "live store={} strategy={} experiment={}",
+        config.store,
+        strategy,
+        experiment.map_or("none", |e| e.design.name.as_str())
+    );
+    RunLogLines {
+        extent: format!(
+            "users={} joined={} ran={}..{}",
+            result.users,
+            result.scheduler.joined_users,
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        ),
+        run,
+        segments,
+        total,
+        opted_out_users: result.opted_out_users,
+        cap_violations: result.scheduler.cap_violations,
+        strategy_changes: result.scheduler.strategy_changes.clone(),
+        learner_notes: result.scheduler.learner_notes.iter().map(|(at, n)| (at.to_rfc3339(), n.clone())).collect(),
+    }
 }
 
 /// A store that is not a store, a missing secret, a bad outbox path: bad input (exit 2);

@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod directory;
+pub mod experiment;
 pub mod instance;
 pub mod parts;
+pub mod results;
 pub mod serve;
 pub mod strategy_watch;

@@ -11,7 +11,7 @@ use crate::api::{ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, Me
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
-use crate::engine::{Engine, RunResult, user_arrivals};
+use crate::engine::{Arms, Engine, RunResult, user_arrivals};
 use crate::learner::LearnerSettings;
 use crate::segmentation::SegmentationRules;
 use crate::store::RunRecord;
@@ -38,6 +38,8 @@ pub struct LiveRun<'a> {
     pub rules: SegmentationRules,
     /// The learner's settings, when it runs.
     pub learner: Option<LearnerSettings>,
+    /// The experiment in force: each user's arm and the arms' strategies.
+    pub arms: Option<Arms>,
     /// Shard threads.
     pub threads: usize,
     /// This process's message-id nonce.
@@ -73,6 +75,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         book,
         rules,
         learner,
+        arms,
         threads,
         nonce,
         directory,
@@ -124,14 +127,19 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     if let Some(settings) = learner {
         builder = builder.learner(settings);
     }
-    // An operator's rollback in the store takes effect in the running engine.
+    let experiment = arms.is_some();
+    if let Some(arms) = arms {
+        builder = builder.arms(arms);
+    }
+    // An operator's rollback in the store takes effect in the running engine (the store
+    // keeps one set of strategies: without an experiment's arms).
     let strategy_watch = match &parts.users_at {
-        UsersAt::Sqlite(store) => {
+        UsersAt::Sqlite(store) if !experiment => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             builder = builder.strategy_updates(rx);
             Some(actix_rt::spawn(super::strategy_watch::watch(store.clone(), book.name.to_string(), tx)))
         }
-        UsersAt::Redis(_) => None,
+        _ => None,
     };
     let engine = builder.build()?;
     // Say when sending pauses (the cap gate or the store unavailable: nothing is sent) and

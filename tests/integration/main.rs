@@ -15,6 +15,7 @@ mod fake_openai;
 mod import;
 mod in_flight_sends;
 mod learner;
+mod live_experiment;
 mod live_redis;
 mod live_run;
 mod llm;

@@ -532,3 +532,35 @@ impl StrategyRollback for RedisStore {
         Ok(change)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Segments read back from a profile come highest confidence first, ties by name, as
+    /// SQLite orders them; a damaged field is an error, never a default.
+    #[test]
+    fn segments_read_back_in_sqlite_order() {
+        let raw = r#"[{"segment":"WARM_LEAD","confidence":0.5,"reasons":["a"]},
+                      {"segment":"COLD_LEAD","confidence":0.5,"reasons":[]},
+                      {"segment":"HOT_LEAD","confidence":0.9,"reasons":["b","c"]}]"#;
+        let got = segments_of(UserId(7), Some(raw)).expect("readable");
+        let names: Vec<&str> = got.iter().map(|s| s.segment.as_str()).collect();
+        assert_eq!(names, ["HOT_LEAD", "COLD_LEAD", "WARM_LEAD"]);
+        assert_eq!(got[0].reasons, ["b", "c"]);
+        assert!(segments_of(UserId(7), Some("")).expect("none").is_empty());
+        assert!(segments_of(UserId(7), None).expect("none").is_empty());
+        assert!(segments_of(UserId(7), Some("[{\"segment\":\"VIP\",\"confidence\":1,\"reasons\":[]}]")).is_err());
+        assert!(segments_of(UserId(7), Some("not json")).is_err());
+    }
+
+    /// The save token is the same for the same arguments and differs when any differs,
+    /// also when only the split between arguments moves.
+    #[test]
+    fn the_save_token_tells_calls_apart() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(token(&args(&["1", "x"])), token(&args(&["1", "x"])));
+        assert_ne!(token(&args(&["1", "x"])), token(&args(&["1", "y"])));
+        assert_ne!(token(&args(&["1x", ""])), token(&args(&["1", "x"])));
+    }
+}

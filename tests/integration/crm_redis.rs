@@ -150,6 +150,10 @@ fn every_command_answers_on_redis_as_on_sqlite() -> Result<(), Error> {
     let redis_args = ["--store", url.as_str(), "--redis-prefix", prefix.text.as_str()];
     let (sq, rd) = (&sqlite_args[..], &redis_args[..]);
 
+    // `sqlite:PATH` is the bare path.
+    let spelled = format!("sqlite:{}", s(&db));
+    same(&["delivery", "status", "--json"], &["--store", spelled.as_str()], sq)?;
+
     let mut checked = Vec::new();
     for user in [busiest.as_str(), "0", "57", "99"] {
         checked.push(same(&["users", "analyze", user, "--json"], sq, rd)?);

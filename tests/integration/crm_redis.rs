@@ -15,7 +15,7 @@ use gavat::store::{
 };
 
 use crate::common::{gavat, s, temp_dir};
-use crate::redis_server::{Error, Prefix, shared};
+use crate::redis_server::{Cluster, Error, Prefix, shared};
 
 fn ready<T>(f: StoreFuture<T>) -> Result<T, StoreError> {
     futures::FutureExt::now_or_never(f).expect("a store future is ready at once")
@@ -138,11 +138,24 @@ fn same(args: &[&str], sqlite: &[&str], redis: &[&str]) -> Result<Output, Error>
 /// and tables; a rollback on each writes the same change and leaves the same strategies.
 #[test]
 fn every_command_answers_on_redis_as_on_sqlite() -> Result<(), Error> {
+    let (url, _guard) = shared()?;
+    every_command_on(&url)
+}
+
+/// The same on a three-node Redis Cluster: the profile reads are pipelined per node, and
+/// the strategy scripts' keys share one hash tag.
+#[test]
+fn every_command_answers_on_a_cluster_too() -> Result<(), Error> {
+    let cluster = Cluster::start()?;
+    every_command_on(&cluster.url())
+}
+
+fn every_command_on(url: &str) -> Result<(), Error> {
     let dir = temp_dir();
     let db = dir.path().join("s.db");
     let out = gavat(&["simulate", "--users", "100", "--days", "2", "--seed", "3", "--save-state", s(&db)]);
     assert!(out.status.success(), "simulate: {}", String::from_utf8_lossy(&out.stderr));
-    let (url, _guard) = shared()?;
+    let url = url.to_string();
     let prefix = Prefix::new(&url, "crm-redis");
     let redis = RedisStore::connect(&url, &prefix.text)?;
     let busiest = copy_into_redis(&db, &redis)?.to_string();

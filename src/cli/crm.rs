@@ -1,9 +1,10 @@
-//! The operators' commands over a CRM store (`--store`, default `./gavat.db`): analyse a
-//! user, report segment performance, show delivery status, list a segment's users. Each
-//! prints a table, or JSON with `--json`. Re-segmentation (`gavat segment`) is in
+//! The operators' commands over a CRM store (`--store`, default `./gavat.db`; SQLite or
+//! `redis://…` with `--redis-prefix`, read through [`CrmReader`]): analyse a user, report
+//! segment performance, show delivery status, list a segment's users. Each prints a table,
+//! or JSON with `--json`, the same for either store. Re-segmentation (`gavat segment`) is in
 //! [`super::segment`].
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
@@ -13,36 +14,96 @@ use serde::Serialize;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{DAY, HOUR, Segment, Timestamp, UserId};
 use crate::policy::{SuppressReason, next_send};
+use crate::redis_link::RedisConnectError;
 use crate::segmentation::Explained;
-use crate::store::{SegmentCounts, SqliteStore, StoredEvent};
+use crate::store::{
+    CrmReader, RedisStore, SegmentCounts, SqliteStore, StoreUrl, StoredEvent, StrategyRollback, UserRepository,
+};
 
 use super::CliError;
 
 /// Where the store is.
 #[derive(Debug, Args)]
 pub struct StoreArg {
-    /// The CRM store (SQLite), e.g. one written by `gavat simulate --save-state`.
-    #[arg(long, value_name = "FILE", default_value = "gavat.db")]
-    pub store: PathBuf,
+    /// The CRM store: `sqlite:PATH` or a file path (SQLite, e.g. one written by `gavat
+    /// simulate --save-state`), or `redis://HOST:PORT/DB` (the Redis store of `gavat run`).
+    #[arg(long, value_name = "STORE", default_value = "gavat.db", value_parser = StoreUrl::parse)]
+    pub store: StoreUrl,
+    /// The key prefix of a Redis store.
+    #[arg(long, value_name = "PREFIX", default_value = crate::live::config::DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 impl StoreArg {
-    /// Opens the store read-only, for the commands that only read it.
-    pub(super) fn open(&self) -> Result<(SqliteStore, Timestamp), CliError> {
-        let store = SqliteStore::open_read_only(&self.store).map_err(CliError::usage)?;
+    /// The store as messages name it: an SQLite store by its path as given, a Redis store by
+    /// its URL (password redacted) and key prefix.
+    pub(super) fn name(&self) -> String {
+        match &self.store {
+            StoreUrl::Sqlite(path) => path.display().to_string(),
+            redis @ StoreUrl::Redis(_) => format!("{redis} (key prefix {:?})", self.redis_prefix),
+        }
+    }
+
+    /// The SQLite file, for the commands that only work on SQLite (`gavat segment`, `gavat
+    /// import`); a Redis store is refused.
+    pub(super) fn sqlite_path(&self, command: &str) -> Result<&Path, CliError> {
+        match &self.store {
+            StoreUrl::Sqlite(path) => Ok(path),
+            StoreUrl::Redis(_) => {
+                Err(CliError::usage(anyhow!("--store {}: `gavat {command}` works on an SQLite store only", self.store)))
+            }
+        }
+    }
+
+    /// Opens the store for the commands that only read it (SQLite read-only).
+    pub(super) fn open(&self) -> Result<(Box<dyn CrmReader>, Timestamp), CliError> {
+        let (store, now) = self.open_as(false)?;
+        Ok((store, now))
+    }
+
+    /// Opens the store for `gavat strategy rollback` (SQLite for writing).
+    pub(super) fn open_for_rollback(&self) -> Result<(Box<dyn StrategyRollback>, Timestamp), CliError> {
+        self.open_as(true)
+    }
+
+    fn open_as(&self, write: bool) -> Result<(Box<dyn StrategyRollback>, Timestamp), CliError> {
+        let store: Box<dyn StrategyRollback> = match &self.store {
+            StoreUrl::Sqlite(path) if write => Box::new(SqliteStore::open_existing(path).map_err(CliError::usage)?),
+            StoreUrl::Sqlite(path) => Box::new(SqliteStore::open_read_only(path).map_err(CliError::usage)?),
+            StoreUrl::Redis(url) => Box::new(self.open_redis(url)?),
+        };
         StoreArg::with_now(store)
     }
 
-    /// Opens the store for writing (`gavat segment`, `gavat strategy rollback`).
+    /// Opens an SQLite store for writing (`gavat segment`).
     pub(super) fn open_for_writing(&self) -> Result<(SqliteStore, Timestamp), CliError> {
-        let store = SqliteStore::open_existing(&self.store).map_err(CliError::usage)?;
-        StoreArg::with_now(store)
+        let path = self.sqlite_path("segment")?;
+        let store = SqliteStore::open_existing(path).map_err(CliError::usage)?;
+        let now = store.ended_at().map_err(CliError::failure)?.unwrap_or_else(|| SystemClock.now());
+        Ok((store, now))
     }
 
-    fn with_now(store: SqliteStore) -> Result<(SqliteStore, Timestamp), CliError> {
+    /// Connects to a Redis store and checks that the prefix holds one (users or a run): a
+    /// wrong prefix is bad input, not an empty report.
+    fn open_redis(&self, url: &str) -> Result<RedisStore, CliError> {
+        let store = RedisStore::connect(url, &self.redis_prefix).map_err(|e| match e {
+            RedisConnectError::BadUrl { .. } | RedisConnectError::BadPrefix { .. } => CliError::usage(e),
+            other => CliError::failure(other),
+        })?;
+        let users = store.count_users().map_err(CliError::failure)?;
+        if users == 0 && store.saved_run().map_err(CliError::failure)?.is_none() {
+            return Err(CliError::usage(anyhow!(
+                "{}: no gavat store there (no users, no saved run); check --store and --redis-prefix",
+                self.name()
+            )));
+        }
+        Ok(store)
+    }
+
+    fn with_now<S: CrmReader + ?Sized>(store: Box<S>) -> Result<(Box<S>, Timestamp), CliError> {
         // The store's present: the end of the saved run, or now for a live store.
         let now = store.ended_at().map_err(CliError::failure)?.unwrap_or_else(|| SystemClock.now());
         Ok((store, now))
@@ -115,7 +176,7 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     let (db, now) = store.open()?;
     let id = UserId(user);
     let Some(u) = db.user(id).map_err(CliError::failure)? else {
-        return Err(CliError::usage(anyhow!("no user {user} in {}", store.store.display())));
+        return Err(CliError::usage(anyhow!("no user {user} in {}", store.name())));
     };
     let events = db.recent_events(id, 10).map_err(CliError::failure)?;
     let during = db.user_log_counts(id).map_err(CliError::failure)?;

@@ -76,7 +76,7 @@ fn users(args: &UsersArgs) -> Result<(), CliError> {
         Some(path) => SegmentationRules::from_path(path).map_err(CliError::usage)?,
         None => SegmentationRules::defaults(),
     };
-    let path = &args.store.store;
+    let path = args.store.sqlite_path("import")?;
     crate::output::check_distinct(
         &[crate::output::Named { flag: "--store", path }],
         &[crate::output::Named { flag: "FILE", path: file }],
@@ -152,7 +152,7 @@ fn print_summary(
     now: crate::domain::Timestamp,
     created: bool,
 ) -> Result<(), CliError> {
-    let store = args.store.store.display();
+    let store = args.store.name();
     let kept = if s.opted_out_kept > 0 {
         format!(" ({} of them opted out, and staying so)", s.opted_out_kept)
     } else {
@@ -180,7 +180,7 @@ fn print_summary(
     if args.store.json {
         return print_json(&serde_json::json!({
             "file": args.file,
-            "store": args.store.store,
+            "store": args.store.name(),
             "check": check,
             "created": created && !check,
             "now": now,

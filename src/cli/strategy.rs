@@ -79,10 +79,7 @@ fn history(args: HistoryArgs) -> Result<(), CliError> {
         return print_json(&changes);
     }
     if changes.is_empty() {
-        println!(
-            "no strategy changes in {} (run `gavat simulate --learn --save-state FILE`)",
-            args.store.store.display()
-        );
+        println!("no strategy changes in {} (run `gavat simulate --learn --save-state FILE`)", args.store.name());
         return Ok(());
     }
     for c in &changes {
@@ -117,7 +114,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
     if in_force.is_empty() {
         return Err(CliError::usage(anyhow!(
             "{} records no strategies (written by `gavat simulate --save-state` from this version on)",
-            store.store.display()
+            store.name()
         )));
     }
     if store.json {
@@ -129,7 +126,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
         let name = if in_force.iter().any(|s| s.learned) { format!("{name}+learned") } else { name };
         let strategies = in_force.iter().map(|s| s.strategy.clone()).collect();
         let book = StrategyBook::from_strategies(&name, strategies)
-            .ok_or_else(|| CliError::failure(anyhow!("{}: not every segment has a strategy", store.store.display())))?;
+            .ok_or_else(|| CliError::failure(anyhow!("{}: not every segment has a strategy", store.name())))?;
         print!("{}", book.to_toml());
         return Ok(());
     }
@@ -156,7 +153,7 @@ fn show(toml: bool, store: &StoreArg) -> Result<(), CliError> {
 }
 
 fn rollback(id: i64, store: &StoreArg) -> Result<(), CliError> {
-    let (db, now) = store.open_for_writing()?;
+    let (db, now) = store.open_for_rollback()?;
     let change = db.rollback_strategy(id, now).map_err(|e| match e {
         RollbackError::Store(e) => CliError::failure(e),
         refused => CliError::usage(refused),

@@ -9,11 +9,16 @@
 //! started on a store resumes from. [`SqliteStore`] and [`RedisStore`] implement all three;
 //! [`SqliteStore`] also takes profiles from outside the engine (an import) with
 //! [`SqliteStore::upsert_profiles`].
+//!
+//! The management commands read a store through [`CrmReader`] (and roll a strategy back
+//! through [`StrategyRollback`]), which both [`SqliteStore`] and [`RedisStore`] implement.
 
+mod crm;
 mod jsonl;
 mod memory;
 mod read_back;
 mod redis;
+mod redis_crm;
 mod sqlite;
 mod strategies;
 mod upsert;
@@ -35,6 +40,7 @@ use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::Explained;
 
 pub use self::redis::RedisStore;
+pub use crm::{CrmReader, SegmentMember, StrategyRollback};
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub(crate) use sqlite::open_shared_writer;

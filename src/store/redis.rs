@@ -23,8 +23,19 @@
 //!   is an `XRANGE` on it, not a filter over everyone's. Written right after `Plog`; a crash
 //!   between the two leaves the user's stream one entry short (the global log is complete).
 //! - `Prun` — hash: what [`Store::save_run`] records (end time, strategy set, seed,
-//!   suppressions, strategies in force and the learner's audit trail as JSON, the
-//!   simulation's population).
+//!   suppressions, the last run's strategies and audit trail as JSON, the simulation's
+//!   population).
+//! - `P{strategies}:in_force` — hash: per segment `SEG:strategy` (the strategy as JSON),
+//!   `SEG:version` (the id of the change that put it in force, 0: configured) and
+//!   `SEG:updated_at`, as the SQLite table `strategies`.
+//! - `P{strategies}:changes` — hash: the learner's and operators' audit trail of every run,
+//!   field = the store-wide change id, value = the entry as JSON (the columns of the SQLite
+//!   table `strategy_changes`); `P{strategies}:last_change` — the highest id given. A run's
+//!   entries are appended with ids after it, by one Lua script with the strategies in force,
+//!   so that two writers never take the same ids; `P{strategies}:saved` remembers the last
+//!   run appended, so that a call repeated after a lost reply appends nothing twice. One
+//!   hash tag, so that the script and an operator's rollback (a compare-and-set script, see
+//!   [`super::CrmReader`]) work on a cluster too.
 //!
 //! Durability is Redis's: a write is acknowledged when Redis has it in memory; with
 //! `appendfsync always` also on disk (RELIABILITY.md row 14). [`Store::flush`] therefore
@@ -49,12 +60,12 @@ use super::{
 
 /// Key names (see the module documentation).
 #[derive(Debug)]
-struct Keys {
+pub(super) struct Keys {
     prefix: String,
 }
 
 impl Keys {
-    fn profile(&self, user: UserId) -> String {
+    pub(super) fn profile(&self, user: UserId) -> String {
         format!("{}{{u:{}}}:profile", self.prefix, user.0)
     }
     fn user_log(&self, user: UserId) -> String {
@@ -66,8 +77,20 @@ impl Keys {
     fn log(&self) -> String {
         format!("{}log", self.prefix)
     }
-    fn run(&self) -> String {
+    pub(super) fn run(&self) -> String {
         format!("{}run", self.prefix)
+    }
+    pub(super) fn in_force(&self) -> String {
+        format!("{}{{strategies}}:in_force", self.prefix)
+    }
+    pub(super) fn changes(&self) -> String {
+        format!("{}{{strategies}}:changes", self.prefix)
+    }
+    pub(super) fn last_change(&self) -> String {
+        format!("{}{{strategies}}:last_change", self.prefix)
+    }
+    pub(super) fn saved(&self) -> String {
+        format!("{}{{strategies}}:saved", self.prefix)
     }
 }
 
@@ -76,7 +99,7 @@ fn member(user: UserId) -> String {
     format!("{:020}", user.0)
 }
 
-fn kind_name(kind: LogKind) -> &'static str {
+pub(super) fn kind_name(kind: LogKind) -> &'static str {
     match kind {
         LogKind::Send => "send",
         LogKind::Response => "response",
@@ -111,12 +134,12 @@ impl RedisStore {
         Ok(RedisStore { link, keys: Arc::new(Keys { prefix: prefix.to_string() }) })
     }
 
-    fn error(&self, fail: Failure) -> StoreError {
+    pub(super) fn error(&self, fail: Failure) -> StoreError {
         StoreError::Redis { address: self.link.address().to_string(), reason: self.link.scrub(fail.reason_text()) }
     }
 
     /// Runs one call on the link and turns a failure into a [`StoreError::Redis`].
-    fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    pub(super) fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Keys>, Arc<Shared>) -> Fut + Send + 'static,
@@ -167,7 +190,7 @@ fn profile_fields(record: &UserRecord) -> Vec<(&'static str, String)> {
 }
 
 /// A hash or stream entry's fields as a map.
-fn field_map(value: &Value) -> Result<HashMap<String, String>, Failure> {
+pub(super) fn field_map(value: &Value) -> Result<HashMap<String, String>, Failure> {
     let pairs: Vec<(Value, Value)> = match value {
         Value::Map(pairs) => pairs.clone(),
         Value::Array(items) => items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect(),
@@ -177,13 +200,17 @@ fn field_map(value: &Value) -> Result<HashMap<String, String>, Failure> {
 }
 
 /// Reads a field that must be present and parse.
-fn parsed<T: std::str::FromStr>(fields: &HashMap<String, String>, key: &str, what: &str) -> Result<T, Failure> {
+pub(super) fn parsed<T: std::str::FromStr>(
+    fields: &HashMap<String, String>,
+    key: &str,
+    what: &str,
+) -> Result<T, Failure> {
     let raw = fields.get(key).map(String::as_str).unwrap_or("");
     raw.parse().map_err(|_| Failure::Server(format!("{what}: field {key} holds {raw:?}: damaged or foreign data")))
 }
 
 /// Reads an optional field (`""` or absent = none).
-fn parsed_opt<T: std::str::FromStr>(
+pub(super) fn parsed_opt<T: std::str::FromStr>(
     fields: &HashMap<String, String>,
     key: &str,
     what: &str,
@@ -194,7 +221,7 @@ fn parsed_opt<T: std::str::FromStr>(
     }
 }
 
-fn user_from_fields(id: UserId, fields: &HashMap<String, String>) -> Result<UserState, Failure> {
+pub(super) fn user_from_fields(id: UserId, fields: &HashMap<String, String>) -> Result<UserState, Failure> {
     let what = format!("user {}", id.0);
     let what = what.as_str();
     let hours: String = parsed(fields, "by_local_hour", what)?;
@@ -397,13 +424,15 @@ impl Store for RedisStore {
             Ok(f) => f,
             Err(fail) => return Self::ready(Err(self.error(fail))),
         };
+        let strategies = super::redis_crm::SavedStrategies::of(run);
         Self::ready(self.call(move |keys, shared| async move {
             let mut hset = Cmd::new();
             hset.arg("HSET").arg(keys.run());
             for (k, v) in fields {
                 hset.arg(k).arg(v);
             }
-            shared.query(hset).await.map(|_| ())
+            shared.query(hset).await?;
+            strategies.write(&keys, &shared).await
         }))
     }
 
@@ -441,29 +470,7 @@ impl UserRepository for RedisStore {
             return Ok(Vec::new());
         }
         self.call(move |keys, shared| async move {
-            let start = after.map_or_else(|| "-".to_string(), |u| format!("({}", member(u)));
-            let ids = shared
-                .query(
-                    Cmd::new()
-                        .arg("ZRANGE")
-                        .arg(keys.users())
-                        .arg(start)
-                        .arg("+")
-                        .arg("BYLEX")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(limit)
-                        .to_owned(),
-                )
-                .await?;
-            let Value::Array(ids) = ids else { return Err(Failure::Server(format!("unexpected reply: {ids:?}"))) };
-            let ids: Vec<UserId> = ids
-                .iter()
-                .map(|v| {
-                    let t = text(v)?;
-                    t.parse().map(UserId).map_err(|_| Failure::Server(format!("users index holds {t:?}")))
-                })
-                .collect::<Result<_, _>>()?;
+            let ids = ids_after(&keys, &shared, after, limit).await?;
             let cmds = ids
                 .iter()
                 .map(|u| (slot_of(&format!("u:{}", u.0)), Cmd::new().arg("HGETALL").arg(keys.profile(*u)).to_owned()))
@@ -472,6 +479,38 @@ impl UserRepository for RedisStore {
             ids.iter().zip(profiles).map(|(id, p)| user_from_fields(*id, &field_map(&p)?)).collect()
         })
     }
+}
+
+/// At most `limit` ids of saved users greater than `after`, in id order: one `ZRANGE …
+/// BYLEX` on `Pusers`.
+pub(super) async fn ids_after(
+    keys: &Keys,
+    shared: &Shared,
+    after: Option<UserId>,
+    limit: usize,
+) -> Result<Vec<UserId>, Failure> {
+    let start = after.map_or_else(|| "-".to_string(), |u| format!("({}", member(u)));
+    let ids = shared
+        .query(
+            Cmd::new()
+                .arg("ZRANGE")
+                .arg(keys.users())
+                .arg(start)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .to_owned(),
+        )
+        .await?;
+    let Value::Array(ids) = ids else { return Err(Failure::Server(format!("unexpected reply: {ids:?}"))) };
+    ids.iter()
+        .map(|v| {
+            let t = text(v)?;
+            t.parse().map(UserId).map_err(|_| Failure::Server(format!("users index holds {t:?}")))
+        })
+        .collect()
 }
 
 impl EventLog for RedisStore {

@@ -4,7 +4,7 @@
 //! before a change and records itself as a change of its own.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{DeliveryStrategy, Segment, Timestamp};
 use crate::learner::{Action, describe_field};
@@ -98,7 +98,7 @@ pub(super) fn save_in_tx(tx: &Transaction<'_>, run: &RunRecord) -> Result<(), ru
     Ok(())
 }
 
-fn to_json(s: &DeliveryStrategy) -> String {
+pub(super) fn to_json(s: &DeliveryStrategy) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
@@ -262,29 +262,10 @@ impl SqliteStore {
         if current == target.strategy_before {
             return Err(RollbackError::AlreadyInForce { id });
         }
-        let restored = target.strategy_before.clone();
-        let evidence = format!(
-            "operator rollback of change #{id}: restores the {} strategy in force before it{}",
-            segment.as_str(),
-            if later > 0 { format!(", undoing {later} later change(s) of it") } else { String::new() }
-        );
         let write = |tx: &Transaction<'_>| -> Result<StoredChange, rusqlite::Error> {
             let new_id: i64 =
                 tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM strategy_changes", [], |r| r.get(0))?;
-            let change = StoredChange {
-                id: new_id,
-                at,
-                segment,
-                source: "operator".into(),
-                action: Action::RolledBack.as_str().into(),
-                field: target.field.clone(),
-                before: describe_field(&current, &target.field),
-                after: describe_field(&restored, &target.field),
-                evidence,
-                proof: None,
-                strategy_before: current.clone(),
-                strategy_after: restored.clone(),
-            };
+            let change = rollback_record(&target, &current, later, new_id, at);
             tx.execute(
                 "INSERT INTO strategy_changes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11)",
                 params![
@@ -316,45 +297,152 @@ impl SqliteStore {
 /// One row, with its strategies parsed; the outer error is SQLite's, the inner names the
 /// broken column.
 fn read_change(r: &rusqlite::Row<'_>) -> Result<Result<StoredChange, String>, rusqlite::Error> {
-    let id: i64 = r.get("id")?;
-    let segment: String = r.get("segment")?;
-    let proof: Option<String> = r.get("proof")?;
-    let (before_json, after_json): (String, String) = (r.get("strategy_before")?, r.get("strategy_after")?);
-    let base = (
-        id,
-        r.get::<_, i64>("at")?,
-        r.get::<_, String>("source")?,
-        r.get::<_, String>("action")?,
-        r.get::<_, String>("field")?,
-        r.get::<_, String>("before")?,
-        r.get::<_, String>("after")?,
-        r.get::<_, String>("evidence")?,
-    );
-    Ok((|| {
+    let row = ChangeRow {
+        id: r.get("id")?,
+        at: r.get("at")?,
+        segment: r.get("segment")?,
+        source: r.get("source")?,
+        action: r.get("action")?,
+        field: r.get("field")?,
+        before: r.get("before")?,
+        after: r.get("after")?,
+        evidence: r.get("evidence")?,
+        proof: r.get("proof")?,
+        strategy_before: r.get("strategy_before")?,
+        strategy_after: r.get("strategy_after")?,
+    };
+    Ok(row.parse())
+}
+
+/// An audit entry as a store keeps it: the columns of `strategy_changes`, strategies and
+/// proof as JSON text. The Redis store keeps the same record as JSON, keyed by its id (so
+/// `id` is not part of the JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct ChangeRow {
+    #[serde(skip)]
+    pub(super) id: i64,
+    pub(super) at: i64,
+    pub(super) segment: String,
+    pub(super) source: String,
+    pub(super) action: String,
+    pub(super) field: String,
+    pub(super) before: String,
+    pub(super) after: String,
+    pub(super) evidence: String,
+    pub(super) proof: Option<String>,
+    pub(super) strategy_before: String,
+    pub(super) strategy_after: String,
+}
+
+impl ChangeRow {
+    /// The row of an audit entry.
+    pub(super) fn of(c: &StoredChange) -> ChangeRow {
+        ChangeRow {
+            id: c.id,
+            at: c.at.secs(),
+            segment: c.segment.as_str().to_string(),
+            source: c.source.clone(),
+            action: c.action.clone(),
+            field: c.field.clone(),
+            before: c.before.clone(),
+            after: c.after.clone(),
+            evidence: c.evidence.clone(),
+            proof: c.proof.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
+            strategy_before: to_json(&c.strategy_before),
+            strategy_after: to_json(&c.strategy_after),
+        }
+    }
+
+    /// The entry, with its strategies parsed; the error names the broken column.
+    pub(super) fn parse(self) -> Result<StoredChange, String> {
+        let id = self.id;
         let at_column = |c: &str, m: String| format!("strategy_changes #{id}.{c}: {m}");
-        let segment: Segment = segment.parse().map_err(|m| at_column("segment", m))?;
+        let segment: Segment = self.segment.parse().map_err(|m| at_column("segment", m))?;
         let strategy_before =
-            DeliveryStrategy::from_json(segment, &before_json).map_err(|m| at_column("strategy_before", m))?;
+            DeliveryStrategy::from_json(segment, &self.strategy_before).map_err(|m| at_column("strategy_before", m))?;
         let strategy_after =
-            DeliveryStrategy::from_json(segment, &after_json).map_err(|m| at_column("strategy_after", m))?;
-        let proof = match proof {
+            DeliveryStrategy::from_json(segment, &self.strategy_after).map_err(|m| at_column("strategy_after", m))?;
+        let proof = match self.proof {
             Some(text) => Some(serde_json::from_str(&text).map_err(|e| at_column("proof", e.to_string()))?),
             None => None,
         };
-        let (id, at, source, action, field, before, after, evidence) = base;
         Ok(StoredChange {
             id,
-            at: Timestamp(at),
+            at: Timestamp(self.at),
             segment,
-            source,
-            action,
-            field,
-            before,
-            after,
-            evidence,
+            source: self.source,
+            action: self.action,
+            field: self.field,
+            before: self.before,
+            after: self.after,
+            evidence: self.evidence,
             proof,
             strategy_before,
             strategy_after,
         })
-    })())
+    }
+}
+
+/// The record of an operator's rollback of `target` (checked by [`check_rollback`]) while
+/// `current` is in force and `later` applied or rolled-back changes of the segment follow
+/// it: what every store writes as change `new_id`.
+pub(super) fn rollback_record(
+    target: &StoredChange,
+    current: &DeliveryStrategy,
+    later: i64,
+    new_id: i64,
+    at: Timestamp,
+) -> StoredChange {
+    let (id, segment) = (target.id, target.segment);
+    let restored = target.strategy_before.clone();
+    let evidence = format!(
+        "operator rollback of change #{id}: restores the {} strategy in force before it{}",
+        segment.as_str(),
+        if later > 0 { format!(", undoing {later} later change(s) of it") } else { String::new() }
+    );
+    StoredChange {
+        id: new_id,
+        at,
+        segment,
+        source: "operator".into(),
+        action: Action::RolledBack.as_str().into(),
+        field: target.field.clone(),
+        before: describe_field(current, &target.field),
+        after: describe_field(&restored, &target.field),
+        evidence,
+        proof: None,
+        strategy_before: current.clone(),
+        strategy_after: restored,
+    }
+}
+
+/// The strategies in force from what a store keeps: each segment's strategy and the id of
+/// the change that put it in force (`version`), and the whole audit trail in id order.
+/// `since` is that change's time; `learned` compares with the strategy before the
+/// segment's first applied or rolled-back change. In segment order.
+pub(super) fn in_force_from(
+    rows: Vec<(Segment, DeliveryStrategy, i64)>,
+    changes: &[StoredChange],
+) -> Result<Vec<StoredStrategy>, String> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (segment, strategy, version) in rows {
+        let since = changes.iter().find(|c| c.id == version).map(|c| c.at);
+        if version != 0 && since.is_none() {
+            return Err(format!("strategies.{}: version {version} names no recorded change", segment.as_str()));
+        }
+        let configured = changes
+            .iter()
+            .find(|c| c.segment == segment && (c.action == "applied" || c.action == "rolled_back"))
+            .map(|c| &c.strategy_before);
+        let learned = configured.is_some_and(|c| *c != strategy);
+        out.push(StoredStrategy {
+            segment,
+            strategy,
+            version,
+            since: if version == 0 { None } else { since },
+            learned,
+        });
+    }
+    out.sort_by_key(|s| s.strategy.segment.index());
+    Ok(out)
 }

@@ -8,6 +8,7 @@ mod caps_from_events;
 mod cli;
 mod common;
 mod crm;
+mod crm_redis;
 mod determinism;
 mod events_export;
 mod experiments;

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::domain::Timestamp;
 use crate::output::{Named, PendingFile, check_distinct};
-use crate::store::{EventLog, SqliteStore, StoreUrl};
+use crate::store::{EventLog, SqliteStore, StoreUrl, redact_url};
 
 use super::CliError;
 
@@ -27,6 +27,35 @@ pub enum EventsCommand {
     /// a store saved by `gavat simulate --save-state … --events FILE` that is FILE line for
     /// line. The store is only read.
     Export(ExportArgs),
+    /// Follow a Redis store's log through a consumer group: every record (send, response,
+    /// conversion, opt-out) once per group, as JSON lines on stdout, in the schema of
+    /// `export`. Redis keeps the group's position: a second `tail` with the same group goes
+    /// on where the first stopped; a record printed but not yet acknowledged when the reader
+    /// died is printed again (at least once). For analytics pipelines.
+    Tail(TailArgs),
+}
+
+/// Flags of `gavat events tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The Redis store, `redis://HOST:PORT/DB`.
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+    /// The prefix of the Redis keys (as `gavat run --redis-prefix`).
+    #[arg(long, value_name = "PREFIX", default_value = crate::live::config::DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
+    /// The consumer group (created on first use).
+    #[arg(long, value_name = "NAME", default_value = "analytics")]
+    pub group: String,
+    /// This reader's name within the group (several readers of one group share the work).
+    #[arg(long, value_name = "NAME", default_value = "gavat")]
+    pub consumer: String,
+    /// A new group starts from the first record (default: from records appended from now).
+    #[arg(long)]
+    pub from_start: bool,
+    /// Stop when no record is waiting (default: keep following).
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Flags of `gavat events export`.
@@ -53,8 +82,66 @@ pub struct ExportArgs {
 
 /// Runs `gavat events …`.
 pub fn run(command: EventsCommand) -> Result<(), CliError> {
-    let EventsCommand::Export(args) = command;
-    export(&args)
+    match command {
+        EventsCommand::Export(args) => export(&args),
+        EventsCommand::Tail(args) => tail(&args),
+    }
+}
+
+/// Records taken per read.
+const TAIL_BATCH: usize = 512;
+
+fn tail(args: &TailArgs) -> Result<(), CliError> {
+    use crate::store::{GroupRead, RedisStore};
+    let url = match StoreUrl::parse(&args.store).map_err(|e| CliError::usage(anyhow!("--store: {e}")))? {
+        StoreUrl::Redis(url) => url,
+        StoreUrl::Sqlite(_) => {
+            return Err(CliError::usage(anyhow!(
+                "--store: `events tail` follows a Redis store's log; for SQLite use `events export`"
+            )));
+        }
+    };
+    for (flag, name) in [("--group", &args.group), ("--consumer", &args.consumer)] {
+        if name.is_empty() || name.len() > 64 || name.contains(char::is_whitespace) {
+            return Err(CliError::usage(anyhow!("{flag}: {name:?} must be 1–64 characters without spaces")));
+        }
+    }
+    let store = RedisStore::connect(&url, &args.redis_prefix).map_err(CliError::failure)?;
+    store.join_group(&args.group, args.from_start).map_err(CliError::failure)?;
+    let mut out = std::io::stdout().lock();
+    let mut line = Vec::with_capacity(512);
+    let mut which = GroupRead::Pending;
+    let mut total = 0u64;
+    loop {
+        let batch = store.read_group(&args.group, &args.consumer, which, TAIL_BATCH).map_err(CliError::failure)?;
+        if batch.is_empty() {
+            match which {
+                GroupRead::Pending => {
+                    which = GroupRead::New;
+                    continue;
+                }
+                GroupRead::New if args.once => break,
+                GroupRead::New => {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    continue;
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        for (id, entry) in batch {
+            line.clear();
+            serde_json::to_writer(&mut line, &entry).map_err(CliError::failure)?;
+            line.push(b'\n');
+            out.write_all(&line).map_err(CliError::failure)?;
+            ids.push(id);
+        }
+        // Acknowledged only once the lines are out.
+        out.flush().map_err(CliError::failure)?;
+        total += ids.len() as u64;
+        store.ack(&args.group, &ids).map_err(CliError::failure)?;
+    }
+    eprintln!("gavat: {total} records of group {} from {}", args.group, redact_url(&url));
+    Ok(())
 }
 
 /// `--from` / `--to`: an RFC 3339 time, or a date at midnight UTC.

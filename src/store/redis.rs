@@ -74,7 +74,7 @@ impl Keys {
     fn users(&self) -> String {
         format!("{}users", self.prefix)
     }
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         format!("{}log", self.prefix)
     }
     pub(super) fn run(&self) -> String {
@@ -288,7 +288,7 @@ fn entry_fields(e: &LogEntry) -> Vec<(&'static str, String)> {
     f
 }
 
-fn entry_from_fields(id: &str, f: &HashMap<String, String>) -> Result<LogEntry, Failure> {
+pub(super) fn entry_from_fields(id: &str, f: &HashMap<String, String>) -> Result<LogEntry, Failure> {
     let what = format!("log entry {id}");
     let what = what.as_str();
     let bad = |key: &str, v: &str| Failure::Server(format!("{what}: field {key} holds {v:?}: damaged or foreign data"));

@@ -11,6 +11,7 @@ mod crm;
 mod crm_redis;
 mod determinism;
 mod events_export;
+mod events_tail;
 mod experiments;
 mod fake_openai;
 mod import;

@@ -17,7 +17,7 @@ use gavat::store::{
 
 use crate::redis_server::{Error, Prefix, shared};
 
-fn ready<T>(f: gavat::store::StoreFuture<T>) -> Result<T, StoreError> {
+pub fn ready<T>(f: gavat::store::StoreFuture<T>) -> Result<T, StoreError> {
     futures::FutureExt::now_or_never(f).expect("a Redis store future is ready at once")
 }
 
@@ -57,7 +57,7 @@ fn record(id: u64) -> UserRecord {
     }
 }
 
-fn entry(kind: LogKind, at: i64, user: u64) -> LogEntry {
+pub fn entry(kind: LogKind, at: i64, user: u64) -> LogEntry {
     let send = kind == LogKind::Send;
     LogEntry {
         kind,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::common::{s, temp_dir};
 use super::live_run::{
-    demo_store, export_and_check_caps, finish, http, outbox, respond_until_exit, spawn_run, spawn_run_with_api,
-    wait_for_outbox,
+    OptOuts, demo_store, export_and_check_caps, finish, http, outbox, respond_until_exit, spawn_run,
+    spawn_run_with_api, wait_for_outbox,
 };
 use super::redis_server::{Prefix, PrivateRedis, shared};
 
@@ -43,7 +43,7 @@ fn gavat_run_on_redis_end_to_end() {
     assert!(err.contains("200 users joined"), "{err}");
     assert!(err.contains("cap violations found by the audit: 0"), "{err}");
     assert!(opted_out > 0 && replies > 0, "the responder answered: {err}");
-    export_and_check_caps(dir.path(), &["--store", &store, "--redis-prefix", &prefix.text]);
+    export_and_check_caps(dir.path(), &["--store", &store, "--redis-prefix", &prefix.text], OptOuts::Expected);
 }
 
 /// Runs on a private Redis until messages flow, then `disturb`s it: sending must stop
@@ -112,7 +112,7 @@ fn two_instances_on_one_sqlite_file_keep_every_cap() {
     let dir = temp_dir();
     let store = demo_store(dir.path(), "150");
     two_instances(&["--store", s(&store)], dir.path());
-    export_and_check_caps_without_opt_outs(dir.path(), &["--store", s(&store)]);
+    export_and_check_caps(dir.path(), &["--store", s(&store)], OptOuts::NotExpected);
 }
 
 /// Two instances on one Redis, both with share 0/1; the users come from a first short run.
@@ -129,20 +129,5 @@ fn two_instances_on_one_redis_keep_every_cap() {
     let _ = child.wait();
     drop(rest);
     two_instances(&["--store", &store, "--redis-prefix", &prefix.text], dir.path());
-    export_and_check_caps_without_opt_outs(dir.path(), &["--store", &store, "--redis-prefix", &prefix.text]);
-}
-
-/// The log exported and re-checked (no opt-outs are expected: nobody answered).
-fn export_and_check_caps_without_opt_outs(dir: &Path, store_args: &[&str]) {
-    let events = dir.join("events.jsonl");
-    let mut args = vec!["events", "export", "--out", s(&events)];
-    args.extend_from_slice(store_args);
-    let out = super::common::gavat(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let check = Command::new("python3")
-        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check_caps.py"), s(&events)])
-        .output()
-        .expect("python3 runs");
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && report.contains(" 0 violations"), "{report}");
+    export_and_check_caps(dir.path(), &["--store", &store, "--redis-prefix", &prefix.text], OptOuts::NotExpected);
 }

@@ -237,6 +237,30 @@ fn gavat_schema_version(conn: &Connection, path: &str) -> Result<usize, StoreErr
     Ok(version)
 }
 
+/// Attempts at switching a file into WAL mode, 20 ms apart (5 s, the busy timeout).
+const WAL_ATTEMPTS: u32 = 250;
+
+/// Switches the file to WAL mode. Leaving rollback-journal mode needs the file to itself,
+/// and SQLite answers "database is locked" at once rather than through the busy handler
+/// when another connection is doing the same (two `gavat run` started together on a store
+/// at rest): so the switch is tried again, briefly, until the other has done it.
+fn enter_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && attempt < WAL_ATTEMPTS =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Puts a writer's connection in WAL mode and brings the schema up to date.
 ///
 /// The version is read and the migrations applied inside one `BEGIN IMMEDIATE`
@@ -244,7 +268,7 @@ fn gavat_schema_version(conn: &Connection, path: &str) -> Result<usize, StoreErr
 /// a store) migrate it once: the second waits for the write lock, then finds it current.
 fn migrate(conn: &Connection, path: &str) -> Result<(), StoreError> {
     let err = |e| sql_error(path, e);
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    enter_wal(conn).map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
     conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
     let result = (|| {
@@ -286,6 +310,8 @@ pub(crate) fn open_shared_writer(path: &Path, busy_timeout: std::time::Duration)
         check_store_file(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(&display, e))?;
+        // Before the first read: another process may hold the file for a moment.
+        conn.busy_timeout(busy_timeout).map_err(|e| sql_error(&display, e))?;
         gavat_schema_version(&conn, &display)?;
         conn
     } else {
@@ -340,6 +366,8 @@ impl SqliteStore {
         let display = path.display().to_string();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(&display, e))?;
+        // Before the first read: another process may hold the file for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_error(&display, e))?;
         gavat_schema_version(&conn, &display)?;
         SqliteStore::writer(conn, display)
     }

@@ -544,7 +544,7 @@ impl ContentKind {
 }
 
 /// Where an outbound message goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Destination {
     /// A direct message to one user.

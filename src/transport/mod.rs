@@ -3,11 +3,13 @@
 //! sends, replays scripted outcomes; for tests), [`SimTransport`] (synthetic users reacting
 //! on the virtual clock), [`DryRunSender`] (`gavat run`'s default: prints and appends
 //! every message to an outbox) and [`WebhookSender`] (signed JSON POSTs to a URL; a sender
-//! only). The Telegram transport will implement the same traits.
+//! only) and [`TelegramSender`] (the Bot API's `sendMessage`, within Telegram's limits; a
+//! sender only, for now).
 
 mod dry_run;
 mod memory;
 mod sim;
+pub mod telegram;
 mod webhook;
 pub mod wire;
 
@@ -21,6 +23,7 @@ use crate::domain::{InboundEvent, OutboundMessage};
 pub use dry_run::{DryRunSender, OutboxError, Silence};
 pub use memory::MemoryTransport;
 pub use sim::SimTransport;
+pub use telegram::TelegramSender;
 pub use webhook::{DEFAULT_RETRY_AFTER_SECS, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, WebhookSecret, WebhookSender};
 
 /// Why a transport cannot be set up: bad configuration, fatal before anything is sent.
@@ -44,6 +47,20 @@ pub enum TransportConfigError {
     SecretNotUnicode {
         /// The variable's name.
         name: String,
+    },
+    /// The environment variable that should hold a bot's token is not set.
+    #[error("environment variable {name} is not set: it must hold a bot token")]
+    MissingToken {
+        /// The variable's name.
+        name: String,
+    },
+    /// The variable holds no usable token (its value is never shown).
+    #[error("environment variable {name} {why}")]
+    BadToken {
+        /// The variable's name.
+        name: String,
+        /// What is wrong, without the value.
+        why: String,
     },
     /// The URL cannot be used (its path and query, which may hold a token, are not shown).
     #[error("webhook URL: {why}")]

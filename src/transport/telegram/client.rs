@@ -1,0 +1,297 @@
+//! The HTTP side: one `reqwest` client (rustls on `ring`, built as the webhook sender builds
+//! its own) POSTing `sendMessage` to `{base}/bot{token}/sendMessage`. The token is in the
+//! URL path, so every failure is read through `reqwest::Error::without_url` and every reason
+//! is passed through [`redact`] before it leaves this file.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+use serde::Serialize;
+
+use crate::transport::{Delivered, TransportConfigError, TransportError};
+
+use super::outcome;
+
+/// The Bot API's own address: the default base URL.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
+
+/// Longest body read from a reply: Bot API answers to `sendMessage` are a few kilobytes.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Longest failure reason kept, in characters.
+const MAX_REASON: usize = 300;
+
+/// A bot token; printing it shows `***`. Only [`BotApi::url`] reads its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BotToken(String);
+
+impl BotToken {
+    /// Wraps a token, checking only that it can sit in a URL path: not blank, and made of
+    /// the characters Bot API tokens use (`0-9 A-Z a-z : _ -`). Errors never show the value.
+    pub fn new(token: impl Into<String>) -> Result<BotToken, TransportConfigError> {
+        let token = token.into();
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(TransportConfigError::Invalid { field: "bot token", why: "is blank".into() });
+        }
+        if !token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')) {
+            return Err(TransportConfigError::Invalid {
+                field: "bot token",
+                why: "holds characters no Bot API token has (expected 0-9 A-Z a-z : _ -)".into(),
+            });
+        }
+        Ok(BotToken(token.to_string()))
+    }
+
+    /// The token in the environment variable `name`. Errors name the variable, never a
+    /// value.
+    pub fn from_env(name: &str) -> Result<BotToken, TransportConfigError> {
+        match std::env::var(name) {
+            Ok(value) => BotToken::new(value).map_err(|e| match e {
+                TransportConfigError::Invalid { why, .. } => {
+                    TransportConfigError::BadToken { name: name.to_string(), why }
+                }
+                other => other,
+            }),
+            Err(std::env::VarError::NotPresent) => Err(TransportConfigError::MissingToken { name: name.to_string() }),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(TransportConfigError::BadToken { name: name.to_string(), why: "is not valid Unicode".into() })
+            }
+        }
+    }
+
+    /// `text` with every occurrence of the token replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        text.replace(&self.0, "***")
+    }
+}
+
+impl fmt::Debug for BotToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BotToken(***)")
+    }
+}
+
+/// The `sendMessage` body.
+#[derive(Debug, Serialize)]
+pub(crate) struct SendMessage<'a> {
+    /// The user's id for a direct message, the group's for a post.
+    pub(crate) chat_id: u64,
+    /// HTML.
+    pub(crate) text: &'a str,
+    /// Always `HTML`.
+    pub(crate) parse_mode: &'static str,
+}
+
+/// The Bot API at one base URL.
+#[derive(Clone)]
+pub(crate) struct BotApi {
+    client: reqwest::Client,
+    /// The base URL without a trailing `/`.
+    base: String,
+    /// `scheme://host:port` only: what failure reasons name.
+    origin: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for BotApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotApi").field("origin", &self.origin).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl BotApi {
+    /// A client for the Bot API at `base_url` (`https`, or plain `http` to a loopback
+    /// address: a local Bot API server, a test). Connecting may take up to `timeout` (beyond
+    /// it: nothing written, `Transient`); the whole exchange up to twice `timeout` (beyond
+    /// it: `Unknown`).
+    pub(crate) fn new(base_url: &str, timeout: Duration) -> Result<BotApi, TransportConfigError> {
+        let bad = |why: String| TransportConfigError::BadUrl { why };
+        let parsed = reqwest::Url::parse(base_url).map_err(|e| bad(format!("Bot API base URL: not a URL ({e})")))?;
+        let host = parsed.host_str().ok_or_else(|| bad("Bot API base URL: no host".into()))?.to_string();
+        let origin = format!("{}://{host}:{}", parsed.scheme(), parsed.port_or_known_default().unwrap_or(0));
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            other => {
+                return Err(bad(format!(
+                    "Bot API base URL {origin}: scheme {other} would expose the bot token; use https (plain http \
+                     is allowed to loopback addresses only)"
+                )));
+            }
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(bad(format!("Bot API base URL {origin}: must have no query or fragment")));
+        }
+        if timeout.is_zero() {
+            return Err(TransportConfigError::Invalid { field: "timeout", why: "must be more than zero".into() });
+        }
+        // rustls needs one process-wide crypto provider; a second install is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout.saturating_mul(2))
+            // A redirect would carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            // One request per message: whether to try again is the engine's decision.
+            .retry(reqwest::retry::never())
+            .user_agent(concat!("gavat/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportConfigError::Client { why: e.without_url().to_string() })?;
+        let base = parsed.as_str().trim_end_matches('/').to_string();
+        Ok(BotApi { client, base, origin, timeout })
+    }
+
+    /// Where `sendMessage` of the bot with `token` goes. Holds the token: never print it.
+    pub(crate) fn url(&self, token: &BotToken) -> Result<reqwest::Url, TransportConfigError> {
+        reqwest::Url::parse(&format!("{}/bot{}/sendMessage", self.base, token.0))
+            .map_err(|_| TransportConfigError::BadUrl { why: format!("{}: no bot URL can be made", self.origin) })
+    }
+
+    /// POSTs one `sendMessage` and says what came of it. `bot` names the bot in reasons.
+    pub(crate) async fn send_message(
+        &self,
+        url: reqwest::Url,
+        body: &SendMessage<'_>,
+        bot: &str,
+        token: &BotToken,
+    ) -> Result<Delivered, TransportError> {
+        let body = match serde_json::to_vec(body) {
+            Ok(body) => body,
+            Err(e) => return Err(TransportError::Fatal { reason: format!("the message cannot be written: {e}") }),
+        };
+        let request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
+        let result = match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let mut body = Vec::new();
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => body.extend_from_slice(&chunk),
+                        // Longer than any Bot API answer: read what came (a truncated body
+                        // reads as not a Bot API answer, an unknown outcome).
+                        Ok(Some(_)) | Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                }
+                .map_or_else(
+                    |e| {
+                        Err(TransportError::Unknown {
+                            reason: format!(
+                                "bot {bot}: HTTP {status} from {}, then the reply broke off: {}",
+                                self.origin,
+                                chain(&e.without_url())
+                            ),
+                        })
+                    },
+                    |()| outcome::from_reply(status, &body, bot),
+                )
+            }
+            Err(e) => Err(self.failure(e, bot)),
+        };
+        result.map_err(|e| redacted(e, token))
+    }
+
+    /// What a failed exchange means: no connection made is provably not sent; anything
+    /// after the connection was made may have reached the Bot API.
+    fn failure(&self, e: reqwest::Error, bot: &str) -> TransportError {
+        let e = e.without_url();
+        let why = chain(&e);
+        let origin = &self.origin;
+        if e.is_connect() {
+            TransportError::Transient {
+                reason: format!("bot {bot}: could not connect to {origin}, nothing sent: {why}"),
+            }
+        } else if e.is_builder() {
+            TransportError::Fatal { reason: format!("bot {bot}: the request cannot be built: {why}") }
+        } else if e.is_timeout() {
+            TransportError::Unknown {
+                reason: format!(
+                    "bot {bot}: no answer from {origin} within {} ms after sending",
+                    2 * self.timeout.as_millis()
+                ),
+            }
+        } else {
+            TransportError::Unknown { reason: format!("bot {bot}: the exchange with {origin} broke off: {why}") }
+        }
+    }
+}
+
+/// `e` with the token taken out of its reason and the reason cut to [`MAX_REASON`].
+fn redacted(e: TransportError, token: &BotToken) -> TransportError {
+    let clean = |reason: String| {
+        let reason = token.redact(&reason);
+        if reason.chars().count() <= MAX_REASON {
+            reason
+        } else {
+            let mut short: String = reason.chars().take(MAX_REASON).collect();
+            short.push('…');
+            short
+        }
+    };
+    match e {
+        TransportError::Transient { reason } => TransportError::Transient { reason: clean(reason) },
+        TransportError::Unknown { reason } => TransportError::Unknown { reason: clean(reason) },
+        TransportError::Fatal { reason } => TransportError::Fatal { reason: clean(reason) },
+        other @ (TransportError::RateLimited { .. } | TransportError::Blocked) => other,
+    }
+}
+
+/// Whether `host` (as a URL writes it) is a loopback address or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456:ABC-def_ghi";
+
+    /// Tokens are checked without being shown; Debug hides them; redaction takes them out.
+    #[test]
+    fn tokens_never_show() {
+        let token = BotToken::new(TOKEN).unwrap();
+        assert_eq!(format!("{token:?}"), "BotToken(***)");
+        assert_eq!(token.redact(&format!("GET /bot{TOKEN}/sendMessage")), "GET /bot***/sendMessage");
+        let bad = BotToken::new("abc/../x?y").unwrap_err();
+        assert!(!bad.to_string().contains("abc"), "{bad}");
+        assert!(BotToken::new("  ").is_err());
+        let missing = BotToken::from_env("GAVAT_TEST_NO_SUCH_TOKEN_VARIABLE").unwrap_err();
+        assert!(missing.to_string().contains("GAVAT_TEST_NO_SUCH_TOKEN_VARIABLE"), "{missing}");
+    }
+
+    /// https anywhere, plain http to loopback only; the URL puts the token in the path.
+    #[test]
+    fn base_urls_are_checked() {
+        let t = Duration::from_secs(1);
+        assert!(BotApi::new("https://api.telegram.org", t).is_ok());
+        assert!(BotApi::new("http://127.0.0.1:8081/", t).is_ok());
+        assert!(BotApi::new("http://api.telegram.org", t).is_err());
+        assert!(BotApi::new("https://api.telegram.org?x=1", t).is_err());
+        assert!(BotApi::new("nonsense", t).is_err());
+        assert!(BotApi::new("https://api.telegram.org", Duration::ZERO).is_err());
+        let api = BotApi::new("http://127.0.0.1:8081/local/", t).unwrap();
+        let url = api.url(&BotToken::new(TOKEN).unwrap()).unwrap();
+        assert_eq!(url.as_str(), format!("http://127.0.0.1:8081/local/bot{TOKEN}/sendMessage"));
+        assert!(!format!("{api:?}").contains("local"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The Telegram Bot API sender: each outbound message is one `sendMessage` through the bot
+//! it names, to the user's chat (a direct message) or the group's (a post), as HTML.
+//!
+//! # Layout
+//! - `client`: the HTTP client and the bot token, which never reaches a `Debug`, an
+//!   error or a log line.
+//! - `limits`: Telegram's limits (30/s per bot, 1/s per private chat, 20/min per group) and
+//!   a bot's freeze after a 429, applied by delaying a send until it may go.
+//! - `outcome`: what each Bot API answer means for the engine (the table is in that module
+//!   and in `docs/telegram.md`).
+//! - `text`: the [`TextSource`] seam and this slice's [`BuiltinText`].
+//!
+//! # Ordering
+//! Sends to one chat through one bot leave in the order [`Sender::send`] was called: the
+//! slot is reserved in the call, before the returned future first runs. Sends to different
+//! chats may overtake one another.
+//!
+//! Nothing here resends a message: a send whose outcome is unclear is
+//! [`TransportError::Unknown`], counted against the caps and never repeated (`sendMessage`
+//! has no idempotency key).
+
+mod client;
+mod limits;
+mod outcome;
+mod text;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::{Destination, OutboundMessage};
+
+use super::{SendFuture, Sender, TransportConfigError, TransportError};
+
+pub use client::{BotToken, DEFAULT_API_BASE_URL};
+pub use limits::{Admission, Limiter, Limits};
+pub use text::{BuiltinText, OPT_OUT_LINE, TextSource, escape_html};
+
+/// The default timeout: connecting may take this long, the whole exchange twice as long.
+pub const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The default longest wait for a slot: beyond it a send is answered `RateLimited` at once.
+/// With [`DEFAULT_TELEGRAM_TIMEOUT`] it keeps a send within the engine's 10 s send timeout.
+pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+/// One bot: a name (for reasons and the text) and its token.
+#[derive(Clone, Debug)]
+pub struct Bot {
+    /// The bot's name, as `gavat.toml` gives it.
+    pub name: String,
+    /// Its token.
+    pub token: BotToken,
+}
+
+/// How the sender behaves, beyond its bots.
+#[derive(Clone, Debug)]
+pub struct TelegramOptions {
+    /// The Bot API's base URL ([`DEFAULT_API_BASE_URL`]; a local Bot API server, a test).
+    pub api_base_url: String,
+    /// Connecting may take this long (beyond: `Transient`), the exchange twice as long
+    /// (beyond: `Unknown`).
+    pub timeout: Duration,
+    /// The limits (never above Telegram's).
+    pub limits: Limits,
+    /// The longest a send waits for its slot before it is answered `RateLimited`.
+    pub max_queue_wait: Duration,
+}
+
+impl Default for TelegramOptions {
+    fn default() -> TelegramOptions {
+        TelegramOptions {
+            api_base_url: DEFAULT_API_BASE_URL.to_string(),
+            timeout: DEFAULT_TELEGRAM_TIMEOUT,
+            limits: Limits::TELEGRAM,
+            max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
+        }
+    }
+}
+
+/// A bot as the sender holds it: with its `sendMessage` URL, which contains the token.
+struct ReadyBot {
+    name: String,
+    token: BotToken,
+    url: reqwest::Url,
+}
+
+/// Sends through the Bot API (see the module doc). `OutboundMessage::bot` indexes the bots
+/// in the order given.
+#[derive(Clone)]
+pub struct TelegramSender {
+    bots: Arc<[ReadyBot]>,
+    api: client::BotApi,
+    limiter: Arc<Limiter>,
+    text: Arc<dyn TextSource>,
+}
+
+impl fmt::Debug for TelegramSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.bots.iter().map(|b| b.name.as_str()).collect();
+        f.debug_struct("TelegramSender")
+            .field("bots", &names)
+            .field("api", &self.api)
+            .field("limits", &self.limiter.limits())
+            .field("text", &self.text)
+            .finish()
+    }
+}
+
+impl TelegramSender {
+    /// A sender through `bots` (at least one), writing texts with `text`. Checks the base
+    /// URL, the timeout and the limits; errors never show a token.
+    pub fn new(
+        bots: Vec<Bot>,
+        options: TelegramOptions,
+        text: Arc<dyn TextSource>,
+    ) -> Result<TelegramSender, TransportConfigError> {
+        if bots.is_empty() {
+            return Err(TransportConfigError::Invalid {
+                field: "bots",
+                why: "the Telegram transport needs a bot".into(),
+            });
+        }
+        let limits = options.limits.checked()?;
+        if options.max_queue_wait.is_zero() {
+            return Err(TransportConfigError::Invalid {
+                field: "max_queue_wait",
+                why: "must be more than zero".into(),
+            });
+        }
+        let api = client::BotApi::new(&options.api_base_url, options.timeout)?;
+        let bots = bots
+            .into_iter()
+            .map(|bot| Ok(ReadyBot { url: api.url(&bot.token)?, name: bot.name, token: bot.token }))
+            .collect::<Result<Vec<_>, TransportConfigError>>()?;
+        Ok(TelegramSender {
+            bots: bots.into(),
+            api,
+            limiter: Arc::new(Limiter::new(limits, options.max_queue_wait)),
+            text,
+        })
+    }
+}
+
+impl Sender for TelegramSender {
+    fn send(&self, message: &OutboundMessage) -> SendFuture {
+        let index = message.bot;
+        let Some(bot) = usize::try_from(index.0).ok().and_then(|i| self.bots.get(i)) else {
+            let reason = format!("bot {} is not configured ({} bots)", index.0, self.bots.len());
+            return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));
+        };
+        let slot = match self.limiter.reserve(index, message.to, tokio::time::Instant::now()) {
+            Admission::At(slot) => slot,
+            Admission::Later(wait) => {
+                return Box::pin(std::future::ready(Err(TransportError::RateLimited {
+                    retry_after_secs: whole_secs(wait),
+                })));
+            }
+        };
+        let text = self.text.text(message, &bot.name);
+        let chat_id = match message.to {
+            Destination::User(user) => user.0,
+            Destination::Group(group) => group.0,
+        };
+        let (bots, api, limiter, bot_index) = (self.bots.clone(), self.api.clone(), self.limiter.clone(), index);
+        Box::pin(async move {
+            tokio::time::sleep_until(slot).await;
+            // A 429 that came while this send waited froze the bot: do not send into it.
+            if let Some(left) = limiter.frozen_for(bot_index, tokio::time::Instant::now()) {
+                return Err(TransportError::RateLimited { retry_after_secs: whole_secs(left) });
+            }
+            let bot = &bots[bot_index.0 as usize];
+            let body = client::SendMessage { chat_id, text: &text, parse_mode: "HTML" };
+            let result = api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
+            if let Err(TransportError::RateLimited { retry_after_secs }) = &result {
+                limiter.freeze(
+                    bot_index,
+                    tokio::time::Instant::now(),
+                    Duration::from_secs(u64::from(*retry_after_secs)),
+                );
+            }
+            result
+        })
+    }
+}
+
+/// `wait` in whole seconds, rounded up, at least 1.
+fn whole_secs(wait: Duration) -> u32 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+}
+
+impl fmt::Debug for ReadyBot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bot").field("name", &self.name).field("token", &self.token).finish()
+    }
+}

@@ -1,0 +1,82 @@
+//! The text of a message. A [`TextSource`] turns an [`OutboundMessage`] into Bot API HTML;
+//! until templates come (issue 13, item 5) the only one is [`BuiltinText`]: one fixed
+//! English sentence per content kind, the bot's name, and the mandatory opt-out line.
+
+use std::fmt::Debug;
+
+use crate::domain::{ContentKind, OutboundMessage};
+
+/// The opt-out line every marketing message ends with.
+pub const OPT_OUT_LINE: &str = "Reply /stop to unsubscribe";
+
+/// Writes the text of a message, as HTML for `parse_mode = HTML`. Every variable it
+/// interpolates must go through [`escape_html`].
+pub trait TextSource: Send + Sync + Debug {
+    /// The text of `message`, sent through the bot named `bot_name`.
+    fn text(&self, message: &OutboundMessage, bot_name: &str) -> String;
+}
+
+/// This slice's text until templates come: `<b>{bot name}</b>`, one sentence per content
+/// kind, a blank line and [`OPT_OUT_LINE`]. The bot's name is escaped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuiltinText;
+
+impl BuiltinText {
+    fn sentence(kind: ContentKind) -> &'static str {
+        match kind {
+            ContentKind::Offer => "A new offer is waiting for you.",
+            ContentKind::Reminder => "A friendly reminder: something you started is still waiting.",
+            ContentKind::Educational => "Here is a tip to get more out of the service.",
+            ContentKind::News => "There is news about the service.",
+            ContentKind::Premium => "Premium is open to you, with more of everything.",
+            ContentKind::Community => "Something is happening in the community.",
+        }
+    }
+}
+
+impl TextSource for BuiltinText {
+    fn text(&self, message: &OutboundMessage, bot_name: &str) -> String {
+        format!("<b>{}</b>: {}\n\n{OPT_OUT_LINE}", escape_html(bot_name), BuiltinText::sentence(message.content))
+    }
+}
+
+/// `text` safe inside Bot API HTML: `&`, `<`, `>` and `"` as entities (the four the Bot API
+/// names).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BotId, Destination, Segment, Timestamp, UserId};
+
+    /// Every kind has its sentence and the opt-out line; a hostile bot name is escaped.
+    #[test]
+    fn every_kind_ends_with_the_opt_out_line_and_names_are_escaped() {
+        for content in ContentKind::ALL {
+            let message = OutboundMessage {
+                id: 1,
+                to: Destination::User(UserId(1)),
+                bot: BotId(0),
+                content,
+                segment: Segment::HotLead,
+                at: Timestamp(0),
+            };
+            let text = BuiltinText.text(&message, "<script>&\"x\"</script>");
+            assert!(text.ends_with(OPT_OUT_LINE), "{text}");
+            assert!(text.starts_with("<b>&lt;script&gt;&amp;&quot;x&quot;&lt;/script&gt;</b>: "), "{text}");
+        }
+        assert_eq!(escape_html("a < b && c > \"d\" — ünï"), "a &lt; b &amp;&amp; c &gt; &quot;d&quot; — ünï");
+    }
+}

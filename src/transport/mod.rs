@@ -7,6 +7,7 @@
 //! sender only, for now).
 
 mod dry_run;
+mod http;
 mod memory;
 mod sim;
 pub mod telegram;

@@ -9,8 +9,8 @@
 //! that provably wrote nothing (no connection) or a status the receiver promises means "not
 //! acted on" (503) is [`TransportError::Transient`].
 
+use super::http::{error_chain, is_loopback};
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -124,19 +124,7 @@ impl WebhookSender {
         }
         let mac = Hmac::<Sha256>::new_from_slice(&secret.0)
             .map_err(|_| TransportConfigError::Invalid { field: "secret", why: "unusable as an HMAC key".into() })?;
-        // rustls needs one process-wide crypto provider; a second install is a no-op error.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout.saturating_mul(2))
-            // A redirected POST would become a GET without its body: the URL is configured
-            // wrong, and the receiver must say so, not be followed.
-            .redirect(reqwest::redirect::Policy::none())
-            // One request per message: whether to try again is the engine's decision.
-            .retry(reqwest::retry::never())
-            .user_agent(concat!("gavat/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportConfigError::Client { why: chain(&e.without_url()) })?;
+        let client = super::http::one_request_client(timeout)?;
         Ok(WebhookSender { client, url: parsed, origin, mac, timeout })
     }
 
@@ -152,12 +140,6 @@ impl WebhookSender {
         }
         out
     }
-}
-
-/// Whether `host` (as a URL writes it) is a loopback address or `localhost`.
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Sender for WebhookSender {
@@ -225,7 +207,7 @@ fn retry_after(headers: &HeaderMap, at: Timestamp) -> u32 {
 /// the connection was made may have reached the receiver.
 fn failure(e: reqwest::Error, origin: &str, timeout: Duration) -> TransportError {
     let e = e.without_url();
-    let why = chain(&e);
+    let why = error_chain(&e);
     if e.is_connect() {
         TransportError::Transient { reason: shorten(format!("could not connect to {origin}, nothing sent: {why}")) }
     } else if e.is_builder() {
@@ -237,22 +219,6 @@ fn failure(e: reqwest::Error, origin: &str, timeout: Duration) -> TransportError
     } else {
         TransportError::Unknown { reason: shorten(format!("the exchange with {origin} broke off: {why}")) }
     }
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message is only "error sending
-/// request").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 fn shorten(text: String) -> String {

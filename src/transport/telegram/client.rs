@@ -3,8 +3,8 @@
 //! URL path, so every failure is read through `reqwest::Error::without_url` and every reason
 //! is passed through [`redact`] before it leaves this file.
 
+use crate::transport::http::{error_chain, is_loopback};
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
@@ -128,18 +128,7 @@ impl BotApi {
         if timeout.is_zero() {
             return Err(TransportConfigError::Invalid { field: "timeout", why: "must be more than zero".into() });
         }
-        // rustls needs one process-wide crypto provider; a second install is a no-op error.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout.saturating_mul(2))
-            // A redirect would carry the token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            // One request per message: whether to try again is the engine's decision.
-            .retry(reqwest::retry::never())
-            .user_agent(concat!("gavat/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportConfigError::Client { why: e.without_url().to_string() })?;
+        let client = crate::transport::http::one_request_client(timeout)?;
         let base = parsed.as_str().trim_end_matches('/').to_string();
         Ok(BotApi { client, base, origin, timeout })
     }
@@ -182,7 +171,7 @@ impl BotApi {
                             reason: format!(
                                 "bot {bot}: HTTP {status} from {}, then the reply broke off: {}",
                                 self.origin,
-                                chain(&e.without_url())
+                                error_chain(&e.without_url())
                             ),
                         })
                     },
@@ -198,7 +187,7 @@ impl BotApi {
     /// after the connection was made may have reached the Bot API.
     fn failure(&self, e: reqwest::Error, bot: &str) -> TransportError {
         let e = e.without_url();
-        let why = chain(&e);
+        let why = error_chain(&e);
         let origin = &self.origin;
         if e.is_connect() {
             TransportError::Transient {
@@ -237,27 +226,6 @@ fn redacted(e: TransportError, token: &BotToken) -> TransportError {
         TransportError::Fatal { reason } => TransportError::Fatal { reason: clean(reason) },
         other @ (TransportError::RateLimited { .. } | TransportError::Blocked) => other,
     }
-}
-
-/// Whether `host` (as a URL writes it) is a loopback address or `localhost`.
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -164,11 +164,8 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
         config.log_dir = dir.clone();
     }
     if let Some(prefix) = &args.redis_prefix {
-        if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--redis-prefix: {prefix:?} must be 1–64 characters without braces or spaces"
-            )));
-        }
+        crate::live::config::check_redis_prefix(prefix)
+            .map_err(|m| CliError::usage(anyhow::anyhow!("--redis-prefix: {prefix:?} {m}")))?;
         config.redis_prefix = prefix.clone();
     }
     if let Some(file) = &args.experiment {

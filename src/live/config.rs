@@ -247,9 +247,7 @@ impl RunConfig {
             config.threads = Some(threads);
         }
         if let Some(prefix) = file.redis_prefix {
-            if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
-                return Err(invalid("redis_prefix", "must be 1–64 characters without braces or spaces".into()));
-            }
+            check_redis_prefix(&prefix).map_err(|m| invalid("redis_prefix", m))?;
             config.redis_prefix = prefix;
         }
         config.strategies = file.strategies.map(resolve);
@@ -262,6 +260,15 @@ impl RunConfig {
         }
         Ok(config)
     }
+}
+
+/// A Redis key prefix: 1–64 characters, no braces (they would split a user's keys over
+/// cluster slots) and no spaces.
+pub fn check_redis_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > 64 || prefix.contains(['{', '}', ' ']) {
+        return Err("must be 1–64 characters without braces or spaces".into());
+    }
+    Ok(())
 }
 
 /// An environment variable's name: `A-Z`, `0-9` and `_`, not starting with a digit. The

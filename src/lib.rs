@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`domain`]: users, groups, segments, strategies, time, messages and events.
 //! - [`config`]: strategy files → a validated [`config::StrategyBook`].
+//! - [`contacts`]: who users and groups are on Telegram (names, languages, chat ids).
 //! - [`policy`]: the pure decision rules — caps, cooldown, quiet hours, priority, planning.
 //! - [`segmentation`]: rule-based segments with confidence.
 //! - [`llm`]: an OpenAI-compatible model consulted where the rules are unsure.
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod decision_log;
 pub mod domain;
 pub mod engine;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use gavat::domain::{BotId, ContentKind, Destination, GroupId, OutboundMessage, Segment, Timestamp, UserId};
 use gavat::transport::telegram::{
-    Bot, BotToken, BuiltinText, Limits, OPT_OUT_LINE, TelegramOptions, TelegramSender, TextSource,
+    Bot, BotToken, BuiltinText, Composed, Limits, OPT_OUT_LINE, TelegramOptions, TelegramSender, TextSource,
 };
 use gavat::transport::{Delivered, Sender, TransportError};
 
@@ -45,8 +45,8 @@ fn message(id: u64, bot: u32, to: Destination) -> OutboundMessage {
 struct IdText;
 
 impl TextSource for IdText {
-    fn text(&self, message: &OutboundMessage, _bot_name: &str) -> String {
-        format!("m{}", message.id)
+    fn compose(&self, message: &OutboundMessage, _bot_name: &str) -> Composed {
+        Composed { html: format!("m{}", message.id), buttons: Vec::new() }
     }
 }
 

@@ -77,12 +77,39 @@ impl fmt::Debug for BotToken {
 /// The `sendMessage` body.
 #[derive(Debug, Serialize)]
 pub(crate) struct SendMessage<'a> {
-    /// The user's id for a direct message, the group's for a post.
-    pub(crate) chat_id: u64,
+    /// The user's id for a direct message, the group's chat id (negative) for a post.
+    pub(crate) chat_id: i64,
     /// HTML.
     pub(crate) text: &'a str,
     /// Always `HTML`.
     pub(crate) parse_mode: &'static str,
+    /// The inline keyboard, when the message has buttons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_markup: Option<InlineKeyboard>,
+}
+
+/// `reply_markup`: an inline keyboard, one button per row.
+#[derive(Debug, Serialize)]
+pub(crate) struct InlineKeyboard {
+    inline_keyboard: Vec<Vec<InlineButton>>,
+}
+
+#[derive(Debug, Serialize)]
+struct InlineButton {
+    text: String,
+    callback_data: String,
+}
+
+impl InlineKeyboard {
+    /// One row per button; `None` without buttons.
+    pub(crate) fn of(buttons: &[super::text::Button]) -> Option<InlineKeyboard> {
+        (!buttons.is_empty()).then(|| InlineKeyboard {
+            inline_keyboard: buttons
+                .iter()
+                .map(|b| vec![InlineButton { text: b.label.clone(), callback_data: b.callback_data.clone() }])
+                .collect(),
+        })
+    }
 }
 
 /// The Bot API at one base URL.

@@ -8,7 +8,8 @@
 //!   a bot's freeze after a 429, applied by delaying a send until it may go.
 //! - `outcome`: what each Bot API answer means for the engine (the table is in that module
 //!   and in `docs/telegram.md`).
-//! - `text`: the [`TextSource`] seam and this slice's [`BuiltinText`].
+//! - `text`: the [`TextSource`] seam ([`Composed`] HTML and buttons) and the fallback
+//!   [`BuiltinText`].
 //!
 //! # Ordering
 //! Sends to one chat through one bot leave in the order [`Sender::send`] was called: the
@@ -34,7 +35,9 @@ use super::{SendFuture, Sender, TransportConfigError, TransportError};
 
 pub use client::{BotToken, DEFAULT_API_BASE_URL};
 pub use limits::{Admission, Limiter, Limits};
-pub use text::{BuiltinText, OPT_OUT_LINE, TextSource, escape_html};
+pub use text::{
+    BuiltinText, Button, Composed, OPT_OUT_LINE, TextSource, UNSUBSCRIBE_CALLBACK, UNSUBSCRIBE_LABEL, escape_html,
+};
 
 /// The default timeout: connecting may take this long, the whole exchange twice as long.
 pub const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -156,10 +159,14 @@ impl Sender for TelegramSender {
                 })));
             }
         };
-        let text = self.text.text(message, &bot.name);
+        let composed = self.text.compose(message, &bot.name);
         let chat_id = match message.to {
-            Destination::User(user) => user.0,
-            Destination::Group(group) => group.0,
+            Destination::User(user) => i64::try_from(user.0).ok(),
+            Destination::Group(group) => i64::try_from(group.0).ok().map(|g| -g),
+        };
+        let Some(chat_id) = chat_id else {
+            let reason = format!("{:?} is no Telegram chat id", message.to);
+            return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));
         };
         let (bots, api, limiter, bot_index) = (self.bots.clone(), self.api.clone(), self.limiter.clone(), index);
         Box::pin(async move {
@@ -169,7 +176,12 @@ impl Sender for TelegramSender {
                 return Err(TransportError::RateLimited { retry_after_secs: whole_secs(left) });
             }
             let bot = &bots[bot_index.0 as usize];
-            let body = client::SendMessage { chat_id, text: &text, parse_mode: "HTML" };
+            let body = client::SendMessage {
+                chat_id,
+                text: &composed.html,
+                parse_mode: "HTML",
+                reply_markup: client::InlineKeyboard::of(&composed.buttons),
+            };
             let result = api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
             if let Err(TransportError::RateLimited { retry_after_secs }) = &result {
                 limiter.freeze(

@@ -1,6 +1,7 @@
-//! The text of a message. A [`TextSource`] turns an [`OutboundMessage`] into Bot API HTML;
-//! until templates come (issue 13, item 5) the only one is [`BuiltinText`]: one fixed
-//! English sentence per content kind, the bot's name, and the mandatory opt-out line.
+//! The text of a message. A [`TextSource`] turns an [`OutboundMessage`] into a
+//! [`Composed`] message: Bot API HTML and its inline buttons, the "Unsubscribe" button
+//! always among them. [`BuiltinText`] is the fallback when no templates are configured: one
+//! fixed English sentence per content kind, the bot's name, and the mandatory opt-out line.
 
 use std::fmt::Debug;
 
@@ -9,11 +10,44 @@ use crate::domain::{ContentKind, OutboundMessage};
 /// The opt-out line every marketing message ends with.
 pub const OPT_OUT_LINE: &str = "Reply /stop to unsubscribe";
 
+/// The `callback_data` of the "Unsubscribe" button: a press is an opt-out.
+pub const UNSUBSCRIBE_CALLBACK: &str = "gavat:stop";
+
+/// The label of the "Unsubscribe" button when no template names it.
+pub const UNSUBSCRIBE_LABEL: &str = "Unsubscribe";
+
+/// One inline button under a message: a press comes back as a `callback_query` carrying
+/// `callback_data`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Button {
+    /// The label (plain text, not HTML).
+    pub label: String,
+    /// What a press sends back (at most 64 bytes, the Bot API's limit).
+    pub callback_data: String,
+}
+
+impl Button {
+    /// The "Unsubscribe" button with `label`.
+    pub fn unsubscribe(label: impl Into<String>) -> Button {
+        Button { label: label.into(), callback_data: UNSUBSCRIBE_CALLBACK.to_string() }
+    }
+}
+
+/// A message ready for `sendMessage`: its HTML and its inline buttons (one per row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed {
+    /// The text, as HTML for `parse_mode = HTML`.
+    pub html: String,
+    /// The inline buttons, one per row; a marketing message has the unsubscribe button.
+    pub buttons: Vec<Button>,
+}
+
 /// Writes the text of a message, as HTML for `parse_mode = HTML`. Every variable it
-/// interpolates must go through [`escape_html`].
+/// interpolates must go through [`escape_html`]; every message it writes ends with the
+/// opt-out line and carries the "Unsubscribe" button.
 pub trait TextSource: Send + Sync + Debug {
-    /// The text of `message`, sent through the bot named `bot_name`.
-    fn text(&self, message: &OutboundMessage, bot_name: &str) -> String;
+    /// The message `message` becomes, sent through the bot named `bot_name`.
+    fn compose(&self, message: &OutboundMessage, bot_name: &str) -> Composed;
 }
 
 /// This slice's text until templates come: `<b>{bot name}</b>`, one sentence per content
@@ -35,8 +69,15 @@ impl BuiltinText {
 }
 
 impl TextSource for BuiltinText {
-    fn text(&self, message: &OutboundMessage, bot_name: &str) -> String {
-        format!("<b>{}</b>: {}\n\n{OPT_OUT_LINE}", escape_html(bot_name), BuiltinText::sentence(message.content))
+    fn compose(&self, message: &OutboundMessage, bot_name: &str) -> Composed {
+        Composed {
+            html: format!(
+                "<b>{}</b>: {}\n\n{OPT_OUT_LINE}",
+                escape_html(bot_name),
+                BuiltinText::sentence(message.content)
+            ),
+            buttons: vec![Button::unsubscribe(UNSUBSCRIBE_LABEL)],
+        }
     }
 }
 
@@ -73,7 +114,9 @@ mod tests {
                 segment: Segment::HotLead,
                 at: Timestamp(0),
             };
-            let text = BuiltinText.text(&message, "<script>&\"x\"</script>");
+            let composed = BuiltinText.compose(&message, "<script>&\"x\"</script>");
+            assert_eq!(composed.buttons, vec![Button::unsubscribe(UNSUBSCRIBE_LABEL)]);
+            let text = composed.html;
             assert!(text.ends_with(OPT_OUT_LINE), "{text}");
             assert!(text.starts_with("<b>&lt;script&gt;&amp;&quot;x&quot;&lt;/script&gt;</b>: "), "{text}");
         }

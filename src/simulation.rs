@@ -26,7 +26,7 @@ use crate::segmentation::SegmentationRules;
 use crate::store::{
     JsonlLog, MemoryStore, RunRecord, SimulationMeta, SqliteStore, Store, StoreError, UserRepository, UserState,
 };
-use crate::transport::{FailureKind, SimTransport};
+use crate::transport::{FailureKind, SimTransport, TelegramStats};
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
 /// reproduces a run).
@@ -232,6 +232,8 @@ pub struct SimulationReport {
     pub group_posts: u64,
     /// Group posts held back, by reason.
     pub group_posts_held: BTreeMap<&'static str, u64>,
+    /// What the simulated Telegram did: its limits and 429s.
+    pub telegram: TelegramStats,
     /// Sends that broke a cap, found by the independent audit. Must be 0.
     pub cap_violations: u64,
     /// The first violations, described (empty when there are none).
@@ -328,7 +330,9 @@ pub fn run_from(
     let stopwatch = Stopwatch::start();
     let run = run_engine_from(plan, from, None, progress)?;
     let wall_secs = stopwatch.elapsed_secs();
-    Ok(report(plan, run.start, run.end, &run.result, wall_secs))
+    let mut report = report(plan, run.start, run.end, &run.result, wall_secs);
+    report.telegram = run.telegram;
+    Ok(report)
 }
 
 /// How the users of an experiment run are split into arms.
@@ -381,6 +385,8 @@ pub struct EngineRun {
     pub start: Timestamp,
     /// Simulated end.
     pub end: Timestamp,
+    /// What the simulated Telegram did.
+    pub telegram: TelegramStats,
 }
 
 /// Runs the engine over a synthetic population. With `arms`, every user runs under their
@@ -437,7 +443,8 @@ pub fn run_engine_from(
             of_joining: Some(ArmOfJoining::new(move |user| assignment.arm_of(user))),
         }
     });
-    let transport = Arc::new(SimTransport::new(population, model, stream_seed, horizon));
+    let transport = Arc::new(SimTransport::new(population, model, &plan.scenario.telegram, stream_seed, horizon));
+    let sim_transport = transport.clone();
     // A user who blocked the bot has still blocked it: the one part of the synthetic users'
     // memory the store holds.
     for u in users.iter().filter(|u| u.caps.opted_out) {
@@ -516,7 +523,7 @@ pub fn run_engine_from(
         store.save_run(&run).await?;
         store.flush().await
     })?;
-    Ok(EngineRun { result, start, end: horizon })
+    Ok(EngineRun { result, start, end: horizon, telegram: sim_transport.telegram_stats() })
 }
 
 /// Every user of a saved simulation with their profile and cap state, checked to be the
@@ -604,6 +611,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         opted_out_users: r.opted_out_users,
         group_posts: r.scheduler.group_posts,
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        telegram: TelegramStats::default(),
         cap_violations: r.scheduler.cap_violations,
         cap_violation_examples: r.scheduler.violation_examples.clone(),
         strategy_changes: r.scheduler.strategy_changes.clone(),
@@ -696,6 +704,24 @@ impl SimulationReport {
             out,
             "transport failures: {}",
             if failed.is_empty() { "none".to_string() } else { failed.join(", ") }
+        );
+        let t = &self.telegram;
+        let sent: u64 = t.per_bot.values().sum();
+        let _ = writeln!(
+            out,
+            "telegram limits:   busiest bot second {} messages; {} bot-seconds at the per-bot limit; a live \
+             sender would hold {} of {} messages (mean wait {:.2} s, longest {} s); platform 429s {} ({} s frozen); \
+             too soon in one chat {}, in one group {}",
+            t.busiest_bot_second,
+            t.bot_seconds_at_limit,
+            t.delayed,
+            sent,
+            if t.delayed == 0 { 0.0 } else { t.wait_secs_total as f64 / t.delayed as f64 },
+            t.longest_wait_secs,
+            t.platform_429,
+            t.frozen_secs,
+            t.chat_too_soon,
+            t.group_too_soon
         );
         let _ = writeln!(out, "users opted out:   {}", self.opted_out_users);
         let _ = writeln!(out, "cap violations:    {} (must be 0)", self.cap_violations);

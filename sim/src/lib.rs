@@ -23,4 +23,4 @@ pub use behaviour::{BehaviourModel, Exposure, Reaction, UserMemory};
 pub use content::ContentKind;
 pub use population::{ObservedHistory, Population, SyntheticGroup, SyntheticUser, UserType, generate};
 pub use rng::{Purpose, stream};
-pub use scenario::{Scenario, ScenarioError};
+pub use scenario::{Scenario, ScenarioError, TelegramParams};

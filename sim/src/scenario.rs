@@ -224,6 +224,37 @@ pub struct GroupParams {
     pub post_interval_hours: f64,
 }
 
+/// Telegram as the simulated transport models it: our sender's limits (as in a live run)
+/// and the platform's own, which answers 429 with `retry_after` when a bot goes past it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramParams {
+    /// Our sender's limit: messages a second through one bot (Telegram publishes 30).
+    pub per_bot_per_second: u32,
+    /// Our sender's limit: messages a minute from one bot into one private chat (60).
+    pub per_private_chat_per_minute: u32,
+    /// Our sender's limit: messages a minute from one bot into one group (20).
+    pub per_group_per_minute: u32,
+    /// What the platform tolerates through one bot in any one second before it answers
+    /// 429 (default: the published 30; set lower to rehearse a platform throttling harder
+    /// than it says).
+    pub platform_per_bot_per_second: u32,
+    /// The `retry_after` of the platform's 429, seconds: the bot is frozen that long.
+    pub retry_after_secs: u32,
+}
+
+impl Default for TelegramParams {
+    fn default() -> TelegramParams {
+        TelegramParams {
+            per_bot_per_second: 30,
+            per_private_chat_per_minute: 60,
+            per_group_per_minute: 20,
+            platform_per_bot_per_second: 30,
+            retry_after_secs: 5,
+        }
+    }
+}
+
 /// A whole scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,6 +269,9 @@ pub struct Scenario {
     pub behaviour: BehaviourParams,
     /// Groups.
     pub groups: GroupParams,
+    /// Telegram's limits (optional: the published ones by default).
+    #[serde(default)]
+    pub telegram: TelegramParams,
 }
 
 impl Scenario {
@@ -381,6 +415,13 @@ impl Scenario {
         count("groups.daily_limit".into(), g.daily_limit, 0, 24)?;
         within("groups.cooldown_hours".into(), g.cooldown_hours, 0.0, 720.0)?;
         within("groups.post_interval_hours".into(), g.post_interval_hours, 1.0, 720.0)?;
+        let t = &self.telegram;
+        // Our limits may be set lower than Telegram's, never higher (as in gavat.toml).
+        count("telegram.per_bot_per_second".into(), t.per_bot_per_second, 1, 30)?;
+        count("telegram.per_private_chat_per_minute".into(), t.per_private_chat_per_minute, 1, 60)?;
+        count("telegram.per_group_per_minute".into(), t.per_group_per_minute, 1, 20)?;
+        count("telegram.platform_per_bot_per_second".into(), t.platform_per_bot_per_second, 1, 1_000)?;
+        count("telegram.retry_after_secs".into(), t.retry_after_secs, 1, 3_600)?;
         Ok(())
     }
 

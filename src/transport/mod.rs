@@ -10,6 +10,7 @@ mod dry_run;
 mod http;
 mod memory;
 mod sim;
+mod sim_telegram;
 pub mod telegram;
 mod webhook;
 pub mod wire;
@@ -24,6 +25,7 @@ use crate::domain::{InboundEvent, OutboundMessage};
 pub use dry_run::{DryRunSender, OutboxError, Silence};
 pub use memory::MemoryTransport;
 pub use sim::SimTransport;
+pub use sim_telegram::{SimTelegram, TelegramStats};
 pub use telegram::TelegramSender;
 pub use webhook::{DEFAULT_RETRY_AFTER_SECS, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, WebhookSecret, WebhookSender};
 

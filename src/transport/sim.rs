@@ -3,6 +3,9 @@
 //! `(seed, user id)` — one for reactions, one for spontaneous activity — so a user's story
 //! does not depend on the order in which the engine happens to process other users.
 //!
+//! Every send is also counted by the simulated Telegram ([`SimTelegram`]), which reports
+//! what Telegram's limits and the platform's 429s would have done to it.
+//!
 //! Each synthetic user's memory sits behind a lock of its own: the shards that host users
 //! call in from several threads, and a user is only ever touched by their own shard (or by
 //! the scheduler's group post while every shard waits), so no lock is ever contended.
@@ -14,6 +17,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::domain::{ContentKind, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Timestamp, UserId};
 
+use super::sim_telegram::{SimTelegram, TelegramStats};
 use super::{Delivered, InboundSink, InboundSource, SendFuture, Sender, TransportError};
 
 /// The engine's content kind as the behaviour model sees it: the one place the domain's
@@ -39,6 +43,7 @@ pub struct SimTransport {
     horizon: Timestamp,
     users: Vec<Mutex<SimUser>>,
     sink: OnceLock<InboundSink>,
+    telegram: SimTelegram,
 }
 
 #[derive(Debug)]
@@ -49,9 +54,16 @@ struct SimUser {
 }
 
 impl SimTransport {
-    /// Synthetic `population` reacting by `model`; activity stops at `horizon`. User ids
-    /// must be `0..n` (as [`gavat_sim::generate`] makes them).
-    pub fn new(population: Population, model: BehaviourModel, seed: u64, horizon: Timestamp) -> SimTransport {
+    /// Synthetic `population` reacting by `model`, reached through Telegram as `telegram`
+    /// models it; activity stops at `horizon`. User ids must be `0..n` (as
+    /// [`gavat_sim::generate`] makes them).
+    pub fn new(
+        population: Population,
+        model: BehaviourModel,
+        telegram: &gavat_sim::TelegramParams,
+        seed: u64,
+        horizon: Timestamp,
+    ) -> SimTransport {
         let users = population
             .users
             .iter()
@@ -63,7 +75,8 @@ impl SimTransport {
                 })
             })
             .collect();
-        SimTransport { population, model, horizon, users, sink: OnceLock::new() }
+        let telegram = SimTelegram::new(telegram);
+        SimTransport { population, model, horizon, users, sink: OnceLock::new(), telegram }
     }
 
     /// Marks `user` as having blocked the bot before this run (a continuation's users who
@@ -72,6 +85,11 @@ impl SimTransport {
         if let Some(mut sim) = self.user(user.0 as usize) {
             sim.memory.mark_opted_out();
         }
+    }
+
+    /// What the simulated Telegram did so far.
+    pub fn telegram_stats(&self) -> TelegramStats {
+        self.telegram.stats()
     }
 
     /// The synthetic population.
@@ -159,6 +177,7 @@ impl InboundSource for SimTransport {
 
 impl Sender for SimTransport {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
+        self.telegram.record(message.bot, message.to, message.at);
         let outcome = match message.to {
             Destination::User(id) => {
                 let exposure = Exposure { at: message.at.secs(), content: message.content.into(), via_group: false };

@@ -27,6 +27,7 @@ mod redis_ledger;
 mod redis_server;
 mod redis_store;
 mod resume;
+mod sim_telegram;
 mod sqlite_ledger;
 mod telegram;
 mod transport_outcomes;

@@ -37,7 +37,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Where messages go: `dry-run` (print each as a JSON line and append it to the
-    /// outbox; nothing leaves the machine) or `webhook` (needs `[transport]` in the config).
+    /// outbox; nothing leaves the machine), `webhook` (needs `[transport]` in the config) or
+    /// `telegram` (the Bot API through the config's `[[bots]]`, each token read from the
+    /// variable it names; `[transport]` may set the base URL, timeout and lower limits).
     #[arg(long, value_name = "KIND")]
     pub transport: Option<String>,
     /// The dry-run transport's outbox file (default `outbox.jsonl`).
@@ -135,17 +137,31 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
                  config file (docs/configuration.md)"
             )));
         }
+        Some("telegram") if matches!(config.transport, TransportConfig::Telegram { .. }) => {}
+        Some("telegram") if !config.bots.is_empty() => {
+            config.transport = TransportConfig::Telegram {
+                api_base_url: crate::transport::telegram::DEFAULT_API_BASE_URL.to_string(),
+                timeout_secs: crate::live::config::DEFAULT_TELEGRAM_TIMEOUT_SECS,
+                limits: crate::transport::telegram::Limits::TELEGRAM,
+            };
+        }
+        Some("telegram") => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--transport telegram needs at least one [[bots]] entry (name, token_env) in the config file \
+                 (docs/configuration.md, docs/telegram.md)"
+            )));
+        }
         Some(other) => {
             return Err(CliError::usage(anyhow::anyhow!(
-                "--transport: `{other}` is not a transport; use dry-run or webhook"
+                "--transport: `{other}` is not a transport; use dry-run, webhook or telegram"
             )));
         }
     }
     if let Some(outbox) = &args.outbox {
         match &mut config.transport {
             TransportConfig::DryRun { outbox: o } => *o = outbox.clone(),
-            TransportConfig::Webhook { .. } => {
-                return Err(CliError::usage(anyhow::anyhow!("--outbox is for the dry-run transport, not webhook")));
+            TransportConfig::Webhook { .. } | TransportConfig::Telegram { .. } => {
+                return Err(CliError::usage(anyhow::anyhow!("--outbox is for the dry-run transport only")));
             }
         }
     }
@@ -246,6 +262,18 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         ),
         TransportConfig::Webhook { url, .. } => {
             eprintln!("gavat run: transport webhook → {}", crate::store::redact_url(url))
+        }
+        TransportConfig::Telegram { api_base_url, limits, .. } => {
+            let bots: Vec<String> = config.bots.iter().map(|b| format!("{} (${})", b.name, b.token_env)).collect();
+            eprintln!(
+                "gavat run: transport telegram → {} through {}; at most {}/s per bot, {}/min per private chat, \
+                 {}/min per group",
+                crate::store::redact_url(api_base_url),
+                bots.join(", "),
+                limits.per_bot_per_second,
+                limits.per_private_chat_per_minute,
+                limits.per_group_per_minute
+            )
         }
     }
     let clock_text = if args.time_scale > 1 {

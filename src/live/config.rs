@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::config::{FieldError, SettingsFileError, parse_settings_toml, read_settings_file};
 use crate::store::StoreUrl;
+use crate::transport::telegram::{DEFAULT_API_BASE_URL, Limits};
 
 /// The default store of `gavat run`: an SQLite file in the working directory.
 pub const DEFAULT_STORE: &str = "gavat.db";
@@ -28,6 +29,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_REDIS_PREFIX: &str = "gavat:";
 /// The default send timeout of the webhook transport.
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 10;
+/// The default connect timeout of the Telegram transport (an exchange may take twice it).
+pub const DEFAULT_TELEGRAM_TIMEOUT_SECS: u64 = 3;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +59,10 @@ struct TransportSection {
     url: Option<String>,
     secret_env: Option<String>,
     timeout_secs: Option<u64>,
+    api_base_url: Option<String>,
+    per_bot_per_sec: Option<u32>,
+    per_chat_per_sec: Option<f64>,
+    per_group_per_min: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +96,15 @@ pub enum TransportConfig {
         secret_env: String,
         /// How long one POST may take before its outcome is unknown.
         timeout_secs: u64,
+    },
+    /// `sendMessage` through the Bot API, one bot per `[[bots]]` entry (at least one).
+    Telegram {
+        /// The Bot API's base URL (default `https://api.telegram.org`).
+        api_base_url: String,
+        /// Connecting may take this long; a whole exchange twice as long.
+        timeout_secs: u64,
+        /// Telegram's limits, as configured (never above the platform's).
+        limits: Limits,
     },
 }
 
@@ -186,11 +202,23 @@ impl RunConfig {
                             ));
                         }
                     }
+                    if let Some(field) = t.telegram_key() {
+                        return Err(invalid(
+                            &format!("transport.{field}"),
+                            "is for the telegram transport, not dry-run".into(),
+                        ));
+                    }
                     TransportConfig::DryRun { outbox: resolve(t.outbox.unwrap_or_else(|| DEFAULT_OUTBOX.into())) }
                 }
                 "webhook" => {
                     if t.outbox.is_some() {
                         return Err(invalid("transport.outbox", "is for the dry-run transport, not webhook".into()));
+                    }
+                    if let Some(field) = t.telegram_key() {
+                        return Err(invalid(
+                            &format!("transport.{field}"),
+                            "is for the telegram transport, not webhook".into(),
+                        ));
                     }
                     let url =
                         t.url.ok_or_else(|| invalid("transport", "needs `url` for the webhook transport".into()))?;
@@ -210,10 +238,11 @@ impl RunConfig {
                     }
                     TransportConfig::Webhook { url, secret_env, timeout_secs }
                 }
+                "telegram" => telegram_transport(t).map_err(|(field, message)| invalid(&field, message))?,
                 _ => {
                     return Err(invalid(
                         "transport.kind",
-                        "is not a transport; use \"dry-run\" or \"webhook\" (Telegram comes with its own issue)".into(),
+                        "is not a transport; use \"dry-run\", \"webhook\" or \"telegram\"".into(),
                     ));
                 }
             };
@@ -240,6 +269,12 @@ impl RunConfig {
             check_env_name(&bot.token_env).map_err(|m| name_error(origin, text, &format!("bots[{i}].token_env"), m))?;
             config.bots.push(BotConfig { name: bot.name, token_env: bot.token_env });
         }
+        if matches!(config.transport, TransportConfig::Telegram { .. }) && config.bots.is_empty() {
+            return Err(invalid(
+                "transport.kind",
+                "the telegram transport needs at least one [[bots]] entry (name, token_env)".into(),
+            ));
+        }
         if let Some(threads) = file.threads {
             if !(1..=256).contains(&threads) {
                 return Err(invalid("threads", "must be 1–256".into()));
@@ -260,6 +295,74 @@ impl RunConfig {
         }
         Ok(config)
     }
+}
+
+impl TransportSection {
+    /// The first key set here that only the telegram transport reads.
+    fn telegram_key(&self) -> Option<&'static str> {
+        [
+            (self.api_base_url.is_some(), "api_base_url"),
+            (self.per_bot_per_sec.is_some(), "per_bot_per_sec"),
+            (self.per_chat_per_sec.is_some(), "per_chat_per_sec"),
+            (self.per_group_per_min.is_some(), "per_group_per_min"),
+        ]
+        .into_iter()
+        .find_map(|(set, field)| set.then_some(field))
+    }
+}
+
+/// `[transport] kind = "telegram"`: the base URL, the timeout and the limits, each limit
+/// at most Telegram's own (a value above it is an error naming the key, never clamped).
+/// Errors are (field, message).
+fn telegram_transport(t: TransportSection) -> Result<TransportConfig, (String, String)> {
+    let fail = |field: &str, message: String| (format!("transport.{field}"), message);
+    for (set, field, kind) in [
+        (t.outbox.is_some(), "outbox", "dry-run"),
+        (t.url.is_some(), "url", "webhook"),
+        (t.secret_env.is_some(), "secret_env", "webhook"),
+    ] {
+        if set {
+            return Err(fail(field, format!("is for the {kind} transport, not telegram")));
+        }
+    }
+    let api_base_url = t.api_base_url.unwrap_or_else(|| DEFAULT_API_BASE_URL.to_string());
+    if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+        return Err(fail("api_base_url", "must start with https:// (or http:// to a loopback address)".into()));
+    }
+    let timeout_secs = t.timeout_secs.unwrap_or(DEFAULT_TELEGRAM_TIMEOUT_SECS);
+    if !(1..=60).contains(&timeout_secs) {
+        return Err(fail("timeout_secs", "must be 1–60 seconds".into()));
+    }
+    let most = Limits::TELEGRAM;
+    let above = |max: String| format!("is above Telegram's limit of {max}; it can be set lower, never higher");
+    let per_bot_per_second = t.per_bot_per_sec.unwrap_or(most.per_bot_per_second);
+    if per_bot_per_second > most.per_bot_per_second {
+        return Err(fail("per_bot_per_sec", above(most.per_bot_per_second.to_string())));
+    }
+    if per_bot_per_second == 0 {
+        return Err(fail("per_bot_per_sec", "must be at least 1".into()));
+    }
+    let per_private_chat_per_minute = match t.per_chat_per_sec {
+        None => most.per_private_chat_per_minute,
+        Some(rate) if !rate.is_finite() || rate <= 0.0 => {
+            return Err(fail("per_chat_per_sec", "must be more than 0 (e.g. 1, or 0.5 for one every 2 s)".into()));
+        }
+        Some(rate) if rate > 1.0 => return Err(fail("per_chat_per_sec", above("1".into()))),
+        // Kept as sends a minute, rounded down: never above what was set.
+        Some(rate) => (rate * 60.0).floor() as u32,
+    };
+    if per_private_chat_per_minute == 0 {
+        return Err(fail("per_chat_per_sec", "must be at least 1/60 (one a minute)".into()));
+    }
+    let per_group_per_minute = t.per_group_per_min.unwrap_or(most.per_group_per_minute);
+    if per_group_per_minute > most.per_group_per_minute {
+        return Err(fail("per_group_per_min", above(most.per_group_per_minute.to_string())));
+    }
+    if per_group_per_minute == 0 {
+        return Err(fail("per_group_per_min", "must be at least 1".into()));
+    }
+    let limits = Limits { per_bot_per_second, per_private_chat_per_minute, per_group_per_minute };
+    Ok(TransportConfig::Telegram { api_base_url, timeout_secs, limits })
 }
 
 /// A Redis key prefix: 1–64 characters, no braces (they would split a user's keys over
@@ -307,6 +410,15 @@ impl fmt::Display for RunConfig {
                 f,
                 "transport:  webhook → {} (signed with ${secret_env}, timeout {timeout_secs} s)",
                 crate::store::redact_url(url)
+            )?,
+            TransportConfig::Telegram { api_base_url, timeout_secs, limits } => writeln!(
+                f,
+                "transport:  telegram → {} (timeout {timeout_secs} s; at most {}/s per bot, {}/min per private \
+                 chat, {}/min per group)",
+                crate::store::redact_url(api_base_url),
+                limits.per_bot_per_second,
+                limits.per_private_chat_per_minute,
+                limits.per_group_per_minute
             )?,
         }
         for bot in &self.bots {
@@ -393,6 +505,55 @@ token_env = "GAVAT_BOT_SALES_TOKEN"
             let err = parse(text).unwrap_err();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    /// `kind = "telegram"`: the defaults are Telegram's limits; each limit may be set lower;
+    /// one above Telegram's is an error naming its key (never a silent clamp); the
+    /// transport needs a bot.
+    #[test]
+    fn telegram_limits_go_down_never_up() {
+        let bots = "[[bots]]\nname = \"news\"\ntoken_env = \"GAVAT_BOT_NEWS_TOKEN\"\n";
+        let config = parse(&format!("[transport]\nkind = \"telegram\"\n{bots}")).unwrap();
+        assert_eq!(
+            config.transport,
+            TransportConfig::Telegram {
+                api_base_url: DEFAULT_API_BASE_URL.into(),
+                timeout_secs: DEFAULT_TELEGRAM_TIMEOUT_SECS,
+                limits: Limits::TELEGRAM
+            }
+        );
+        assert!(config.to_string().contains("transport:  telegram → https://api.telegram.org"), "{config}");
+        let lower = parse(&format!(
+            "[transport]\nkind = \"telegram\"\napi_base_url = \"http://127.0.0.1:8081\"\ntimeout_secs = 5\n\
+             per_bot_per_sec = 10\nper_chat_per_sec = 0.5\nper_group_per_min = 6\n{bots}"
+        ))
+        .unwrap();
+        let TransportConfig::Telegram { limits, timeout_secs, api_base_url } = lower.transport else {
+            panic!("telegram")
+        };
+        assert_eq!((api_base_url.as_str(), timeout_secs), ("http://127.0.0.1:8081", 5));
+        assert_eq!(limits, Limits { per_bot_per_second: 10, per_private_chat_per_minute: 30, per_group_per_minute: 6 });
+        let cases = [
+            (
+                "per_bot_per_sec = 31",
+                "gavat.toml:3: field transport.per_bot_per_sec: 31 is above Telegram's limit of 30",
+            ),
+            ("per_chat_per_sec = 2", "gavat.toml:3: field transport.per_chat_per_sec: 2 is above Telegram's limit"),
+            ("per_group_per_min = 21", "field transport.per_group_per_min: 21 is above"),
+            ("per_group_per_min = 0", "must be at least 1"),
+            ("per_chat_per_sec = 0.001", "must be at least 1/60"),
+            ("timeout_secs = 0", "field transport.timeout_secs"),
+            ("outbox = \"o.jsonl\"", "is for the dry-run transport, not telegram"),
+            ("api_base_url = \"ftp://x\"", "field transport.api_base_url"),
+        ];
+        for (line, expected) in cases {
+            let err = parse(&format!("[transport]\nkind = \"telegram\"\n{line}\n{bots}")).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let no_bot = parse("[transport]\nkind = \"telegram\"\n").unwrap_err();
+        assert!(no_bot.contains("needs at least one [[bots]]"), "{no_bot}");
+        let elsewhere = parse("[transport]\nkind = \"dry-run\"\nper_bot_per_sec = 5\n").unwrap_err();
+        assert!(elsewhere.contains("is for the telegram transport, not dry-run"), "{elsewhere}");
     }
 
     /// A token pasted where a variable name belongs is refused without being echoed.

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::contacts::ContactBook;
 use crate::ledger::{CapLedger, LedgerError, Recovery, RedisLedger, SqliteLedger};
 use crate::policy::CapState;
 use crate::store::{RedisStore, SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
+use crate::transport::telegram::{Bot, BotToken, BuiltinText, TelegramOptions, TelegramSender, TextSource};
 use crate::transport::{DryRunSender, OutboxError, Sender, WebhookSender};
 
 use super::config::{RunConfig, TransportConfig};
@@ -54,6 +56,9 @@ pub struct LiveParts {
     pub ledger: Arc<dyn CapLedger>,
     /// Where messages go.
     pub sender: Arc<dyn Sender>,
+    /// Who users and groups are on Telegram (names, languages, group chat ids), in the
+    /// store.
+    pub contacts: Arc<dyn ContactBook>,
     /// How long the engine lets one send take before its outcome is unknown.
     pub send_timeout: Duration,
     /// The users this instance serves, with the cap state to start from.
@@ -81,8 +86,8 @@ impl UsersAt {
     }
 }
 
-/// A store to write, the same for reading, and its ledger.
-type OpenedStore = (Arc<dyn Store>, UsersAt, Arc<dyn CapLedger>);
+/// A store to write, the same for reading, its ledger, and its contact book.
+type OpenedStore = (Arc<dyn Store>, UsersAt, Arc<dyn CapLedger>, Arc<dyn ContactBook>);
 
 /// Opens the store, the ledger and the transport of `config`, settles the last run's
 /// unsettled messages and loads `instance`'s users.
@@ -92,30 +97,37 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
             let store = if path.exists() { SqliteStore::open_existing(path)? } else { SqliteStore::open(path)? };
             let store = Arc::new(store);
             let ledger: Arc<dyn CapLedger> = Arc::new(SqliteLedger::open(path)?);
-            (store.clone(), UsersAt::Sqlite(store), ledger)
+            (store.clone(), UsersAt::Sqlite(store.clone()), ledger, store)
         }
         StoreUrl::Redis(url) => {
             let redis = |e: crate::redis_link::RedisConnectError| LiveError::Redis(e.to_string());
             // The ledger first: it refuses a server that may evict keys, and writes the epoch.
             let ledger: Arc<dyn CapLedger> = Arc::new(RedisLedger::connect(url, &config.redis_prefix).map_err(redis)?);
             let store = Arc::new(RedisStore::connect(url, &config.redis_prefix).map_err(redis)?);
-            (store.clone(), UsersAt::Redis(store), ledger)
+            (store.clone(), UsersAt::Redis(store.clone()), ledger, store)
         }
     };
-    let (store, users_at, ledger) = opened;
+    let (store, users_at, ledger, contacts) = opened;
     let recovered = at_once(ledger.recover())?;
-    let sender: Arc<dyn Sender> = match &config.transport {
-        TransportConfig::DryRun { outbox } => Arc::new(DryRunSender::new(Some(outbox), !quiet)?),
-        TransportConfig::Webhook { url, secret_env, timeout_secs } => Arc::new(
-            WebhookSender::new(url, secret_env, Duration::from_secs(*timeout_secs))
-                .map_err(|e| LiveError::Transport(e.to_string()))?,
+    // The engine's own bound on a send is past the transport's longest (the webhook's whole
+    // exchange: connect, then twice the timeout; Telegram's, see `longest_send`), so that
+    // the transport reports its own outcome first.
+    let (sender, send_timeout): (Arc<dyn Sender>, Duration) = match &config.transport {
+        TransportConfig::DryRun { outbox } => {
+            (Arc::new(DryRunSender::new(Some(outbox), !quiet)?), crate::engine::DEFAULT_SEND_TIMEOUT)
+        }
+        TransportConfig::Webhook { url, secret_env, timeout_secs } => (
+            Arc::new(
+                WebhookSender::new(url, secret_env, Duration::from_secs(*timeout_secs))
+                    .map_err(|e| LiveError::Transport(e.to_string()))?,
+            ),
+            Duration::from_secs(2 * timeout_secs + 1),
         ),
-    };
-    // The engine's own bound on a send: past the webhook's whole exchange (connect, then
-    // twice the timeout), so that the transport reports its own outcome first.
-    let send_timeout = match &config.transport {
-        TransportConfig::Webhook { timeout_secs, .. } => Duration::from_secs(2 * timeout_secs + 1),
-        TransportConfig::DryRun { .. } => crate::engine::DEFAULT_SEND_TIMEOUT,
+        TransportConfig::Telegram { .. } => {
+            let sender = telegram_sender(config, contacts.clone())?;
+            let timeout = sender.longest_send() + Duration::from_secs(1);
+            (Arc::new(sender), timeout)
+        }
     };
     let mut users = users_at.load_users()?;
     users.retain(|u| instance.owns(u.profile.id));
@@ -126,7 +138,42 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
             at_once(ledger.opt_out(user.profile.id))?;
         }
     }
-    Ok(LiveParts { store, users_at, ledger, sender, send_timeout, users, recovered })
+    Ok(LiveParts { store, users_at, ledger, sender, contacts, send_timeout, users, recovered })
+}
+
+/// The text of Telegram messages: the built-in sentences (templates plug in here).
+fn telegram_text() -> Arc<dyn TextSource> {
+    Arc::new(BuiltinText)
+}
+
+/// The Telegram transport's options as `config` sets them (`None` for another transport).
+fn telegram_options(config: &RunConfig) -> Option<TelegramOptions> {
+    match &config.transport {
+        TransportConfig::Telegram { api_base_url, timeout_secs, limits } => Some(TelegramOptions {
+            api_base_url: api_base_url.clone(),
+            timeout: Duration::from_secs(*timeout_secs),
+            limits: *limits,
+            ..TelegramOptions::default()
+        }),
+        _ => None,
+    }
+}
+
+/// The Telegram sender of `config`: every bot's token from the variable it names (an error
+/// names the bot and the variable, never a value), group chat ids from `contacts`.
+fn telegram_sender(config: &RunConfig, contacts: Arc<dyn ContactBook>) -> Result<TelegramSender, LiveError> {
+    let options = telegram_options(config)
+        .ok_or_else(|| LiveError::Transport("the transport in force is not telegram".into()))?;
+    let bots = config
+        .bots
+        .iter()
+        .map(|bot| {
+            let token = BotToken::from_env(&bot.token_env)
+                .map_err(|e| LiveError::Transport(format!("bot {}: {e}", bot.name)))?;
+            Ok(Bot { name: bot.name.clone(), token })
+        })
+        .collect::<Result<Vec<Bot>, LiveError>>()?;
+    TelegramSender::new(bots, options, telegram_text(), contacts).map_err(|e| LiveError::Transport(e.to_string()))
 }
 
 /// The stricter of two records of one user's sends: the one with the later last send (on

@@ -36,6 +36,11 @@
 //!   run appended, so that a call repeated after a lost reply appends nothing twice. One
 //!   hash tag, so that the script and an operator's rollback (a compare-and-set script, see
 //!   [`super::CrmReader`]) work on a cluster too.
+//! - `P{u:ID}:contact` — hash: the user's Telegram contact (`first_name`, `username`,
+//!   `language_code`, `bot`, `consented_at`; `""` = none), see `redis_contacts`.
+//! - `P{group_chats}:chat`, `P{group_chats}:title` — hashes, field = group id: each group's chat id
+//!   now and its title; `P{group_chats}:by_chat` — hash, chat id → group id. One hash tag, so
+//!   that a migration rewrites all three in one script.
 //!
 //! Durability is Redis's: a write is acknowledged when Redis has it in memory; with
 //! `appendfsync always` also on disk (RELIABILITY.md row 14). [`Store::flush`] therefore
@@ -91,6 +96,18 @@ impl Keys {
     }
     pub(super) fn saved(&self) -> String {
         format!("{}{{strategies}}:saved", self.prefix)
+    }
+    pub(super) fn contact(&self, user: UserId) -> String {
+        format!("{}{{u:{}}}:contact", self.prefix, user.0)
+    }
+    pub(super) fn group_chats(&self) -> String {
+        format!("{}{{group_chats}}:chat", self.prefix)
+    }
+    pub(super) fn group_titles(&self) -> String {
+        format!("{}{{group_chats}}:title", self.prefix)
+    }
+    pub(super) fn groups_by_chat(&self) -> String {
+        format!("{}{{group_chats}}:by_chat", self.prefix)
     }
 }
 

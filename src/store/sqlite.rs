@@ -137,6 +137,21 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX ledger_messages_by_user ON ledger_messages (user_id, seq);
      CREATE INDEX ledger_messages_by_time ON ledger_messages (at);",
+    // contacts and group chats (see `crate::contacts` and `sqlite_contacts`): who a user is
+    // on Telegram, and each group's chat id now (unique: a migrated group's old id is gone).
+    "CREATE TABLE contacts (
+        user_id INTEGER PRIMARY KEY,
+        first_name TEXT NOT NULL,
+        username TEXT,
+        language_code TEXT,
+        bot INTEGER NOT NULL,
+        consented_at INTEGER
+     );
+     CREATE TABLE group_chats (
+        group_id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL UNIQUE,
+        title TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes and reads.

@@ -1,7 +1,7 @@
 //! A fake Telegram Bot API on 127.0.0.1 for the tests: a tokio `TcpListener` speaking
 //! hand-written HTTP/1.1 (keep-alive, `Content-Length` bodies), answering each request as a
-//! closure says and recording every request with the instant it arrived (on tokio's clock,
-//! the fake's own), so tests measure rates where Telegram would.
+//! closure says and recording every request with the instant it arrived, what it answered
+//! and when (on tokio's clock, the fake's own), so tests measure rates where Telegram would.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,10 @@ pub enum Reply {
     ServerErrorBare,
     /// Wait this long, then 200 ok.
     Slow(Duration),
+    /// 400 "group chat was upgraded to a supergroup chat" with `migrate_to_chat_id`.
+    MigratedTo(i64),
+    /// 400 `ok:false` with this description (a refusal the fake makes up).
+    BadRequest(&'static str),
 }
 
 /// One request as the fake received it.
@@ -39,12 +43,26 @@ pub struct Seen {
     pub path: String,
     /// The JSON body (`Null` if it was not JSON).
     pub body: serde_json::Value,
+    /// What the fake answered (`None` until it did).
+    pub reply: Option<Reply>,
+    /// When the answer was written (`None` until it was).
+    pub answered: Option<Instant>,
 }
 
 impl Seen {
     /// The body's `chat_id`.
     pub fn chat_id(&self) -> u64 {
         self.body["chat_id"].as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// The body's `chat_id`, signed (a group's is negative).
+    pub fn chat(&self) -> i64 {
+        self.body["chat_id"].as_i64().unwrap_or(i64::MIN)
+    }
+
+    /// The bot's token, from the path `/bot{token}/method`.
+    pub fn token(&self) -> &str {
+        self.path.trim_start_matches("/bot").split('/').next().unwrap_or_default()
     }
 
     /// The body's `text`.
@@ -92,9 +110,13 @@ impl FakeBotApi {
 async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Arc<Behaviour>) {
     let mut buf = Vec::new();
     while let Ok(Some(request)) = read_request(&mut socket, &mut buf).await {
-        seen.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        let index = {
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.push(request.clone());
+            seen.len() - 1
+        };
         let reply = behaviour(&request);
-        let (status, body) = match reply {
+        let (status, body) = match reply.clone() {
             Reply::Ok => (200, r#"{"ok":true,"result":{"message_id":1}}"#.to_string()),
             Reply::RetryAfter(secs) => (
                 429,
@@ -116,12 +138,28 @@ async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Ar
                 tokio::time::sleep(delay).await;
                 (200, r#"{"ok":true,"result":{"message_id":1}}"#.into())
             }
+            Reply::MigratedTo(chat) => (
+                400,
+                format!(
+                    r#"{{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{{"migrate_to_chat_id":{chat}}}}}"#
+                ),
+            ),
+            Reply::BadRequest(description) => {
+                (400, format!(r#"{{"ok":false,"error_code":400,"description":"{description}"}}"#))
+            }
         };
         let head = format!(
             "HTTP/1.1 {status} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        if socket.write_all(head.as_bytes()).await.is_err() || socket.write_all(body.as_bytes()).await.is_err() {
+        let written =
+            socket.write_all(head.as_bytes()).await.is_ok() && socket.write_all(body.as_bytes()).await.is_ok();
+        {
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen[index].reply = Some(reply);
+            seen[index].answered = Some(Instant::now());
+        }
+        if !written {
             return;
         }
     }
@@ -158,5 +196,5 @@ async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
     }
     let body = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + length]).unwrap_or(serde_json::Value::Null);
     buf.drain(..head_end + 4 + length);
-    Ok(Some(Seen { at: Instant::now(), path, body }))
+    Ok(Some(Seen { at: Instant::now(), path, body, reply: None, answered: None }))
 }

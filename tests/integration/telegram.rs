@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use gavat::contacts::{ContactBook, GroupChat, MemoryContacts};
 use gavat::domain::{BotId, ContentKind, Destination, GroupId, OutboundMessage, Segment, Timestamp, UserId};
 use gavat::transport::telegram::{
     Bot, BotToken, BuiltinText, Composed, Limits, OPT_OUT_LINE, TelegramOptions, TelegramSender, TextSource,
@@ -61,7 +62,14 @@ fn sender(
         limits: Limits::TELEGRAM,
         max_queue_wait: Duration::from_secs(10),
     };
-    Ok(TelegramSender::new(bots()?, options, text)?)
+    Ok(TelegramSender::new(bots()?, options, text, club_book()?)?)
+}
+
+/// A contact book knowing group 1 as chat -1001 ("Club").
+fn club_book() -> Result<Arc<MemoryContacts>, Box<dyn std::error::Error>> {
+    let book = MemoryContacts::new();
+    book.save_group_chat(&GroupChat { group: GroupId(1), chat_id: -1001, title: "Club".into() })?;
+    Ok(Arc::new(book))
 }
 
 /// Fails if `text` holds a token.
@@ -73,9 +81,10 @@ fn assert_no_token(text: &str) {
     }
 }
 
-/// Each scripted answer maps as docs/telegram.md says: 200 delivered; 429 rate limited for
-/// its `retry_after`; 403 blocked; 400 chat not found fatal; 500 with an `ok:false` body
-/// transient; a bare 500 and a reply past the timeout unknown; no server transient. The
+/// Each scripted answer maps as docs/telegram.md says: 200 delivered (a post goes to the
+/// group's chat id from the contact book); 429 rate limited for its `retry_after`; 403
+/// blocked; 400 chat not found fatal; another 400 `ok:false` fatal; 500 with an `ok:false`
+/// body transient; a bare 500 and a reply past the timeout unknown; no server transient. The
 /// request is the documented `sendMessage`; no error text nor the sender's Debug holds a
 /// token.
 #[tokio::test]
@@ -87,6 +96,7 @@ async fn each_bot_api_answer_maps_as_documented() -> TestResult {
         5 => Reply::ServerErrorOkFalse,
         6 => Reply::ServerErrorBare,
         7 => Reply::Slow(Duration::from_secs(5)),
+        8 => Reply::BadRequest("Bad Request: can't parse entities"),
         _ => Reply::Ok,
     })
     .await?;
@@ -102,15 +112,16 @@ async fn each_bot_api_answer_maps_as_documented() -> TestResult {
     assert!(first.text().starts_with("<b>news</b>: ") && first.text().ends_with(OPT_OUT_LINE), "{}", first.text());
     assert_eq!(telegram.send(&message(2, 1, Destination::Group(GroupId(1)))).await, Ok(Delivered), "a group post");
     let post = fake.seen().pop().ok_or("the post")?;
-    assert_eq!((post.path.as_str(), post.chat_id()), (format!("/bot{}/sendMessage", TOKENS[1]).as_str(), 1));
+    assert_eq!((post.path.as_str(), post.chat()), (format!("/bot{}/sendMessage", TOKENS[1]).as_str(), -1001));
 
     let mut errors = Vec::new();
     // Bot 1 takes the 429, whose freeze would otherwise hold the cases after it.
     let limited = telegram.send(&message(3, 1, to(2))).await;
     assert_eq!(limited, Err(TransportError::RateLimited { retry_after_secs: 7 }));
     assert_eq!(telegram.send(&message(4, 0, to(3))).await, Err(TransportError::Blocked));
-    let cases: [(u64, Expect); 4] = [
+    let cases: [(u64, Expect); 5] = [
         (4, |e| matches!(e, TransportError::Fatal { reason } if reason.contains("chat not found"))),
+        (8, |e| matches!(e, TransportError::Fatal { reason } if reason.contains("can't parse entities"))),
         (5, |e| matches!(e, TransportError::Transient { .. })),
         (6, |e| matches!(e, TransportError::Unknown { .. })),
         (7, |e| matches!(e, TransportError::Unknown { .. })),
@@ -215,6 +226,7 @@ async fn retry_after_freezes_the_bot() -> TestResult {
             ..Default::default()
         },
         Arc::new(IdText),
+        Arc::new(MemoryContacts::new()),
     )?;
     let fake_before = fake.seen().len();
     assert_eq!(
@@ -224,5 +236,35 @@ async fn retry_after_freezes_the_bot() -> TestResult {
     let refused = short.send(&message(4, 0, Destination::User(UserId(4)))).await;
     assert!(matches!(refused, Err(TransportError::RateLimited { retry_after_secs: 1 | 2 })), "{refused:?}");
     assert_eq!(fake.seen().len(), fake_before + 1, "the refused send never reached the fake");
+    Ok(())
+}
+
+/// Groups: a post goes to the chat id the contact book holds; a group without one is
+/// `Fatal` naming the group, and nothing is sent; when Telegram answers that the group
+/// became a supergroup, its new chat id is saved in the book and the post goes there at
+/// once — the old id is asked once, the new one once, and the next post goes straight to
+/// the new id.
+#[tokio::test]
+async fn a_migrated_group_is_posted_to_at_its_new_id() -> TestResult {
+    const OLD: i64 = -1001;
+    const NEW: i64 = -1_000_000_001_001;
+    let fake = FakeBotApi::start(|seen| if seen.chat() == OLD { Reply::MigratedTo(NEW) } else { Reply::Ok }).await?;
+    let book = club_book()?;
+    let telegram = TelegramSender::new(
+        bots()?,
+        TelegramOptions { api_base_url: fake.url.clone(), ..Default::default() },
+        Arc::new(IdText),
+        book.clone(),
+    )?;
+    let unknown = telegram.send(&message(1, 0, Destination::Group(GroupId(2)))).await;
+    assert!(matches!(&unknown, Err(TransportError::Fatal { reason }) if reason.contains("group 2")), "{unknown:?}");
+    assert!(fake.seen().is_empty(), "nothing sent to a group without a chat id");
+
+    assert_eq!(telegram.send(&message(2, 0, Destination::Group(GroupId(1)))).await, Ok(Delivered));
+    assert_eq!(book.group_chat(GroupId(1))?.map(|g| g.chat_id), Some(NEW), "the new id is kept");
+    assert_eq!(book.group_of_chat(NEW)?.map(|g| (g.group, g.title)), Some((GroupId(1), "Club".to_string())));
+    assert_eq!(telegram.send(&message(3, 0, Destination::Group(GroupId(1)))).await, Ok(Delivered));
+    let chats: Vec<(i64, String)> = fake.seen().iter().map(|s| (s.chat(), s.text().to_string())).collect();
+    assert_eq!(chats, [(OLD, "m2".into()), (NEW, "m2".into()), (NEW, "m3".into())]);
     Ok(())
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use serde::Serialize;
 
-use crate::transport::{Delivered, TransportConfigError, TransportError};
+use crate::transport::{TransportConfigError, TransportError};
 
-use super::outcome;
+use super::outcome::{self, Answer};
 
 /// The Bot API's own address: the default base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
@@ -173,10 +173,14 @@ impl BotApi {
         body: &SendMessage<'_>,
         bot: &str,
         token: &BotToken,
-    ) -> Result<Delivered, TransportError> {
+    ) -> Answer {
         let body = match serde_json::to_vec(body) {
             Ok(body) => body,
-            Err(e) => return Err(TransportError::Fatal { reason: format!("the message cannot be written: {e}") }),
+            Err(e) => {
+                return Answer::Final(Err(TransportError::Fatal {
+                    reason: format!("the message cannot be written: {e}"),
+                }));
+            }
         };
         let request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
         let result = match request.send().await {
@@ -194,20 +198,23 @@ impl BotApi {
                 }
                 .map_or_else(
                     |e| {
-                        Err(TransportError::Unknown {
+                        Answer::Final(Err(TransportError::Unknown {
                             reason: format!(
                                 "bot {bot}: HTTP {status} from {}, then the reply broke off: {}",
                                 self.origin,
                                 error_chain(&e.without_url())
                             ),
-                        })
+                        }))
                     },
-                    |()| outcome::from_reply(status, &body, bot),
+                    |()| outcome::answer(status, &body, bot),
                 )
             }
-            Err(e) => Err(self.failure(e, bot)),
+            Err(e) => Answer::Final(Err(self.failure(e, bot))),
         };
-        result.map_err(|e| redacted(e, token))
+        match result {
+            Answer::Final(result) => Answer::Final(result.map_err(|e| redacted(e, token))),
+            moved @ Answer::MovedTo { .. } => moved,
+        }
     }
 
     /// What a failed exchange means: no connection made is provably not sent; anything

@@ -16,9 +16,15 @@
 //! slot is reserved in the call, before the returned future first runs. Sends to different
 //! chats may overtake one another.
 //!
-//! Nothing here resends a message: a send whose outcome is unclear is
+//! Nothing here resends a message whose outcome is unclear: it is
 //! [`TransportError::Unknown`], counted against the caps and never repeated (`sendMessage`
-//! has no idempotency key).
+//! has no idempotency key). The one resend is a post Telegram refused because the group
+//! became a supergroup (`migrate_to_chat_id`, provably not processed): the group's new chat
+//! id is saved in the [`ContactBook`] and the post goes there at once.
+//!
+//! # Chats
+//! A direct message goes to the user's id (a private chat's id is the user's). A post goes
+//! to the group's chat id as the [`ContactBook`] holds it; a group without one is `Fatal`.
 
 mod client;
 mod limits;
@@ -29,9 +35,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{Destination, OutboundMessage};
+use crate::contacts::{ContactBook, GroupChat};
+use crate::domain::{BotId, Destination, OutboundMessage};
 
-use super::{SendFuture, Sender, TransportConfigError, TransportError};
+use super::{Delivered, SendFuture, Sender, TransportConfigError, TransportError};
+use outcome::Answer;
 
 pub use client::{BotToken, DEFAULT_API_BASE_URL};
 pub use limits::{Admission, Limiter, Limits};
@@ -95,6 +103,12 @@ pub struct TelegramSender {
     api: client::BotApi,
     limiter: Arc<Limiter>,
     text: Arc<dyn TextSource>,
+    /// Where a group's chat id is read, and saved again when Telegram moves the group.
+    contacts: Arc<dyn ContactBook>,
+    /// The longest wait for a slot (see [`TelegramOptions::max_queue_wait`]).
+    max_queue_wait: Duration,
+    /// The connect timeout; an exchange may take twice as long.
+    timeout: Duration,
 }
 
 impl fmt::Debug for TelegramSender {
@@ -105,17 +119,20 @@ impl fmt::Debug for TelegramSender {
             .field("api", &self.api)
             .field("limits", &self.limiter.limits())
             .field("text", &self.text)
+            .field("contacts", &self.contacts)
             .finish()
     }
 }
 
 impl TelegramSender {
-    /// A sender through `bots` (at least one), writing texts with `text`. Checks the base
-    /// URL, the timeout and the limits; errors never show a token.
+    /// A sender through `bots` (at least one), writing texts with `text` and finding (and
+    /// updating) group chat ids in `contacts`. Checks the base URL, the timeout and the
+    /// limits; errors never show a token.
     pub fn new(
         bots: Vec<Bot>,
         options: TelegramOptions,
         text: Arc<dyn TextSource>,
+        contacts: Arc<dyn ContactBook>,
     ) -> Result<TelegramSender, TransportConfigError> {
         if bots.is_empty() {
             return Err(TransportConfigError::Invalid {
@@ -140,7 +157,41 @@ impl TelegramSender {
             api,
             limiter: Arc::new(Limiter::new(limits, options.max_queue_wait)),
             text,
+            contacts,
+            max_queue_wait: options.max_queue_wait,
+            timeout: options.timeout,
         })
+    }
+}
+
+impl TelegramSender {
+    /// The longest a send can take before the sender itself answers: a wait for its slot,
+    /// the exchange (twice the timeout), and after a group's migration a second wait and
+    /// exchange. The engine's send timeout must be longer, so that the sender reports its
+    /// own outcome (an engine timeout would turn a send never written into `Unknown`).
+    pub fn longest_send(&self) -> Duration {
+        2 * (self.max_queue_wait + 2 * self.timeout)
+    }
+
+    /// The chat a message goes to: a user's own id, or the group's chat id as the contact
+    /// book holds it now. A group with no chat yet is `Fatal` (never a guessed id); a book
+    /// that cannot answer is `Transient` (nothing was sent).
+    fn chat_of(&self, to: Destination) -> Result<(i64, Option<GroupChat>), TransportError> {
+        match to {
+            Destination::User(user) => i64::try_from(user.0)
+                .map(|id| (id, None))
+                .map_err(|_| TransportError::Fatal { reason: format!("user {} is no Telegram chat id", user.0) }),
+            Destination::Group(group) => match self.contacts.group_chat(group) {
+                Ok(Some(chat)) => Ok((chat.chat_id, Some(chat))),
+                Ok(None) => Err(TransportError::Fatal {
+                    reason: format!(
+                        "group {} has no Telegram chat id yet: a bot must be added to it (or see it) first",
+                        group.0
+                    ),
+                }),
+                Err(e) => Err(TransportError::Transient { reason: format!("group {}: {e}", group.0) }),
+            },
+        }
     }
 }
 
@@ -151,6 +202,10 @@ impl Sender for TelegramSender {
             let reason = format!("bot {} is not configured ({} bots)", index.0, self.bots.len());
             return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));
         };
+        let (chat_id, group) = match self.chat_of(message.to) {
+            Ok(chat) => chat,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let slot = match self.limiter.reserve(index, message.to, tokio::time::Instant::now()) {
             Admission::At(slot) => slot,
             Admission::Later(wait) => {
@@ -160,38 +215,73 @@ impl Sender for TelegramSender {
             }
         };
         let composed = self.text.compose(message, &bot.name);
-        let chat_id = match message.to {
-            Destination::User(user) => i64::try_from(user.0).ok(),
-            Destination::Group(group) => i64::try_from(group.0).ok().map(|g| -g),
-        };
-        let Some(chat_id) = chat_id else {
-            let reason = format!("{:?} is no Telegram chat id", message.to);
-            return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));
-        };
-        let (bots, api, limiter, bot_index) = (self.bots.clone(), self.api.clone(), self.limiter.clone(), index);
+        let this = self.clone();
+        let to = message.to;
         Box::pin(async move {
-            tokio::time::sleep_until(slot).await;
-            // A 429 that came while this send waited froze the bot: do not send into it.
-            if let Some(left) = limiter.frozen_for(bot_index, tokio::time::Instant::now()) {
-                return Err(TransportError::RateLimited { retry_after_secs: whole_secs(left) });
-            }
-            let bot = &bots[bot_index.0 as usize];
-            let body = client::SendMessage {
-                chat_id,
-                text: &composed.html,
-                parse_mode: "HTML",
-                reply_markup: client::InlineKeyboard::of(&composed.buttons),
+            let first = this.exchange(index, slot, chat_id, &composed).await;
+            let Answer::MovedTo { chat_id: moved_to } = first else {
+                return this.settled(first);
             };
-            let result = api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
-            if let Err(TransportError::RateLimited { retry_after_secs }) = &result {
-                limiter.freeze(
-                    bot_index,
-                    tokio::time::Instant::now(),
-                    Duration::from_secs(u64::from(*retry_after_secs)),
-                );
+            // Telegram refused the post (not processed): the group is a supergroup now. Keep
+            // its new id, then post there at once, through the limiter again.
+            let Some(chat) = group else {
+                return Err(TransportError::Fatal {
+                    reason: format!("chat {chat_id}: a private chat cannot move to chat {moved_to}"),
+                });
+            };
+            let moved = GroupChat { chat_id: moved_to, ..chat };
+            if let Err(e) = this.contacts.save_group_chat(&moved) {
+                tracing::warn!(group = moved.group.0, chat = moved_to, error = %e, "Could not save a group's new chat id.");
+            } else {
+                tracing::info!(group = moved.group.0, from = chat_id, to = moved_to, "Group chat moved; id updated.");
             }
-            result
+            let slot = match this.limiter.reserve(index, to, tokio::time::Instant::now()) {
+                Admission::At(slot) => slot,
+                Admission::Later(wait) => {
+                    return Err(TransportError::RateLimited { retry_after_secs: whole_secs(wait) });
+                }
+            };
+            match this.exchange(index, slot, moved_to, &composed).await {
+                Answer::MovedTo { chat_id: again } => Err(TransportError::Fatal {
+                    reason: format!("group {}: chat {moved_to} moved again, to {again}", moved.group.0),
+                }),
+                answer => this.settled(answer),
+            }
         })
+    }
+}
+
+impl TelegramSender {
+    /// Waits for `slot`, then sends `composed` to `chat_id` through bot `index` — unless a
+    /// 429 froze the bot meanwhile. A 429 freezes the bot for its `retry_after`.
+    async fn exchange(&self, index: BotId, slot: tokio::time::Instant, chat_id: i64, composed: &Composed) -> Answer {
+        tokio::time::sleep_until(slot).await;
+        // A 429 that came while this send waited froze the bot: do not send into it.
+        if let Some(left) = self.limiter.frozen_for(index, tokio::time::Instant::now()) {
+            return Answer::Final(Err(TransportError::RateLimited { retry_after_secs: whole_secs(left) }));
+        }
+        let bot = &self.bots[index.0 as usize];
+        let body = client::SendMessage {
+            chat_id,
+            text: &composed.html,
+            parse_mode: "HTML",
+            reply_markup: client::InlineKeyboard::of(&composed.buttons),
+        };
+        let answer = self.api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
+        if let Answer::Final(Err(TransportError::RateLimited { retry_after_secs })) = &answer {
+            self.limiter.freeze(index, tokio::time::Instant::now(), Duration::from_secs(u64::from(*retry_after_secs)));
+        }
+        answer
+    }
+
+    /// The outcome of an answer that is not a migration.
+    fn settled(&self, answer: Answer) -> Result<Delivered, TransportError> {
+        match answer {
+            Answer::Final(result) => result,
+            Answer::MovedTo { chat_id } => {
+                Err(TransportError::Fatal { reason: format!("the chat moved to {chat_id}") })
+            }
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //! | 429 with `parameters.retry_after` (or `error_code` 429) | `RateLimited` for that long (30 s if unsaid); the bot is frozen |
 //! | 403, `ok:false`, blocked / deactivated / kicked | `Blocked` |
 //! | 400, `ok:false`, "chat not found" | `Fatal` |
-//! | `ok:false` with `parameters.migrate_to_chat_id` | `Fatal`, naming the new id |
-//! | any other `ok:false` body, any status | `Transient`: the Bot API did not process it |
+//! | `ok:false` with `parameters.migrate_to_chat_id` | [`Answer::MovedTo`]: the sender saves the group's new chat id and resends there |
+//! | any other `ok:false` body with a 4xx status | `Fatal`: not processed, and the same request would get the same answer |
+//! | any other `ok:false` body, any other status (5xx) | `Transient`: the Bot API did not process it |
 //! | 5xx without an `ok:false` body, any other status or unreadable body | `Unknown` |
 //! | connection not made (nothing written) | `Transient` |
 //! | timeout or reset after the request was written | `Unknown` |
@@ -20,6 +21,34 @@ use crate::transport::{DEFAULT_RETRY_AFTER_SECS, Delivered, TransportError};
 
 /// Longest description kept from a reply, in characters.
 const MAX_DESCRIPTION: usize = 200;
+
+/// What an HTTP answer from the Bot API means to the sender: an outcome, or a group chat
+/// that moved (the message was not processed; it may go to the new chat at once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The outcome of the send.
+    Final(Result<Delivered, TransportError>),
+    /// `ok:false` with `parameters.migrate_to_chat_id`: the group is now this chat.
+    MovedTo {
+        /// The new chat id.
+        chat_id: i64,
+    },
+}
+
+/// What an HTTP answer means, a migration told apart (see [`Answer`]).
+pub(crate) fn answer(status: u16, body: &[u8], bot: &str) -> Answer {
+    let reply: Option<Value> = serde_json::from_slice(body).ok();
+    let refused = reply.as_ref().and_then(|r| r.get("ok")).and_then(Value::as_bool) == Some(false);
+    let moved = reply
+        .as_ref()
+        .and_then(|r| r.get("parameters"))
+        .and_then(|p| p.get("migrate_to_chat_id"))
+        .and_then(Value::as_i64);
+    match moved {
+        Some(chat_id) if refused && status != 429 => Answer::MovedTo { chat_id },
+        _ => Answer::Final(from_reply(status, body, bot)),
+    }
+}
 
 /// What an HTTP answer from the Bot API means. `bot` names the bot (never its token).
 pub(crate) fn from_reply(status: u16, body: &[u8], bot: &str) -> Result<Delivered, TransportError> {
@@ -63,10 +92,12 @@ pub(crate) fn from_reply(status: u16, body: &[u8], bot: &str) -> Result<Delivere
     if status == 400 && lower.contains("chat not found") {
         return Err(TransportError::Fatal { reason: said(&description) });
     }
-    if let Some(to) = parameter("migrate_to_chat_id").and_then(Value::as_i64) {
-        return Err(TransportError::Fatal {
-            reason: said(&format!("{description}: the group is now chat {to}; its id must be updated")),
-        });
+    // Refused by the Bot API itself: not processed. A 4xx says the request is wrong for
+    // this chat or bot (an invalid token, "bot can't initiate conversation", entities that
+    // do not parse): sending it again would get the same answer, so it is not retried. A
+    // 5xx with an `ok:false` body is the Bot API failing on its side: worth a retry.
+    if (400..=499).contains(&status) {
+        return Err(TransportError::Fatal { reason: said(&format!("refused, not processed: {description}")) });
     }
     Err(TransportError::Transient { reason: said(&format!("not processed: {description}")) })
 }
@@ -104,14 +135,23 @@ mod tests {
         }
         let not_found = map(400, r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#);
         assert!(matches!(not_found, Err(TransportError::Fatal { ref reason }) if reason.contains("chat not found")));
-        let migrated = map(
-            400,
-            r#"{"ok":false,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001}}"#,
+        assert_eq!(
+            answer(400, br#"{"ok":false,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001}}"#, "news"),
+            Answer::MovedTo { chat_id: -1001 }
         );
-        assert!(matches!(migrated, Err(TransportError::Fatal { ref reason }) if reason.contains("-1001")));
-        for status in [400, 403, 500, 502] {
+        assert_eq!(answer(200, br#"{"ok":true}"#, "news"), Answer::Final(Ok(Delivered)));
+        for status in [500, 502] {
             let body = r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#;
             assert!(matches!(map(status, body), Err(TransportError::Transient { .. })), "ok:false with {status}");
+        }
+        for (status, description) in [
+            (400, "Bad Request: can't parse entities"),
+            (401, "Unauthorized"),
+            (403, "Forbidden: bot can't initiate conversation with a user"),
+            (404, "Not Found"),
+        ] {
+            let body = format!(r#"{{"ok":false,"error_code":{status},"description":"{description}"}}"#);
+            assert!(matches!(map(status, &body), Err(TransportError::Fatal { .. })), "ok:false with {status}");
         }
         assert!(matches!(map(500, ""), Err(TransportError::Unknown { .. })));
         assert!(matches!(map(502, "<html>Bad Gateway</html>"), Err(TransportError::Unknown { .. })));
@@ -125,11 +165,15 @@ mod tests {
         let huge = map(429, r#"{"ok":false,"parameters":{"retry_after":99999999999}}"#);
         assert_eq!(huge, Err(TransportError::RateLimited { retry_after_secs: u32::MAX }));
         let long = format!(r#"{{"ok":false,"description":"{}"}}"#, "x".repeat(10_000));
-        let Err(TransportError::Transient { reason }) = map(400, &long) else { panic!("transient") };
+        let Err(TransportError::Transient { reason }) = map(500, &long) else { panic!("transient") };
         assert!(reason.len() < 400, "{}", reason.len());
         assert!(matches!(
-            map(400, r#"{"ok":false,"parameters":{"retry_after":-1}}"#),
+            map(503, r#"{"ok":false,"parameters":{"retry_after":-1}}"#),
             Err(TransportError::Transient { .. })
+        ));
+        assert!(matches!(
+            answer(400, br#"{"ok":false,"parameters":{"migrate_to_chat_id":"x"}}"#, "news"),
+            Answer::Final(Err(TransportError::Fatal { .. }))
         ));
     }
 }

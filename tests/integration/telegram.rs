@@ -268,3 +268,30 @@ async fn a_migrated_group_is_posted_to_at_its_new_id() -> TestResult {
     assert_eq!(chats, [(OLD, "m2".into()), (NEW, "m2".into()), (NEW, "m3".into())]);
     Ok(())
 }
+
+/// A bot writes only to users who started it: a direct message goes through the bot the
+/// user's contact names, whatever bot the engine picked; without a contact, the engine's.
+#[tokio::test]
+async fn a_direct_message_goes_through_the_bot_the_user_started() -> TestResult {
+    let fake = FakeBotApi::start(|_| Reply::Ok).await?;
+    let book = club_book()?;
+    let mut contact = gavat::contacts::Contact::new(UserId(42), "Ayşe");
+    contact.bot = gavat::domain::BotId(1);
+    book.save_contact(&contact)?;
+    let options = TelegramOptions {
+        api_base_url: fake.url.clone(),
+        timeout: Duration::from_secs(2),
+        limits: Limits::TELEGRAM,
+        max_queue_wait: Duration::from_secs(10),
+    };
+    let telegram = TelegramSender::new(bots()?, options, Arc::new(BuiltinText), book)?;
+    assert_eq!(telegram.send(&message(1, 0, Destination::User(UserId(42)))).await, Ok(Delivered));
+    assert_eq!(telegram.send(&message(2, 0, Destination::User(UserId(43)))).await, Ok(Delivered));
+    let paths: Vec<String> = fake.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        [format!("/bot{}/sendMessage", TOKENS[1]), format!("/bot{}/sendMessage", TOKENS[0])],
+        "user 42 through the bot they started, user 43 through the engine's choice"
+    );
+    Ok(())
+}

@@ -195,9 +195,27 @@ impl TelegramSender {
     }
 }
 
+impl TelegramSender {
+    /// The bot a message goes through. A bot can write only to users who started it, so a
+    /// direct message goes through the bot the user's contact names (the one they sent
+    /// `/start` to); without a contact, through the engine's choice. A contact that cannot
+    /// be read is a transient failure: nothing was sent.
+    fn bot_for(&self, message: &OutboundMessage) -> Result<BotId, TransportError> {
+        let Destination::User(user) = message.to else { return Ok(message.bot) };
+        match self.contacts.contact(user) {
+            Ok(Some(contact)) => Ok(contact.bot),
+            Ok(None) => Ok(message.bot),
+            Err(e) => Err(TransportError::Transient { reason: format!("user {user}'s contact: {e}") }),
+        }
+    }
+}
+
 impl Sender for TelegramSender {
     fn send(&self, message: &OutboundMessage) -> SendFuture {
-        let index = message.bot;
+        let index = match self.bot_for(message) {
+            Ok(index) => index,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let Some(bot) = usize::try_from(index.0).ok().and_then(|i| self.bots.get(i)) else {
             let reason = format!("bot {} is not configured ({} bots)", index.0, self.bots.len());
             return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));

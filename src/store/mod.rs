@@ -22,6 +22,7 @@ mod redis_crm;
 mod redis_stream;
 mod sqlite;
 mod strategies;
+mod telegram;
 mod upsert;
 mod url;
 

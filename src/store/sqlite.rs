@@ -137,6 +137,38 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX ledger_messages_by_user ON ledger_messages (user_id, seq);
      CREATE INDEX ledger_messages_by_time ON ledger_messages (at);",
+    // telegram offsets and sent messages: each bot's next `update_id` (moved only once what
+    // an update changed is stored), the Bot API `message_id` of each message we sent (a
+    // reply is attributed to its send), group members as updates showed them, and the
+    // contact book (users' names and languages, groups' chat ids) (src/store/telegram.rs).
+    "CREATE TABLE telegram_offsets (bot TEXT PRIMARY KEY, next_update INTEGER NOT NULL);
+     CREATE TABLE telegram_sent (
+        bot TEXT NOT NULL,
+        chat_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        message INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat_id, message_id)
+     );
+     CREATE TABLE telegram_group_members (
+        chat_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, user_id)
+     );
+     CREATE TABLE telegram_contacts (
+        user_id INTEGER PRIMARY KEY,
+        first_name TEXT NOT NULL,
+        username TEXT,
+        language_code TEXT,
+        bot INTEGER NOT NULL,
+        consented_at INTEGER
+     );
+     CREATE TABLE telegram_group_chats (
+        group_id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL UNIQUE,
+        title TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes and reads.

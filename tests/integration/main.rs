@@ -29,6 +29,7 @@ mod redis_store;
 mod resume;
 mod sqlite_ledger;
 mod telegram;
+mod telegram_inbound;
 mod transport_outcomes;
 mod users_join;
 mod webhook;

@@ -162,8 +162,19 @@ impl BotApi {
 
     /// Where `sendMessage` of the bot with `token` goes. Holds the token: never print it.
     pub(crate) fn url(&self, token: &BotToken) -> Result<reqwest::Url, TransportConfigError> {
-        reqwest::Url::parse(&format!("{}/bot{}/sendMessage", self.base, token.0))
+        self.method_url(token, "sendMessage")
+    }
+
+    /// Where the Bot API method `method` of the bot with `token` goes. Holds the token:
+    /// never print it.
+    pub(crate) fn method_url(&self, token: &BotToken, method: &str) -> Result<reqwest::Url, TransportConfigError> {
+        reqwest::Url::parse(&format!("{}/bot{}/{method}", self.base, token.0))
             .map_err(|_| TransportConfigError::BadUrl { why: format!("{}: no bot URL can be made", self.origin) })
+    }
+
+    /// `scheme://host:port` of the Bot API: what reasons may name.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// POSTs one `sendMessage` and says what came of it. `bot` names the bot in reasons.
@@ -173,7 +184,7 @@ impl BotApi {
         body: &SendMessage<'_>,
         bot: &str,
         token: &BotToken,
-    ) -> Result<Delivered, TransportError> {
+    ) -> Result<Accepted, TransportError> {
         let body = match serde_json::to_vec(body) {
             Ok(body) => body,
             Err(e) => return Err(TransportError::Fatal { reason: format!("the message cannot be written: {e}") }),
@@ -202,7 +213,10 @@ impl BotApi {
                             ),
                         })
                     },
-                    |()| outcome::from_reply(status, &body, bot),
+                    |()| {
+                        outcome::from_reply(status, &body, bot)
+                            .map(|Delivered| Accepted { message_id: message_id_of(&body) })
+                    },
                 )
             }
             Err(e) => Err(self.failure(e, bot)),
@@ -233,6 +247,27 @@ impl BotApi {
             TransportError::Unknown { reason: format!("bot {bot}: the exchange with {origin} broke off: {why}") }
         }
     }
+}
+
+/// A message the Bot API accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// `result.message_id` of the answer (`None` if the answer did not say: the message was
+    /// delivered all the same, only a reply to it cannot be matched by id).
+    pub(crate) message_id: Option<i64>,
+}
+
+/// `result.message_id` of a `sendMessage` answer.
+fn message_id_of(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Sent,
+    }
+    #[derive(serde::Deserialize)]
+    struct Sent {
+        message_id: i64,
+    }
+    serde_json::from_slice::<Answer>(body).ok().map(|a| a.result.message_id)
 }
 
 /// `e` with the token taken out of its reason and the reason cut to [`MAX_REASON`].

@@ -8,6 +8,14 @@
 //!   a bot's freeze after a 429, applied by delaying a send until it may go.
 //! - `outcome`: what each Bot API answer means for the engine (the table is in that module
 //!   and in `docs/telegram.md`).
+//! - `updates`: Telegram `Update` objects parsed and read into [`UpdateAction`]s.
+//! - `inbound`: [`TelegramInbound`], the engine's inbound source for Telegram: what each
+//!   update does (users created, opt-outs, replies, memberships) and when it is taken in.
+//! - `poll`: `getUpdates` long polling per bot, the offset moved only past stored updates.
+//! - `calls`: the Bot API calls of the inbound side (`getUpdates`, `answerCallbackQuery`,
+//!   `setWebhook`, `deleteWebhook`, a transactional `sendMessage`).
+//! - `state`: offsets, the Bot API ids of sent messages, group members ([`TelegramState`],
+//!   [`GroupMembership`]).
 //! - `text`: the [`TextSource`] seam ([`Composed`] HTML and buttons) and the fallback
 //!   [`BuiltinText`].
 //!
@@ -20,10 +28,15 @@
 //! [`TransportError::Unknown`], counted against the caps and never repeated (`sendMessage`
 //! has no idempotency key).
 
+mod calls;
 mod client;
+mod inbound;
 mod limits;
 mod outcome;
+mod poll;
+mod state;
 mod text;
+mod updates;
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,11 +46,19 @@ use crate::domain::{Destination, OutboundMessage};
 
 use super::{SendFuture, Sender, TransportConfigError, TransportError};
 
+pub use calls::CallError;
 pub use client::{BotToken, DEFAULT_API_BASE_URL};
+pub use inbound::{
+    DEFAULT_ACK_TIMEOUT, DEFAULT_REPLY_WINDOW_SECS, FanIn, InboundMode, InboundOptions, InboundParts,
+    STOP_CONFIRMATION, TakeInError, TelegramInbound, UpdateCounts, source_of_update,
+};
 pub use limits::{Admission, Limiter, Limits};
+pub use poll::{DEFAULT_POLL_TIMEOUT_SECS, PollError, start_polling};
+pub use state::{GroupMembership, MemoryTelegramState, SentMessage, TelegramState};
 pub use text::{
     BuiltinText, Button, Composed, OPT_OUT_LINE, TextSource, UNSUBSCRIBE_CALLBACK, UNSUBSCRIBE_LABEL, escape_html,
 };
+pub use updates::{Person, Update, UpdateAction, UpdateError, parse_update, parse_update_value, read_update};
 
 /// The default timeout: connecting may take this long, the whole exchange twice as long.
 pub const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -95,6 +116,8 @@ pub struct TelegramSender {
     api: client::BotApi,
     limiter: Arc<Limiter>,
     text: Arc<dyn TextSource>,
+    /// Where the Bot API id of each accepted message is recorded (to attribute replies).
+    sent_log: Option<Arc<dyn TelegramState>>,
 }
 
 impl fmt::Debug for TelegramSender {
@@ -140,7 +163,16 @@ impl TelegramSender {
             api,
             limiter: Arc::new(Limiter::new(limits, options.max_queue_wait)),
             text,
+            sent_log: None,
         })
+    }
+
+    /// Records the Bot API `message_id` of every accepted message in `state`, so that a
+    /// user's reply (`reply_to_message`) is attributed to its send. A failure to record is
+    /// logged; the send stays delivered.
+    pub fn with_sent_log(mut self, state: Arc<dyn TelegramState>) -> TelegramSender {
+        self.sent_log = Some(state);
+        self
     }
 }
 
@@ -169,6 +201,7 @@ impl Sender for TelegramSender {
             return Box::pin(std::future::ready(Err(TransportError::Fatal { reason })));
         };
         let (bots, api, limiter, bot_index) = (self.bots.clone(), self.api.clone(), self.limiter.clone(), index);
+        let (sent_log, our_id, at) = (self.sent_log.clone(), message.id, message.at);
         Box::pin(async move {
             tokio::time::sleep_until(slot).await;
             // A 429 that came while this send waited froze the bot: do not send into it.
@@ -190,7 +223,14 @@ impl Sender for TelegramSender {
                     Duration::from_secs(u64::from(*retry_after_secs)),
                 );
             }
-            result
+            let accepted = result?;
+            if let (Some(log), Some(message_id)) = (&sent_log, accepted.message_id) {
+                let sent = SentMessage { bot: bot.name.clone(), chat_id, message_id, message: our_id, at };
+                if let Err(e) = log.record_sent(&sent) {
+                    tracing::warn!(bot = %bot.name, error = %e, "Could not record a sent message's id; a reply to it counts by the reply window.");
+                }
+            }
+            Ok(super::Delivered)
         })
     }
 }

@@ -480,7 +480,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("message.chat.id"), "{text}");
         assert!(!text.contains("secret-ish"), "{text}");
-        let err = parse_update(br#"{"message":{}}"#).unwrap_err();
+        let err = parse_update(br#"{"edited_message":{}}"#).unwrap_err();
         assert!(err.to_string().contains("update_id"), "{err}");
         assert!(parse_update(b"not json").is_err());
     }

@@ -603,6 +603,9 @@ pub enum InboundKind {
     OptOut,
     /// Opened a bot or chatted, unprompted.
     Activity,
+    /// Sent `/start` on their own: consent, which lifts an earlier opt-out. Only the
+    /// Telegram inbound source reports it (never the API, the learner or a default).
+    Consent,
 }
 
 impl InboundKind {
@@ -613,6 +616,7 @@ impl InboundKind {
             InboundKind::Conversion => "conversion",
             InboundKind::OptOut => "opt_out",
             InboundKind::Activity => "activity",
+            InboundKind::Consent => "consent",
         }
     }
 }

@@ -442,6 +442,24 @@ impl UserEntity {
         self.outcome(at, segment, OutcomeKind::OptOut)
     }
 
+    /// The user came back on their own (`/start`): an opt-out is lifted — in the ledger
+    /// first, so that the gate grants again, then here — and the session counts as activity.
+    /// If the ledger cannot record it, the user stays opted out (the gate would refuse every
+    /// send anyway) and the source may deliver the event again.
+    fn consent(&mut self, cx: &UserContext, fx: &mut Effects, at: Timestamp, book: &StrategyBook) {
+        if self.caps_state.opted_out {
+            if let Err(e) = at_once(cx.ledger.re_consent(self.profile.id)) {
+                tracing::error!(user = %self.profile.id, error = %e, "Could not record a re-consent in the ledger; still opted out.");
+                return;
+            }
+            tracing::info!(user = %self.profile.id, "User came back with /start; opt-out lifted.");
+            self.caps_state.opted_out = false;
+            self.undeliverable = false;
+        }
+        self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+        self.persist(cx, fx, at, book);
+    }
+
     /// The planned send's time has come (ignored unless `token` is the latest plan).
     pub fn wake(&mut self, cx: &UserContext, fx: &mut Effects, at: Timestamp, token: u32, book: &StrategyBook) -> Step {
         if token != self.wake_token || self.caps_state.opted_out || self.undeliverable {
@@ -532,6 +550,10 @@ impl UserEntity {
         let attributed = self.last_send.map(|l| l.segment).unwrap_or_else(|| self.governing_or_first(book));
         let outcome = match event.kind {
             InboundKind::OptOut => self.opt_out(cx, fx, at, book),
+            InboundKind::Consent => {
+                self.consent(cx, fx, at, book);
+                None
+            }
             _ if self.caps_state.opted_out => None,
             InboundKind::Reply => {
                 self.run_responses += 1;

@@ -140,7 +140,9 @@ impl WorkQueue {
         let (entity, sub): (u32, u64) = match &work {
             Work::Inbound { user, kind, .. } => {
                 let sub = match kind {
-                    InboundKind::OptOut => 0,
+                    // One sub-kind: a /stop and a /start of one instant keep the order
+                    // in which they came.
+                    InboundKind::OptOut | InboundKind::Consent => 0,
                     InboundKind::Reply => 1,
                     InboundKind::Conversion => 2,
                     InboundKind::Activity => 3,

@@ -217,6 +217,10 @@ impl CapLedger for MeteredLedger {
         self.answered(self.inner.opt_out(user))
     }
 
+    fn re_consent(&self, user: UserId) -> LedgerFuture<()> {
+        self.answered(self.inner.re_consent(user))
+    }
+
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
         self.answered(self.inner.load(user))
     }

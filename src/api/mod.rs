@@ -36,6 +36,7 @@ mod metrics;
 mod probes;
 mod reply;
 mod server;
+mod telegram;
 mod users;
 
 use std::sync::Arc;
@@ -51,7 +52,8 @@ pub use listener::MetricsListener;
 pub use metered::{LEDGER_PAUSE, MeteredLedger, MeteredSender};
 pub use metrics::{Metrics, RESERVATION_BUCKETS};
 pub use probes::METRICS_CONTENT_TYPE;
-pub use server::{ApiServer, serve};
+pub use server::{ApiServer, serve, serve_with_telegram};
+pub use telegram::SECRET_HEADER as TELEGRAM_SECRET_HEADER;
 pub use users::{CLOCK_SKEW_SECS, UTC_OFFSET_RANGE};
 
 /// Why the API could not start.

@@ -96,6 +96,17 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// directory calls run on the blocking pool. The server has no TLS: bind it to loopback,
 /// or put it behind a proxy that terminates TLS.
 pub async fn serve(listen: SocketAddr, state: ApiState) -> Result<ApiServer, ApiError> {
+    serve_with_telegram(listen, state, None).await
+}
+
+/// [`serve`], with Telegram's webhook `POST /telegram/{bot}` answered by `telegram` when
+/// given (see [`super::telegram`]).
+pub async fn serve_with_telegram(
+    listen: SocketAddr,
+    state: ApiState,
+    telegram: Option<std::sync::Arc<crate::transport::telegram::TelegramInbound>>,
+) -> Result<ApiServer, ApiError> {
+    let telegram = telegram.map(|t| web::Data::new(super::telegram::WebhookTarget(t)));
     let token = state.write_token.as_deref().map(WriteToken::new).transpose()?;
     if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "The API listens beyond loopback without TLS; put a TLS proxy in front of it.");
@@ -104,8 +115,18 @@ pub async fn serve(listen: SocketAddr, state: ApiState) -> Result<ApiServer, Api
     let metrics = shared.state.metrics.clone();
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
+        let telegram = telegram.clone();
         App::new()
             .app_data(shared.clone())
+            .configure(move |config| {
+                if let Some(target) = telegram {
+                    config.app_data(target).service(
+                        web::resource("/telegram/{bot}")
+                            .route(web::post().to(super::telegram::post_update))
+                            .default_service(web::to(method_not_allowed)),
+                    );
+                }
+            })
             .wrap_fn(move |req, service| {
                 let (metrics, method, path) = (metrics.clone(), req.method().clone(), req.path().to_owned());
                 let answer = service.call(req);

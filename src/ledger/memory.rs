@@ -159,6 +159,13 @@ impl CapLedger for MemoryLedger {
         Box::pin(ready(Ok(())))
     }
 
+    fn re_consent(&self, user: UserId) -> LedgerFuture<()> {
+        if let Some(state) = self.lock().users.get_mut(&user) {
+            state.counted.opted_out = false;
+        }
+        Box::pin(ready(Ok(())))
+    }
+
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
         let state = self.lock().users.get(&user).cloned().unwrap_or_default();
         Box::pin(ready(Ok(state)))
@@ -180,6 +187,16 @@ mod tests {
             caps: Caps { daily_limit: 2, cooldown_secs: 4 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 },
             offset: UtcOffset(180),
         }
+    }
+
+    /// An opt-out refuses every reservation until the user's own re-consent lifts it.
+    #[test]
+    fn re_consent_lifts_an_opt_out() {
+        let ledger = MemoryLedger::default();
+        futures::executor::block_on(ledger.opt_out(UserId(7))).unwrap();
+        assert_eq!(ledger.reserve_now(request(1, 10 * HOUR)), Ok(Reserved::Denied(SuppressReason::OptedOut)));
+        futures::executor::block_on(ledger.re_consent(UserId(7))).unwrap();
+        assert_eq!(ledger.reserve_now(request(2, 10 * HOUR)), Ok(Reserved::Granted));
     }
 
     /// A blind retry of a reservation returns the first decision and reserves nothing more;

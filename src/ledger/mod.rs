@@ -15,7 +15,8 @@
 //!   counting.
 //!
 //! The first settle wins; a later confirm or release of the same id changes nothing.
-//! [`CapLedger::opt_out`] is final. [`CapLedger::load`] reads a user's state (an engine
+//! [`CapLedger::opt_out`] is final unless the user comes back on their own
+//! ([`CapLedger::re_consent`]). [`CapLedger::load`] reads a user's state (an engine
 //! starting on a store resumes every cap from it).
 //!
 //! Implementations: [`MemoryLedger`] (the reference, one per shard in simulation);
@@ -150,6 +151,15 @@ pub trait CapLedger: Send + Sync + Debug {
     /// Marks a user opted out, for good. Pending reservations stay until settled (a send
     /// already handed to the transport may still go out), but nothing new is granted.
     fn opt_out(&self, user: UserId) -> LedgerFuture<()>;
+    /// Lifts a user's opt-out because the user came back on their own (Telegram's `/start`
+    /// from them): the only way an opt-out ends. Callers: the engine's handling of
+    /// [`InboundKind::Consent`](crate::domain::InboundKind::Consent) and nothing else —
+    /// never the learner, an API call or a default. Counted sends and reservations are
+    /// kept. The default answers `Unavailable`: a ledger must say how it does this.
+    fn re_consent(&self, user: UserId) -> LedgerFuture<()> {
+        let reason = format!("this cap ledger cannot record user {user}'s consent");
+        Box::pin(futures::future::ready(Err(LedgerError::Unavailable { reason })))
+    }
     /// A user's state (default for a user the ledger has never seen).
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser>;
     /// The outbox step between `reserve` and the transport call: the message is about to be

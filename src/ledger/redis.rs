@@ -164,6 +164,13 @@ redis.call('HSET', KEYS[2], 'o', '1')
 return {'ok'}
 "#;
 
+const RE_CONSENT_LUA: &str = r#"#!lua
+-- gavat cap gate: lift an opt-out (the user's own /start). KEYS: epoch, cap. ARGV: epoch.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
+if redis.call('HEXISTS', KEYS[2], 'o') == 1 then redis.call('HSET', KEYS[2], 'o', '0') end
+return {'ok'}
+"#;
+
 const LOAD_LUA: &str = r#"#!lua flags=no-writes
 -- gavat cap gate: read a user's state. KEYS: epoch, cap, pend. ARGV: epoch.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
@@ -177,6 +184,7 @@ struct Scripts {
     reserve: Script,
     settle: Script,
     opt_out: Script,
+    re_consent: Script,
     load: Script,
 }
 
@@ -186,12 +194,13 @@ impl Scripts {
             reserve: Script::new("reserve", RESERVE_LUA),
             settle: Script::new("settle", SETTLE_LUA),
             opt_out: Script::new("opt_out", OPT_OUT_LUA),
+            re_consent: Script::new("re_consent", RE_CONSENT_LUA),
             load: Script::new("load", LOAD_LUA),
         }
     }
 
-    fn all(&self) -> [&Script; 4] {
-        [&self.reserve, &self.settle, &self.opt_out, &self.load]
+    fn all(&self) -> [&Script; 5] {
+        [&self.reserve, &self.settle, &self.opt_out, &self.re_consent, &self.load]
     }
 }
 
@@ -353,8 +362,17 @@ impl Gate {
     }
 
     async fn opt_out(&self, shared: &Shared, user: UserId) -> Result<(), Failure> {
+        self.flag(shared, user, &self.scripts.opt_out).await
+    }
+
+    async fn re_consent(&self, shared: &Shared, user: UserId) -> Result<(), Failure> {
+        self.flag(shared, user, &self.scripts.re_consent).await
+    }
+
+    /// Runs `script`, which sets or clears the opt-out flag of `user`.
+    async fn flag(&self, shared: &Shared, user: UserId, script: &Script) -> Result<(), Failure> {
         let keys = vec![self.epoch_key(self.slot_tag(user)), self.user_key(user, "cap")];
-        let reply = strings(&shared.eval(&self.scripts.opt_out, &keys, std::slice::from_ref(&self.epoch)).await?)?;
+        let reply = strings(&shared.eval(script, &keys, std::slice::from_ref(&self.epoch)).await?)?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(()),
             Some("epoch") => Err(self.epoch_lost(shared, user).await),
@@ -660,6 +678,10 @@ impl CapLedger for RedisLedger {
 
     fn opt_out(&self, user: UserId) -> LedgerFuture<()> {
         self.call(move |gate, shared| async move { gate.opt_out(&shared, user).await.map(Ok) })
+    }
+
+    fn re_consent(&self, user: UserId) -> LedgerFuture<()> {
+        self.call(move |gate, shared| async move { gate.re_consent(&shared, user).await.map(Ok) })
     }
 
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {

@@ -82,6 +82,7 @@ mod sql {
     pub(super) const OPT_OUT: &str =
         "INSERT INTO ledger_users (user_id, opted_out, last_sent, last_send_day, sent_on_last_day)
         VALUES (?1, 1, NULL, 0, 0) ON CONFLICT (user_id) DO UPDATE SET opted_out = 1";
+    pub(super) const RE_CONSENT: &str = "UPDATE ledger_users SET opted_out = 0 WHERE user_id = ?1";
     /// Every unsettled reservation in grant order (recovery: a scan, run once at start).
     pub(super) const ALL_PENDING: &str = "SELECT message, user_id, at, utc_offset, state, reason FROM ledger_messages
         WHERE state IN ('reserved', 'sending') ORDER BY seq";
@@ -200,6 +201,7 @@ enum Write {
     Settle(MessageId, Option<Counted>),
     Sending(MessageId),
     OptOut(UserId),
+    ReConsent(UserId),
 }
 
 /// What a write answered.
@@ -339,6 +341,7 @@ impl SqliteLedger {
                     Write::Settle(message, counted) => settle_in(&tx, message, counted).map(|()| Written::Done),
                     Write::Sending(message) => sending_in(&tx, message).map(|()| Written::Done),
                     Write::OptOut(user) => opt_out_in(&tx, user).map(|()| Written::Done),
+                    Write::ReConsent(user) => re_consent_in(&tx, user).map(|()| Written::Done),
                 };
                 answers.push(match answer {
                     Ok(written) => Ok(written),
@@ -479,6 +482,13 @@ fn opt_out_in(conn: &Connection, user: UserId) -> Result<(), Failure> {
     Ok(())
 }
 
+/// [`CapLedger::re_consent`] inside the batch's transaction: one update (a user the ledger
+/// has never seen has no opt-out to lift).
+fn re_consent_in(conn: &Connection, user: UserId) -> Result<(), Failure> {
+    conn.prepare_cached(sql::RE_CONSENT)?.execute(params![user.0 as i64])?;
+    Ok(())
+}
+
 /// A `ledger_messages` row as stored, before its text columns are checked.
 struct RawRow {
     user: i64,
@@ -616,6 +626,10 @@ impl CapLedger for SqliteLedger {
 
     fn opt_out(&self, user: UserId) -> LedgerFuture<()> {
         Box::pin(ready(self.write(Write::OptOut(user)).map(drop)))
+    }
+
+    fn re_consent(&self, user: UserId) -> LedgerFuture<()> {
+        Box::pin(ready(self.write(Write::ReConsent(user)).map(drop)))
     }
 
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
@@ -766,6 +780,25 @@ mod tests {
         run(ledger.opt_out(UserId(7)))?;
         assert!(run(ledger.load(UserId(7)))?.counted.opted_out);
         assert_eq!(run(ledger.recover())?, Recovery::default());
+        Ok(())
+    }
+
+    /// An opt-out refuses every reservation until the user's own re-consent lifts it; the
+    /// counted sends stay.
+    #[test]
+    fn re_consent_lifts_an_opt_out_and_keeps_the_counts() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let ledger = SqliteLedger::open(&dir.path().join("crm.db"))?;
+        assert_eq!(run(ledger.reserve(request(1, 7, 10 * HOUR)))?, Reserved::Granted);
+        run(ledger.confirm(MessageId(1), Counted::Delivered))?;
+        run(ledger.opt_out(UserId(7)))?;
+        assert_eq!(run(ledger.reserve(request(2, 7, 20 * HOUR)))?, Reserved::Denied(SuppressReason::OptedOut));
+        run(ledger.re_consent(UserId(7)))?;
+        run(ledger.re_consent(UserId(8)))?; // never seen: nothing to lift
+        let user = run(ledger.load(UserId(7)))?;
+        assert!(!user.counted.opted_out);
+        assert_eq!(user.counted.last_sent, Some(START.plus(10 * HOUR)));
+        assert_eq!(run(ledger.reserve(request(3, 7, 30 * HOUR)))?, Reserved::Granted);
         Ok(())
     }
 

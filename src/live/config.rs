@@ -63,6 +63,12 @@ struct TransportSection {
     per_bot_per_sec: Option<u32>,
     per_chat_per_sec: Option<f64>,
     per_group_per_min: Option<u32>,
+    // Telegram updates (see `TelegramInboundConfig`).
+    inbound: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_url: Option<String>,
+    poll_timeout_secs: Option<u64>,
+    new_user_utc_offset_minutes: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +114,26 @@ pub enum TransportConfig {
     },
 }
 
+/// How Telegram updates (what users do on Telegram) reach the engine: `[transport]` keys
+/// `inbound`, `webhook_secret_env`, `webhook_url`, `poll_timeout_secs`, `api_base_url`,
+/// `new_user_utc_offset_minutes` (docs/telegram.md, "Inbound updates").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelegramInboundConfig {
+    /// `poll` (getUpdates) or `webhook`; `off` is no config at all.
+    pub mode: crate::transport::telegram::InboundMode,
+    /// The variable holding the webhook's secret (webhook mode).
+    pub webhook_secret_env: Option<String>,
+    /// The public `https://` base URL Telegram POSTs to; each bot's webhook is
+    /// `{webhook_url}/telegram/{bot name}` (webhook mode).
+    pub webhook_url: Option<String>,
+    /// How long one `getUpdates` long poll waits (0–50 s).
+    pub poll_timeout_secs: u64,
+    /// The Bot API's base URL (a local Bot API server, a test).
+    pub api_base_url: String,
+    /// The UTC offset of a user created by `/start`, minutes.
+    pub new_user_utc_offset_minutes: i32,
+}
+
 /// A bot our users talk to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BotConfig {
@@ -146,6 +172,8 @@ pub struct RunConfig {
     pub threads: Option<usize>,
     /// The prefix of every Redis key (several deployments can share one server).
     pub redis_prefix: String,
+    /// Telegram updates, when they are read (`None`: `inbound = "off"` or not set).
+    pub telegram_inbound: Option<TelegramInboundConfig>,
 }
 
 impl Default for RunConfig {
@@ -164,6 +192,7 @@ impl Default for RunConfig {
             log_dir: PathBuf::from("logs"),
             threads: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
+            telegram_inbound: None,
         }
     }
 }
@@ -192,6 +221,7 @@ impl RunConfig {
             };
         }
         if let Some(t) = file.transport {
+            config.telegram_inbound = telegram_inbound_of(&t, origin, text)?;
             config.transport = match t.kind.as_str() {
                 "dry-run" => {
                     for (set, field) in [(t.url.is_some(), "url"), (t.secret_env.is_some(), "secret_env")] {
@@ -285,6 +315,14 @@ impl RunConfig {
             check_redis_prefix(&prefix).map_err(|m| invalid("redis_prefix", m))?;
             config.redis_prefix = prefix;
         }
+        if let Some(inbound) = &config.telegram_inbound {
+            if config.bots.is_empty() {
+                return Err(invalid("transport.inbound", "Telegram updates need at least one [[bots]] entry".into()));
+            }
+            if inbound.mode == crate::transport::telegram::InboundMode::Webhook && config.listen.is_none() {
+                return Err(invalid("transport.inbound", "\"webhook\" needs the HTTP API ([http] enabled)".into()));
+            }
+        }
         config.strategies = file.strategies.map(resolve);
         config.rules = file.rules.map(resolve);
         config.learner = file.learner.map(resolve);
@@ -298,10 +336,11 @@ impl RunConfig {
 }
 
 impl TransportSection {
-    /// The first key set here that only the telegram transport reads.
+    /// The first key set here that only the telegram transport reads (`api_base_url` is
+    /// read by Telegram updates too, with any transport).
     fn telegram_key(&self) -> Option<&'static str> {
         [
-            (self.api_base_url.is_some(), "api_base_url"),
+            (self.api_base_url.is_some() && self.inbound.is_none(), "api_base_url"),
             (self.per_bot_per_sec.is_some(), "per_bot_per_sec"),
             (self.per_chat_per_sec.is_some(), "per_chat_per_sec"),
             (self.per_group_per_min.is_some(), "per_group_per_min"),
@@ -365,6 +404,82 @@ fn telegram_transport(t: TransportSection) -> Result<TransportConfig, (String, S
     Ok(TransportConfig::Telegram { api_base_url, timeout_secs, limits })
 }
 
+/// The Telegram-updates keys of `[transport]`, checked: `None` when `inbound` is unset or
+/// `"off"` (then the other keys must be unset too).
+fn telegram_inbound_of(
+    t: &TransportSection,
+    origin: &str,
+    text: &str,
+) -> Result<Option<TelegramInboundConfig>, SettingsFileError> {
+    use crate::transport::telegram::{DEFAULT_API_BASE_URL, DEFAULT_POLL_TIMEOUT_SECS, InboundMode};
+    let invalid =
+        |field: &str, message: String| SettingsFileError::invalid(origin, text, FieldError::new(field, message));
+    let mode = match t.inbound.as_deref() {
+        // With the telegram transport, updates are polled unless said otherwise.
+        None if t.kind == "telegram" => Some(InboundMode::Poll),
+        None | Some("off") => None,
+        Some("poll") => Some(InboundMode::Poll),
+        Some("webhook") => Some(InboundMode::Webhook),
+        Some(_) => return Err(invalid("transport.inbound", "must be \"poll\", \"webhook\" or \"off\"".into())),
+    };
+    let Some(mode) = mode else {
+        let set = [
+            (t.webhook_secret_env.is_some(), "webhook_secret_env"),
+            (t.webhook_url.is_some(), "webhook_url"),
+            (t.poll_timeout_secs.is_some(), "poll_timeout_secs"),
+            (t.new_user_utc_offset_minutes.is_some(), "new_user_utc_offset_minutes"),
+        ];
+        if let Some((_, field)) = set.iter().find(|(set, _)| *set) {
+            return Err(invalid(&format!("transport.{field}"), "is for Telegram updates: set `inbound` too".into()));
+        }
+        return Ok(None);
+    };
+    let poll_timeout_secs = t.poll_timeout_secs.unwrap_or(DEFAULT_POLL_TIMEOUT_SECS);
+    if poll_timeout_secs > 50 {
+        return Err(invalid("transport.poll_timeout_secs", "must be 0–50 seconds".into()));
+    }
+    let offset = t.new_user_utc_offset_minutes.unwrap_or(0);
+    if !crate::api::UTC_OFFSET_RANGE.contains(&offset) || offset % 15 != 0 {
+        return Err(invalid(
+            "transport.new_user_utc_offset_minutes",
+            "must be a UTC offset in minutes (−720..=840, a multiple of 15)".into(),
+        ));
+    }
+    let api_base_url = t.api_base_url.clone().unwrap_or_else(|| DEFAULT_API_BASE_URL.to_string());
+    if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+        return Err(invalid("transport.api_base_url", "must start with https:// (or http:// to loopback)".into()));
+    }
+    if let Some(name) = &t.webhook_secret_env {
+        check_env_name(name).map_err(|m| name_error(origin, text, "transport.webhook_secret_env", m))?;
+    }
+    if mode == InboundMode::Webhook {
+        if t.webhook_secret_env.is_none() {
+            return Err(invalid(
+                "transport",
+                "inbound = \"webhook\" needs `webhook_secret_env`, the name of the variable holding the secret".into(),
+            ));
+        }
+        match &t.webhook_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://127.0.0.1") => {}
+            Some(_) => return Err(invalid("transport.webhook_url", "must be an https:// URL".into())),
+            None => {
+                return Err(invalid(
+                    "transport",
+                    "inbound = \"webhook\" needs `webhook_url`, the public https:// address of the HTTP API".into(),
+                ));
+            }
+        }
+    }
+    Ok(Some(TelegramInboundConfig {
+        mode,
+        webhook_secret_env: t.webhook_secret_env.clone(),
+        webhook_url: t.webhook_url.clone(),
+        poll_timeout_secs,
+        api_base_url,
+        new_user_utc_offset_minutes: offset,
+    }))
+}
+
 /// A Redis key prefix: 1–64 characters, no braces (they would split a user's keys over
 /// cluster slots) and no spaces.
 pub fn check_redis_prefix(prefix: &str) -> Result<(), String> {
@@ -423,6 +538,16 @@ impl fmt::Display for RunConfig {
         }
         for bot in &self.bots {
             writeln!(f, "bot:        {} (token from ${})", bot.name, bot.token_env)?;
+        }
+        if let Some(t) = &self.telegram_inbound {
+            match (t.mode, &t.webhook_secret_env) {
+                (crate::transport::telegram::InboundMode::Webhook, Some(env)) => writeln!(
+                    f,
+                    "updates:    Telegram webhook at {}/telegram/<bot> (secret from ${env})",
+                    t.webhook_url.as_deref().unwrap_or_default()
+                )?,
+                _ => writeln!(f, "updates:    Telegram getUpdates (long poll {} s)", t.poll_timeout_secs)?,
+            }
         }
         let file = |p: &Option<PathBuf>| p.as_ref().map_or_else(|| "shipped".to_string(), |p| p.display().to_string());
         writeln!(f, "strategies: {}", file(&self.strategies))?;
@@ -554,6 +679,32 @@ token_env = "GAVAT_BOT_SALES_TOKEN"
         assert!(no_bot.contains("needs at least one [[bots]]"), "{no_bot}");
         let elsewhere = parse("[transport]\nkind = \"dry-run\"\nper_bot_per_sec = 5\n").unwrap_err();
         assert!(elsewhere.contains("is for the telegram transport, not dry-run"), "{elsewhere}");
+    }
+
+    /// Telegram updates: off unless `inbound` says so; webhook mode needs its secret's
+    /// variable and URL; each mistake names its field.
+    #[test]
+    fn telegram_inbound_keys_are_checked() {
+        let bots = "[[bots]]\nname = \"sales\"\ntoken_env = \"T\"\n";
+        assert_eq!(parse(bots).unwrap().telegram_inbound, None);
+        let poll = parse(&format!("[transport]\nkind = \"dry-run\"\ninbound = \"poll\"\n{bots}")).unwrap();
+        let inbound = poll.telegram_inbound.unwrap();
+        assert_eq!((inbound.poll_timeout_secs, inbound.api_base_url.as_str()), (25, "https://api.telegram.org"));
+        let cases = [
+            ("inbound = \"carrier\"\n", "field transport.inbound"),
+            ("inbound = \"webhook\"\n", "needs `webhook_secret_env`"),
+            ("inbound = \"webhook\"\nwebhook_secret_env = \"S\"\n", "needs `webhook_url`"),
+            ("inbound = \"poll\"\npoll_timeout_secs = 60\n", "field transport.poll_timeout_secs"),
+            ("poll_timeout_secs = 5\n", "set `inbound` too"),
+            ("inbound = \"poll\"\nwebhook_secret_env = \"abc:secret\"\n", "field transport.webhook_secret_env"),
+        ];
+        for (keys, expected) in cases {
+            let err = parse(&format!("[transport]\nkind = \"dry-run\"\n{keys}{bots}")).unwrap_err();
+            assert!(err.contains(expected), "{keys:?}: {err}");
+            assert!(!err.contains("abc:secret"), "{err}");
+        }
+        let err = parse("[transport]\nkind = \"dry-run\"\ninbound = \"poll\"\n").unwrap_err();
+        assert!(err.contains("at least one [[bots]]"), "{err}");
     }
 
     /// A token pasted where a variable name belongs is refused without being echoed.

@@ -10,3 +10,4 @@ pub mod parts;
 pub mod results;
 pub mod serve;
 pub mod strategy_watch;
+pub mod telegram;

@@ -124,7 +124,9 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
             Duration::from_secs(2 * timeout_secs + 1),
         ),
         TransportConfig::Telegram { .. } => {
-            let sender = telegram_sender(config, contacts.clone())?;
+            // Replies to our messages are attributed by the Bot API id of each send.
+            let sender =
+                telegram_sender(config, contacts.clone())?.with_sent_log(super::telegram::telegram_state(&users_at));
             let timeout = sender.longest_send() + Duration::from_secs(1);
             (Arc::new(sender), timeout)
         }

@@ -15,6 +15,7 @@ use crate::engine::{Arms, Engine, RunResult, user_arrivals};
 use crate::learner::LearnerSettings;
 use crate::segmentation::SegmentationRules;
 use crate::store::RunRecord;
+use crate::transport::telegram::FanIn;
 use crate::transport::{InboundSource, Silence};
 
 use super::config::RunConfig;
@@ -86,8 +87,10 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let strategy_name = book.name.to_string();
     let metrics = Arc::new(Metrics::new());
     let listener = MetricsListener::new(metrics.clone()).start();
-    // The API is the inbound source when it runs; without it, nothing comes in.
+    // The API is an inbound source when it runs, Telegram's updates another when configured.
     let api_inbound = Arc::new(ApiInbound::new());
+    let telegram =
+        super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
     let server = match config.listen {
         Some(listen) => {
             let state = ApiState {
@@ -98,13 +101,26 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
                 metrics: metrics.clone(),
                 write_token,
             };
-            let server = crate::api::serve(listen, state).await.map_err(|e| LiveError::Api(e.to_string()))?;
+            let server = crate::api::serve_with_telegram(listen, state, telegram.clone())
+                .await
+                .map_err(|e| LiveError::Api(e.to_string()))?;
             on_listening(server.local_addr());
             Some(server)
         }
         None => None,
     };
-    let source: Arc<dyn InboundSource> = if server.is_some() { api_inbound } else { Arc::new(Silence) };
+    let mut sources: Vec<Arc<dyn InboundSource>> = Vec::new();
+    if server.is_some() {
+        sources.push(api_inbound);
+    }
+    if let Some(telegram) = &telegram {
+        sources.push(telegram.clone());
+    }
+    let source: Arc<dyn InboundSource> = match sources.len() {
+        0 => Arc::new(Silence),
+        1 => sources.remove(0),
+        _ => Arc::new(FanIn::new(sources)),
+    };
     let mut builder = Engine::builder()
         .clock(clock)
         .sender(Arc::new(MeteredSender::new(parts.sender.clone(), metrics.clone())))
@@ -142,6 +158,10 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         _ => None,
     };
     let engine = builder.build()?;
+    let pollers = match &telegram {
+        Some(telegram) => super::telegram::start_inbound(config, telegram).await?,
+        None => Vec::new(),
+    };
     // Say when sending pauses (the cap gate or the store unavailable: nothing is sent) and
     // when it resumes, once each.
     let watched = metrics.clone();
@@ -162,6 +182,9 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let shutdown = shutdown_signal().map_err(LiveError::Runtime)?;
     let result = engine.run_until(shutdown).await;
     watcher.abort();
+    for poller in pollers {
+        poller.abort();
+    }
     if let Some(w) = strategy_watch {
         w.abort();
     }

@@ -24,6 +24,7 @@ mod redis_stream;
 mod sqlite;
 mod sqlite_contacts;
 mod strategies;
+mod telegram;
 mod upsert;
 mod url;
 

@@ -70,6 +70,11 @@ pub(super) struct Keys {
 }
 
 impl Keys {
+    /// A key of the Telegram transport's state: `Ptg:REST` (src/store/telegram.rs).
+    pub(super) fn telegram(&self, rest: &str) -> String {
+        format!("{}tg:{rest}", self.prefix)
+    }
+
     pub(super) fn profile(&self, user: UserId) -> String {
         format!("{}{{u:{}}}:profile", self.prefix, user.0)
     }

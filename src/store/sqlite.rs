@@ -152,6 +152,25 @@ const MIGRATIONS: &[&str] = &[
         chat_id INTEGER NOT NULL UNIQUE,
         title TEXT NOT NULL
      );",
+    // telegram offsets and sent messages: each bot's next `update_id` (moved only once what
+    // an update changed is stored), the Bot API `message_id` of each message we sent (a
+    // reply is attributed to its send), and group members as updates showed them
+    // (src/store/telegram.rs).
+    "CREATE TABLE telegram_offsets (bot TEXT PRIMARY KEY, next_update INTEGER NOT NULL);
+     CREATE TABLE telegram_sent (
+        bot TEXT NOT NULL,
+        chat_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        message INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat_id, message_id)
+     );
+     CREATE TABLE telegram_group_members (
+        chat_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, user_id)
+     );",
 ];
 
 /// The schema version this build writes and reads.

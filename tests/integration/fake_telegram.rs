@@ -2,8 +2,15 @@
 //! hand-written HTTP/1.1 (keep-alive, `Content-Length` bodies), answering each request as a
 //! closure says and recording every request with the instant it arrived, what it answered
 //! and when (on tokio's clock, the fake's own), so tests measure rates where Telegram would.
+//!
+//! Besides `sendMessage` (answered as the closure says, each accepted message with a new
+//! `message_id`), it speaks the inbound side: `getUpdates` as a long poll over a queue of
+//! updates the test pushes (honouring `offset` and `timeout`; updates below the offset are
+//! kept, so a client that forgot its offset would see them again), and `setWebhook`,
+//! `deleteWebhook`, `answerCallbackQuery` and `getMe`, each answered `ok`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +85,22 @@ pub struct FakeBotApi {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    updates: Arc<Updates>,
+}
+
+/// The updates a test pushed, and the next `message_id` to give.
+#[derive(Default)]
+struct Updates {
+    queue: Mutex<Vec<serde_json::Value>>,
+    added: tokio::sync::Notify,
+    next_message_id: AtomicI64,
+}
+
+impl Seen {
+    /// The Bot API method called (the last path segment).
+    pub fn method(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or_default()
+    }
 }
 
 impl FakeBotApi {
@@ -87,15 +110,27 @@ impl FakeBotApi {
         let addr: SocketAddr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let behaviour: Arc<Behaviour> = Arc::new(behaviour);
+        let updates = Arc::new(Updates::default());
         {
-            let seen = seen.clone();
+            let (seen, updates) = (seen.clone(), updates.clone());
             tokio::spawn(async move {
                 while let Ok((socket, _)) = listener.accept().await {
-                    tokio::spawn(serve(socket, seen.clone(), behaviour.clone()));
+                    tokio::spawn(serve(socket, seen.clone(), behaviour.clone(), updates.clone()));
                 }
             });
         }
-        Ok(FakeBotApi { url: format!("http://{addr}"), seen })
+        Ok(FakeBotApi { url: format!("http://{addr}"), seen, updates })
+    }
+
+    /// Queues an update for `getUpdates` (any JSON: a malformed one too).
+    pub fn push_update(&self, update: serde_json::Value) {
+        self.updates.queue.lock().unwrap_or_else(|p| p.into_inner()).push(update);
+        self.updates.added.notify_waiters();
+    }
+
+    /// The requests to Bot API method `method`, in arrival order.
+    pub fn calls(&self, method: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.method() == method).collect()
     }
 
     /// Every request so far, in arrival order.
@@ -107,7 +142,7 @@ impl FakeBotApi {
 }
 
 /// Serves one keep-alive connection until the client closes it.
-async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Arc<Behaviour>) {
+async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Arc<Behaviour>, updates: Arc<Updates>) {
     let mut buf = Vec::new();
     while let Ok(Some(request)) = read_request(&mut socket, &mut buf).await {
         let index = {
@@ -115,9 +150,35 @@ async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Ar
             seen.push(request.clone());
             seen.len() - 1
         };
-        let reply = behaviour(&request);
+        let sent = |updates: &Updates| {
+            let id = updates.next_message_id.fetch_add(1, Ordering::Relaxed) + 1;
+            format!(r#"{{"ok":true,"result":{{"message_id":{id},"date":0,"chat":{{"id":0,"type":"private"}}}}}}"#)
+        };
+        let reply = match request.method() {
+            "getUpdates" => {
+                let body = get_updates(&request, &updates).await;
+                if !answer(&mut socket, 200, &body).await {
+                    return;
+                }
+                continue;
+            }
+            "setWebhook" | "deleteWebhook" | "answerCallbackQuery" => {
+                if !answer(&mut socket, 200, r#"{"ok":true,"result":true}"#).await {
+                    return;
+                }
+                continue;
+            }
+            "getMe" => {
+                let me = r#"{"ok":true,"result":{"id":1,"is_bot":true,"first_name":"Fake","username":"fake_bot"}}"#;
+                if !answer(&mut socket, 200, me).await {
+                    return;
+                }
+                continue;
+            }
+            _ => behaviour(&request),
+        };
         let (status, body) = match reply.clone() {
-            Reply::Ok => (200, r#"{"ok":true,"result":{"message_id":1}}"#.to_string()),
+            Reply::Ok => (200, sent(&updates)),
             Reply::RetryAfter(secs) => (
                 429,
                 format!(
@@ -136,7 +197,7 @@ async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Ar
             Reply::ServerErrorBare => (500, String::new()),
             Reply::Slow(delay) => {
                 tokio::time::sleep(delay).await;
-                (200, r#"{"ok":true,"result":{"message_id":1}}"#.into())
+                (200, sent(&updates))
             }
             Reply::MigratedTo(chat) => (
                 400,
@@ -148,12 +209,7 @@ async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Ar
                 (400, format!(r#"{{"ok":false,"error_code":400,"description":"{description}"}}"#))
             }
         };
-        let head = format!(
-            "HTTP/1.1 {status} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let written =
-            socket.write_all(head.as_bytes()).await.is_ok() && socket.write_all(body.as_bytes()).await.is_ok();
+        let written = answer(&mut socket, status, &body).await;
         {
             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
             seen[index].reply = Some(reply);
@@ -162,6 +218,36 @@ async fn serve(mut socket: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, behaviour: Ar
         if !written {
             return;
         }
+    }
+}
+
+/// Writes one answer; `false` when the client is gone.
+async fn answer(socket: &mut TcpStream, status: u16, body: &str) -> bool {
+    let head =
+        format!("HTTP/1.1 {status} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    socket.write_all(head.as_bytes()).await.is_ok() && socket.write_all(body.as_bytes()).await.is_ok()
+}
+
+/// `getUpdates`: the queued updates with `update_id >= offset` (a malformed one without an
+/// id too), waiting up to `timeout` seconds for one to come.
+async fn get_updates(request: &Seen, updates: &Updates) -> String {
+    let offset = request.body["offset"].as_i64().unwrap_or(i64::MIN);
+    let timeout = Duration::from_secs(request.body["timeout"].as_u64().unwrap_or(0));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let added = updates.added.notified();
+        let due: Vec<serde_json::Value> = updates
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|u| u["update_id"].as_i64().is_none_or(|id| id >= offset))
+            .cloned()
+            .collect();
+        if !due.is_empty() || Instant::now() >= deadline {
+            return serde_json::json!({ "ok": true, "result": due }).to_string();
+        }
+        let _ = tokio::time::timeout_at(deadline, added).await;
     }
 }
 

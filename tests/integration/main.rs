@@ -31,6 +31,7 @@ mod resume;
 mod sim_telegram;
 mod sqlite_ledger;
 mod telegram;
+mod telegram_inbound;
 mod telegram_run;
 mod transport_outcomes;
 mod users_join;

@@ -162,8 +162,19 @@ impl BotApi {
 
     /// Where `sendMessage` of the bot with `token` goes. Holds the token: never print it.
     pub(crate) fn url(&self, token: &BotToken) -> Result<reqwest::Url, TransportConfigError> {
-        reqwest::Url::parse(&format!("{}/bot{}/sendMessage", self.base, token.0))
+        self.method_url(token, "sendMessage")
+    }
+
+    /// Where the Bot API method `method` of the bot with `token` goes. Holds the token:
+    /// never print it.
+    pub(crate) fn method_url(&self, token: &BotToken, method: &str) -> Result<reqwest::Url, TransportConfigError> {
+        reqwest::Url::parse(&format!("{}/bot{}/{method}", self.base, token.0))
             .map_err(|_| TransportConfigError::BadUrl { why: format!("{}: no bot URL can be made", self.origin) })
+    }
+
+    /// `scheme://host:port` of the Bot API: what reasons may name.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// POSTs one `sendMessage` and says what came of it. `bot` names the bot in reasons.
@@ -173,13 +184,12 @@ impl BotApi {
         body: &SendMessage<'_>,
         bot: &str,
         token: &BotToken,
-    ) -> Answer {
+    ) -> (Answer, Option<i64>) {
         let body = match serde_json::to_vec(body) {
             Ok(body) => body,
             Err(e) => {
-                return Answer::Final(Err(TransportError::Fatal {
-                    reason: format!("the message cannot be written: {e}"),
-                }));
+                let reason = format!("the message cannot be written: {e}");
+                return (Answer::Final(Err(TransportError::Fatal { reason })), None);
             }
         };
         let request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
@@ -198,22 +208,19 @@ impl BotApi {
                 }
                 .map_or_else(
                     |e| {
-                        Answer::Final(Err(TransportError::Unknown {
-                            reason: format!(
-                                "bot {bot}: HTTP {status} from {}, then the reply broke off: {}",
-                                self.origin,
-                                error_chain(&e.without_url())
-                            ),
-                        }))
+                        let why = error_chain(&e.without_url());
+                        let reason =
+                            format!("bot {bot}: HTTP {status} from {}, then the reply broke off: {why}", self.origin);
+                        (Answer::Final(Err(TransportError::Unknown { reason })), None)
                     },
-                    |()| outcome::answer(status, &body, bot),
+                    |()| (outcome::answer(status, &body, bot), message_id_of(&body)),
                 )
             }
-            Err(e) => Answer::Final(Err(self.failure(e, bot))),
+            Err(e) => (Answer::Final(Err(self.failure(e, bot))), None),
         };
         match result {
-            Answer::Final(result) => Answer::Final(result.map_err(|e| redacted(e, token))),
-            moved @ Answer::MovedTo { .. } => moved,
+            (Answer::Final(result), id) => (Answer::Final(result.map_err(|e| redacted(e, token))), id),
+            (moved @ Answer::MovedTo { .. }, id) => (moved, id),
         }
     }
 
@@ -240,6 +247,20 @@ impl BotApi {
             TransportError::Unknown { reason: format!("bot {bot}: the exchange with {origin} broke off: {why}") }
         }
     }
+}
+
+/// `result.message_id` of a `sendMessage` answer (`None` if the answer does not say: a
+/// delivered message all the same, only a reply to it cannot be matched by id).
+fn message_id_of(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Sent,
+    }
+    #[derive(serde::Deserialize)]
+    struct Sent {
+        message_id: i64,
+    }
+    serde_json::from_slice::<Answer>(body).ok().map(|a| a.result.message_id)
 }
 
 /// `e` with the token taken out of its reason and the reason cut to [`MAX_REASON`].

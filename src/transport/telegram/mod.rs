@@ -8,6 +8,14 @@
 //!   a bot's freeze after a 429, applied by delaying a send until it may go.
 //! - `outcome`: what each Bot API answer means for the engine (the table is in that module
 //!   and in `docs/telegram.md`).
+//! - `updates`: Telegram `Update` objects parsed and read into [`UpdateAction`]s.
+//! - `inbound`: [`TelegramInbound`], the engine's inbound source for Telegram: what each
+//!   update does (users created, opt-outs, replies, memberships) and when it is taken in.
+//! - `poll`: `getUpdates` long polling per bot, the offset moved only past stored updates.
+//! - `calls`: the Bot API calls of the inbound side (`getUpdates`, `answerCallbackQuery`,
+//!   `setWebhook`, `deleteWebhook`, a transactional `sendMessage`).
+//! - `state`: offsets, the Bot API ids of sent messages, group members ([`TelegramState`],
+//!   [`GroupMembership`]).
 //! - `text`: the [`TextSource`] seam ([`Composed`] HTML and buttons) and the fallback
 //!   [`BuiltinText`].
 //!
@@ -26,10 +34,15 @@
 //! A direct message goes to the user's id (a private chat's id is the user's). A post goes
 //! to the group's chat id as the [`ContactBook`] holds it; a group without one is `Fatal`.
 
+mod calls;
 mod client;
+mod inbound;
 mod limits;
 mod outcome;
+mod poll;
+mod state;
 mod text;
+mod updates;
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,11 +54,19 @@ use crate::domain::{BotId, Destination, OutboundMessage};
 use super::{Delivered, SendFuture, Sender, TransportConfigError, TransportError};
 use outcome::Answer;
 
+pub use calls::CallError;
 pub use client::{BotToken, DEFAULT_API_BASE_URL};
+pub use inbound::{
+    DEFAULT_ACK_TIMEOUT, DEFAULT_REPLY_WINDOW_SECS, FanIn, InboundMode, InboundOptions, InboundParts,
+    STOP_CONFIRMATION, TakeInError, TelegramInbound, UpdateCounts, source_of_update,
+};
 pub use limits::{Admission, Limiter, Limits};
+pub use poll::{DEFAULT_POLL_TIMEOUT_SECS, PollError, start_polling};
+pub use state::{GroupMembership, MemoryTelegramState, SentMessage, TelegramState};
 pub use text::{
     BuiltinText, Button, Composed, OPT_OUT_LINE, TextSource, UNSUBSCRIBE_CALLBACK, UNSUBSCRIBE_LABEL, escape_html,
 };
+pub use updates::{Person, Update, UpdateAction, UpdateError, parse_update, parse_update_value, read_update};
 
 /// The default timeout: connecting may take this long, the whole exchange twice as long.
 pub const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -109,6 +130,8 @@ pub struct TelegramSender {
     max_queue_wait: Duration,
     /// The connect timeout; an exchange may take twice as long.
     timeout: Duration,
+    /// Where the Bot API id of each accepted message is recorded (to attribute replies).
+    sent_log: Option<Arc<dyn TelegramState>>,
 }
 
 impl fmt::Debug for TelegramSender {
@@ -160,7 +183,16 @@ impl TelegramSender {
             contacts,
             max_queue_wait: options.max_queue_wait,
             timeout: options.timeout,
+            sent_log: None,
         })
+    }
+
+    /// Records the Bot API `message_id` of every accepted message in `state`, so that a
+    /// user's reply (`reply_to_message`) is attributed to its send. A failure to record is
+    /// logged; the send stays delivered.
+    pub fn with_sent_log(mut self, state: Arc<dyn TelegramState>) -> TelegramSender {
+        self.sent_log = Some(state);
+        self
     }
 }
 
@@ -235,8 +267,9 @@ impl Sender for TelegramSender {
         let composed = self.text.compose(message, &bot.name);
         let this = self.clone();
         let to = message.to;
+        let ours = (message.id, message.at);
         Box::pin(async move {
-            let first = this.exchange(index, slot, chat_id, &composed).await;
+            let first = this.exchange(index, slot, chat_id, &composed, ours).await;
             let Answer::MovedTo { chat_id: moved_to } = first else {
                 return this.settled(first);
             };
@@ -259,7 +292,7 @@ impl Sender for TelegramSender {
                     return Err(TransportError::RateLimited { retry_after_secs: whole_secs(wait) });
                 }
             };
-            match this.exchange(index, slot, moved_to, &composed).await {
+            match this.exchange(index, slot, moved_to, &composed, ours).await {
                 Answer::MovedTo { chat_id: again } => Err(TransportError::Fatal {
                     reason: format!("group {}: chat {moved_to} moved again, to {again}", moved.group.0),
                 }),
@@ -272,7 +305,16 @@ impl Sender for TelegramSender {
 impl TelegramSender {
     /// Waits for `slot`, then sends `composed` to `chat_id` through bot `index` — unless a
     /// 429 froze the bot meanwhile. A 429 freezes the bot for its `retry_after`.
-    async fn exchange(&self, index: BotId, slot: tokio::time::Instant, chat_id: i64, composed: &Composed) -> Answer {
+    /// Sends `composed` to `chat_id` through bot `index` at `slot`; `ours` is the message's
+    /// own id and time, recorded with the Bot API's `message_id` when it is accepted.
+    async fn exchange(
+        &self,
+        index: BotId,
+        slot: tokio::time::Instant,
+        chat_id: i64,
+        composed: &Composed,
+        ours: (u64, crate::domain::Timestamp),
+    ) -> Answer {
         tokio::time::sleep_until(slot).await;
         // A 429 that came while this send waited froze the bot: do not send into it.
         if let Some(left) = self.limiter.frozen_for(index, tokio::time::Instant::now()) {
@@ -285,7 +327,14 @@ impl TelegramSender {
             parse_mode: "HTML",
             reply_markup: client::InlineKeyboard::of(&composed.buttons),
         };
-        let answer = self.api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
+        let (answer, message_id) = self.api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
+        if let (Answer::Final(Ok(Delivered)), Some(log), Some(message_id)) = (&answer, &self.sent_log, message_id) {
+            let (message, at) = ours;
+            let sent = SentMessage { bot: bot.name.clone(), chat_id, message_id, message, at };
+            if let Err(e) = log.record_sent(&sent) {
+                tracing::warn!(bot = %bot.name, error = %e, "Could not record a sent message's id; a reply to it counts by the reply window.");
+            }
+        }
         if let Answer::Final(Err(TransportError::RateLimited { retry_after_secs })) = &answer {
             self.limiter.freeze(index, tokio::time::Instant::now(), Duration::from_secs(u64::from(*retry_after_secs)));
         }

@@ -46,6 +46,7 @@ struct FileConfig {
     http: Option<HttpSection>,
     #[serde(default)]
     bots: Vec<BotSection>,
+    messages: Option<crate::compose::MessagesSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +131,8 @@ pub struct RunConfig {
     pub threads: Option<usize>,
     /// The prefix of every Redis key (several deployments can share one server).
     pub redis_prefix: String,
+    /// The text of messages: templates, languages, offer, LLM (`[messages]`).
+    pub messages: crate::compose::MessagesConfig,
 }
 
 impl Default for RunConfig {
@@ -148,6 +151,7 @@ impl Default for RunConfig {
             log_dir: PathBuf::from("logs"),
             threads: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
+            messages: crate::compose::MessagesConfig::default(),
         }
     }
 }
@@ -258,6 +262,9 @@ impl RunConfig {
         if let Some(dir) = file.log_dir {
             config.log_dir = resolve(dir);
         }
+        if let Some(messages) = file.messages {
+            config.messages = crate::compose::MessagesConfig::from_section(messages, resolve, origin, text)?;
+        }
         Ok(config)
     }
 }
@@ -323,6 +330,7 @@ impl fmt::Display for RunConfig {
         if let Some(e) = &self.experiment {
             writeln!(f, "experiment: {}", e.display())?;
         }
+        writeln!(f, "messages:   {}", self.messages.summary())?;
         match self.listen {
             Some(addr) => writeln!(f, "http:       {addr}")?,
             None => writeln!(f, "http:       off")?,

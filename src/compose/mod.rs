@@ -27,6 +27,6 @@ pub use catalog::{Audience, TemplateLoadError, TemplateOrigin, TemplateSet};
 pub use guardrails::{GuardrailError, Guardrails};
 pub use language::{LanguageReason, pick_language};
 pub use personalise::{PersonaliseReport, PersonaliseSettings, Personaliser};
-pub use settings::{MessageTextError, MessagesConfig, MessagesSection, message_text};
+pub use settings::{MessageTextError, MessagesConfig, MessagesSection, check_messages, message_text};
 pub use template::{Template, TemplateError, Values, display_name};
 pub use text::{ArmTemplates, Explained, Offers, TemplateText, TextKind};

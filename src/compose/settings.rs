@@ -308,47 +308,67 @@ pub enum MessageTextError {
     Llm(String),
 }
 
-/// The text source of a live engine: the templates of `config` (and of the experiment's
-/// arms), the languages of `contacts`, and the LLM when `[messages.llm]` is enabled.
-pub fn message_text(config: &RunConfig, contacts: Arc<dyn ContactBook>) -> Result<Arc<TemplateText>, MessageTextError> {
+/// Loads and checks every template set `config` names — `[messages]`'s and the experiment
+/// arms' — without starting the LLM: `gavat config check`'s check.
+pub fn check_messages(config: &RunConfig) -> Result<(), MessageTextError> {
+    template_sets(config).map(|_| ())
+}
+
+/// The template sets of experiment arms, and which arm gets which.
+type ArmSets = (Vec<TemplateSet>, ArmTemplates);
+
+/// The configured template set, and the arms' sets with the assignment when the
+/// experiment in force names any.
+fn template_sets(config: &RunConfig) -> Result<(TemplateSet, Option<ArmSets>), MessageTextError> {
     let messages = &config.messages;
     let load = |dir: Option<&Path>| match dir {
         Some(dir) => TemplateSet::load(dir, &messages.default_language, messages.offers.longest()),
         None => TemplateSet::shipped(&messages.default_language, messages.offers.longest()),
     };
-    let mut text = TemplateText::new(load(messages.templates_dir.as_deref())?, contacts, messages.offers.clone());
-    if let Some(path) = &config.experiment {
-        let design = gavat_experiments::design::Experiment::from_path(path)?;
-        if design.arms.iter().any(|a| a.templates.is_some()) {
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty());
-            let mut sets = Vec::new();
-            let mut set_of_arm = Vec::new();
-            for (i, arm) in design.arms.iter().enumerate() {
-                let Some(dir) = &arm.templates else {
-                    set_of_arm.push(0);
-                    continue;
-                };
-                let dir = match base {
-                    Some(base) if Path::new(dir).is_relative() => base.join(dir),
-                    _ => PathBuf::from(dir),
-                };
-                let set = load(Some(&dir)).map_err(|cause| MessageTextError::ArmTemplates {
-                    path: path.display().to_string(),
-                    line: design.written.get(&format!("arms[{i}].templates")).map_or(1, |w| w.line),
-                    arm: i,
-                    cause,
-                })?;
-                sets.push(set);
-                set_of_arm.push(sets.len());
-            }
-            let mut names: Vec<String> = design.arms.iter().map(|a| a.name.clone()).collect();
-            if design.holdout.is_some() {
-                names.push(crate::experiment::HOLDOUT.to_string());
-                set_of_arm.push(0);
-            }
-            let arms = ArmTemplates { assignment: crate::experiment::assignment(&design), set_of_arm, names };
-            text = text.with_arms(sets, arms);
-        }
+    let base = load(messages.templates_dir.as_deref())?;
+    let Some(path) = &config.experiment else { return Ok((base, None)) };
+    let design = gavat_experiments::design::Experiment::from_path(path)?;
+    if design.arms.iter().all(|a| a.templates.is_none()) {
+        return Ok((base, None));
+    }
+    let dir_of_file = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let mut sets = Vec::new();
+    let mut set_of_arm = Vec::new();
+    for (i, arm) in design.arms.iter().enumerate() {
+        let Some(dir) = &arm.templates else {
+            set_of_arm.push(0);
+            continue;
+        };
+        let dir = match dir_of_file {
+            Some(base) if Path::new(dir).is_relative() => base.join(dir),
+            _ => PathBuf::from(dir),
+        };
+        let set = load(Some(&dir)).map_err(|cause| MessageTextError::ArmTemplates {
+            path: path.display().to_string(),
+            line: design.written.get(&format!("arms[{i}].templates")).map_or(1, |w| w.line),
+            arm: i,
+            cause,
+        })?;
+        sets.push(set);
+        set_of_arm.push(sets.len());
+    }
+    let mut names: Vec<String> = design.arms.iter().map(|a| a.name.clone()).collect();
+    if design.holdout.is_some() {
+        names.push(crate::experiment::HOLDOUT.to_string());
+        set_of_arm.push(0);
+    }
+    let arms = ArmTemplates { assignment: crate::experiment::assignment(&design), set_of_arm, names };
+    Ok((base, Some((sets, arms))))
+}
+
+/// The text source of a live engine: the templates of `config` (and of the experiment's
+/// arms), the languages of `contacts`, and the LLM when `[messages.llm]` is enabled.
+pub fn message_text(config: &RunConfig, contacts: Arc<dyn ContactBook>) -> Result<Arc<TemplateText>, MessageTextError> {
+    let messages = &config.messages;
+    let (base, arms) = template_sets(config)?;
+    let mut text = TemplateText::new(base, contacts, messages.offers.clone());
+    if let Some((sets, arms)) = arms {
+        text = text.with_arms(sets, arms);
     }
     if let Some(llm) = &messages.llm {
         let env = |name: &str| {

@@ -78,9 +78,11 @@ pub struct Explained {
     pub html: String,
     /// What Telegram shows (tags removed, entities decoded).
     pub plain: String,
-    /// The buttons' labels and callback data.
+    /// The buttons (one per row).
     #[serde(skip)]
     pub buttons: Vec<Button>,
+    /// Their labels, for `gavat preview --json`.
+    pub button_labels: Vec<String>,
     /// The language written in.
     pub language: String,
     /// Why that language.
@@ -309,6 +311,7 @@ impl TemplateText {
             plain: String::new(),
             html,
             buttons: vec![Button::unsubscribe(lang.unsubscribe_label.clone())],
+            button_labels: vec![lang.unsubscribe_label.clone()],
             language: lang.language.clone(),
             language_reason,
             template: resolved.origin(message.content),
@@ -326,6 +329,7 @@ impl TemplateText {
                 let fallback = BuiltinText.compose(message, bot_name);
                 explained.plain = html::check(&fallback.html).map(|c| c.visible).unwrap_or_default();
                 explained.html = fallback.html;
+                explained.button_labels = fallback.buttons.iter().map(|b| b.label.clone()).collect();
                 explained.buttons = fallback.buttons;
             }
         }

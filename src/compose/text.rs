@@ -360,6 +360,23 @@ impl TemplateText {
     }
 }
 
+impl Drop for TemplateText {
+    /// Says once, at the end of a run, what the LLM did (when it was on).
+    fn drop(&mut self) {
+        if let Some(r) = self.llm_report() {
+            let fallbacks: Vec<String> = r.llm_fallbacks_total.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            tracing::info!(
+                llm_calls_total = r.llm_calls_total,
+                llm_variants_total = r.llm_variants_total,
+                messages_llm_total = r.messages_llm_total,
+                messages_template_total = r.messages_template_total,
+                llm_fallbacks_total = %fallbacks.join(","),
+                "LLM text personalisation summary."
+            );
+        }
+    }
+}
+
 impl TextSource for TemplateText {
     fn compose(&self, message: &OutboundMessage, bot_name: &str) -> Composed {
         let explained = self.explain(message, bot_name);

@@ -139,29 +139,28 @@ impl Template {
         if !literal.is_empty() {
             pieces.push(Piece::Html(literal));
         }
-        let skeleton: String = pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Html(h) => h.clone(),
-                Piece::Var(_) => PLACEHOLDER.to_string(),
-            })
-            .collect();
-        let checked = html::check(&skeleton)?;
-        if let Some(var) = checked.hrefs.iter().find(|h| h.contains(PLACEHOLDER)).and_then(|_| {
-            pieces.iter().find_map(|p| match p {
-                Piece::Var(v) => Some(*v),
-                Piece::Html(_) => None,
-            })
-        }) {
-            return Err(TemplateError::VariableInTag(var.as_str()));
-        }
+        // The HTML with every variable as one placeholder character: checked as it will be
+        // rendered, and every placeholder must land in the text, never inside a tag.
+        let skeleton = |only: Option<Variable>| -> String {
+            pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Html(h) => h.clone(),
+                    Piece::Var(v) if only.is_none_or(|o| o == *v) => PLACEHOLDER.to_string(),
+                    Piece::Var(_) => String::new(),
+                })
+                .collect()
+        };
+        let checked = html::check(&skeleton(None))?;
         let vars = pieces.iter().filter(|p| matches!(p, Piece::Var(_))).count();
-        if checked.visible.chars().filter(|c| *c == PLACEHOLDER).count() != vars {
-            let var = pieces.iter().find_map(|p| match p {
-                Piece::Var(v) => Some(*v),
-                Piece::Html(_) => None,
+        let in_text = |c: &html::Checked| c.visible.chars().filter(|c| *c == PLACEHOLDER).count();
+        if in_text(&checked) != vars {
+            // Name the variable at fault: the one whose placeholders are not all in the text.
+            let at_fault = Variable::ALL.into_iter().find(|v| {
+                let uses = pieces.iter().filter(|p| **p == Piece::Var(*v)).count();
+                html::check(&skeleton(Some(*v))).map_or(true, |c| in_text(&c) != uses)
             });
-            return Err(TemplateError::VariableInTag(var.map_or("?", Variable::as_str)));
+            return Err(TemplateError::VariableInTag(at_fault.map_or("?", Variable::as_str)));
         }
         let static_len = checked.len() - vars;
         if checked.visible.trim_matches(PLACEHOLDER).trim().is_empty() && vars == 0 {
@@ -330,6 +329,14 @@ mod tests {
         assert!(matches!(Template::parse("<b>x").unwrap_err(), TemplateError::Html(_)));
         assert!(matches!(Template::parse("   ").unwrap_err(), TemplateError::Empty));
         assert_eq!(Template::parse_fixed("Stop, {first_name}").unwrap_err(), TemplateError::NoVariablesHere);
+        assert_eq!(
+            Template::parse("{first_name}: <a href=\"https://x.com/?b={bot_name}\">x</a>").unwrap_err(),
+            TemplateError::VariableInTag("bot_name")
+        );
+        assert_eq!(
+            Template::parse("<code class=\"{offer}\">x</code>").unwrap_err(),
+            TemplateError::VariableInTag("offer")
+        );
     }
 
     /// Names lose control and bidi characters, are cut between graphemes, and RTL names are

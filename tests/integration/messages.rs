@@ -291,4 +291,18 @@ fn config_check_refuses_a_broken_template_with_its_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("en.toml:{line}: field NIGHT_OWL.news:")) && err.contains("blink"), "{err}");
+
+    // An experiment arm's template set is checked too; a missing one names the arm's line.
+    std::fs::write(templates.join("en.toml"), &en).unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        "name = \"wording\"\nsalt = \"w1\"\nprimary_metric = \"response_rate\"\nminimum_detectable_effect = 0.1\n\
+         [[arms]]\nname = \"control\"\nweight = 1.0\n[[arms]]\nname = \"casual\"\nweight = 1.0\ntemplates = \"casual\"\n",
+    )
+    .unwrap();
+    std::fs::write(&config, "experiment = \"exp.toml\"\n[messages]\ntemplates_dir = \"templates\"\n").unwrap();
+    let out = gavat(&["config", "check", s(&config)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exp.toml:11: field arms[1].templates:") && err.contains("casual"), "{err}");
 }

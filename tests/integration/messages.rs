@@ -306,3 +306,52 @@ fn config_check_refuses_a_broken_template_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exp.toml:11: field arms[1].templates:") && err.contains("casual"), "{err}");
 }
+
+/// `gavat preview` with `[messages.llm]` pointing at the fake server: the variant is shown
+/// as the LLM's, the key comes from the named variable and is printed nowhere, and a reply
+/// in the wrong language shows the template with the reason.
+#[test]
+fn preview_shows_an_llm_variant_or_why_not() {
+    let dir = temp_dir();
+    let db = dir.path().join("crm.db");
+    let out = gavat(&["simulate", "--users", "30", "--days", "2", "--seed", "8", "--save-state", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let user = (0..30u64)
+        .map(|u| u.to_string())
+        .find(|u| {
+            let p: serde_json::Value =
+                serde_json::from_slice(&gavat(&["preview", u, "--store", s(&db), "--json"]).stdout).unwrap();
+            !p["message"].is_null()
+        })
+        .expect("a user with a segment");
+    for (answer, expect) in [
+        (GOOD, "LLM variant"),
+        ("Merhaba {first_name}, yeni teklifin seni bekliyor, hemen bak!", "template (LLM fell back: wrong_language)"),
+    ] {
+        let server = FakeOpenAi::start(move |_, _| reply(answer));
+        let config = dir.path().join("gavat.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[messages]\noffer = \"10% off\"\n[messages.llm]\nmodel = \"fake\"\nbase_url = \"{}\"\n\
+                 api_key_env = \"GAVAT_TEST_LLM_KEY\"\ntimeout_secs = 5\n",
+                server.url
+            ),
+        )
+        .unwrap();
+        let key = "sk-preview-secret-0042";
+        let out = super::common::gavat_with_env(
+            &["preview", &user, "--store", s(&db), "--config", s(&config)],
+            &[("GAVAT_TEST_LLM_KEY", key), ("GAVAT_LOG", "debug")],
+        );
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.contains(&format!("text:      {expect}")), "{stdout}\n{stderr}");
+        assert!(!stdout.contains(key) && !stderr.contains(key), "the key leaked");
+        assert_eq!(server.requests()[0].authorization.as_deref(), Some(&*format!("Bearer {key}")));
+    }
+    // Without the key the preview refuses to pretend.
+    let out = gavat(&["preview", &user, "--store", s(&db), "--config", s(&dir.path().join("gavat.toml"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("$GAVAT_TEST_LLM_KEY is not set"));
+}

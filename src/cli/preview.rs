@@ -3,7 +3,7 @@
 //! earliest time it may go out with the rule that keeps it from going sooner. The user's
 //! state comes from the store (SQLite or Redis, as `gavat users analyze` reads it), the
 //! text from `gavat.toml`'s `[messages]` (`--config`; without one, the shipped templates)
-//! through the same [`TemplateText`] a live Telegram run sends with.
+//! through the same [`TemplateText`](crate::compose::TemplateText) a live Telegram run sends with.
 //!
 //! What it assumes, as the engine does: the governing segment's strategy chooses; a run
 //! starts each user's content rotation at the strategy's first kind and sends through the

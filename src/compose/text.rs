@@ -132,9 +132,17 @@ impl Llm {
         let personaliser = Arc::new(personaliser);
         let variants: Variants = Arc::default();
         let (jobs, inbox) = mpsc::channel::<Job>();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (p, v) = (personaliser.clone(), variants.clone());
         std::thread::Builder::new().name("gavat-llm-text".into()).spawn(move || {
+            // A runtime of its own, built and dropped on this thread: never inside the
+            // engine's. Without one, the inbox closes and every message gets the template.
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "LLM text: no runtime; every message gets its template.");
+                    return;
+                }
+            };
             // Ends when every sender is gone (the TemplateText was dropped).
             for job in inbox {
                 let outcome = runtime.block_on(p.generate(&job.request));
@@ -163,11 +171,12 @@ impl Llm {
             }
             _ => {}
         }
-        variants.insert(request.key.clone(), Variant::Pending);
-        drop(variants);
         if lock(&self.jobs).send(Job { request: request.clone(), reply: None }).is_err() {
+            variants.insert(request.key.clone(), Variant::Failed(request.at, "worker_stopped"));
+            self.personaliser.count_fallback(&request.key, "worker_stopped");
             return Err("worker_stopped");
         }
+        variants.insert(request.key.clone(), Variant::Pending);
         Err("not_ready")
     }
 

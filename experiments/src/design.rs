@@ -474,6 +474,7 @@ mod tests {
             ("send_hours.toml", include_str!("../send_hours.toml")),
             ("hot_lead_daily_limit.toml", include_str!("../hot_lead_daily_limit.toml")),
             ("learner_vs_static.toml", include_str!("../learner_vs_static.toml")),
+            ("message_wording.toml", include_str!("../message_wording.toml")),
         ] {
             let e = Experiment::from_toml_str(text, name).unwrap_or_else(|e| panic!("{e}"));
             assert!(e.arms.len() >= 2, "{name}");

@@ -416,12 +416,23 @@ mod tests {
         )]))
     }
 
-    /// Every shipped template, in every shipped language, for every segment and the group,
-    /// with hostile names, bot name and offer: valid Bot API HTML, at most 4096 characters
-    /// after entity parsing, the names escaped, the opt-out line last and the Unsubscribe
-    /// button present.
+    /// Every shipped template (the configured set and the example experiment's casual
+    /// variant), in every shipped language, for every segment and the group, with hostile
+    /// names, bot name and offer: valid Bot API HTML, at most 4096 characters after entity
+    /// parsing, the names escaped, the opt-out line last and the Unsubscribe button present.
     #[test]
     fn every_template_renders_safely_with_hostile_values() {
+        let offers = hostile_offers();
+        let casual = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/templates/casual");
+        for set in [
+            TemplateSet::shipped("en", offers.longest()).unwrap(),
+            TemplateSet::load(std::path::Path::new(casual), "en", offers.longest()).unwrap(),
+        ] {
+            renders_safely(set, offers.clone());
+        }
+    }
+
+    fn renders_safely(set: TemplateSet, offers: Offers) {
         let names = [
             "<script>alert(1)</script> & \"Bobby\"".to_string(),
             "A".repeat(5000),
@@ -430,8 +441,6 @@ mod tests {
             "{first_name}{offer}{{bot_name}}".to_string(),
             "\u{0000}\n\t".to_string(),
         ];
-        let offers = hostile_offers();
-        let set = TemplateSet::shipped("en", offers.longest()).unwrap();
         let contacts = Arc::new(MemoryContacts::new());
         let text = TemplateText::new(set.clone(), contacts.clone(), offers);
         let bot_name = format!("<i>{}</i>", "B".repeat(5000));

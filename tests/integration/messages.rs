@@ -355,3 +355,43 @@ fn preview_shows_an_llm_variant_or_why_not() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("$GAVAT_TEST_LLM_KEY is not set"));
 }
+
+/// The shipped content-variant experiment loads with its arm's template set, and its users
+/// split between the configured wording and the casual one.
+#[test]
+fn the_shipped_wording_experiment_puts_its_variant_in_force() {
+    let dir = temp_dir();
+    let experiment = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/message_wording.toml");
+    let config = dir.path().join("gavat.toml");
+    std::fs::write(&config, format!("experiment = \"{experiment}\"\n")).unwrap();
+    let out = gavat(&["config", "check", s(&config)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let db = dir.path().join("crm.db");
+    let out = gavat(&["simulate", "--users", "40", "--days", "2", "--seed", "4", "--save-state", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut casual = 0;
+    let mut control = 0;
+    for user in 0..40u64 {
+        let out = gavat(&["preview", &user.to_string(), "--store", s(&db), "--config", s(&config), "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = &p["message"];
+        if m.is_null() {
+            continue;
+        }
+        match m["arm"].as_str() {
+            Some("casual") => {
+                casual += 1;
+                assert!(m["plain"].as_str().unwrap().ends_with("Not for you? Send /stop."), "{m}");
+                assert_eq!(m["button_labels"], serde_json::json!(["Stop these messages"]));
+            }
+            Some("control") => {
+                control += 1;
+                assert!(m["plain"].as_str().unwrap().ends_with("Reply /stop to unsubscribe."), "{m}");
+            }
+            other => panic!("arm {other:?}"),
+        }
+    }
+    assert!(casual > 0 && control > 0, "casual {casual}, control {control}");
+}

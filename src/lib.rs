@@ -6,6 +6,8 @@
 //! - [`domain`]: users, groups, segments, strategies, time, messages and events.
 //! - [`config`]: strategy files → a validated [`config::StrategyBook`].
 //! - [`contacts`]: who users and groups are on Telegram (names, languages, chat ids).
+//! - [`compose`]: the text of a message — templates per language, LLM personalisation
+//!   within guardrails.
 //! - [`policy`]: the pure decision rules — caps, cooldown, quiet hours, priority, planning.
 //! - [`segmentation`]: rule-based segments with confidence.
 //! - [`llm`]: an OpenAI-compatible model consulted where the rules are unsure.
@@ -36,6 +38,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod contacts;
 pub mod decision_log;

@@ -102,6 +102,9 @@ pub struct Arm {
     /// The engine's learner re-plans this arm's strategies from its own users' outcomes
     /// (starting from the overridden ones); other arms stay fixed.
     pub learner: bool,
+    /// The message template set (a directory, relative to the experiment file) this arm's
+    /// users get instead of the configured one: content variants as arms.
+    pub templates: Option<String>,
 }
 
 /// A control group that receives nothing at all.
@@ -182,6 +185,7 @@ struct RawArm {
     overrides: BTreeMap<String, BTreeMap<String, Spanned<toml::Value>>>,
     #[serde(default)]
     learner: bool,
+    templates: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -376,7 +380,18 @@ impl RawExperiment {
                 }
                 overrides.insert(segment, values);
             }
-            arms.push(Arm { name: arm.name.into_inner(), weight, overrides, learner: arm.learner });
+            let templates = match arm.templates {
+                Some(dir) if dir.get_ref().trim().is_empty() => {
+                    return Err(src.bad_value(&dir, format!("arms[{i}].templates"), "must name a directory"));
+                }
+                Some(dir) => {
+                    let spot = Written { line: src.line(dir.span().start), text: src.written(dir.span()) };
+                    written.insert(format!("arms[{i}].templates"), spot);
+                    Some(dir.into_inner())
+                }
+                None => None,
+            };
+            arms.push(Arm { name: arm.name.into_inner(), weight, overrides, learner: arm.learner, templates });
         }
         let holdout = match &self.holdout {
             Some(h) => {
@@ -459,6 +474,7 @@ mod tests {
             ("send_hours.toml", include_str!("../send_hours.toml")),
             ("hot_lead_daily_limit.toml", include_str!("../hot_lead_daily_limit.toml")),
             ("learner_vs_static.toml", include_str!("../learner_vs_static.toml")),
+            ("message_wording.toml", include_str!("../message_wording.toml")),
         ] {
             let e = Experiment::from_toml_str(text, name).unwrap_or_else(|e| panic!("{e}"));
             assert!(e.arms.len() >= 2, "{name}");

@@ -47,11 +47,15 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     if let Some(path) = &config.learner {
         LearnerSettings::from_path(path).map_err(CliError::usage)?;
     }
+    crate::compose::check_messages(&config).map_err(CliError::usage)?;
     println!("{}: valid", args.file.display());
     println!("{config}");
     let mut secrets: Vec<&str> = config.bots.iter().map(|b| b.token_env.as_str()).collect();
     if let TransportConfig::Webhook { secret_env, .. } = &config.transport {
         secrets.push(secret_env);
+    }
+    if let Some(llm) = &config.messages.llm {
+        secrets.push(&llm.api_key_env);
     }
     for name in secrets {
         if std::env::var_os(name).is_none() {

@@ -64,6 +64,14 @@ impl StoreArg {
         Ok((store, now))
     }
 
+    /// The store's contact book (names, languages, bots): read-only for SQLite.
+    pub(super) fn contacts(&self) -> Result<std::sync::Arc<dyn crate::contacts::ContactBook>, CliError> {
+        Ok(match &self.store {
+            StoreUrl::Sqlite(path) => std::sync::Arc::new(SqliteStore::open_read_only(path).map_err(CliError::usage)?),
+            StoreUrl::Redis(url) => std::sync::Arc::new(self.open_redis(url)?),
+        })
+    }
+
     /// Opens the store for `gavat strategy rollback` (SQLite for writing).
     pub(super) fn open_for_rollback(&self) -> Result<(Box<dyn StrategyRollback>, Timestamp), CliError> {
         self.open_as(true)

@@ -8,6 +8,7 @@ pub mod events;
 pub mod experiment;
 pub mod import;
 pub mod llm_args;
+pub mod preview;
 pub mod run;
 pub mod segment;
 pub mod simulate;
@@ -72,6 +73,9 @@ pub enum Command {
     /// The send/response log of a CRM store, as the JSON lines of `simulate --events`.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// The next message a user would get: text, language and why, segment, template or
+    /// LLM, bot, and the earliest time with the rule that keeps it from going sooner.
+    Preview(preview::PreviewArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -127,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Strategy(command) => strategy::run(command),
         Command::Import(command) => import::run(command),
         Command::Events(command) => events::run(command),
+        Command::Preview(args) => preview::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,7 @@ struct FileConfig {
     http: Option<HttpSection>,
     #[serde(default)]
     bots: Vec<BotSection>,
+    messages: Option<crate::compose::MessagesSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +175,8 @@ pub struct RunConfig {
     pub redis_prefix: String,
     /// Telegram updates, when they are read (`None`: `inbound = "off"` or not set).
     pub telegram_inbound: Option<TelegramInboundConfig>,
+    /// The text of messages: templates, languages, offer, LLM (`[messages]`).
+    pub messages: crate::compose::MessagesConfig,
 }
 
 impl Default for RunConfig {
@@ -193,6 +196,7 @@ impl Default for RunConfig {
             threads: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
             telegram_inbound: None,
+            messages: crate::compose::MessagesConfig::default(),
         }
     }
 }
@@ -330,6 +334,9 @@ impl RunConfig {
         config.learn = file.learn.unwrap_or(true);
         if let Some(dir) = file.log_dir {
             config.log_dir = resolve(dir);
+        }
+        if let Some(messages) = file.messages {
+            config.messages = crate::compose::MessagesConfig::from_section(messages, resolve, origin, text)?;
         }
         Ok(config)
     }
@@ -560,6 +567,7 @@ impl fmt::Display for RunConfig {
         if let Some(e) = &self.experiment {
             writeln!(f, "experiment: {}", e.display())?;
         }
+        writeln!(f, "messages:   {}", self.messages.summary())?;
         match self.listen {
             Some(addr) => writeln!(f, "http:       {addr}")?,
             None => writeln!(f, "http:       off")?,

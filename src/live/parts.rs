@@ -10,7 +10,7 @@ use crate::contacts::ContactBook;
 use crate::ledger::{CapLedger, LedgerError, Recovery, RedisLedger, SqliteLedger};
 use crate::policy::CapState;
 use crate::store::{RedisStore, SqliteStore, Store, StoreError, StoreUrl, UserRepository, UserState};
-use crate::transport::telegram::{Bot, BotToken, BuiltinText, TelegramOptions, TelegramSender, TextSource};
+use crate::transport::telegram::{Bot, BotToken, TelegramOptions, TelegramSender, TextSource};
 use crate::transport::{DryRunSender, OutboxError, Sender, WebhookSender};
 
 use super::config::{RunConfig, TransportConfig};
@@ -143,9 +143,12 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
     Ok(LiveParts { store, users_at, ledger, sender, contacts, send_timeout, users, recovered })
 }
 
-/// The text of Telegram messages: the built-in sentences (templates plug in here).
-fn telegram_text() -> Arc<dyn TextSource> {
-    Arc::new(BuiltinText)
+/// The text of Telegram messages: the templates of `[messages]` in each user's language
+/// (docs/messages.md), personalised by the LLM where `[messages.llm]` says so.
+fn telegram_text(config: &RunConfig, contacts: Arc<dyn ContactBook>) -> Result<Arc<dyn TextSource>, LiveError> {
+    let text =
+        crate::compose::message_text(config, contacts).map_err(|e| LiveError::Transport(format!("messages: {e}")))?;
+    Ok(text)
 }
 
 /// The Telegram transport's options as `config` sets them (`None` for another transport).
@@ -175,7 +178,8 @@ fn telegram_sender(config: &RunConfig, contacts: Arc<dyn ContactBook>) -> Result
             Ok(Bot { name: bot.name.clone(), token })
         })
         .collect::<Result<Vec<Bot>, LiveError>>()?;
-    TelegramSender::new(bots, options, telegram_text(), contacts).map_err(|e| LiveError::Transport(e.to_string()))
+    let text = telegram_text(config, contacts.clone())?;
+    TelegramSender::new(bots, options, text, contacts).map_err(|e| LiveError::Transport(e.to_string()))
 }
 
 /// The stricter of two records of one user's sends: the one with the later last send (on

@@ -23,6 +23,7 @@ mod live_experiment;
 mod live_redis;
 mod live_run;
 mod llm;
+mod messages;
 mod redis_faults;
 mod redis_ledger;
 mod redis_server;

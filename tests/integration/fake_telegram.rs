@@ -139,6 +139,12 @@ impl FakeBotApi {
         seen.sort_by_key(|s| s.at);
         seen
     }
+
+    /// The `sendMessage` requests only, in the order they arrived (a run also polls
+    /// `getUpdates`).
+    pub fn sends(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path.ends_with("/sendMessage")).collect()
+    }
 }
 
 /// Serves one keep-alive connection until the client closes it.

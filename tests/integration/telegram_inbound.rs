@@ -258,7 +258,7 @@ fn updates_by_polling_drive_the_running_engine() -> TestResult {
     assert_eq!(sql_i64(&db, &format!("SELECT opted_out FROM users WHERE id = {A}"))?, 0, "A came back");
     assert_eq!(sql_i64(&db, &format!("SELECT opted_out FROM users WHERE id = {B}"))?, 1);
     assert_eq!(sql_i64(&db, &format!("SELECT opted_out FROM ledger_users WHERE user_id = {A}"))?, 0);
-    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM telegram_contacts WHERE language_code = 'tr'")?, 4);
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contacts WHERE language_code = 'tr'")?, 4);
 
     // Meanwhile D sends /stop; the restarted run picks it up, and only it.
     let polls_before = fake.calls("getUpdates").len();

@@ -518,7 +518,7 @@ impl Engine {
             if let Some(memory) = &memory_ledgers[shard]
                 && stored != crate::policy::CapState::default()
             {
-                memory.seed_user(profile.id, crate::ledger::LedgerUser { counted: stored, pending: Vec::new() });
+                memory.seed_user(profile.id, crate::ledger::LedgerUser { counted: stored, ..Default::default() });
             }
             let mut entity = UserEntity::new(index as u32, profile, rng, name).with_caps(stored);
             if let Some((at, token)) = entity.first_plan(&cx, start, &books[usize::from(arm)]) {

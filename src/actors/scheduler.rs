@@ -9,6 +9,13 @@
 //!   then the sync item is handled, then the shards go on.
 //! - A group post's rounds (book, reserve, settle, release) ask the member shards at once
 //!   and read the answers in the group's member order.
+//!
+//! Group posts: a group is posted to under its own caps (daily limit, cooldown, allowed
+//! hours in the group's time zone) and Telegram's posts per minute. A post is not a direct
+//! message to each member: members answer for their **exposure** only — group posts seen
+//! in their local day, over all groups, at most [`GroupPolicy::exposure_limit`] — and a
+//! member at the limit holds the post until their next local day; opted-out members are
+//! absent, never a reason to hold it. Members' direct caps and quiet hours play no part.
 //! - Outcomes are recorded in shard order, window by window; every statistic built from them
 //!   is an integer count, so nothing depends on that order but the audit's per-user history,
 //!   which follows each user's own order. Log entries of a window are written sorted by
@@ -56,7 +63,14 @@ pub struct GroupPolicy {
     pub posts_per_minute: u32,
     /// How long after a post (or a held-back one) the next is considered, seconds.
     pub interval_secs: i64,
+    /// Group posts one member may see per local day, over all groups (the member-exposure
+    /// limit; default [`DEFAULT_EXPOSURE_LIMIT`]).
+    pub exposure_limit: u32,
 }
+
+/// The member-exposure limit unless configured: at most 3 group posts a member sees per
+/// local day, over all groups.
+pub const DEFAULT_EXPOSURE_LIMIT: u32 = 3;
 
 #[derive(Debug)]
 struct GroupState {
@@ -123,6 +137,9 @@ pub struct SchedulerSummary {
     pub group_posts: u64,
     /// Group posts held back, by reason (a member at a cap, the platform's rate limit).
     pub group_posts_held: BTreeMap<SuppressReason, u64>,
+    /// The most group posts one member saw on one local day (from the audit; at most the
+    /// group policy's exposure limit).
+    pub max_exposure: u32,
     /// Cap violations found by the independent audit (must be 0).
     pub cap_violations: u64,
     /// The first violations, described.
@@ -565,6 +582,10 @@ impl Scheduler {
 
     fn record(&mut self, outcome: Outcome) {
         match outcome.kind {
+            OutcomeKind::Sent { offset, via_group: true, .. } => {
+                let limit = self.group_policy.map_or(DEFAULT_EXPOSURE_LIMIT, |p| p.exposure_limit);
+                self.audit.check_share(outcome.index, outcome.at, offset, limit);
+            }
             OutcomeKind::Sent { caps, offset, .. } => self.audit.check_send(outcome.index, outcome.at, caps, offset),
             OutcomeKind::OptOut => self.audit.record_opt_out(outcome.index, outcome.at),
             _ => {}
@@ -706,6 +727,7 @@ impl Scheduler {
         self.flush_outcomes();
         let now = self.clock.now();
         self.summary.cap_violations = self.audit.violations();
+        self.summary.max_exposure = self.audit.max_exposure();
         self.summary.violation_examples = self.audit.examples().to_vec();
         self.summary.ended_at = match self.horizon {
             Some(h) if now >= h => h,
@@ -742,6 +764,7 @@ impl Scheduler {
         phase: GroupPhase,
     ) -> Vec<(UserIndex, SlotAnswer)> {
         let gid = self.groups[group].profile.id;
+        let exposure_limit = self.group_policy.map_or(DEFAULT_EXPOSURE_LIMIT, |p| p.exposure_limit);
         let mut per_shard: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.shards.len()];
         for (position, &member) in members.iter().enumerate() {
             let Some((shard, local)) = self.placement.of(member) else { continue };
@@ -751,7 +774,7 @@ impl Scheduler {
         let mut which = Vec::new();
         for (s, members_here) in per_shard.into_iter().enumerate() {
             if !members_here.is_empty() {
-                let ask = GroupRound { at, post, group: gid, phase, members: members_here };
+                let ask = GroupRound { at, post, group: gid, phase, exposure_limit, members: members_here };
                 asked.push(self.shards[s].send(ask));
                 which.push(s);
             }
@@ -869,8 +892,8 @@ impl Scheduler {
         let result = Self::tally(answers);
         let flight = PostInFlight { group, post, at, granted: result.granted };
         if result.refused.is_some() || flight.granted.is_empty() {
-            if result.refused.is_some() {
-                self.suppressed_group_post(SuppressReason::MemberCap);
+            if let Some(reason) = result.refused {
+                self.suppressed_group_post(reason);
             }
             self.settle(&flight, None).await;
             let retry = match result.retry_at {
@@ -918,6 +941,10 @@ impl Scheduler {
     /// A group post went out (or may have): it counts against the group's own caps and
     /// Telegram's per-minute window.
     fn count_group_post(&mut self, flight: &PostInFlight) {
+        if let Some(policy) = self.group_policy {
+            let g = &self.groups[flight.group];
+            self.audit.check_group_post(flight.group, flight.at, policy.caps, g.profile.utc_offset);
+        }
         let g = &mut self.groups[flight.group];
         g.caps_state.record_send(flight.at, g.profile.utc_offset);
         g.posts += 1;
@@ -1076,6 +1103,7 @@ mod tests {
                 optimal_hours: HourMask::window(12, 14),
                 posts_per_minute: 20,
                 interval_secs: 12 * HOUR,
+                exposure_limit: DEFAULT_EXPOSURE_LIMIT,
             };
             let scheduler = Scheduler::new(SchedulerParts {
                 clock,

@@ -53,7 +53,7 @@ use super::shard::{DrainSends, GroupPhase, GroupRound, Placement, RunUntil, Shar
 const OUTCOME_BATCH: usize = 4_096;
 
 /// The caps and cadence of group posts (from the scenario or the live configuration).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupPolicy {
     /// The group's own caps, in the group's local time.
     pub caps: Caps,
@@ -223,6 +223,8 @@ pub struct SchedulerParts {
     /// Strategies put in force from outside (an operator's rollback in the store of a
     /// running engine), applied like the learner's.
     pub strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    /// Members joining or leaving groups while the engine runs.
+    pub group_updates: Option<mpsc::UnboundedReceiver<crate::store::MembershipChanged>>,
     /// The arm names, recorded on sends (empty without an experiment).
     pub arm_names: Vec<Arc<str>>,
     /// The arm of a user who joins (`None`: arm 0, which is only right without an
@@ -283,6 +285,7 @@ pub struct Scheduler {
     learn_outstanding: Vec<bool>,
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
     strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    group_updates: Option<mpsc::UnboundedReceiver<crate::store::MembershipChanged>>,
     arm_names: Vec<Arc<str>>,
     arm_of_joining: Option<ArmOfJoining>,
 }
@@ -353,6 +356,7 @@ impl Scheduler {
             learn_outstanding: vec![false; arms],
             arrivals: parts.arrivals,
             strategy_updates: parts.strategy_updates,
+            group_updates: parts.group_updates,
             arm_names: parts.arm_names,
             arm_of_joining: parts.arm_of_joining,
         }
@@ -386,6 +390,9 @@ impl Scheduler {
             }
             while let Some((arm, update)) = self.strategy_updates.as_mut().and_then(|u| u.try_recv().ok()) {
                 self.apply_external(arm, update);
+            }
+            while let Some(change) = self.group_updates.as_mut().and_then(|u| u.try_recv().ok()) {
+                self.change_membership(change).await;
             }
             let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
             let target = sync.or(self.horizon);
@@ -423,6 +430,12 @@ impl Scheduler {
                                 None => std::future::pending().await,
                             }
                         } => self.add_user(profile).await,
+                        Some(change) = async {
+                            match self.group_updates.as_mut() {
+                                Some(updates) => updates.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        } => self.change_membership(change).await,
                         () = async { if let Some(s) = sleep { s.await } else { std::future::pending().await } } => {}
                     }
                     continue;
@@ -478,6 +491,45 @@ impl Scheduler {
                 self.shard_due[shard] = [self.shard_due[shard], next_due].into_iter().flatten().min();
             }
             Err(e) => tracing::error!(shard, error = %e, "A shard stopped; a joining user was not placed."),
+        }
+    }
+
+    /// A member joined or left a group. A join of a user the engine does not know (not yet
+    /// joined itself) or to a group it does not post to is logged and dropped; a member who
+    /// leaves gives up their booking of the group's next post. A group that had no members
+    /// is planned again with its first.
+    async fn change_membership(&mut self, change: crate::store::MembershipChanged) {
+        let Some(group) = self.groups.iter().position(|g| g.profile.id == change.group) else {
+            tracing::warn!(group = change.group.0, user = %change.user, "Membership change for a group the engine does not post to; dropped.");
+            return;
+        };
+        let Some((member, ..)) = self.placement.find(change.user) else {
+            tracing::warn!(group = change.group.0, user = %change.user, "Membership change for a user the engine does not know; dropped.");
+            return;
+        };
+        let g = &mut self.groups[group];
+        let known = g.members.contains(&member);
+        match (change.joined, known) {
+            (true, false) => {
+                let was_empty = g.members.is_empty();
+                g.members.push(member);
+                if let Err(at) = g.profile.members.binary_search(&change.user) {
+                    g.profile.members.insert(at, change.user);
+                }
+                if was_empty && g.booking.is_none() {
+                    let now = self.clock.now();
+                    self.plan_group(group, now).await;
+                }
+            }
+            (false, true) => {
+                g.members.retain(|m| *m != member);
+                g.profile.members.retain(|u| *u != change.user);
+                if let Some((post, _)) = g.booking {
+                    let now = self.clock.now();
+                    self.round(&[member], now, post, group, GroupPhase::Release).await;
+                }
+            }
+            _ => {} // already so
         }
     }
 
@@ -1127,6 +1179,7 @@ mod tests {
                 progress: None,
                 arrivals: None,
                 strategy_updates: None,
+                group_updates: None,
                 arm_names: Vec::new(),
                 arm_of_joining: None,
                 run_nonce: 1,

@@ -46,6 +46,7 @@ struct FileConfig {
     http: Option<HttpSection>,
     #[serde(default)]
     bots: Vec<BotSection>,
+    groups: Option<super::groups::GroupsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +131,8 @@ pub struct RunConfig {
     pub threads: Option<usize>,
     /// The prefix of every Redis key (several deployments can share one server).
     pub redis_prefix: String,
+    /// How the store's groups are posted to (`[groups]`; see docs/configuration.md).
+    pub groups: crate::actors::scheduler::GroupPolicy,
 }
 
 impl Default for RunConfig {
@@ -148,6 +151,7 @@ impl Default for RunConfig {
             log_dir: PathBuf::from("logs"),
             threads: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
+            groups: super::groups::default_group_policy(),
         }
     }
 }
@@ -250,6 +254,8 @@ impl RunConfig {
             check_redis_prefix(&prefix).map_err(|m| invalid("redis_prefix", m))?;
             config.redis_prefix = prefix;
         }
+        config.groups =
+            super::groups::group_policy(file.groups).map_err(|e| SettingsFileError::invalid(origin, text, e))?;
         config.strategies = file.strategies.map(resolve);
         config.rules = file.rules.map(resolve);
         config.learner = file.learner.map(resolve);
@@ -323,6 +329,13 @@ impl fmt::Display for RunConfig {
         if let Some(e) = &self.experiment {
             writeln!(f, "experiment: {}", e.display())?;
         }
+        let g = &self.groups;
+        writeln!(
+            f,
+            "groups:     {} posts a group local day, cooldown {} s, hours {} (group's time), {} posts/min, each \
+             member sees at most {} group posts a local day",
+            g.caps.daily_limit, g.caps.cooldown_secs, g.caps.allowed_hours, g.posts_per_minute, g.exposure_limit
+        )?;
         match self.listen {
             Some(addr) => writeln!(f, "http:       {addr}")?,
             None => writeln!(f, "http:       off")?,

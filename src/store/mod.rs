@@ -14,6 +14,7 @@
 //! through [`StrategyRollback`]), which both [`SqliteStore`] and [`RedisStore`] implement.
 
 mod crm;
+mod groups;
 mod jsonl;
 mod memory;
 mod read_back;
@@ -42,6 +43,7 @@ use crate::segmentation::Explained;
 
 pub use self::redis::RedisStore;
 pub use crm::{CrmReader, SegmentMember, StrategyRollback};
+pub use groups::{GroupRecord, GroupStore, MembershipChanged};
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use redis_stream::GroupRead;

@@ -67,8 +67,8 @@ def main(path, exposure_limit=3):
             if broken:
                 violations.append(f"{path}:{n}: user {user}: {', '.join(broken)}")
     most = max(shares_by_day.values(), default=0)
-    print(f"{sends} sends checked, {shares} group post shares checked (at most {most} a member a local day), "
-          f"{len(violations)} violations")
+    print(f"{sends} sends checked, {len(violations)} violations, "
+          f"{shares} group post shares checked (at most {most} a member a local day)")
     for v in violations[:20]:
         print(v)
     return 1 if violations else 0

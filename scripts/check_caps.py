@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
 """Re-check every cap from a `gavat simulate --events FILE` log (schema: docs/events.md).
 
-Usage: python3 scripts/check_caps.py events.jsonl
+Usage: python3 scripts/check_caps.py events.jsonl [--exposure-limit N]
 
-Checks, per user and using only the file: no send after an opt-out; the local hour of each
-send is in its allowed hours; sends per local day within the daily limit; the gap to the
-previous send at least the cooldown; send days at least `period_days` apart. Exits 1 and
-lists the first violations if any.
+Checks, per user and using only the file, for direct messages (sends without a group): no
+send after an opt-out; the local hour of each send is in its allowed hours; sends per local
+day within the daily limit; the gap to the previous send at least the cooldown; send days at
+least `period_days` apart. A member's share of a group post (a send with a `group`) is not
+a direct message: it is checked only against the member-exposure limit — at most N group
+posts seen per local day, over all groups (default 3, the engine's default; pass the
+run's `member_exposure_limit` if it differs) — and never counts toward the direct caps.
+Exits 1 and lists the first violations if any.
 """
 import json
 import sys
 from collections import defaultdict
 
 
-def main(path):
+def main(path, exposure_limit=3):
     sends_by_day = defaultdict(int)
+    shares_by_day = defaultdict(int)
+    shares = 0
     last = {}
     last_day = {}
     opted_out = set()
@@ -34,6 +40,15 @@ def main(path):
                 continue
             if e["kind"] != "send":
                 continue
+            if e.get("group") is not None:
+                shares += 1
+                shares_by_day[(user, day)] += 1
+                if shares_by_day[(user, day)] > exposure_limit:
+                    violations.append(
+                        f"{path}:{n}: user {user}: {shares_by_day[(user, day)]} group posts in a local day, "
+                        f"exposure limit {exposure_limit}"
+                    )
+                continue
             sends += 1
             caps = e["caps"]
             broken = []
@@ -51,13 +66,20 @@ def main(path):
             last[user], last_day[user] = at, day
             if broken:
                 violations.append(f"{path}:{n}: user {user}: {', '.join(broken)}")
-    print(f"{sends} sends checked, {len(violations)} violations")
+    most = max(shares_by_day.values(), default=0)
+    print(f"{sends} sends checked, {len(violations)} violations, "
+          f"{shares} group post shares checked (at most {most} a member a local day)")
     for v in violations[:20]:
         print(v)
     return 1 if violations else 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    limit = 3
+    if len(args) == 3 and args[1] == "--exposure-limit" and args[2].isdigit():
+        limit = int(args[2])
+        args = args[:1]
+    if len(args) != 1:
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(args[0], limit))

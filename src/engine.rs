@@ -41,6 +41,18 @@ pub fn user_arrivals() -> (tokio::sync::mpsc::UnboundedSender<UserProfile>, User
     tokio::sync::mpsc::unbounded_channel()
 }
 
+/// Where group membership changes arrive (the receiving end).
+pub type GroupUpdates = tokio::sync::mpsc::UnboundedReceiver<crate::store::MembershipChanged>;
+
+/// A channel for members joining or leaving groups while the engine runs: send changes into
+/// the first half (after writing them to the store: [`crate::store::GroupStore`]), give the
+/// second to [`EngineBuilder::group_updates`]. A change takes effect between two windows of
+/// work, like a user joining: a member who joined may see the group's next post (within
+/// their exposure), one who left is not asked again.
+pub fn group_updates() -> (tokio::sync::mpsc::UnboundedSender<crate::store::MembershipChanged>, GroupUpdates) {
+    tokio::sync::mpsc::unbounded_channel()
+}
+
 /// The machine's cores: the default number of shard threads.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -152,6 +164,7 @@ pub struct EngineBuilder {
     threads: Option<usize>,
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
+    group_updates: Option<GroupUpdates>,
     run_nonce: Option<u64>,
     outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
     strategy_updates: Option<StrategyUpdates>,
@@ -275,6 +288,12 @@ impl EngineBuilder {
         self.arrivals = Some(arrivals);
         self
     }
+    /// Members joining or leaving groups while the engine runs arrive here; see
+    /// [`group_updates`].
+    pub fn group_updates(mut self, updates: GroupUpdates) -> Self {
+        self.group_updates = Some(updates);
+        self
+    }
     /// What makes this run's message ids differ from every other run's (default: the seed
     /// and the start time, which is what a deterministic simulation needs). A live engine
     /// passes a fresh random value per process, so that two instances on one ledger —
@@ -354,6 +373,7 @@ impl EngineBuilder {
             threads: self.threads.unwrap_or_else(default_threads),
             ledger: self.ledger,
             arrivals: self.arrivals,
+            group_updates: self.group_updates,
             run_nonce: self.run_nonce,
             outcome_listeners: self.outcome_listeners,
             strategy_updates: self.strategy_updates,
@@ -386,6 +406,7 @@ pub struct Engine {
     threads: usize,
     ledger: Option<Arc<dyn CapLedger>>,
     arrivals: Option<UserArrivals>,
+    group_updates: Option<GroupUpdates>,
     run_nonce: Option<u64>,
     outcome_listeners: Vec<Recipient<OutcomesRecorded>>,
     strategy_updates: Option<StrategyUpdates>,
@@ -518,7 +539,7 @@ impl Engine {
             if let Some(memory) = &memory_ledgers[shard]
                 && stored != crate::policy::CapState::default()
             {
-                memory.seed_user(profile.id, crate::ledger::LedgerUser { counted: stored, pending: Vec::new() });
+                memory.seed_user(profile.id, crate::ledger::LedgerUser { counted: stored, ..Default::default() });
             }
             let mut entity = UserEntity::new(index as u32, profile, rng, name).with_caps(stored);
             if let Some((at, token)) = entity.first_plan(&cx, start, &books[usize::from(arm)]) {
@@ -601,6 +622,7 @@ impl Engine {
             progress: self.progress,
             arrivals: self.arrivals,
             strategy_updates: self.strategy_updates,
+            group_updates: self.group_updates,
             arm_names: arm_names.clone(),
             arm_of_joining,
         });

@@ -234,6 +234,11 @@ pub struct SimulationReport {
     pub group_posts_held: BTreeMap<&'static str, u64>,
     /// What the simulated Telegram did: its limits and 429s.
     pub telegram: TelegramStats,
+    /// The most group posts one member saw on one local day (over all groups), and the
+    /// limit it is held to.
+    pub max_group_posts_seen_per_day: u32,
+    /// The member-exposure limit of the run.
+    pub member_exposure_limit: u32,
     /// Sends that broke a cap, found by the independent audit. Must be 0.
     pub cap_violations: u64,
     /// The first violations, described (empty when there are none).
@@ -313,6 +318,7 @@ pub fn group_policy(scenario: &Scenario) -> GroupPolicy {
         optimal_hours: parse_hours("12-14,18-20").unwrap_or_default(),
         posts_per_minute: scenario.group_posts_per_minute(),
         interval_secs: scenario.group_post_interval_secs(),
+        exposure_limit: scenario.group_member_exposure_limit(),
     }
 }
 
@@ -612,6 +618,8 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         group_posts: r.scheduler.group_posts,
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
         telegram: TelegramStats::default(),
+        max_group_posts_seen_per_day: r.scheduler.max_exposure,
+        member_exposure_limit: plan.scenario.group_member_exposure_limit(),
         cap_violations: r.scheduler.cap_violations,
         cap_violation_examples: r.scheduler.violation_examples.clone(),
         strategy_changes: r.scheduler.strategy_changes.clone(),
@@ -698,6 +706,11 @@ impl SimulationReport {
             self.group_posts,
             self.total.sent_via_group,
             if held.is_empty() { "none".to_string() } else { held.join(", ") }
+        );
+        let _ = writeln!(
+            out,
+            "group exposure:    at most {} group posts seen by one member in a local day (limit {})",
+            self.max_group_posts_seen_per_day, self.member_exposure_limit
         );
         let failed: Vec<String> = self.total.failed.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(

@@ -222,6 +222,16 @@ pub struct GroupParams {
     pub cooldown_hours: f64,
     /// How often a post to a group is considered, hours.
     pub post_interval_hours: f64,
+    /// Group posts one member may see per local day, over all groups (the member-exposure
+    /// limit; a group post is not a direct message and does not count against the member's
+    /// direct caps). Optional, default 3.
+    #[serde(default = "default_member_exposure_limit")]
+    pub member_exposure_limit: u32,
+}
+
+/// At most 3 group posts a member sees per local day, unless the scenario says otherwise.
+fn default_member_exposure_limit() -> u32 {
+    3
 }
 
 /// Telegram as the simulated transport models it: our sender's limits (as in a live run)
@@ -415,6 +425,7 @@ impl Scenario {
         count("groups.daily_limit".into(), g.daily_limit, 0, 24)?;
         within("groups.cooldown_hours".into(), g.cooldown_hours, 0.0, 720.0)?;
         within("groups.post_interval_hours".into(), g.post_interval_hours, 1.0, 720.0)?;
+        count("groups.member_exposure_limit".into(), g.member_exposure_limit, 0, 100)?;
         let t = &self.telegram;
         // Our limits may be set lower than Telegram's, never higher (as in gavat.toml).
         count("telegram.per_bot_per_second".into(), t.per_bot_per_second, 1, 30)?;
@@ -438,6 +449,11 @@ impl Scenario {
     /// Least seconds between two posts to one group.
     pub fn group_cooldown_secs(&self) -> i64 {
         (self.groups.cooldown_hours * 3_600.0).round() as i64
+    }
+
+    /// Group posts one member may see per local day, over all groups.
+    pub fn group_member_exposure_limit(&self) -> u32 {
+        self.groups.member_exposure_limit
     }
 
     /// How often a post to a group is considered, seconds.
@@ -628,6 +644,7 @@ mod tests {
             daily_limit: if high { 24 } else { 0 },
             cooldown_hours: pick(0.0, 720.0),
             post_interval_hours: pick(1.0, 720.0),
+            member_exposure_limit: if high { 100 } else { 0 },
         };
         s
     }

@@ -1,6 +1,15 @@
 //! `UserEntity`: one user's state and behaviour — profile, segments, cap counters
-//! (cooldown, the count of the user's *local* day, frequency), pending group bookings and
-//! reservations, a send in flight, opt-out — and the plan of the user's next send.
+//! (cooldown, the count of the user's *local* day, frequency), exposure to group posts
+//! (counted, booked and reserved), a send in flight, opt-out — and the plan of the user's
+//! next send.
+//!
+//! A group post is not a direct message to each member. A member's share of one is checked
+//! and counted against the member's **exposure** — group posts seen in the member's local
+//! day, over all groups, at most the group policy's `exposure_limit` — and never against the
+//! direct caps, which group posts neither check nor move; nor do the member's quiet hours
+//! apply (the group's own allowed hours, in the group's time zone, govern the post). An
+//! opted-out member is *absent*: not counted, and never a reason to hold a post (they chose
+//! to stay in the group).
 //!
 //! An entity is not an actor: it lives inside the [`UserShard`](super::shard::UserShard)
 //! that hosts it, which calls one method per piece of work, in the shard's time order, and
@@ -23,11 +32,8 @@ use crate::domain::{
     BotId, Caps, Destination, GroupId, InboundEvent, InboundKind, OutboundMessage, Segment, SegmentSet, SendOutcome,
     Timestamp, UserProfile,
 };
-use crate::ledger::{CapLedger, Counted, LedgerError, MessageId, Reservation, Reserved};
-use crate::policy::{
-    CapState, Decision, SuppressReason, caps_for, decide, earliest_allowed, governing_segment, plan_next_send,
-    sends_fit,
-};
+use crate::ledger::{CapLedger, Counted, Exposure, LedgerError, MessageId, Reservation, Reserved, ShareReservation};
+use crate::policy::{CapState, Decision, SuppressReason, caps_for, decide, governing_segment, plan_next_send};
 use crate::segmentation::{self, SegmentationRules};
 use crate::store::{LogEntry, LogKind, UserRecord};
 use crate::transport::{Delivered, FailureKind, SendFuture, Sender, TransportError};
@@ -125,11 +131,13 @@ pub struct UserEntity {
     profile: UserProfile,
     segments: SegmentSet,
     caps_state: CapState,
-    /// Group posts booked ahead: `(post, slot)`. Direct sends must leave each slot valid.
+    /// Group posts counted as seen, by local day.
+    exposure: Exposure,
+    /// Group posts booked ahead: `(post, slot)`. Each holds a place in the exposure of the
+    /// slot's local day until the post is reserved or the booking released.
     bookings: Vec<(u64, Timestamp)>,
-    /// Group slots granted and not yet settled, all at `reserved_at`.
-    reserved: u32,
-    reserved_at: Timestamp,
+    /// Group posts granted and not yet settled: `(post, at)`.
+    reserved: Vec<(u64, Timestamp)>,
     /// A direct send handed to a transport that has not answered yet, and when it went
     /// out: it counts against every cap until it settles.
     in_flight: Option<Timestamp>,
@@ -164,9 +172,9 @@ impl UserEntity {
             profile,
             segments: SegmentSet::default(),
             caps_state: CapState::default(),
+            exposure: Exposure::default(),
             bookings: Vec::new(),
-            reserved: 0,
-            reserved_at: Timestamp::default(),
+            reserved: Vec::new(),
             in_flight: None,
             wake_token: 0,
             planned: None,
@@ -224,41 +232,33 @@ impl UserEntity {
         changed
     }
 
-    /// Cap counters including granted-but-unsettled group slots and a send in flight.
+    /// Cap counters including a direct send in flight (group posts never count here).
     fn effective_state(&self) -> CapState {
         let mut state = self.caps_state;
         if let Some(at) = self.in_flight {
             state.record_send(at, self.profile.utc_offset);
         }
-        for _ in 0..self.reserved {
-            state.record_send(self.reserved_at, self.profile.utc_offset);
-        }
         state
     }
 
-    /// Whether a send at `extra` (if any) and every booked slot fit the caps together;
-    /// `None` if they do, else the rule that would break.
-    fn booking_conflict(&self, caps: &Caps, extra: Option<Timestamp>) -> Option<SuppressReason> {
-        if self.bookings.is_empty() {
-            return None;
-        }
-        let mut times: Vec<Timestamp> = self.bookings.iter().map(|(_, slot)| *slot).chain(extra).collect();
-        sends_fit(&self.effective_state(), caps, self.profile.utc_offset, &mut times)
+    /// Group posts the user has seen, will see (reserved) or holds a place for (booked) on
+    /// the local day of `at`.
+    fn exposure_on(&self, at: Timestamp) -> u32 {
+        let offset = self.profile.utc_offset;
+        let day = at.local_day(offset);
+        let held = self.reserved.iter().chain(&self.bookings).filter(|(_, t)| t.local_day(offset) == day).count();
+        self.exposure.seen_on(day) + held as u32
     }
 
-    /// Cap counters as if every booked slot had been used.
-    fn state_after_bookings(&self) -> (CapState, Option<Timestamp>) {
-        let mut state = self.effective_state();
-        let mut slots: Vec<Timestamp> = self.bookings.iter().map(|(_, slot)| *slot).collect();
-        slots.sort_unstable();
-        for slot in &slots {
-            state.record_send(*slot, self.profile.utc_offset);
-        }
-        (state, slots.last().copied())
+    /// The answer of a member whose exposure on the day of `at` is full: not before the
+    /// member's next local day.
+    fn exposure_full(&self, at: Timestamp) -> SlotAnswer {
+        let offset = self.profile.utc_offset;
+        let next_day = Timestamp::start_of_local_day(at.local_day(offset) + 1, offset);
+        SlotAnswer::Refused { reason: SuppressReason::ExposureLimit, not_before: Some(next_day) }
     }
 
     /// Plans the next send at or after `not_before`; a new token supersedes older plans.
-    /// A time that would crowd a booked group slot moves past the bookings.
     fn plan(&mut self, not_before: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
         if self.caps_state.opted_out || self.undeliverable || self.in_flight.is_some() {
             self.planned = None;
@@ -268,12 +268,7 @@ impl UserEntity {
         let optimal = governing_segment(&self.segments, book).map(|s| book.get(s).optimal_hours).unwrap_or_default();
         let jitter = self.rng.random_range(0..3_600);
         let offset = self.profile.utc_offset;
-        let mut at = plan_next_send(&self.effective_state(), &caps, optimal, offset, not_before, jitter)?;
-        if self.booking_conflict(&caps, Some(at)).is_some() {
-            let (after, last_slot) = self.state_after_bookings();
-            let from = last_slot.map_or(not_before, |slot| slot.max(not_before));
-            at = plan_next_send(&after, &caps, optimal, offset, from, jitter)?;
-        }
+        let at = plan_next_send(&self.effective_state(), &caps, optimal, offset, not_before, jitter)?;
         if self.planned == Some(at) {
             return None; // the pending wake already covers it
         }
@@ -325,7 +320,8 @@ impl UserEntity {
         }
     }
 
-    /// Counts a message against the caps and records it.
+    /// Counts a message — a direct one against the caps, a group post's share against the
+    /// exposure — and records it.
     fn count_send(
         &mut self,
         cx: &UserContext,
@@ -338,20 +334,24 @@ impl UserEntity {
         let at = message.at;
         let offset = self.profile.utc_offset;
         let local_hour = at.local_hour(offset);
-        self.caps_state.record_send(at, offset);
-        self.profile.responses.record_received();
-        self.profile_changed = true;
-        self.sends += 1;
         let group = match message.to {
             Destination::Group(g) => Some(g),
             Destination::User(_) => None,
         };
+        match group {
+            Some(_) => self.exposure.record(at.local_day(offset)),
+            None => self.caps_state.record_send(at, offset),
+        }
+        self.profile.responses.record_received();
+        self.profile_changed = true;
+        self.sends += 1;
         self.last_send = Some(LastSend { segment: message.segment, local_hour, group });
         if fx.keep_log {
             let mut entry = self.log_entry(LogKind::Send, at, book);
             entry.group = group;
             entry.segment = Some(message.segment);
-            entry.caps = Some(caps.into());
+            // A group post's share is not held to the direct caps: none are logged with it.
+            entry.caps = group.is_none().then(|| caps.into());
             entry.bot = Some(message.bot);
             entry.content = Some(message.content);
             entry.outcome = Some(outcome);
@@ -474,15 +474,7 @@ impl UserEntity {
             );
         };
         let caps = caps_for(&self.segments, book);
-        let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
-            Decision::Send => match self.booking_conflict(&caps, Some(at)) {
-                // Sending now would crowd a booked group post: wait until after it.
-                Some(reason) => Decision::Suppress { reason, not_before: Some(at) },
-                None => Decision::Send,
-            },
-            other => other,
-        };
-        match decision {
+        match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
             Decision::Suppress { reason, not_before } => {
                 let next = not_before.and_then(|t| self.plan(t, book));
                 Step::new(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)))
@@ -593,87 +585,56 @@ impl UserEntity {
         Step::new(next, outcome)
     }
 
-    /// May a group post reach the user at `at`? A granted slot counts against the caps
-    /// until settled.
-    pub fn reserve_slot(&mut self, cx: &UserContext, at: Timestamp, post: u64, book: &StrategyBook) -> SlotAnswer {
+    /// May a group post reach the user at `at`? Only the exposure of the user's local day
+    /// decides (see the module documentation); a granted share counts until settled.
+    pub fn reserve_slot(&mut self, cx: &UserContext, at: Timestamp, post: u64, exposure_limit: u32) -> SlotAnswer {
         // The booking for this post is being used now (or was never made).
         self.bookings.retain(|(p, _)| *p != post);
         if self.caps_state.opted_out || self.undeliverable {
             return SlotAnswer::Absent;
         }
-        self.refresh_segments(cx, at);
-        let caps = caps_for(&self.segments, book);
-        let decision = match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
-            Decision::Send => match self.booking_conflict(&caps, Some(at)) {
-                Some(reason) => Decision::Suppress { reason, not_before: None },
-                None => Decision::Send,
-            },
-            other => other,
+        if self.exposure_on(at) >= exposure_limit {
+            return self.exposure_full(at);
+        }
+        let request = ShareReservation {
+            message: group_share_id(post, self.profile.id),
+            user: self.profile.id,
+            at,
+            offset: self.profile.utc_offset,
+            exposure_limit,
         };
-        match decision {
-            Decision::Send => {
-                let offset = self.profile.utc_offset;
-                let message = group_share_id(post, self.profile.id);
-                match at_once(cx.ledger.reserve(Reservation { message, user: self.profile.id, at, caps, offset })) {
-                    Ok(Reserved::Granted) => {
-                        self.reserved += 1;
-                        self.reserved_at = at;
-                        SlotAnswer::Granted
-                    }
-                    Ok(Reserved::Denied(reason)) => SlotAnswer::Refused { reason, not_before: None },
-                    Err(e) => {
-                        tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; group slot refused.");
-                        SlotAnswer::Refused { reason: SuppressReason::GateUnavailable, not_before: None }
-                    }
+        match at_once(cx.ledger.reserve_share(request)) {
+            Ok(Reserved::Granted) => {
+                self.reserved.push((post, at));
+                SlotAnswer::Granted
+            }
+            // Opted out through another engine: not counted, not a reason to hold the post.
+            Ok(Reserved::Denied(SuppressReason::OptedOut)) => SlotAnswer::Absent,
+            // The gate counted group posts this engine did not (another engine, a restart).
+            Ok(Reserved::Denied(SuppressReason::ExposureLimit)) => self.exposure_full(at),
+            Ok(Reserved::Denied(reason)) => SlotAnswer::Refused { reason, not_before: None },
+            Err(e) => {
+                tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; group slot refused.");
+                SlotAnswer::Refused {
+                    reason: SuppressReason::GateUnavailable,
+                    not_before: Some(at.plus(GATE_RETRY_SECS)),
                 }
             }
-            Decision::Suppress { reason, not_before } => SlotAnswer::Refused { reason, not_before },
         }
     }
 
-    /// Will the user keep `slot` free for a group post? A granted booking constrains the
-    /// user's direct sends until the post is reserved or the booking released. Returns the
-    /// answer and a new plan of the user's own next send, if the booking moved it.
-    pub fn book_slot(
-        &mut self,
-        cx: &UserContext,
-        at: Timestamp,
-        slot: Timestamp,
-        post: u64,
-        book: &StrategyBook,
-    ) -> (SlotAnswer, Option<(Timestamp, u32)>) {
+    /// Will the user hold a place in the exposure of `slot`'s local day for a group post?
+    /// A booking never constrains the user's direct sends.
+    pub fn book_slot(&mut self, slot: Timestamp, post: u64, exposure_limit: u32) -> SlotAnswer {
         if self.caps_state.opted_out || self.undeliverable {
-            return (SlotAnswer::Absent, None);
+            return SlotAnswer::Absent;
         }
-        self.refresh_segments(cx, at);
-        let caps = caps_for(&self.segments, book);
-        let conflict = self.booking_conflict(&caps, Some(slot)).or_else(|| {
-            // With no other booking, the slot alone must pass the rules.
-            match decide(&self.effective_state(), &caps, self.profile.utc_offset, slot) {
-                Decision::Send => None,
-                Decision::Suppress { reason, .. } => Some(reason),
-            }
-        });
-        match conflict {
-            None => {
-                self.bookings.push((post, slot));
-                // A planned send that now crowds the slot moves.
-                let mut next_wake = None;
-                if let Some(planned) = self.planned
-                    && self.booking_conflict(&caps, Some(planned)).is_some()
-                {
-                    self.planned = None;
-                    next_wake = self.plan(at, book);
-                }
-                (SlotAnswer::Granted, next_wake)
-            }
-            Some(reason) => {
-                let (after, last_slot) = self.state_after_bookings();
-                let from = last_slot.map_or(slot, |s| s.max(slot));
-                let not_before = earliest_allowed(&after, &caps, self.profile.utc_offset, from);
-                (SlotAnswer::Refused { reason, not_before }, None)
-            }
+        self.bookings.retain(|(p, _)| *p != post);
+        if self.exposure_on(slot) >= exposure_limit {
+            return self.exposure_full(slot);
         }
+        self.bookings.push((post, slot));
+        SlotAnswer::Granted
     }
 
     /// The booking for `post` is off.
@@ -682,7 +643,8 @@ impl UserEntity {
     }
 
     /// The reserved group post went out (`sent`: delivered or unknown) or was called off
-    /// (`None`).
+    /// (`None`). A post that went out counts in the exposure, not the direct caps, so the
+    /// user's own plan stands.
     #[allow(clippy::too_many_arguments, reason = "one call per settled member, all plain data")]
     pub fn settle_slot(
         &mut self,
@@ -694,7 +656,10 @@ impl UserEntity {
         sent: Option<SendOutcome>,
         book: &StrategyBook,
     ) -> Step {
-        self.reserved = self.reserved.saturating_sub(1);
+        let Some(position) = self.reserved.iter().position(|(p, _)| *p == post) else {
+            return Step::default(); // never granted here (absent or refused)
+        };
+        self.reserved.remove(position);
         let counted = sent.map(|outcome| match outcome {
             SendOutcome::Delivered => Counted::Delivered,
             SendOutcome::Unknown => Counted::Unknown,
@@ -715,15 +680,7 @@ impl UserEntity {
             at,
         };
         let counted = self.count_send(cx, fx, &message, caps, outcome, book);
-        // The group post used a slot: the pending plan may no longer hold.
-        let next = match self.planned {
-            Some(_) => {
-                self.planned = None;
-                self.plan(at, book)
-            }
-            None => None,
-        };
-        Step::new(next, counted)
+        Step::new(None, counted)
     }
 
     /// The user's state at the end of a run (segments re-evaluated at `at`).
@@ -790,4 +747,99 @@ pub fn group_share_id(post: u64, user: crate::domain::UserId) -> MessageId {
 /// The held segments as a bit set (confidence changes alone do not re-plan).
 fn held_mask(set: &SegmentSet) -> u8 {
     set.iter().fold(0u8, |m, a| m | (1 << a.segment.index()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ActivitySummary, DAY, HOUR, ResponseHistory, UserId, UtcOffset};
+    use crate::ledger::{LedgerUser, MemoryLedger};
+    use crate::transport::MemoryTransport;
+
+    /// Midnight UTC; the user lives at +03:00.
+    const START: Timestamp = Timestamp(1_767_225_600);
+    const OFFSET: UtcOffset = UtcOffset(180);
+
+    fn context(ledger: Arc<MemoryLedger>) -> UserContext {
+        UserContext {
+            sender: Arc::new(MemoryTransport::new()),
+            ledger,
+            run_nonce: 1,
+            persist: PersistPolicy::AtEnd,
+            rules: Arc::new(SegmentationRules::defaults()),
+        }
+    }
+
+    fn user() -> UserEntity {
+        let profile = UserProfile {
+            id: UserId(9),
+            joined_at: START.plus(-100 * DAY),
+            utc_offset: OFFSET,
+            activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
+            bots_followed: 1,
+            purchases: 0,
+            responses: ResponseHistory::default(),
+        };
+        UserEntity::new(0, profile, gavat_sim::stream(1, 9, gavat_sim::Purpose::Engine), None)
+    }
+
+    /// Reserves and settles one group post as sent.
+    fn post(e: &mut UserEntity, cx: &UserContext, at: Timestamp, post: u64, limit: u32) -> SlotAnswer {
+        let book = StrategyBook::defaults();
+        let answer = e.reserve_slot(cx, at, post, limit);
+        if answer == SlotAnswer::Granted {
+            let mut fx = Effects::default();
+            e.settle_slot(cx, &mut fx, at, post, GroupId(1), Some(SendOutcome::Delivered), &book);
+        }
+        answer
+    }
+
+    /// A member sees up to the exposure limit of group posts in their local day — at 03:00
+    /// local too, since their quiet hours are for direct messages — then the next is refused
+    /// until their next local midnight; the direct caps, in the entity and the ledger, never
+    /// move; bookings hold places in the day's exposure.
+    #[test]
+    fn group_posts_count_against_the_exposure_not_the_direct_caps() {
+        let ledger = Arc::new(MemoryLedger::default());
+        let cx = context(ledger.clone());
+        let mut e = user();
+        // 00:00 UTC is 03:00 local, outside every strategy's allowed hours.
+        for (i, minutes) in [0i64, 1, 2].into_iter().enumerate() {
+            assert_eq!(post(&mut e, &cx, START.plus(minutes * 60), i as u64 + 1, 3), SlotAnswer::Granted);
+        }
+        let next_midnight = Timestamp::start_of_local_day(START.local_day(OFFSET) + 1, OFFSET);
+        assert_eq!(
+            post(&mut e, &cx, START.plus(HOUR), 4, 3),
+            SlotAnswer::Refused { reason: SuppressReason::ExposureLimit, not_before: Some(next_midnight) }
+        );
+        assert_eq!(e.caps_state, CapState::default(), "direct caps untouched");
+        let stored = futures::executor::block_on(cx.ledger.load(UserId(9))).expect("load");
+        assert_eq!(stored.counted, CapState::default(), "the ledger's direct caps untouched");
+        assert_eq!(stored.exposure, Exposure { day: START.local_day(OFFSET), seen: 3 });
+        // The next local day: two bookings hold two of the three places.
+        let tomorrow = next_midnight.plus(10 * HOUR);
+        assert_eq!(e.book_slot(tomorrow, 5, 3), SlotAnswer::Granted);
+        assert_eq!(e.book_slot(tomorrow.plus(HOUR), 6, 3), SlotAnswer::Granted);
+        assert_eq!(post(&mut e, &cx, tomorrow.plus(-HOUR), 7, 3), SlotAnswer::Granted);
+        assert!(matches!(e.book_slot(tomorrow.plus(2 * HOUR), 8, 3), SlotAnswer::Refused { .. }));
+        e.release_booking(6);
+        assert_eq!(e.book_slot(tomorrow.plus(2 * HOUR), 8, 3), SlotAnswer::Granted);
+    }
+
+    /// An opted-out member is absent — neither counted nor a reason to hold the post — in the
+    /// entity and when only the ledger knows of the opt-out (another engine).
+    #[test]
+    fn opted_out_members_are_absent() {
+        let ledger = Arc::new(MemoryLedger::default());
+        let cx = context(ledger.clone());
+        let mut e = user();
+        ledger.seed_user(
+            UserId(9),
+            LedgerUser { counted: CapState { opted_out: true, ..CapState::default() }, ..LedgerUser::default() },
+        );
+        assert_eq!(e.reserve_slot(&cx, START, 1, 3), SlotAnswer::Absent);
+        e.caps_state.opted_out = true;
+        assert_eq!(e.book_slot(START, 2, 3), SlotAnswer::Absent);
+        assert_eq!(e.reserve_slot(&cx, START, 2, 3), SlotAnswer::Absent);
+    }
 }

@@ -9,6 +9,13 @@
 //!   then the sync item is handled, then the shards go on.
 //! - A group post's rounds (book, reserve, settle, release) ask the member shards at once
 //!   and read the answers in the group's member order.
+//!
+//! Group posts: a group is posted to under its own caps (daily limit, cooldown, allowed
+//! hours in the group's time zone) and Telegram's posts per minute. A post is not a direct
+//! message to each member: members answer for their **exposure** only — group posts seen
+//! in their local day, over all groups, at most [`GroupPolicy::exposure_limit`] — and a
+//! member at the limit holds the post until their next local day; opted-out members are
+//! absent, never a reason to hold it. Members' direct caps and quiet hours play no part.
 //! - Outcomes are recorded in shard order, window by window; every statistic built from them
 //!   is an integer count, so nothing depends on that order but the audit's per-user history,
 //!   which follows each user's own order. Log entries of a window are written sorted by
@@ -46,7 +53,7 @@ use super::shard::{DrainSends, GroupPhase, GroupRound, Placement, RunUntil, Shar
 const OUTCOME_BATCH: usize = 4_096;
 
 /// The caps and cadence of group posts (from the scenario or the live configuration).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupPolicy {
     /// The group's own caps, in the group's local time.
     pub caps: Caps,
@@ -56,7 +63,14 @@ pub struct GroupPolicy {
     pub posts_per_minute: u32,
     /// How long after a post (or a held-back one) the next is considered, seconds.
     pub interval_secs: i64,
+    /// Group posts one member may see per local day, over all groups (the member-exposure
+    /// limit; default [`DEFAULT_EXPOSURE_LIMIT`]).
+    pub exposure_limit: u32,
 }
+
+/// The member-exposure limit unless configured: at most 3 group posts a member sees per
+/// local day, over all groups.
+pub const DEFAULT_EXPOSURE_LIMIT: u32 = 3;
 
 #[derive(Debug)]
 struct GroupState {
@@ -123,6 +137,9 @@ pub struct SchedulerSummary {
     pub group_posts: u64,
     /// Group posts held back, by reason (a member at a cap, the platform's rate limit).
     pub group_posts_held: BTreeMap<SuppressReason, u64>,
+    /// The most group posts one member saw on one local day (from the audit; at most the
+    /// group policy's exposure limit).
+    pub max_exposure: u32,
     /// Cap violations found by the independent audit (must be 0).
     pub cap_violations: u64,
     /// The first violations, described.
@@ -206,6 +223,8 @@ pub struct SchedulerParts {
     /// Strategies put in force from outside (an operator's rollback in the store of a
     /// running engine), applied like the learner's.
     pub strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    /// Members joining or leaving groups while the engine runs.
+    pub group_updates: Option<mpsc::UnboundedReceiver<crate::store::MembershipChanged>>,
     /// The arm names, recorded on sends (empty without an experiment).
     pub arm_names: Vec<Arc<str>>,
     /// The arm of a user who joins (`None`: arm 0, which is only right without an
@@ -266,6 +285,7 @@ pub struct Scheduler {
     learn_outstanding: Vec<bool>,
     arrivals: Option<mpsc::UnboundedReceiver<crate::domain::UserProfile>>,
     strategy_updates: Option<mpsc::UnboundedReceiver<ArmUpdate>>,
+    group_updates: Option<mpsc::UnboundedReceiver<crate::store::MembershipChanged>>,
     arm_names: Vec<Arc<str>>,
     arm_of_joining: Option<ArmOfJoining>,
 }
@@ -336,6 +356,7 @@ impl Scheduler {
             learn_outstanding: vec![false; arms],
             arrivals: parts.arrivals,
             strategy_updates: parts.strategy_updates,
+            group_updates: parts.group_updates,
             arm_names: parts.arm_names,
             arm_of_joining: parts.arm_of_joining,
         }
@@ -369,6 +390,9 @@ impl Scheduler {
             }
             while let Some((arm, update)) = self.strategy_updates.as_mut().and_then(|u| u.try_recv().ok()) {
                 self.apply_external(arm, update);
+            }
+            while let Some(change) = self.group_updates.as_mut().and_then(|u| u.try_recv().ok()) {
+                self.change_membership(change).await;
             }
             let sync = self.queue.next_due().filter(|t| self.horizon.is_none_or(|h| *t <= h));
             let target = sync.or(self.horizon);
@@ -406,6 +430,12 @@ impl Scheduler {
                                 None => std::future::pending().await,
                             }
                         } => self.add_user(profile).await,
+                        Some(change) = async {
+                            match self.group_updates.as_mut() {
+                                Some(updates) => updates.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        } => self.change_membership(change).await,
                         () = async { if let Some(s) = sleep { s.await } else { std::future::pending().await } } => {}
                     }
                     continue;
@@ -461,6 +491,45 @@ impl Scheduler {
                 self.shard_due[shard] = [self.shard_due[shard], next_due].into_iter().flatten().min();
             }
             Err(e) => tracing::error!(shard, error = %e, "A shard stopped; a joining user was not placed."),
+        }
+    }
+
+    /// A member joined or left a group. A join of a user the engine does not know (not yet
+    /// joined itself) or to a group it does not post to is logged and dropped; a member who
+    /// leaves gives up their booking of the group's next post. A group that had no members
+    /// is planned again with its first.
+    async fn change_membership(&mut self, change: crate::store::MembershipChanged) {
+        let Some(group) = self.groups.iter().position(|g| g.profile.id == change.group) else {
+            tracing::warn!(group = change.group.0, user = %change.user, "Membership change for a group the engine does not post to; dropped.");
+            return;
+        };
+        let Some((member, ..)) = self.placement.find(change.user) else {
+            tracing::warn!(group = change.group.0, user = %change.user, "Membership change for a user the engine does not know; dropped.");
+            return;
+        };
+        let g = &mut self.groups[group];
+        let known = g.members.contains(&member);
+        match (change.joined, known) {
+            (true, false) => {
+                let was_empty = g.members.is_empty();
+                g.members.push(member);
+                if let Err(at) = g.profile.members.binary_search(&change.user) {
+                    g.profile.members.insert(at, change.user);
+                }
+                if was_empty && g.booking.is_none() {
+                    let now = self.clock.now();
+                    self.plan_group(group, now).await;
+                }
+            }
+            (false, true) => {
+                g.members.retain(|m| *m != member);
+                g.profile.members.retain(|u| *u != change.user);
+                if let Some((post, _)) = g.booking {
+                    let now = self.clock.now();
+                    self.round(&[member], now, post, group, GroupPhase::Release).await;
+                }
+            }
+            _ => {} // already so
         }
     }
 
@@ -565,6 +634,10 @@ impl Scheduler {
 
     fn record(&mut self, outcome: Outcome) {
         match outcome.kind {
+            OutcomeKind::Sent { offset, via_group: true, .. } => {
+                let limit = self.group_policy.map_or(DEFAULT_EXPOSURE_LIMIT, |p| p.exposure_limit);
+                self.audit.check_share(outcome.index, outcome.at, offset, limit);
+            }
             OutcomeKind::Sent { caps, offset, .. } => self.audit.check_send(outcome.index, outcome.at, caps, offset),
             OutcomeKind::OptOut => self.audit.record_opt_out(outcome.index, outcome.at),
             _ => {}
@@ -706,6 +779,7 @@ impl Scheduler {
         self.flush_outcomes();
         let now = self.clock.now();
         self.summary.cap_violations = self.audit.violations();
+        self.summary.max_exposure = self.audit.max_exposure();
         self.summary.violation_examples = self.audit.examples().to_vec();
         self.summary.ended_at = match self.horizon {
             Some(h) if now >= h => h,
@@ -742,6 +816,7 @@ impl Scheduler {
         phase: GroupPhase,
     ) -> Vec<(UserIndex, SlotAnswer)> {
         let gid = self.groups[group].profile.id;
+        let exposure_limit = self.group_policy.map_or(DEFAULT_EXPOSURE_LIMIT, |p| p.exposure_limit);
         let mut per_shard: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.shards.len()];
         for (position, &member) in members.iter().enumerate() {
             let Some((shard, local)) = self.placement.of(member) else { continue };
@@ -751,7 +826,7 @@ impl Scheduler {
         let mut which = Vec::new();
         for (s, members_here) in per_shard.into_iter().enumerate() {
             if !members_here.is_empty() {
-                let ask = GroupRound { at, post, group: gid, phase, members: members_here };
+                let ask = GroupRound { at, post, group: gid, phase, exposure_limit, members: members_here };
                 asked.push(self.shards[s].send(ask));
                 which.push(s);
             }
@@ -869,8 +944,8 @@ impl Scheduler {
         let result = Self::tally(answers);
         let flight = PostInFlight { group, post, at, granted: result.granted };
         if result.refused.is_some() || flight.granted.is_empty() {
-            if result.refused.is_some() {
-                self.suppressed_group_post(SuppressReason::MemberCap);
+            if let Some(reason) = result.refused {
+                self.suppressed_group_post(reason);
             }
             self.settle(&flight, None).await;
             let retry = match result.retry_at {
@@ -918,6 +993,10 @@ impl Scheduler {
     /// A group post went out (or may have): it counts against the group's own caps and
     /// Telegram's per-minute window.
     fn count_group_post(&mut self, flight: &PostInFlight) {
+        if let Some(policy) = self.group_policy {
+            let g = &self.groups[flight.group];
+            self.audit.check_group_post(flight.group, flight.at, policy.caps, g.profile.utc_offset);
+        }
         let g = &mut self.groups[flight.group];
         g.caps_state.record_send(flight.at, g.profile.utc_offset);
         g.posts += 1;
@@ -1076,6 +1155,7 @@ mod tests {
                 optimal_hours: HourMask::window(12, 14),
                 posts_per_minute: 20,
                 interval_secs: 12 * HOUR,
+                exposure_limit: DEFAULT_EXPOSURE_LIMIT,
             };
             let scheduler = Scheduler::new(SchedulerParts {
                 clock,
@@ -1099,6 +1179,7 @@ mod tests {
                 progress: None,
                 arrivals: None,
                 strategy_updates: None,
+                group_updates: None,
                 arm_names: Vec::new(),
                 arm_of_joining: None,
                 run_nonce: 1,

@@ -495,14 +495,14 @@ impl Handler<RunUntil> for UserShard {
 /// One round of a group post for the members hosted here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupPhase {
-    /// Will you keep `slot` free? (ahead of time)
+    /// Will you hold a place in your exposure for a post at `slot`? (ahead of time)
     Book {
         /// When the post is planned.
         slot: Timestamp,
     },
     /// The booking is off.
     Release,
-    /// May the post reach you now? A granted slot counts until settled.
+    /// May the post reach you now? A granted share counts in your exposure until settled.
     Reserve,
     /// The reserved post went out (`sent`: delivered or unknown) or was called off (`None`).
     Settle {
@@ -524,6 +524,8 @@ pub struct GroupRound {
     pub group: GroupId,
     /// What is asked.
     pub phase: GroupPhase,
+    /// Group posts one member may see per local day, over all groups.
+    pub exposure_limit: u32,
     /// The members hosted here: `(position in the group's member list, local index)`.
     pub members: Vec<(u32, u32)>,
 }
@@ -551,12 +553,12 @@ impl Handler<GroupRound> for UserShard {
             let entity = &mut self.entities[local as usize];
             match msg.phase {
                 GroupPhase::Book { slot } => {
-                    let (answer, next_wake) = entity.book_slot(&self.cx, msg.at, slot, msg.post, &book);
-                    answers.push((position, answer));
-                    self.absorb(ctx, local, Step { next_wake, ..Step::default() });
+                    answers.push((position, entity.book_slot(slot, msg.post, msg.exposure_limit)));
                 }
                 GroupPhase::Release => entity.release_booking(msg.post),
-                GroupPhase::Reserve => answers.push((position, entity.reserve_slot(&self.cx, msg.at, msg.post, &book))),
+                GroupPhase::Reserve => {
+                    answers.push((position, entity.reserve_slot(&self.cx, msg.at, msg.post, msg.exposure_limit)));
+                }
                 GroupPhase::Settle { sent } => {
                     let step =
                         entity.settle_slot(&self.cx, &mut self.effects, msg.at, msg.post, msg.group, sent, &book);

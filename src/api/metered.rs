@@ -17,6 +17,7 @@ use crate::clock::Stopwatch;
 use crate::domain::{OutboundMessage, UserId};
 use crate::ledger::{
     CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Recovery, Reservation, Reserved,
+    ShareReservation,
 };
 use crate::transport::{Delivered, SendFuture, Sender, TransportError};
 
@@ -132,7 +133,8 @@ impl LedgerGauge {
                 self.metrics.record_store_error();
                 self.metrics.pause(LEDGER_PAUSE, reason.clone());
             }
-            Ok(_) | Err(LedgerError::Conflict { .. } | LedgerError::NotReserved { .. }) => {
+            Ok(_)
+            | Err(LedgerError::Conflict { .. } | LedgerError::NotReserved { .. } | LedgerError::WrongKind { .. }) => {
                 self.metrics.resume(LEDGER_PAUSE);
             }
         }
@@ -183,6 +185,19 @@ impl CapLedger for MeteredLedger {
         // is timed too.
         let watch = Stopwatch::start();
         let future = self.inner.reserve(request);
+        let gauge = self.gauge.clone();
+        Box::pin(observed(future, move |result: &Result<Reserved, LedgerError>| {
+            gauge.metrics.observe_reservation(watch.elapsed_secs());
+            gauge.answered(result);
+            if let Ok(Reserved::Granted) = result {
+                gauge.granted(request.message);
+            }
+        }))
+    }
+
+    fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+        let watch = Stopwatch::start();
+        let future = self.inner.reserve_share(request);
         let gauge = self.gauge.clone();
         Box::pin(observed(future, move |result: &Result<Reserved, LedgerError>| {
             gauge.metrics.observe_reservation(watch.elapsed_secs());
@@ -277,6 +292,9 @@ mod tests {
     impl CapLedger for Flaky {
         fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
             self.answer(|| self.inner.reserve_now(request))
+        }
+        fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+            self.answer(|| self.inner.reserve_share_now(request))
         }
         fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
             self.answer(|| self.inner.settle_now(message, Some(counted)))

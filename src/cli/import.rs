@@ -40,6 +40,29 @@ pub enum ImportCommand {
     /// live deployment starts. Run no engine on the store meanwhile: a running engine would
     /// overwrite an updated user with its own copy.
     Users(UsersArgs),
+    /// Add or replace the Telegram groups `gavat run` posts to, with their members.
+    ///
+    /// FILE is CSV with the header `id,title,utc_offset,members`: the group's id, its title,
+    /// its offset from UTC in minutes (-720 to 840; the group's allowed hours and daily limit
+    /// are in this local time) and its members as user ids separated by `;`. The whole file
+    /// is checked first (FILE:LINE: field NAME: problem, nothing written); a group already
+    /// in the store gets this title, offset and member list. A running engine picks up
+    /// membership changes of the groups it posts to within seconds; new groups from its
+    /// next start.
+    Groups(GroupsArgs),
+}
+
+/// Flags of `gavat import groups`.
+#[derive(Debug, Args)]
+pub struct GroupsArgs {
+    /// The groups: `.csv` with the header `id,title,utc_offset,members`.
+    pub file: PathBuf,
+    /// Check the file and say what an import would write, writing nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// The store (an SQLite file, created if missing, or Redis).
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 /// Flags of `gavat import users`.
@@ -65,8 +88,48 @@ pub struct UsersArgs {
 
 /// Runs `gavat import …`.
 pub fn run(command: ImportCommand) -> Result<(), CliError> {
-    let ImportCommand::Users(args) = command;
-    users(&args)
+    match command {
+        ImportCommand::Users(args) => users(&args),
+        ImportCommand::Groups(args) => groups(&args),
+    }
+}
+
+fn groups(args: &GroupsArgs) -> Result<(), CliError> {
+    use crate::contacts::{ContactBook, GroupChat};
+    use crate::store::{GroupStore, StoreUrl};
+    let groups = crate::live::group_file::read_groups(&args.file).map_err(CliError::usage)?;
+    let members: usize = groups.iter().map(|g| g.record.members.len()).sum();
+    if args.check {
+        println!("{}: {} groups, {members} memberships; nothing written (--check)", args.file.display(), groups.len());
+        return Ok(());
+    }
+    /// The store as both: where groups and their chat ids go.
+    trait GroupsAndChats: GroupStore + ContactBook {}
+    impl<T: GroupStore + ContactBook> GroupsAndChats for T {}
+    let store: Box<dyn GroupsAndChats> = match &args.store.store {
+        StoreUrl::Sqlite(path) => {
+            let opened = if path.exists() { SqliteStore::open_existing(path) } else { SqliteStore::open(path) };
+            Box::new(opened.map_err(|e| CliError::usage(anyhow!("--store: {e}")))?)
+        }
+        StoreUrl::Redis(url) => Box::new(
+            crate::store::RedisStore::connect(url, &args.store.redis_prefix)
+                .map_err(|e| CliError::usage(anyhow!("--store: {e}")))?,
+        ),
+    };
+    for group in &groups {
+        store.save_group(&group.record).map_err(CliError::failure)?;
+        if let Some(chat_id) = group.chat_id {
+            let chat = GroupChat { group: group.record.id, chat_id, title: group.record.title.clone() };
+            store.save_group_chat(&chat).map_err(CliError::failure)?;
+        }
+    }
+    println!(
+        "{}: {} groups, {members} memberships written to {}",
+        args.file.display(),
+        groups.len(),
+        args.store.name()
+    );
+    Ok(())
 }
 
 fn users(args: &UsersArgs) -> Result<(), CliError> {

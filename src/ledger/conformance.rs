@@ -10,6 +10,11 @@
 //! limit, cooldown, frequency). A mismatch names the seed, the case, the step and the whole
 //! sequence up to it, so any failure replays.
 //!
+//! A quarter of the new ids are members' shares of group posts ([`CapLedger::reserve_share`]),
+//! which the oracle decides by counting the shares of the member's local day against the
+//! exposure limit — never against the direct caps, which shares must not move; now and then
+//! an id is reserved as the wrong kind ([`LedgerError::WrongKind`]).
+//!
 //! Every ledger of gavat runs this: [`MemoryLedger`](super::MemoryLedger) in its unit tests,
 //! the SQLite and Redis ledgers in theirs. Use [`check`] for ledgers whose futures need no
 //! runtime, [`check_async`] inside the runtime a ledger needs.
@@ -18,8 +23,7 @@
 //! with the outbox steps mixed in — [`CapLedger::sending`] (of pending ids, and of settled,
 //! denied or unknown ones, which hold no reservation: `NotReserved`) and
 //! [`CapLedger::recover`] (sending and group shares count as unknown, other reservations are
-//! released) — and some new ids drawn as group shares. The plain harness draws exactly what
-//! it drew before; an in-memory ledger, whose outbox steps do nothing, fails the outbox one.
+//! released). An in-memory ledger, whose outbox steps do nothing, fails the outbox one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,7 +35,10 @@ use rand_pcg::Pcg64Mcg;
 use crate::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UtcOffset};
 use crate::policy::{CapState, SuppressReason};
 
-use super::{CapLedger, Counted, LedgerError, LedgerUser, MessageId, Recovery, Reservation, Reserved, is_group_share};
+use super::{
+    CapLedger, Counted, Exposure, LedgerError, LedgerUser, MessageId, Recovery, Reservation, Reserved,
+    ShareReservation, is_group_share,
+};
 
 /// How much the harness tries.
 #[derive(Clone, Debug)]
@@ -60,6 +67,8 @@ impl Default for Settings {
 pub enum Op {
     /// Reserve (a new id, or an exact retry of an earlier request).
     Reserve(Reservation),
+    /// Reserve a member's share of a group post (a new id, or an exact retry).
+    ReserveShare(ShareReservation),
     /// Confirm as delivered or unknown.
     Confirm(MessageId, Counted),
     /// Release.
@@ -194,10 +203,24 @@ fn caps_palette() -> [Caps; 7] {
     ]
 }
 
+/// Group posts one member may see a local day, as the harness draws them.
+const EXPOSURE_LIMITS: [u32; 4] = [0, 1, 2, 3];
+
+/// A reservation of either kind, as the oracle remembers it.
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    message: MessageId,
+    user: UserId,
+    at: Timestamp,
+    offset: UtcOffset,
+    /// The operation that made it (replayed as an exact retry).
+    op: Op,
+}
+
 /// The oracle's memory of one message.
 #[derive(Clone, Copy, Debug)]
 struct OracleMessage {
-    request: Reservation,
+    request: Request,
     decision: Reserved,
     /// `None` while pending; `Some(true)` counted, `Some(false)` released.
     settled: Option<bool>,
@@ -210,6 +233,9 @@ struct OracleMessage {
 struct OracleUser {
     counted: Vec<Timestamp>,
     pending: Vec<(MessageId, Timestamp)>,
+    /// The local day of every counted share (by the offset at its reservation).
+    shares_seen: Vec<i64>,
+    pending_shares: Vec<(MessageId, Timestamp)>,
     opted_out: bool,
 }
 
@@ -240,6 +266,30 @@ impl OracleUser {
         reason.map_or(Reserved::Granted, Reserved::Denied)
     }
 
+    /// A share: opted out, else the shares of the local day (counted and pending) against
+    /// the limit. Direct sends play no part.
+    fn decide_share(&self, r: &ShareReservation) -> Reserved {
+        let day = r.at.local_day(r.offset);
+        let seen = self.shares_seen.iter().filter(|d| **d == day).count()
+            + self.pending_shares.iter().filter(|(_, t)| t.local_day(r.offset) == day).count();
+        if self.opted_out {
+            Reserved::Denied(SuppressReason::OptedOut)
+        } else if seen as u64 >= u64::from(r.exposure_limit) {
+            Reserved::Denied(SuppressReason::ExposureLimit)
+        } else {
+            Reserved::Granted
+        }
+    }
+
+    /// The compact exposure a ledger reports: the latest day with a counted share, and the
+    /// shares counted on it.
+    fn exposure(&self) -> Exposure {
+        match self.shares_seen.iter().max() {
+            Some(&day) => Exposure { day, seen: self.shares_seen.iter().filter(|d| **d == day).count() as u32 },
+            None => Exposure::default(),
+        }
+    }
+
     /// The compact state a ledger reports for the counted sends.
     fn counted_state(&self, offset: UtcOffset) -> CapState {
         let mut state = CapState { opted_out: self.opted_out, ..CapState::default() };
@@ -262,6 +312,24 @@ struct Oracle {
 
 impl Oracle {
     fn reserve(&mut self, r: Reservation) -> Result<Reserved, LedgerError> {
+        let request = Request { message: r.message, user: r.user, at: r.at, offset: r.offset, op: Op::Reserve(r) };
+        self.reserve_either(request, false, |user| user.decide(&r.caps, r.offset, r.at))
+    }
+
+    fn reserve_share(&mut self, r: ShareReservation) -> Result<Reserved, LedgerError> {
+        let request = Request { message: r.message, user: r.user, at: r.at, offset: r.offset, op: Op::ReserveShare(r) };
+        self.reserve_either(request, true, |user| user.decide_share(&r))
+    }
+
+    fn reserve_either(
+        &mut self,
+        r: Request,
+        share: bool,
+        decide: impl FnOnce(&OracleUser) -> Reserved,
+    ) -> Result<Reserved, LedgerError> {
+        if is_group_share(r.message) != share {
+            return Err(LedgerError::WrongKind { message: r.message });
+        }
         if let Some(m) = self.messages.get(&r.message) {
             return if m.request.user == r.user {
                 Ok(m.decision)
@@ -270,9 +338,9 @@ impl Oracle {
             };
         }
         let user = self.users.entry(r.user).or_default();
-        let decision = user.decide(&r.caps, r.offset, r.at);
+        let decision = decide(user);
         if decision == Reserved::Granted {
-            user.pending.push((r.message, r.at));
+            if share { &mut user.pending_shares } else { &mut user.pending }.push((r.message, r.at));
         }
         self.messages.insert(r.message, OracleMessage { request: r, decision, settled: None, sending: false });
         Ok(decision)
@@ -289,10 +357,18 @@ impl Oracle {
             return Ok(());
         }
         m.settled = Some(counted);
-        let user = self.users.entry(m.request.user).or_default();
-        user.pending.retain(|(id, _)| *id != message);
-        if counted {
-            user.counted.push(m.request.at);
+        let r = m.request;
+        let user = self.users.entry(r.user).or_default();
+        if is_group_share(message) {
+            user.pending_shares.retain(|(id, _)| *id != message);
+            if counted {
+                user.shares_seen.push(r.at.local_day(r.offset));
+            }
+        } else {
+            user.pending.retain(|(id, _)| *id != message);
+            if counted {
+                user.counted.push(r.at);
+            }
         }
         Ok(())
     }
@@ -331,7 +407,12 @@ impl Oracle {
 
     fn load(&self, user: UserId, offset: UtcOffset) -> LedgerUser {
         let u = self.users.get(&user).cloned().unwrap_or_default();
-        LedgerUser { counted: u.counted_state(offset), pending: u.pending }
+        LedgerUser {
+            counted: u.counted_state(offset),
+            exposure: u.exposure(),
+            pending: u.pending,
+            pending_shares: u.pending_shares,
+        }
     }
 }
 
@@ -351,7 +432,22 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
         0..35 => {
             *next_id += 1;
             let caps = palette[rng.random_range(0..palette.len())];
-            Op::Reserve(Reservation { message: MessageId(*next_id), user, at: now, caps, offset })
+            let share = MessageId(*next_id | 1 << 63);
+            let exposure_limit = EXPOSURE_LIMITS[rng.random_range(0..EXPOSURE_LIMITS.len())];
+            match rng.random_range(0..40u32) {
+                // A quarter are members' shares of group posts.
+                0..10 => Op::ReserveShare(ShareReservation { message: share, user, at: now, offset, exposure_limit }),
+                // Now and then an id of the wrong kind (a caller's bug).
+                10 => Op::Reserve(Reservation { message: share, user, at: now, caps, offset }),
+                11 => Op::ReserveShare(ShareReservation {
+                    message: MessageId(*next_id),
+                    user,
+                    at: now,
+                    offset,
+                    exposure_limit,
+                }),
+                _ => Op::Reserve(Reservation { message: MessageId(*next_id), user, at: now, caps, offset }),
+            }
         }
         35..43 => {
             // An exact blind retry of a recent request (or of a foreign id by another user).
@@ -360,11 +456,16 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
             match recent.is_empty() {
                 true => Op::Advance(1),
                 false => {
-                    let mut r = recent[rng.random_range(0..recent.len())].request;
+                    let mut op = recent[rng.random_range(0..recent.len())].request.op;
                     if rng.random_range(0..4u32) == 0 {
-                        r.user = UserId(r.user.0 + s.users); // someone else: a conflict
+                        // Someone else: a conflict.
+                        match &mut op {
+                            Op::Reserve(r) => r.user = UserId(r.user.0 + s.users),
+                            Op::ReserveShare(r) => r.user = UserId(r.user.0 + s.users),
+                            _ => {}
+                        }
                     }
-                    Op::Reserve(r)
+                    op
                 }
             }
         }
@@ -435,23 +536,14 @@ async fn run_case<L: CapLedger>(
     for step in 0..s.steps {
         let op = match outbox.then(|| draw_outbox(&mut rng, &oracle)).flatten() {
             Some(op) => op,
-            None => {
-                let before = next_id;
-                let mut op = draw(&mut rng, now, &mut next_id, &oracle, s);
-                // In the outbox harness a quarter of the new ids are group shares.
-                if let Op::Reserve(r) = &mut op
-                    && outbox
-                    && next_id != before
-                    && rng.random_range(0..4u32) == 0
-                {
-                    r.message = MessageId(r.message.0 | 1 << 63);
-                }
-                op
-            }
+            None => draw(&mut rng, now, &mut next_id, &oracle, s),
         };
         ops.push(op);
         let (expected, got) = match op {
             Op::Reserve(r) => (format!("{:?}", oracle.reserve(r)), format!("{:?}", ledger.reserve(r).await)),
+            Op::ReserveShare(r) => {
+                (format!("{:?}", oracle.reserve_share(r)), format!("{:?}", ledger.reserve_share(r).await))
+            }
             Op::Confirm(m, c) => (format!("{:?}", oracle.settle(m, true)), format!("{:?}", ledger.confirm(m, c).await)),
             Op::Release(m) => (format!("{:?}", oracle.settle(m, false)), format!("{:?}", ledger.release(m).await)),
             Op::OptOut(u) => {
@@ -471,7 +563,7 @@ async fn run_case<L: CapLedger>(
         if expected != got {
             return Err(Box::new(Mismatch { seed: s.seed, case, step, ops, expected, got }));
         }
-        if matches!(op, Op::Reserve(_) | Op::Recover) || got.starts_with("Err") {
+        if matches!(op, Op::Reserve(_) | Op::ReserveShare(_) | Op::Recover) || got.starts_with("Err") {
             coverage.count(&got);
         }
     }
@@ -496,6 +588,9 @@ mod tests {
                 let _ = self.0.settle_now(request.message, None);
             }
             Box::pin(std::future::ready(answer))
+        }
+        fn reserve_share(&self, request: super::super::ShareReservation) -> LedgerFuture<Reserved> {
+            self.0.reserve_share(request)
         }
         fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
             self.0.confirm(message, counted)

@@ -10,7 +10,10 @@ use futures::future::ready;
 use crate::domain::{DAY, Timestamp, UserId, UtcOffset};
 use crate::policy::{Decision, decide};
 
-use super::{CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Reservation, Reserved};
+use super::{
+    CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Reservation, Reserved, ShareReservation,
+    check_kind, is_group_share,
+};
 
 /// How long a settled message's id is remembered by default, measured on the reservation
 /// times the ledger has seen: a retry of a message a week old is not a retry.
@@ -82,29 +85,48 @@ impl MemoryLedger {
 
     /// The synchronous core of [`CapLedger::reserve`].
     pub fn reserve_now(&self, request: Reservation) -> Result<Reserved, LedgerError> {
+        check_kind(request.message, false)?;
+        self.reserve_with(request.message, request.user, request.at, request.offset, |user| {
+            match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
+                Decision::Send => Reserved::Granted,
+                Decision::Suppress { reason, .. } => Reserved::Denied(reason),
+            }
+        })
+    }
+
+    /// The synchronous core of [`CapLedger::reserve_share`].
+    pub fn reserve_share_now(&self, request: ShareReservation) -> Result<Reserved, LedgerError> {
+        check_kind(request.message, true)?;
+        self.reserve_with(request.message, request.user, request.at, request.offset, |user| user.decide_share(&request))
+    }
+
+    /// A reservation of either kind: the first decision for a known id, else `decide`'s,
+    /// remembered; a grant pends in the list of its kind.
+    fn reserve_with(
+        &self,
+        message: MessageId,
+        user_id: crate::domain::UserId,
+        at: Timestamp,
+        offset: UtcOffset,
+        decide: impl FnOnce(&LedgerUser) -> Reserved,
+    ) -> Result<Reserved, LedgerError> {
         let mut inner = self.lock();
-        if let Some(record) = inner.messages.get(&request.message) {
-            return if record.user == request.user {
+        if let Some(record) = inner.messages.get(&message) {
+            return if record.user == user_id {
                 Ok(record.decision)
             } else {
-                Err(LedgerError::Conflict { message: request.message, first: record.user, now: request.user })
+                Err(LedgerError::Conflict { message, first: record.user, now: user_id })
             };
         }
-        let user = inner.users.entry(request.user).or_default();
-        let decision = match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
-            Decision::Send => {
-                user.pending.push((request.message, request.at));
-                Reserved::Granted
-            }
-            Decision::Suppress { reason, .. } => Reserved::Denied(reason),
-        };
+        let user = inner.users.entry(user_id).or_default();
+        let decision = decide(user);
+        if decision == Reserved::Granted {
+            if is_group_share(message) { &mut user.pending_shares } else { &mut user.pending }.push((message, at));
+        }
         // A denial holds nothing: it is remembered (a retry gets the same answer) but settled.
         let settled = if decision == Reserved::Granted { Settled::Pending } else { Settled::Released };
-        inner.messages.insert(
-            request.message,
-            MessageRecord { user: request.user, at: request.at, offset: request.offset, decision, settled },
-        );
-        inner.latest = inner.latest.max(request.at);
+        inner.messages.insert(message, MessageRecord { user: user_id, at, offset, decision, settled });
+        inner.latest = inner.latest.max(at);
         if inner.messages.len() > 2 * inner.after_last_prune.max(1_024) {
             self.prune(&mut inner);
         }
@@ -126,9 +148,16 @@ impl MemoryLedger {
         record.settled = if counted.is_some() { Settled::Counted } else { Settled::Released };
         let (user, at, offset) = (record.user, record.at, record.offset);
         let state = inner.users.entry(user).or_default();
-        state.pending.retain(|(m, _)| *m != message);
-        if counted.is_some() {
-            state.counted.record_send(at, offset);
+        if is_group_share(message) {
+            state.pending_shares.retain(|(m, _)| *m != message);
+            if counted.is_some() {
+                state.exposure.record(at.local_day(offset));
+            }
+        } else {
+            state.pending.retain(|(m, _)| *m != message);
+            if counted.is_some() {
+                state.counted.record_send(at, offset);
+            }
         }
         Ok(())
     }
@@ -144,6 +173,10 @@ impl MemoryLedger {
 impl CapLedger for MemoryLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
         Box::pin(ready(self.reserve_now(request)))
+    }
+
+    fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+        Box::pin(ready(self.reserve_share_now(request)))
     }
 
     fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
@@ -257,7 +290,9 @@ mod tests {
             "Ok(Denied(DailyLimit",
             "Ok(Denied(Cooldown",
             "Ok(Denied(Frequency",
+            "Ok(Denied(ExposureLimit",
             "Err(Conflict",
+            "Err(WrongKind",
             "Err(NotReserved",
         ] {
             assert!(coverage.saw(answer), "the harness never produced {answer}: {:?}", coverage.answers);

@@ -14,6 +14,14 @@
 //! - [`CapLedger::release`] settles a reserved message as provably not sent: it stops
 //!   counting.
 //!
+//! A member's share of a group post is not a direct message: it is reserved with
+//! [`CapLedger::reserve_share`] against the member's **exposure** — group posts seen in the
+//! member's local day, over all groups — and never against the direct caps, which shares
+//! neither check nor move. Confirm and release settle a share like any message; a confirmed
+//! share counts in the exposure counter ([`LedgerUser::exposure`]). Which kind a message is
+//! follows from its id ([`is_group_share`]): `reserve` of a share's id, or `reserve_share` of a
+//! direct message's, is [`LedgerError::WrongKind`].
+//!
 //! The first settle wins; a later confirm or release of the same id changes nothing.
 //! [`CapLedger::opt_out`] is final unless the user comes back on their own
 //! ([`CapLedger::re_consent`]). [`CapLedger::load`] reads a user's state (an engine
@@ -67,6 +75,21 @@ pub struct Reservation {
     pub offset: UtcOffset,
 }
 
+/// A request to reserve one member's share of a group post (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShareReservation {
+    /// Which share ([`crate::actors::entity::group_share_id`]: top bit set).
+    pub message: MessageId,
+    /// The member.
+    pub user: UserId,
+    /// When the post would go out.
+    pub at: Timestamp,
+    /// The member's offset from UTC: the local day the share counts in.
+    pub offset: UtcOffset,
+    /// Group posts one member may see per local day, over all groups.
+    pub exposure_limit: u32,
+}
+
 /// The ledger's answer to a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reserved {
@@ -90,8 +113,41 @@ pub enum Counted {
 pub struct LedgerUser {
     /// Counted sends (confirmed), and the opt-out flag.
     pub counted: CapState,
-    /// Reservations not yet settled, in the order they were granted: `(message, at)`.
+    /// Direct reservations not yet settled, in the order they were granted: `(message, at)`.
     pub pending: Vec<(MessageId, Timestamp)>,
+    /// Group posts counted as seen (confirmed shares).
+    pub exposure: Exposure,
+    /// Shares of group posts not yet settled, in grant order: `(message, at)`.
+    pub pending_shares: Vec<(MessageId, Timestamp)>,
+}
+
+/// The group posts a member has seen, counted like [`CapState`]'s daily count: the local day
+/// of the latest counted share and the shares counted on it (earlier days no longer matter:
+/// the limit is per local day).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// The local day of the latest counted share (days since the epoch, local time).
+    pub day: i64,
+    /// Shares counted on `day`.
+    pub seen: u32,
+}
+
+impl Exposure {
+    /// Shares counted on local `day`.
+    pub fn seen_on(&self, day: i64) -> u32 {
+        if self.day == day { self.seen } else { 0 }
+    }
+
+    /// Counts one share on local `day` (a share of an earlier day than the latest counted
+    /// one changes nothing: that day is over).
+    pub fn record(&mut self, day: i64) {
+        match day.cmp(&self.day) {
+            std::cmp::Ordering::Equal => self.seen += 1,
+            std::cmp::Ordering::Greater => *self = Exposure { day, seen: 1 },
+            std::cmp::Ordering::Less if self.seen == 0 => *self = Exposure { day, seen: 1 },
+            std::cmp::Ordering::Less => {}
+        }
+    }
 }
 
 impl LedgerUser {
@@ -103,6 +159,26 @@ impl LedgerUser {
             state.record_send(at, offset);
         }
         state
+    }
+
+    /// Group posts the user has seen or may see (counted and pending shares) on the local
+    /// day of `at`.
+    pub fn exposure_on(&self, at: Timestamp, offset: UtcOffset) -> u32 {
+        let day = at.local_day(offset);
+        let pending = self.pending_shares.iter().filter(|(_, t)| t.local_day(offset) == day).count() as u32;
+        self.exposure.seen_on(day) + pending
+    }
+
+    /// The decision on a share: opted out (the engine does not count such a member, and
+    /// does not hold the post for them), or the exposure limit of the member's local day.
+    pub fn decide_share(&self, request: &ShareReservation) -> Reserved {
+        if self.counted.opted_out {
+            Reserved::Denied(SuppressReason::OptedOut)
+        } else if self.exposure_on(request.at, request.offset) >= request.exposure_limit {
+            Reserved::Denied(SuppressReason::ExposureLimit)
+        } else {
+            Reserved::Granted
+        }
     }
 }
 
@@ -127,6 +203,13 @@ pub enum LedgerError {
         /// The user of this call.
         now: UserId,
     },
+    /// A direct reservation of a group share's id, or a share reservation of a direct
+    /// message's id: a caller's bug. Fatal for that message; never retried.
+    #[error("message {message} is reserved as the wrong kind (direct vs group share)")]
+    WrongKind {
+        /// The message.
+        message: MessageId,
+    },
     /// A confirm or release for a message that holds no reservation (never reserved, or
     /// denied). A caller's bug: the transport must only be called for a granted message.
     #[error("message {message} holds no reservation")]
@@ -142,8 +225,11 @@ pub type LedgerFuture<T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> +
 
 /// The cap gate. See the module documentation for the life of a message.
 pub trait CapLedger: Send + Sync + Debug {
-    /// Reserves a message if every cap allows it; idempotent by message id.
+    /// Reserves a direct message if every cap allows it; idempotent by message id.
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved>;
+    /// Reserves a member's share of a group post if the member's exposure allows it;
+    /// idempotent by message id. Direct caps are neither checked nor moved.
+    fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved>;
     /// Settles a reserved message as sent (delivered or unknown): it counts.
     fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()>;
     /// Settles a reserved message as not sent: it stops counting.
@@ -189,6 +275,11 @@ pub struct Recovery {
     pub unknown: u64,
     /// Reservations never handed to the transport: released.
     pub released: u64,
+}
+
+/// The answer every ledger gives before deciding, when the id is of the other kind.
+pub fn check_kind(message: MessageId, share: bool) -> Result<(), LedgerError> {
+    if is_group_share(message) == share { Ok(()) } else { Err(LedgerError::WrongKind { message }) }
 }
 
 /// Whether a message id is a member's share of a group post (the top bit), not a direct

@@ -9,6 +9,10 @@
 //!   sends counted that day (the counted [`CapState`]), `q` the grant sequence.
 //! - `P{u:ID}:pend` — sorted set of the pending reservations, member `MSG:AT`, scored by the
 //!   grant sequence (so [`CapLedger::load`] lists them in grant order).
+//!   The same hash holds the member's exposure to group posts: `xd` the local day of the
+//!   latest counted share, `xn` shares counted that day ([`Exposure`](super::Exposure)).
+//! - `P{u:ID}:xpend` — sorted set of the pending group shares, like `pend` (direct caps
+//!   never see them; the exposure limit does).
 //! - `P{u:ID}:m:MSG` — hash: the message's record (`u` user, `d` decision, `at`, `off`
 //!   offset, `s` pending/counted/released, `snd` handed to the transport). No expiry while
 //!   pending; kept for the retention window once settled or denied.
@@ -49,9 +53,51 @@ use crate::policy::{CapState, SuppressReason};
 use crate::redis_link::{Failure, Link, RedisConnectError, RedisOptions, Script, Shared, slot_of, slot_tags, text};
 
 use super::{
-    CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Recovery, Reservation, Reserved,
-    is_group_share,
+    CapLedger, Counted, Exposure, LedgerError, LedgerFuture, LedgerUser, MessageId, Recovery, Reservation, Reserved,
+    ShareReservation, check_kind, is_group_share,
 };
+
+const RESERVE_SHARE_LUA: &str = r#"#!lua
+-- gavat cap gate: reserve one member's share of a group post against the member's exposure.
+-- KEYS: epoch, cap, xpend, msg, slot pending[, index].
+-- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
+local msg, user = ARGV[2], ARGV[3]
+if KEYS[6] then
+  local first = redis.call('SET', KEYS[6], user, 'NX', 'GET', 'PX', ARGV[7])
+  if first and first ~= user then return {'conflict', first} end
+end
+local rec = redis.call('HMGET', KEYS[4], 'u', 'd')
+if rec[1] then
+  if rec[1] ~= user then return {'conflict', rec[1]} end
+  return {'decided', rec[2]}
+end
+local now, off, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local c = redis.call('HMGET', KEYS[2], 'o', 'xd', 'xn')
+local reason = nil
+if c[1] == '1' then
+  reason = 'opted_out'
+else
+  local day = math.floor((now + off) / 86400)
+  local seen = 0
+  if tonumber(c[2]) == day then seen = tonumber(c[3]) or 0 end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    local at = tonumber(string.match(m, ':(-?%d+)$'))
+    if math.floor((at + off) / 86400) == day then seen = seen + 1 end
+  end
+  if seen >= limit then reason = 'exposure_limit' end
+end
+if reason then
+  redis.call('HSET', KEYS[4], 'u', user, 'd', reason, 'at', ARGV[4], 'off', ARGV[5], 's', 'r')
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+  return {'decided', reason}
+end
+local seq = redis.call('HINCRBY', KEYS[2], 'q', 1)
+redis.call('ZADD', KEYS[3], seq, msg .. ':' .. ARGV[4])
+redis.call('HSET', KEYS[4], 'u', user, 'd', 'granted', 'at', ARGV[4], 'off', ARGV[5], 's', 'p')
+redis.call('SADD', KEYS[5], msg .. ':' .. user)
+return {'decided', 'granted'}
+"#;
 
 const RESERVE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one message. KEYS: epoch, cap, pend, msg, slot pending[, index].
@@ -117,7 +163,8 @@ return {'decided', 'granted'}
 
 const SETTLE_LUA: &str = r#"#!lua
 -- gavat cap gate: settle (delivered | unknown | release), mark sending, or recover one message.
--- KEYS: epoch, cap, pend, msg, slot pending. ARGV: epoch, msg, user, mode, retention ms, group share (1/0).
+-- KEYS: epoch, cap, pend (xpend for a share), msg, slot pending.
+-- ARGV: epoch, msg, user, mode, retention ms, group share (1/0).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user, mode = ARGV[2], ARGV[3], ARGV[4]
 local r = redis.call('HMGET', KEYS[4], 'u', 'd', 's', 'at', 'off', 'snd')
@@ -142,7 +189,16 @@ if counted then redis.call('HSET', KEYS[4], 's', 'c') else redis.call('HSET', KE
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
 redis.call('ZREM', KEYS[3], msg .. ':' .. r[4])
 redis.call('SREM', KEYS[5], msg .. ':' .. user)
-if counted then
+if counted and ARGV[6] == '1' then
+  local d = math.floor((tonumber(r[4]) + tonumber(r[5])) / 86400)
+  local x = redis.call('HMGET', KEYS[2], 'xd', 'xn')
+  local xd, xn = tonumber(x[1]) or 0, tonumber(x[2]) or 0
+  if d == xd then
+    redis.call('HINCRBY', KEYS[2], 'xn', 1)
+  elseif d > xd or xn == 0 then
+    redis.call('HSET', KEYS[2], 'xd', string.format('%d', d), 'xn', '1')
+  end
+elseif counted then
   local at = tonumber(r[4])
   local d = math.floor((at + tonumber(r[5])) / 86400)
   local c = redis.call('HMGET', KEYS[2], 'l', 'd')
@@ -172,16 +228,18 @@ return {'ok'}
 "#;
 
 const LOAD_LUA: &str = r#"#!lua flags=no-writes
--- gavat cap gate: read a user's state. KEYS: epoch, cap, pend. ARGV: epoch.
+-- gavat cap gate: read a user's state. KEYS: epoch, cap, pend, xpend. ARGV: epoch.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
-local c = redis.call('HMGET', KEYS[2], 'o', 'l', 'd', 'n')
-return {'ok', c[1] or '', c[2] or '', c[3] or '', c[4] or '', redis.call('ZRANGE', KEYS[3], 0, -1)}
+local c = redis.call('HMGET', KEYS[2], 'o', 'l', 'd', 'n', 'xd', 'xn')
+return {'ok', c[1] or '', c[2] or '', c[3] or '', c[4] or '', redis.call('ZRANGE', KEYS[3], 0, -1),
+  c[5] or '', c[6] or '', redis.call('ZRANGE', KEYS[4], 0, -1)}
 "#;
 
 /// The gate's scripts, loaded once per connect (and again after `SCRIPT FLUSH`).
 #[derive(Debug)]
 struct Scripts {
     reserve: Script,
+    reserve_share: Script,
     settle: Script,
     opt_out: Script,
     re_consent: Script,
@@ -192,6 +250,7 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             reserve: Script::new("reserve", RESERVE_LUA),
+            reserve_share: Script::new("reserve_share", RESERVE_SHARE_LUA),
             settle: Script::new("settle", SETTLE_LUA),
             opt_out: Script::new("opt_out", OPT_OUT_LUA),
             re_consent: Script::new("re_consent", RE_CONSENT_LUA),
@@ -199,8 +258,8 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
-        [&self.reserve, &self.settle, &self.opt_out, &self.re_consent, &self.load]
+    fn all(&self) -> [&Script; 6] {
+        [&self.reserve, &self.reserve_share, &self.settle, &self.opt_out, &self.re_consent, &self.load]
     }
 }
 
@@ -245,13 +304,14 @@ impl Gate {
         if self.cluster { slot_tags().iter().map(String::as_str).collect() } else { vec!["g"] }
     }
 
-    /// The keys every user-slot script starts with: epoch, cap, pend, message, slot pending.
+    /// The keys every user-slot script starts with: epoch, cap, pending set of the message's
+    /// kind (`pend`, or `xpend` for a group share), message, slot pending.
     fn user_keys(&self, user: UserId, message: MessageId) -> Vec<String> {
         let tag = self.slot_tag(user);
         vec![
             self.epoch_key(tag),
             self.user_key(user, "cap"),
-            self.user_key(user, "pend"),
+            self.user_key(user, if is_group_share(message) { "xpend" } else { "pend" }),
             self.message_key(user, message),
             self.pending_key(tag),
         ]
@@ -273,14 +333,61 @@ impl Gate {
     }
 
     async fn reserve(&self, shared: &Shared, r: Reservation) -> Result<Result<Reserved, LedgerError>, Failure> {
-        let user = r.user.0.to_string();
-        let mut keys = self.user_keys(r.user, r.message);
+        if let Err(e) = check_kind(r.message, false) {
+            return Ok(Err(e));
+        }
+        let args = vec![
+            self.epoch.clone(),
+            r.message.0.to_string(),
+            r.user.0.to_string(),
+            r.at.secs().to_string(),
+            r.offset.secs().to_string(),
+            r.caps.daily_limit.to_string(),
+            r.caps.cooldown_secs.to_string(),
+            (r.caps.allowed_hours.0 & HourMask::ALL_DAY.0).to_string(),
+            r.caps.period_days.to_string(),
+            self.retention_ms.to_string(),
+        ];
+        self.reserve_with(shared, &self.scripts.reserve, r.message, r.user, args).await
+    }
+
+    async fn reserve_share(
+        &self,
+        shared: &Shared,
+        r: ShareReservation,
+    ) -> Result<Result<Reserved, LedgerError>, Failure> {
+        if let Err(e) = check_kind(r.message, true) {
+            return Ok(Err(e));
+        }
+        let args = vec![
+            self.epoch.clone(),
+            r.message.0.to_string(),
+            r.user.0.to_string(),
+            r.at.secs().to_string(),
+            r.offset.secs().to_string(),
+            r.exposure_limit.to_string(),
+            self.retention_ms.to_string(),
+        ];
+        self.reserve_with(shared, &self.scripts.reserve_share, r.message, r.user, args).await
+    }
+
+    /// Runs a reserve script (the index first on a cluster) and reads its answer.
+    async fn reserve_with(
+        &self,
+        shared: &Shared,
+        script: &Script,
+        message: MessageId,
+        user_id: UserId,
+        args: Vec<String>,
+    ) -> Result<Result<Reserved, LedgerError>, Failure> {
+        let user = user_id.0.to_string();
+        let mut keys = self.user_keys(user_id, message);
         if self.cluster {
             let first = shared
                 .query(
                     Cmd::new()
                         .arg("SET")
-                        .arg(self.index_key(r.message))
+                        .arg(self.index_key(message))
                         .arg(&user)
                         .arg("NX")
                         .arg("GET")
@@ -292,28 +399,16 @@ impl Gate {
             if first != Value::Nil {
                 let first = text(&first)?;
                 if first != user {
-                    return Ok(Err(conflict(r, &first)?));
+                    return Ok(Err(conflict(message, user_id, &first)?));
                 }
             }
         } else {
-            keys.push(self.index_key(r.message));
+            keys.push(self.index_key(message));
         }
-        let args = vec![
-            self.epoch.clone(),
-            r.message.0.to_string(),
-            user,
-            r.at.secs().to_string(),
-            r.offset.secs().to_string(),
-            r.caps.daily_limit.to_string(),
-            r.caps.cooldown_secs.to_string(),
-            (r.caps.allowed_hours.0 & HourMask::ALL_DAY.0).to_string(),
-            r.caps.period_days.to_string(),
-            self.retention_ms.to_string(),
-        ];
-        let reply = strings(&shared.eval(&self.scripts.reserve, &keys, &args).await?)?;
+        let reply = strings(&shared.eval(script, &keys, &args).await?)?;
         match reply.as_slice() {
-            [s] if s == "epoch" => Err(self.epoch_lost(shared, r.user).await),
-            [s, first] if s == "conflict" => Ok(Err(conflict(r, first)?)),
+            [s] if s == "epoch" => Err(self.epoch_lost(shared, user_id).await),
+            [s, first] if s == "conflict" => Ok(Err(conflict(message, user_id, first)?)),
             [s, decision] if s == "decided" => Ok(Ok(parse_decision(decision)?)),
             _ => Err(unexpected(&reply)),
         }
@@ -381,12 +476,17 @@ impl Gate {
     }
 
     async fn load(&self, shared: &Shared, user: UserId) -> Result<LedgerUser, Failure> {
-        let keys = vec![self.epoch_key(self.slot_tag(user)), self.user_key(user, "cap"), self.user_key(user, "pend")];
+        let keys = vec![
+            self.epoch_key(self.slot_tag(user)),
+            self.user_key(user, "cap"),
+            self.user_key(user, "pend"),
+            self.user_key(user, "xpend"),
+        ];
         let reply = shared.eval(&self.scripts.load, &keys, std::slice::from_ref(&self.epoch)).await?;
         let Value::Array(items) = reply else { return Err(unexpected_value(&reply)) };
         let head: Vec<String> = items.iter().take(5).map(text).collect::<Result<_, _>>()?;
         match head.first().map(String::as_str) {
-            Some("ok") if items.len() == 6 => {}
+            Some("ok") if items.len() == 9 => {}
             Some("epoch") => return Err(self.epoch_lost(shared, user).await),
             _ => return Err(unexpected(&head)),
         }
@@ -399,14 +499,22 @@ impl Gate {
             last_send_day: number(&head[3])?.unwrap_or(0),
             sent_on_last_day: number(&head[4])?.unwrap_or(0).try_into().map_err(|_| bad_value("a count", &head[4]))?,
         };
-        let mut pending = Vec::new();
-        for member in strings(&items[5])? {
-            let (m, at) = member.split_once(':').ok_or_else(|| bad_value("MSG:AT", &member))?;
-            let m = m.parse().map_err(|_| bad_value("a message id", m))?;
-            let at = at.parse().map_err(|_| bad_value("a time", at))?;
-            pending.push((MessageId(m), Timestamp(at)));
-        }
-        Ok(LedgerUser { counted, pending })
+        let pending_of = |item: &Value| -> Result<Vec<(MessageId, Timestamp)>, Failure> {
+            let mut pending = Vec::new();
+            for member in strings(item)? {
+                let (m, at) = member.split_once(':').ok_or_else(|| bad_value("MSG:AT", &member))?;
+                let m = m.parse().map_err(|_| bad_value("a message id", m))?;
+                let at = at.parse().map_err(|_| bad_value("a time", at))?;
+                pending.push((MessageId(m), Timestamp(at)));
+            }
+            Ok(pending)
+        };
+        let (exposure_day, exposure_seen) = (text(&items[6])?, text(&items[7])?);
+        let exposure = Exposure {
+            day: number(&exposure_day)?.unwrap_or(0),
+            seen: number(&exposure_seen)?.unwrap_or(0).try_into().map_err(|_| bad_value("a count", &exposure_seen))?,
+        };
+        Ok(LedgerUser { counted, pending: pending_of(&items[5])?, exposure, pending_shares: pending_of(&items[8])? })
     }
 
     async fn recover(&self, shared: &Shared) -> Result<Recovery, Failure> {
@@ -434,8 +542,8 @@ impl Gate {
     }
 }
 
-fn conflict(r: Reservation, first: &str) -> Result<LedgerError, Failure> {
-    Ok(LedgerError::Conflict { message: r.message, first: parse_user(first)?, now: r.user })
+fn conflict(message: MessageId, now: UserId, first: &str) -> Result<LedgerError, Failure> {
+    Ok(LedgerError::Conflict { message, first: parse_user(first)?, now })
 }
 
 fn parse_user(s: &str) -> Result<UserId, Failure> {
@@ -662,6 +770,10 @@ impl RedisLedger {
 impl CapLedger for RedisLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
         self.call(move |gate, shared| async move { gate.reserve(&shared, request).await })
+    }
+
+    fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+        self.call(move |gate, shared| async move { gate.reserve_share(&shared, request).await })
     }
 
     fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {

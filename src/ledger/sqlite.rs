@@ -15,6 +15,11 @@
 //! [`SqliteLedger`]): one commit for the lot instead of one each, each write still applied
 //! in turn and answered only once committed.
 //!
+//! A member's share of a group post (an id with the top bit set) is a row of
+//! `ledger_messages` like any message, decided by [`LedgerUser::decide_share`]; a confirmed
+//! share counts in `ledger_exposure` (the member's [`Exposure`](super::Exposure)), never in
+//! `ledger_users`.
+//!
 //! A message's `state`: `reserved` → `sending` (the outbox step) → `delivered` | `unknown`
 //! (counted) or `released`; a denial is `denied` with its `reason`. [`CapLedger::recover`]
 //! settles what a crash left: `sending` and group shares count as `unknown`, other
@@ -37,7 +42,7 @@ use crate::store::{StoreError, open_shared_writer};
 
 use super::{
     CapLedger, Counted, DEFAULT_RETENTION_SECS, LedgerError, LedgerFuture, LedgerUser, MessageId, Recovery,
-    Reservation, Reserved, is_group_share,
+    Reservation, Reserved, ShareReservation, check_kind, is_group_share,
 };
 
 /// How long a call waits for another connection's write lock before the ledger answers
@@ -83,6 +88,8 @@ mod sql {
         "INSERT INTO ledger_users (user_id, opted_out, last_sent, last_send_day, sent_on_last_day)
         VALUES (?1, 1, NULL, 0, 0) ON CONFLICT (user_id) DO UPDATE SET opted_out = 1";
     pub(super) const RE_CONSENT: &str = "UPDATE ledger_users SET opted_out = 0 WHERE user_id = ?1";
+    pub(super) const EXPOSURE: &str = "SELECT day, seen FROM ledger_exposure WHERE user_id = ?1";
+    pub(super) const SAVE_EXPOSURE: &str = "INSERT OR REPLACE INTO ledger_exposure VALUES (?1, ?2, ?3)";
     /// Every unsettled reservation in grant order (recovery: a scan, run once at start).
     pub(super) const ALL_PENDING: &str = "SELECT message, user_id, at, utc_offset, state, reason FROM ledger_messages
         WHERE state IN ('reserved', 'sending') ORDER BY seq";
@@ -197,6 +204,7 @@ struct Inner {
 #[derive(Clone, Copy, Debug)]
 enum Write {
     Reserve(Reservation),
+    ReserveShare(ShareReservation),
     /// Confirm (`Some`) or release (`None`).
     Settle(MessageId, Option<Counted>),
     Sending(MessageId),
@@ -338,6 +346,9 @@ impl SqliteLedger {
             for (_, write) in batch {
                 let answer = match *write {
                     Write::Reserve(request) => reserve_in(&tx, &mut inner.prune, request).map(Written::Reserved),
+                    Write::ReserveShare(request) => {
+                        reserve_share_in(&tx, &mut inner.prune, request).map(Written::Reserved)
+                    }
                     Write::Settle(message, counted) => settle_in(&tx, message, counted).map(|()| Written::Done),
                     Write::Sending(message) => sending_in(&tx, message).map(|()| Written::Done),
                     Write::OptOut(user) => opt_out_in(&tx, user).map(|()| Written::Done),
@@ -426,27 +437,55 @@ impl Drop for Committing<'_> {
 /// id, else decide over the user's counted state and pending reservations and write the
 /// decision.
 fn reserve_in(conn: &Connection, prune: &mut Prune, request: Reservation) -> Result<Reserved, Failure> {
-    if let Some(row) = message_row(conn, request.message)? {
-        return if row.user == request.user {
+    check_kind(request.message, false)?;
+    let (message, user, at, offset) = (request.message, request.user, request.at, request.offset);
+    decide_in(conn, prune, message, user, at, offset, |state| {
+        match decide(&state.effective(offset), &request.caps, offset, at) {
+            Decision::Send => Reserved::Granted,
+            Decision::Suppress { reason, .. } => Reserved::Denied(reason),
+        }
+    })
+}
+
+/// [`CapLedger::reserve_share`] inside the batch's transaction.
+fn reserve_share_in(conn: &Connection, prune: &mut Prune, request: ShareReservation) -> Result<Reserved, Failure> {
+    check_kind(request.message, true)?;
+    let (message, user, at, offset) = (request.message, request.user, request.at, request.offset);
+    decide_in(conn, prune, message, user, at, offset, |state| state.decide_share(&request))
+}
+
+/// A reservation of either kind: the stored decision for a known id, else `rule`'s over the
+/// user's state, written.
+fn decide_in(
+    conn: &Connection,
+    prune: &mut Prune,
+    message: MessageId,
+    user: UserId,
+    at: Timestamp,
+    offset: UtcOffset,
+    rule: impl FnOnce(&LedgerUser) -> Reserved,
+) -> Result<Reserved, Failure> {
+    if let Some(row) = message_row(conn, message)? {
+        return if row.user == user {
             Ok(row.decision())
         } else {
-            Err(LedgerError::Conflict { message: request.message, first: row.user, now: request.user }.into())
+            Err(LedgerError::Conflict { message, first: row.user, now: user }.into())
         };
     }
-    let user = load_user(conn, request.user)?;
-    let (state, reason) = match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
-        Decision::Send => (State::Reserved, None),
-        Decision::Suppress { reason, .. } => (State::Denied, Some(reason)),
+    let state = load_user(conn, user)?;
+    let (state, reason) = match rule(&state) {
+        Reserved::Granted => (State::Reserved, None),
+        Reserved::Denied(reason) => (State::Denied, Some(reason)),
     };
     conn.prepare_cached(sql::INSERT)?.execute(params![
-        request.message.0 as i64,
-        request.user.0 as i64,
-        request.at.secs(),
-        request.offset.0,
+        message.0 as i64,
+        user.0 as i64,
+        at.secs(),
+        offset.0,
         state.as_str(),
         reason.map(SuppressReason::as_str),
     ])?;
-    prune.latest = prune.latest.max(request.at);
+    prune.latest = prune.latest.max(at);
     prune.since += 1;
     if prune.since >= PRUNE_EVERY {
         // Settled ids reserved before the window; pending ones always stay.
@@ -572,10 +611,20 @@ fn counted_state(conn: &Connection, user: UserId) -> Result<CapState, Failure> {
 fn load_user(conn: &Connection, user: UserId) -> Result<LedgerUser, Failure> {
     let counted = counted_state(conn, user)?;
     let mut stmt = conn.prepare_cached(sql::PENDING)?;
-    let pending = stmt
+    let all = stmt
         .query_map(params![user.0 as i64], |r| Ok((MessageId(r.get::<_, i64>(0)? as u64), Timestamp(r.get(1)?))))?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(LedgerUser { counted, pending })
+    let (pending_shares, pending) = all.into_iter().partition(|(m, _)| is_group_share(*m));
+    Ok(LedgerUser { counted, pending, exposure: exposure_of(conn, user)?, pending_shares })
+}
+
+/// A user's counted exposure to group posts.
+fn exposure_of(conn: &Connection, user: UserId) -> Result<super::Exposure, Failure> {
+    let exposure = conn
+        .prepare_cached(sql::EXPOSURE)?
+        .query_row(params![user.0 as i64], |r| Ok(super::Exposure { day: r.get(0)?, seen: r.get(1)? }))
+        .optional()?;
+    Ok(exposure.unwrap_or_default())
 }
 
 /// Settles a pending message inside the caller's transaction: its new state and, when it
@@ -593,7 +642,11 @@ fn settle_row(
         None => State::Released,
     };
     conn.prepare_cached(sql::SETTLE)?.execute(params![message.0 as i64, state.as_str()])?;
-    if counted.is_some() {
+    if counted.is_some() && is_group_share(message) {
+        let mut exposure = exposure_of(conn, row.user)?;
+        exposure.record(row.at.local_day(row.offset));
+        conn.prepare_cached(sql::SAVE_EXPOSURE)?.execute(params![row.user.0 as i64, exposure.day, exposure.seen])?;
+    } else if counted.is_some() {
         let mut user = counted_state(conn, row.user)?;
         user.record_send(row.at, row.offset);
         conn.prepare_cached(sql::SAVE_COUNTED)?.execute(params![
@@ -610,6 +663,14 @@ fn settle_row(
 impl CapLedger for SqliteLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
         let answer = self.write(Write::Reserve(request)).map(|written| match written {
+            Written::Reserved(reserved) => reserved,
+            Written::Done => unreachable!("a reservation is answered with its decision"),
+        });
+        Box::pin(ready(answer))
+    }
+
+    fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+        let answer = self.write(Write::ReserveShare(request)).map(|written| match written {
             Written::Reserved(reserved) => reserved,
             Written::Done => unreachable!("a reservation is answered with its decision"),
         });
@@ -946,7 +1007,14 @@ mod tests {
             let ledger = SqliteLedger::open(&path)?;
             assert_eq!(reserve(&ledger, request(1, 1, 0))?, Reserved::Granted);
             assert_eq!(reserve(&ledger, request(2, 2, 0))?, Reserved::Granted);
-            assert_eq!(reserve(&ledger, Reservation { message: share, ..request(0, 3, 0) })?, Reserved::Granted);
+            let share_request = ShareReservation {
+                message: share,
+                user: UserId(3),
+                at: START,
+                offset: UtcOffset(0),
+                exposure_limit: 3,
+            };
+            assert_eq!(run(ledger.reserve_share(share_request))?, Reserved::Granted);
             assert_eq!(reserve(&ledger, request(4, 1, HOUR))?, Reserved::Denied(SuppressReason::Cooldown));
             run(ledger.sending(MessageId(2)))?;
             run(ledger.sending(MessageId(2)))?; // a repeat is harmless
@@ -958,11 +1026,13 @@ mod tests {
         assert_eq!(run(ledger.recover())?, Recovery::default(), "nothing is left to recover");
         let released = run(ledger.load(UserId(1)))?;
         assert_eq!(released, LedgerUser::default(), "a released reservation no longer counts");
-        for user in [UserId(2), UserId(3)] {
-            let counted = run(ledger.load(user))?;
-            assert!(counted.pending.is_empty());
-            assert_eq!(counted.counted.last_sent, Some(START), "{user} counts the message that may have gone out");
-        }
+        let counted = run(ledger.load(UserId(2)))?;
+        assert!(counted.pending.is_empty());
+        assert_eq!(counted.counted.last_sent, Some(START), "user 2 counts the message that may have gone out");
+        let member = run(ledger.load(UserId(3)))?;
+        assert!(member.pending_shares.is_empty());
+        assert_eq!(member.counted, CapState::default(), "a group share never counts against the direct caps");
+        assert_eq!(member.exposure.seen, 1, "the share that may have gone out counts in the exposure");
         // A recovered message is settled: sending it now would be an uncounted send.
         assert_eq!(run(ledger.sending(MessageId(1))), Err(LedgerError::NotReserved { message: MessageId(1) }));
         assert_eq!(run(ledger.sending(MessageId(2))), Err(LedgerError::NotReserved { message: MessageId(2) }));

@@ -50,6 +50,7 @@ struct FileConfig {
     #[serde(default)]
     bots: Vec<BotSection>,
     messages: Option<crate::compose::MessagesSection>,
+    groups: Option<super::groups::GroupsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +178,8 @@ pub struct RunConfig {
     pub telegram_inbound: Option<TelegramInboundConfig>,
     /// The text of messages: templates, languages, offer, LLM (`[messages]`).
     pub messages: crate::compose::MessagesConfig,
+    /// How the store's groups are posted to (`[groups]`; see docs/configuration.md).
+    pub groups: crate::actors::scheduler::GroupPolicy,
 }
 
 impl Default for RunConfig {
@@ -197,6 +200,7 @@ impl Default for RunConfig {
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
             telegram_inbound: None,
             messages: crate::compose::MessagesConfig::default(),
+            groups: super::groups::default_group_policy(),
         }
     }
 }
@@ -327,6 +331,8 @@ impl RunConfig {
                 return Err(invalid("transport.inbound", "\"webhook\" needs the HTTP API ([http] enabled)".into()));
             }
         }
+        config.groups =
+            super::groups::group_policy(file.groups).map_err(|e| SettingsFileError::invalid(origin, text, e))?;
         config.strategies = file.strategies.map(resolve);
         config.rules = file.rules.map(resolve);
         config.learner = file.learner.map(resolve);
@@ -568,6 +574,13 @@ impl fmt::Display for RunConfig {
             writeln!(f, "experiment: {}", e.display())?;
         }
         writeln!(f, "messages:   {}", self.messages.summary())?;
+        let g = &self.groups;
+        writeln!(
+            f,
+            "groups:     {} posts a group local day, cooldown {} s, hours {} (group's time), {} posts/min, each \
+             member sees at most {} group posts a local day",
+            g.caps.daily_limit, g.caps.cooldown_secs, g.caps.allowed_hours, g.posts_per_minute, g.exposure_limit
+        )?;
         match self.listen {
             Some(addr) => writeln!(f, "http:       {addr}")?,
             None => writeln!(f, "http:       off")?,

@@ -5,6 +5,8 @@
 pub mod config;
 pub mod directory;
 pub mod experiment;
+pub mod group_file;
+pub mod groups;
 pub mod instance;
 pub mod parts;
 pub mod results;

@@ -157,6 +157,25 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         }
         _ => None,
     };
+    // The store's groups, posted to under `[groups]`, their memberships followed as they
+    // change. Not with an experiment: one post reaches members of every arm.
+    let group_watch = if experiment {
+        None
+    } else {
+        let groups: Arc<dyn crate::store::GroupStore> = match &parts.users_at {
+            UsersAt::Sqlite(store) => store.clone(),
+            UsersAt::Redis(store) => store.clone(),
+        };
+        let stored = groups.load_groups()?;
+        if stored.is_empty() {
+            None
+        } else {
+            tracing::info!(groups = stored.len(), "Posting to the store's groups.");
+            let (tx, rx) = crate::engine::group_updates();
+            builder = builder.groups(stored.iter().map(|g| g.profile()).collect(), config.groups).group_updates(rx);
+            Some(actix_rt::spawn(super::groups::watch(groups, stored, tx)))
+        }
+    };
     let engine = builder.build()?;
     let pollers = match &telegram {
         Some(telegram) => super::telegram::start_inbound(config, telegram).await?,
@@ -186,6 +205,9 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         poller.abort();
     }
     if let Some(w) = strategy_watch {
+        w.abort();
+    }
+    if let Some(w) = group_watch {
         w.abort();
     }
     if let Some(server) = server {

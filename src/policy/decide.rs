@@ -68,6 +68,9 @@ pub enum SuppressReason {
     MemberCap,
     /// Telegram's limit on posts per minute to groups.
     PlatformRate,
+    /// A group post was held back because a member has seen the most group posts allowed
+    /// in their local day (the member-exposure limit).
+    ExposureLimit,
     /// The cap gate (the ledger) could not answer: nothing is sent until it can (fail
     /// closed).
     GateUnavailable,
@@ -75,7 +78,7 @@ pub enum SuppressReason {
 
 impl SuppressReason {
     /// Every reason, in report order.
-    pub const ALL: [SuppressReason; 9] = [
+    pub const ALL: [SuppressReason; 10] = [
         SuppressReason::OptedOut,
         SuppressReason::QuietHours,
         SuppressReason::DailyLimit,
@@ -84,6 +87,7 @@ impl SuppressReason {
         SuppressReason::NoSegment,
         SuppressReason::MemberCap,
         SuppressReason::PlatformRate,
+        SuppressReason::ExposureLimit,
         SuppressReason::GateUnavailable,
     ];
 
@@ -98,6 +102,7 @@ impl SuppressReason {
             SuppressReason::NoSegment => "no_segment",
             SuppressReason::MemberCap => "member_cap",
             SuppressReason::PlatformRate => "platform_rate",
+            SuppressReason::ExposureLimit => "exposure_limit",
             SuppressReason::GateUnavailable => "gate_unavailable",
         }
     }

@@ -14,6 +14,7 @@
 //! through [`StrategyRollback`]), which both [`SqliteStore`] and [`RedisStore`] implement.
 
 mod crm;
+mod groups;
 mod jsonl;
 mod memory;
 mod read_back;
@@ -45,6 +46,7 @@ use crate::segmentation::Explained;
 
 pub use self::redis::RedisStore;
 pub use crm::{CrmReader, SegmentMember, StrategyRollback};
+pub use groups::{GroupRecord, GroupStore, MembershipChanged};
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
 pub use redis_stream::GroupRead;
@@ -109,6 +111,12 @@ pub enum StoreError {
         column: &'static str,
         /// The value found.
         value: String,
+    },
+    /// The contact book (names, languages, group chat ids) could not be read.
+    #[error("contact book: {why}")]
+    Contacts {
+        /// Why.
+        why: String,
     },
     /// The Redis store could not be reached, refused the call, or holds data this build
     /// cannot read: the write or read did not happen. Retryable once Redis answers; the

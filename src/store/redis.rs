@@ -156,6 +156,11 @@ impl RedisStore {
         Ok(RedisStore { link, keys: Arc::new(Keys { prefix: prefix.to_string() }) })
     }
 
+    /// The key prefix (for the groups' keys, `super::groups`).
+    pub(super) fn key_prefix(&self) -> &str {
+        &self.keys.prefix
+    }
+
     pub(super) fn error(&self, fail: Failure) -> StoreError {
         StoreError::Redis { address: self.link.address().to_string(), reason: self.link.scrub(fail.reason_text()) }
     }

@@ -171,6 +171,24 @@ const MIGRATIONS: &[&str] = &[
         since INTEGER NOT NULL,
         PRIMARY KEY (chat_id, user_id)
      );",
+    // groups and members: the Telegram groups a live engine posts to (`crate::store::groups`),
+    // and each member's exposure to group posts in the cap ledger — the local day of the
+    // latest counted share and the shares counted on it (`crate::ledger::Exposure`).
+    "CREATE TABLE groups (
+        group_id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        utc_offset INTEGER NOT NULL
+     );
+     CREATE TABLE group_members (
+        group_id INTEGER NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+     ) WITHOUT ROWID;
+     CREATE TABLE ledger_exposure (
+        user_id INTEGER PRIMARY KEY,
+        day INTEGER NOT NULL,
+        seen INTEGER NOT NULL
+     );",
 ];
 
 /// The schema version this build writes and reads.

@@ -14,8 +14,10 @@
 use ::redis::{Cmd, Value};
 use rusqlite::{OptionalExtension, params};
 
+use crate::contacts::ContactBook;
 use crate::domain::{Timestamp, UserId};
 use crate::redis_link::{Failure, text};
+use crate::store::groups::{GroupStore, MembershipChanged};
 use crate::transport::telegram::{GroupMembership, SentMessage, TelegramState};
 
 use super::{RedisStore, SqliteStore, StoreError};
@@ -70,6 +72,22 @@ impl TelegramState for SqliteStore {
     }
 }
 
+/// A member joined or left the chat `chat_id`: if it is one of the groups the engine posts
+/// to (an operator's `gavat import groups`, its chat id in the contact book), the group's
+/// membership changes too, and a running engine follows it (`live::groups::watch`).
+fn engine_membership<S: GroupStore + ContactBook>(
+    store: &S,
+    chat_id: i64,
+    user: UserId,
+    joined: bool,
+) -> Result<(), StoreError> {
+    let chat = store.group_of_chat(chat_id).map_err(|e| StoreError::Contacts { why: e.to_string() })?;
+    if let Some(chat) = chat {
+        store.change_membership(MembershipChanged { group: chat.group, user, joined })?;
+    }
+    Ok(())
+}
+
 impl GroupMembership for SqliteStore {
     fn set_member(&self, chat_id: i64, user: UserId, member: bool, at: Timestamp) -> Result<(), StoreError> {
         let inner = self.lock();
@@ -84,7 +102,9 @@ impl GroupMembership for SqliteStore {
                 params![chat_id, user.0 as i64],
             )
         };
-        result.map(drop).map_err(|e| self.err(e))
+        result.map(drop).map_err(|e| self.err(e))?;
+        drop(inner);
+        engine_membership(self, chat_id, user, member)
     }
 
     fn members(&self, chat_id: i64) -> Result<Vec<UserId>, StoreError> {
@@ -167,7 +187,8 @@ impl GroupMembership for RedisStore {
             let verb = if member { "SADD" } else { "SREM" };
             let cmd = Cmd::new().arg(verb).arg(keys.telegram(&format!("members:{chat_id}"))).arg(user.0).to_owned();
             shared.query(cmd).await.map(drop)
-        })
+        })?;
+        engine_membership(self, chat_id, user, member)
     }
 
     fn members(&self, chat_id: i64) -> Result<Vec<UserId>, StoreError> {

@@ -221,6 +221,9 @@ impl CapLedger for SwitchableLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
         self.answer(|| self.inner.reserve_now(request))
     }
+    fn reserve_share(&self, request: gavat::ledger::ShareReservation) -> LedgerFuture<Reserved> {
+        self.answer(|| self.inner.reserve_share_now(request))
+    }
     fn confirm(&self, message: MessageId, counted: Counted) -> LedgerFuture<()> {
         self.answer(|| self.inner.settle_now(message, Some(counted)))
     }

@@ -44,7 +44,7 @@ fn the_ledger_decides_over_the_users_own_counters() {
     let earlier = START.plus(11 * HOUR);
     let caps = Caps { daily_limit: 1, cooldown_secs: 12 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 };
     let first =
-        Reservation { message: MessageId(u64::MAX - 1), user: UserId(0), at: earlier, caps, offset: UtcOffset(0) };
+        Reservation { message: MessageId(u64::MAX >> 1), user: UserId(0), at: earlier, caps, offset: UtcOffset(0) };
     assert_eq!(ledger.reserve_now(first), Ok(Reserved::Granted));
     ledger.settle_now(first.message, Some(Counted::Delivered)).expect("confirm");
 
@@ -81,6 +81,9 @@ fn an_unavailable_gate_holds_every_send_back() {
     }
     impl CapLedger for Down {
         fn reserve(&self, _: Reservation) -> LedgerFuture<Reserved> {
+            down()
+        }
+        fn reserve_share(&self, _: gavat::ledger::ShareReservation) -> LedgerFuture<Reserved> {
             down()
         }
         fn confirm(&self, _: MessageId, _: Counted) -> LedgerFuture<()> {

@@ -1,6 +1,8 @@
 //! Every cap re-checked from the `--events` file alone, by code that shares nothing with
 //! the engine: daily limit in the user's local day, cooldown, allowed hours, send-day
-//! spacing, and nothing after an opt-out.
+//! spacing, and nothing after an opt-out — for direct messages; a member's share of a group
+//! post is held to the member-exposure limit (3 group posts a local day) instead, and does
+//! not count toward the direct caps.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -10,6 +12,7 @@ use super::common::{gavat, s, temp_dir};
 #[derive(Default)]
 struct Seen {
     sends_by_day: BTreeMap<i64, u64>,
+    group_posts_by_day: BTreeMap<i64, u64>,
     last: Option<i64>,
     last_day: Option<i64>,
     opted_out: Option<i64>,
@@ -50,8 +53,16 @@ fn every_send_in_the_events_file_respects_its_caps() {
             "opt_out" => {
                 seen.opted_out.get_or_insert(at);
             }
+            "send" if !e["group"].is_null() => {
+                group_sends += 1;
+                assert!(e["caps"].is_null(), "line {}: a group share carries no direct caps", n + 1);
+                let seen_today = seen.group_posts_by_day.entry(day).or_default();
+                *seen_today += 1;
+                if *seen_today > 3 {
+                    violations.push(format!("line {}: user {user}: {seen_today} group posts in a local day", n + 1));
+                }
+            }
             "send" => {
-                group_sends += u64::from(!e["group"].is_null());
                 let caps = &e["caps"];
                 let daily = caps["daily_limit"].as_u64().unwrap();
                 let cooldown = caps["cooldown_secs"].as_i64().unwrap();

@@ -85,18 +85,29 @@ fn recover_settles_what_a_crashed_engine_left() -> Result<(), Error> {
     let (url, _own) = shared()?;
     let prefix = Prefix::new(&url, "recover");
     let ledger = RedisLedger::connect(&url, &prefix.text)?;
-    let share = (1u64 << 63) | 3;
-    for id in [1, 2, share, 4] {
+    let share = MessageId((1u64 << 63) | 3);
+    for id in [1, 2, 4] {
         assert_eq!(now(ledger.reserve(request(id, 9)))?, Reserved::Granted);
     }
+    let r = request(0, 9);
+    let share_request =
+        gavat::ledger::ShareReservation { message: share, user: r.user, at: r.at, offset: r.offset, exposure_limit: 3 };
+    assert_eq!(now(ledger.reserve_share(share_request))?, Reserved::Granted);
+    assert_eq!(
+        now(ledger.reserve(Reservation { message: share, ..r })),
+        Err(LedgerError::WrongKind { message: share }),
+        "a share's id is never a direct reservation"
+    );
     now(ledger.sending(MessageId(2)))?;
     now(ledger.confirm(MessageId(4), Counted::Delivered))?;
-    assert_eq!(now(ledger.load(UserId(9)))?.pending.len(), 3);
+    let before = now(ledger.load(UserId(9)))?;
+    assert_eq!((before.pending.len(), before.pending_shares.len()), (2, 1));
 
     assert_eq!(now(ledger.recover())?, Recovery { unknown: 2, released: 1 });
     let state = now(ledger.load(UserId(9)))?;
-    assert!(state.pending.is_empty(), "{state:?}");
-    assert_eq!(state.counted.sent_on_last_day, 3, "2, the share and 4 count; 1 was released");
+    assert!(state.pending.is_empty() && state.pending_shares.is_empty(), "{state:?}");
+    assert_eq!(state.counted.sent_on_last_day, 2, "2 and 4 count; 1 was released; the share is not direct");
+    assert_eq!(state.exposure.seen, 1, "the share that may have gone out counts in the exposure");
     assert_eq!(now(ledger.recover())?, Recovery::default());
     assert_eq!(now(ledger.sending(MessageId(1))), Err(LedgerError::NotReserved { message: MessageId(1) }));
     assert_eq!(ledger.paused(), None);

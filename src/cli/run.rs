@@ -225,18 +225,19 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 
     let parts = open_parts(&config, instance, args.quiet).map_err(open_error)?;
     // What earlier runs learned, or an operator rolled back, stays in force.
-    let book = match &parts.users_at {
+    let (book, strategies_version) = match &parts.users_at {
         crate::live::parts::UsersAt::Sqlite(store) => {
-            let (book, kept) = crate::live::strategy_watch::with_stored_changes(book, store)
-                .map_err(|e| CliError::failure(anyhow::anyhow!(e)))?;
+            let crate::live::strategy_watch::StartingBook { book, kept, version } =
+                crate::live::strategy_watch::with_stored_changes(book, store)
+                    .map_err(|e| CliError::failure(anyhow::anyhow!(e)))?;
             if kept > 0 {
                 eprintln!(
                     "gavat run: {kept} segment strategies as the store has them in force (learned or rolled back)"
                 );
             }
-            book
+            (book, version)
         }
-        crate::live::parts::UsersAt::Redis(_) => book,
+        crate::live::parts::UsersAt::Redis(_) => (book, 0),
     };
     let LiveParts { users, recovered, .. } = &parts;
     let opted_out = users.iter().filter(|u| u.caps.opted_out).count();
@@ -332,6 +333,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         start,
         run_for: args.run_for,
         book,
+        strategies_version,
         rules,
         learner: learner.clone(),
         arms,

@@ -35,6 +35,9 @@ pub struct LiveRun<'a> {
     pub run_for: Option<i64>,
     /// The strategies.
     pub book: StrategyBook,
+    /// The store's latest strategy version when `book` was read (a later one is an
+    /// operator's rollback to pick up).
+    pub strategies_version: i64,
     /// The segmentation rules.
     pub rules: SegmentationRules,
     /// The learner's settings, when it runs.
@@ -74,6 +77,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         start,
         run_for,
         book,
+        strategies_version,
         rules,
         learner,
         arms,
@@ -153,7 +157,12 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         UsersAt::Sqlite(store) if !experiment => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             builder = builder.strategy_updates(rx);
-            Some(actix_rt::spawn(super::strategy_watch::watch(store.clone(), book.name.to_string(), tx)))
+            Some(actix_rt::spawn(super::strategy_watch::watch(
+                store.clone(),
+                book.name.to_string(),
+                strategies_version,
+                tx,
+            )))
         }
         _ => None,
     };

@@ -14,17 +14,31 @@ use crate::store::{SqliteStore, StoreError, StoredStrategy};
 /// How often the store is looked at.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
+/// What a run starts with: the strategies, how many of them came from the store, and the
+/// store's latest version among them (what [`watch`] compares against).
+#[derive(Debug)]
+pub struct StartingBook {
+    /// The strategies.
+    pub book: StrategyBook,
+    /// How many the store changed (learned, or rolled back).
+    pub kept: usize,
+    /// The highest version in force at that moment (0: none recorded).
+    pub version: i64,
+}
+
 /// `book` with every strategy the store holds as changed (learned, or rolled back to
-/// something other than the configured one) put in its place; also how many.
-pub fn with_stored_changes(book: StrategyBook, store: &SqliteStore) -> Result<(StrategyBook, usize), StoreError> {
+/// something other than the configured one) put in its place; also how many, and the
+/// version read (a change after this read is the watch's to pick up, however early).
+pub fn with_stored_changes(book: StrategyBook, store: &SqliteStore) -> Result<StartingBook, StoreError> {
     let in_force = store.strategies_in_force()?;
+    let version = latest_version(&in_force);
     let mut book = book;
     let mut kept = 0;
     for stored in in_force.into_iter().filter(|s| s.learned) {
         book = book.with(stored.strategy);
         kept += 1;
     }
-    Ok((book, kept))
+    Ok(StartingBook { book, kept, version })
 }
 
 /// The highest version among the strategies in force (0: none recorded).
@@ -33,10 +47,15 @@ fn latest_version(in_force: &[StoredStrategy]) -> i64 {
 }
 
 /// Watches `store` and sends the strategies in force into `updates` (arm 0) whenever a
-/// newer version appears than the one at the start. Runs until the engine drops the
-/// receiving end.
-pub async fn watch(store: Arc<SqliteStore>, name: String, updates: tokio::sync::mpsc::UnboundedSender<ArmUpdate>) {
-    let mut seen = store.strategies_in_force().map(|s| latest_version(&s)).unwrap_or(0);
+/// newer version appears than `seen`, the one the run started with (read when the run's
+/// strategies were: a rollback made before this task first runs is still picked up). Runs
+/// until the engine drops the receiving end.
+pub async fn watch(
+    store: Arc<SqliteStore>,
+    name: String,
+    mut seen: i64,
+    updates: tokio::sync::mpsc::UnboundedSender<ArmUpdate>,
+) {
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         if updates.is_closed() {

@@ -176,7 +176,14 @@ impl TelegramState for RedisStore {
         let key = format!("sent:{bot}:{chat_id}:{message_id}");
         self.call(move |keys, shared| async move {
             let reply = shared.query(Cmd::new().arg("GET").arg(keys.telegram(&key)).to_owned()).await?;
-            Ok(number(&reply, "a sent message id")?.map(|m| m as u64))
+            // Our message ids use all 64 bits (a group share has the top bit set).
+            match reply {
+                Value::Nil => Ok(None),
+                other => {
+                    let s = text(&other)?;
+                    s.parse().map(Some).map_err(|_| Failure::Server(format!("a sent message id is not a number: {s}")))
+                }
+            }
         })
     }
 }

@@ -70,3 +70,60 @@ fn contacts_round_trip_in_redis() -> Result<(), Error> {
     reads(&RedisStore::connect(&url, &prefix.text)?).map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// What the Telegram transport keeps in a store — each bot's offset (forward only), the Bot
+/// API id of each message sent, chat members — and how a member joining an imported group's
+/// chat changes that group's membership for the engine, while members of other chats stay
+/// apart.
+fn telegram_state<S>(store: &S) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: gavat::transport::telegram::TelegramState
+        + gavat::transport::telegram::GroupMembership
+        + gavat::store::GroupStore
+        + ContactBook,
+{
+    use gavat::domain::UtcOffset;
+    use gavat::store::GroupRecord;
+    use gavat::transport::telegram::SentMessage;
+    assert_eq!(store.next_update("sales")?, None);
+    store.save_next_update("sales", 12)?;
+    store.save_next_update("sales", 3)?;
+    assert_eq!(store.next_update("sales")?, Some(12), "an offset only moves forward");
+    let sent = SentMessage { bot: "sales".into(), chat_id: 42, message_id: 5, message: u64::MAX - 1, at: Timestamp(9) };
+    store.record_sent(&sent)?;
+    assert_eq!(store.sent_message("sales", 42, 5)?, Some(u64::MAX - 1));
+    assert_eq!(store.sent_message("sales", 42, 6)?, None);
+
+    store.save_group(&GroupRecord {
+        id: GroupId(7),
+        title: "Kulüp".into(),
+        utc_offset: UtcOffset(180),
+        members: vec![UserId(1)],
+    })?;
+    store.save_group_chat(&GroupChat { group: GroupId(7), chat_id: -700, title: "Kulüp".into() })?;
+    store.set_member(-700, UserId(3), true, Timestamp(10))?;
+    store.set_member(-700, UserId(1), false, Timestamp(11))?;
+    store.set_member(-999, UserId(4), true, Timestamp(12))?;
+    assert_eq!(store.members(-700)?, vec![UserId(3)]);
+    assert_eq!(store.members(-999)?, vec![UserId(4)]);
+    let groups = store.load_groups()?;
+    assert_eq!(groups.len(), 1, "a chat that is no imported group adds none: {groups:?}");
+    assert_eq!(groups[0].members, vec![UserId(3)], "the imported group follows its chat's members");
+    Ok(())
+}
+
+/// The Telegram state in SQLite.
+#[test]
+fn telegram_state_in_sqlite() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = temp_dir();
+    telegram_state(&SqliteStore::open(&dir.path().join("telegram.db"))?)
+}
+
+/// The Telegram state in Redis, under a prefix of its own.
+#[test]
+fn telegram_state_in_redis() -> Result<(), Error> {
+    let (url, _own) = shared()?;
+    let prefix = Prefix::new(&url, "tgstate");
+    telegram_state(&RedisStore::connect(&url, &prefix.text)?).map_err(|e| e.to_string())?;
+    Ok(())
+}

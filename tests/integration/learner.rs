@@ -78,8 +78,9 @@ fn the_audit_trail_is_persisted_and_a_change_can_be_rolled_back() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["version"].as_i64().unwrap() > id)
-        .expect("the rolled-back segment's strategy carries the rollback's id");
+        .find(|s| s["segment"] == segment.as_str())
+        .expect("the rolled-back segment's strategy is shown");
+    assert!(restored["version"].as_i64().unwrap() > id, "it carries the rollback's id: {restored}");
     assert_eq!(restored["strategy"], applied["strategy_before"], "the strategy before the change is back");
     // Twice is once: what the change replaced is already in force.
     let again = gavat(&["strategy", "rollback", &id.to_string(), "--store", s(&db)]);

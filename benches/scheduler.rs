@@ -86,6 +86,7 @@ fn shard_decisions(c: &mut Criterion) {
         run_nonce: 1,
         persist: PersistPolicy::AtEnd,
         rules: Arc::new(SegmentationRules::defaults()),
+        wall_scale: 1,
     };
     let mut group = c.benchmark_group("shard_decisions");
     group.throughput(Throughput::Elements(SHARD_BATCH));

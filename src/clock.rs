@@ -36,6 +36,12 @@ pub trait Clock: Send + Sync + Debug {
     /// each piece with its planned time. A clock that does not jump runs work when it is due
     /// and stamps it with the time it actually runs.
     fn jumps(&self) -> bool;
+    /// How much engine time `wall_secs` seconds of wall time are: a platform's `retry_after`
+    /// is in wall seconds, the engine plans in its own (a scaled clock runs `factor` times
+    /// faster, so a wait of 5 wall seconds is `5 × factor` engine seconds).
+    fn engine_secs_of_wall(&self, wall_secs: u32) -> i64 {
+        i64::from(wall_secs)
+    }
 }
 
 /// The wall clock (UTC), sleeping on tokio's timer.
@@ -109,6 +115,10 @@ impl Clock for ScaledClock {
 
     fn jumps(&self) -> bool {
         false
+    }
+
+    fn engine_secs_of_wall(&self, wall_secs: u32) -> i64 {
+        i64::from(wall_secs) * i64::from(self.factor)
     }
 }
 
@@ -189,6 +199,8 @@ mod tests {
     /// sleeps end no earlier than their target.
     #[tokio::test]
     async fn scaled_clock_runs_faster_and_sleeps_to_the_target() {
+        assert_eq!(ScaledClock::new(Timestamp(0), 600).engine_secs_of_wall(5), 3_000, "a 5 s retry_after");
+        assert_eq!(SystemClock.engine_secs_of_wall(5), 5);
         let start = Timestamp(1_800_000_000);
         let clock = ScaledClock::new(start, 3_600);
         assert!(clock.now().secs() - start.secs() < 3_600, "starts at its start");

@@ -526,6 +526,7 @@ impl Engine {
             run_nonce,
             persist: self.persist,
             rules: self.rules.clone(),
+            wall_scale: self.clock.engine_secs_of_wall(1),
         };
         let mut caps = self.caps.into_iter();
         for (index, profile) in self.users.into_iter().enumerate() {

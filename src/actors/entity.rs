@@ -68,6 +68,9 @@ pub struct UserContext {
     pub persist: PersistPolicy,
     /// The segmentation rules.
     pub rules: Arc<SegmentationRules>,
+    /// Engine seconds per wall second (a transport's `retry_after` is in wall seconds; a
+    /// scaled clock runs faster): 1 but for a rehearsal.
+    pub wall_scale: i64,
 }
 
 /// What one piece of work produced besides its [`Step`]: log entries and user records for
@@ -393,7 +396,7 @@ impl UserEntity {
                 (outcome, self.plan(at, book))
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
-                let retry = at.plus(i64::from(retry_after_secs.max(1)));
+                let retry = at.plus(i64::from(retry_after_secs.max(1)) * cx.wall_scale.max(1));
                 (
                     self.outcome(at, message.segment, OutcomeKind::Failed(FailureKind::RateLimited)),
                     self.plan(retry, book),
@@ -762,6 +765,7 @@ mod tests {
 
     fn context(ledger: Arc<MemoryLedger>) -> UserContext {
         UserContext {
+            wall_scale: 1,
             sender: Arc::new(MemoryTransport::new()),
             ledger,
             run_nonce: 1,

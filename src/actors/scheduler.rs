@@ -1016,7 +1016,8 @@ impl Scheduler {
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
                 self.settle(&flight, None).await;
-                self.plan_group(group, flight.at.plus(i64::from(retry_after_secs.max(1)))).await;
+                let wait = self.clock.engine_secs_of_wall(retry_after_secs.max(1));
+                self.plan_group(group, flight.at.plus(wait)).await;
             }
             Err(TransportError::Transient { .. }) => {
                 self.settle(&flight, None).await;
@@ -1099,6 +1100,7 @@ mod tests {
                 run_nonce: 1,
                 persist: PersistPolicy::AtEnd,
                 rules: Arc::new(SegmentationRules::defaults()),
+                wall_scale: 1,
             };
             let book = Arc::new(StrategyBook::defaults());
             let ids: Vec<UserId> = (0..users).map(UserId).collect();

@@ -705,6 +705,7 @@ mod tests {
             run_nonce: 1,
             persist: PersistPolicy::AtEnd,
             rules: Arc::new(SegmentationRules::defaults()),
+            wall_scale: 1,
         };
         let book = Arc::new(StrategyBook::defaults());
         let mut entities = Vec::new();

@@ -173,3 +173,45 @@ fn a_redelivered_event_is_taken_in_once_and_acknowledged_after_it_is_stored() {
     assert_eq!(acked.len(), 2, "both deliveries acknowledged, so the source moves on");
     assert_eq!(source.acked_unstored.load(std::sync::atomic::Ordering::Relaxed), 0, "acknowledged before stored");
 }
+
+/// A virtual clock that stands for a rehearsal at 600×: a wall second is 600 engine seconds.
+#[derive(Debug)]
+struct Rehearsal(VirtualClock);
+
+impl gavat::clock::Clock for Rehearsal {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+    fn sleep_until(&self, at: Timestamp) -> Option<gavat::clock::SleepFuture> {
+        self.0.sleep_until(at)
+    }
+    fn jumps(&self) -> bool {
+        self.0.jumps()
+    }
+    fn engine_secs_of_wall(&self, wall_secs: u32) -> i64 {
+        i64::from(wall_secs) * 600
+    }
+}
+
+/// In a rehearsal a 429's `retry_after` (wall seconds) is waited in engine time scaled up:
+/// 5 wall seconds at 600× are 3,000 engine seconds, not 5 — the engine does not ask again
+/// a moment of wall time later.
+#[test]
+fn a_rehearsal_waits_retry_after_in_wall_time() {
+    let transport = Arc::new(MemoryTransport::new());
+    transport.script([Err(TransportError::RateLimited { retry_after_secs: 5 }), Ok(Delivered)]);
+    let engine = Engine::builder()
+        .clock(Arc::new(Rehearsal(VirtualClock::new(START))))
+        .transport(transport.clone())
+        .store(Arc::new(MemoryStore::keeping_everything()))
+        .users(vec![warm_lead()])
+        .horizon(START.plus(DAY))
+        .seed(5)
+        .build()
+        .expect("all seams given");
+    run_on_virtual_runtime(|| engine.run()).expect("runtime").expect("run");
+    let attempts = transport.sent();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    let waited = attempts[1].at.secs() - attempts[0].at.secs();
+    assert!(waited >= 3_000, "waited {waited} engine seconds");
+}

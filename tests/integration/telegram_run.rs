@@ -195,7 +195,9 @@ fn a_sustained_run_keeps_telegrams_limits_and_sends_each_message_at_most_once() 
     // Updates are polled too (`inbound` defaults to poll with the telegram transport); the
     // limits and the ledger concern the sends.
     let seen = fake.sends();
-    assert!(seen.len() >= 800, "a sustained run: {} requests; {err}", seen.len());
+    // At 7200× a wall second is two engine hours: the bots' 30/s bound the run on purpose,
+    // and a held send waits its wall-time retry (hundreds of sends, thousands held).
+    assert!(seen.len() >= 500, "a sustained run: {} requests; {err}", seen.len());
 
     // Limits, on the fake's clock.
     let mut per_bot: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
@@ -272,7 +274,7 @@ fn a_sustained_run_keeps_telegrams_limits_and_sends_each_message_at_most_once() 
         unknown >= scripted_unknown && scripted_unknown > 0,
         "{unknown} unknown logged, {scripted_unknown} scripted"
     );
-    assert!(delivered + unknown >= 800, "{delivered} delivered, {unknown} unknown");
+    assert!(delivered + unknown >= 500, "{delivered} delivered, {unknown} unknown");
     assert!(err.contains("transport failures:"), "the 429s and 500s were counted: {err}");
 
     assert_no_token_anywhere(dir.path(), &[&stdout, &err]);

@@ -18,10 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 
 use crate::domain::{GroupId, InboundEvent, InboundKind, Timestamp, UserId};
-use crate::transport::{InboundSink, InboundSource};
+use crate::transport::{Ack, AckWaiters, InboundSink, InboundSource};
 
 /// How long a request waits for the engine's acknowledgement by default.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,8 +94,8 @@ struct Keys {
 pub struct ApiInbound {
     /// The engine's sink, once started.
     sink: Mutex<Option<InboundSink>>,
-    /// Requests waiting for their event's acknowledgement, by source id.
-    waiters: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// Requests waiting for their event's acknowledgement.
+    waiters: AckWaiters,
     keys: Mutex<Keys>,
     key_capacity: usize,
     ack_timeout: Duration,
@@ -109,7 +108,7 @@ impl std::fmt::Debug for ApiInbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiInbound")
             .field("started", &self.is_started())
-            .field("waiting", &lock(&self.waiters).len())
+            .field("waiting", &self.waiters.len())
             .field("keys", &lock(&self.keys).by_source.len())
             .field("ack_timeout", &self.ack_timeout)
             .finish_non_exhaustive()
@@ -154,7 +153,7 @@ impl ApiInbound {
         let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
         ApiInbound {
             sink: Mutex::new(None),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: AckWaiters::new(),
             keys: Mutex::new(Keys::default()),
             key_capacity: DEFAULT_KEY_CAPACITY,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
@@ -245,34 +244,10 @@ impl ApiInbound {
         let source = event.source.unwrap_or_else(|| self.anonymous_source());
         let event = InboundEvent { source: Some(source), ..event };
         let sink = lock(&self.sink).clone().ok_or(SubmitError::NotStarted)?;
-        let (tx, rx) = oneshot::channel();
-        // Registered before the push: a sink may acknowledge before `push` returns.
-        lock(&self.waiters).insert(source, tx);
-        let mut waiter = Waiter { inbound: self, source, rx };
-        sink.push(event);
-        match tokio::time::timeout(self.ack_timeout, &mut waiter.rx).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(SubmitError::UnknownUser),
-            // The sender was dropped: a later submit of the same id took the wait over.
-            Ok(Err(_)) | Err(_) => Err(SubmitError::Timeout(self.ack_timeout)),
-        }
-    }
-}
-
-/// Forgets a request's wait when it ends, answered or not (a client that hung up included).
-struct Waiter<'a> {
-    inbound: &'a ApiInbound,
-    source: u64,
-    rx: oneshot::Receiver<bool>,
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        self.rx.close();
-        let mut waiters = lock(&self.inbound.waiters);
-        // Ours only if closed: a later submit of the same id may have put its own there.
-        if waiters.get(&self.source).is_some_and(|tx| tx.is_closed()) {
-            waiters.remove(&self.source);
+        match self.waiters.push_and_wait(&sink, event, source, self.ack_timeout).await {
+            Ack::Taken => Ok(()),
+            Ack::Rejected => Err(SubmitError::UnknownUser),
+            Ack::TimedOut => Err(SubmitError::Timeout(self.ack_timeout)),
         }
     }
 }
@@ -283,18 +258,11 @@ impl InboundSource for ApiInbound {
     }
 
     fn acknowledge(&self, event: &InboundEvent) {
-        let Some(source) = event.source else { return };
-        if let Some(tx) = lock(&self.waiters).remove(&source) {
-            // The request may have given up meanwhile; then nobody is told.
-            let _ = tx.send(true);
-        }
+        self.waiters.answer(event, true);
     }
 
     fn reject(&self, event: &InboundEvent) {
-        let Some(source) = event.source else { return };
-        if let Some(tx) = lock(&self.waiters).remove(&source) {
-            let _ = tx.send(false);
-        }
+        self.waiters.answer(event, false);
     }
 
     fn acknowledge_after_persist(&self) -> bool {
@@ -374,7 +342,7 @@ mod tests {
             assert_eq!(inbound.submit(event(1)).await, Ok(()));
             assert_eq!(inbound.submit(event(2)).await, Err(SubmitError::Timeout(Duration::from_secs(10))));
             assert_eq!(inbound.submit(event(3)).await, Err(SubmitError::UnknownUser));
-            assert_eq!(lock(&inbound.waiters).len(), 0, "no wait is left behind");
+            assert_eq!(inbound.waiters.len(), 0, "no wait is left behind");
             Ok(())
         })
     }

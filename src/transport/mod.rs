@@ -6,6 +6,7 @@
 //! only) and [`TelegramSender`] (the Bot API's `sendMessage`, within Telegram's limits; a
 //! sender only, for now).
 
+mod ack;
 mod dry_run;
 mod http;
 mod memory;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use crate::domain::{InboundEvent, OutboundMessage};
 
+pub use ack::{Ack, AckWaiters};
 pub use dry_run::{DryRunSender, OutboxError, Silence};
 pub use memory::MemoryTransport;
 pub use sim::SimTransport;

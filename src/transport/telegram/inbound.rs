@@ -23,14 +23,14 @@
 //! Events of one update carry one source id, derived from the bot and the `update_id`:
 //! the engine takes an id in at most once, so a redelivered update changes nothing twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::api::{DirectoryError, Upserted, UserDirectory};
 use crate::clock::Clock;
@@ -40,7 +40,7 @@ use crate::domain::{
     UtcOffset,
 };
 use crate::store::StoreError;
-use crate::transport::{InboundSink, InboundSource, TransportConfigError};
+use crate::transport::{Ack, AckWaiters, InboundSink, InboundSource, TransportConfigError};
 
 use super::Bot;
 use super::calls::{CallError, InboundCalls};
@@ -234,8 +234,8 @@ pub struct TelegramInbound {
     pub(super) options: InboundOptions,
     parts: InboundParts,
     sink: Mutex<Option<InboundSink>>,
-    /// Events waiting for the engine's answer, by source id (`true`: taken in).
-    waiters: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// Events waiting for the engine's answer.
+    waiters: AckWaiters,
     /// Users whose opt-out this process confirmed (a second `/stop` is not confirmed again).
     confirmed: Mutex<HashSet<UserId>>,
     counts: UpdateCounts,
@@ -282,7 +282,7 @@ impl TelegramInbound {
             options,
             parts,
             sink: Mutex::new(None),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: AckWaiters::new(),
             confirmed: Mutex::new(HashSet::new()),
             counts: UpdateCounts::default(),
         })
@@ -525,20 +525,15 @@ impl TelegramInbound {
         source: u64,
     ) -> Result<(), TakeInError> {
         let sink = lock(&self.sink).clone().ok_or_else(|| TakeInError::Engine("not started".into()))?;
-        let (tx, rx) = oneshot::channel();
-        // Registered before the push: the sink may acknowledge before `push` returns.
-        lock(&self.waiters).insert(source, tx);
-        sink.push(InboundEvent { at, user, kind, group, source: Some(source) });
-        let answer = tokio::time::timeout(self.options.ack_timeout, rx).await;
-        lock(&self.waiters).remove(&source);
-        match answer {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => {
+        let event = InboundEvent { at, user, kind, group, source: Some(source) };
+        match self.waiters.push_and_wait(&sink, event, source, self.options.ack_timeout).await {
+            Ack::Taken => Ok(()),
+            Ack::Rejected => {
                 self.unknown(user);
                 tracing::warn!(user = %user, kind = kind.as_str(), "The running engine does not hold this user; the update was not applied.");
                 Ok(())
             }
-            Ok(Err(_)) | Err(_) => {
+            Ack::TimedOut => {
                 Err(TakeInError::Engine(format!("no acknowledgement within {:?}", self.options.ack_timeout)))
             }
         }
@@ -551,17 +546,11 @@ impl InboundSource for TelegramInbound {
     }
 
     fn acknowledge(&self, event: &InboundEvent) {
-        let Some(source) = event.source else { return };
-        if let Some(tx) = lock(&self.waiters).remove(&source) {
-            let _ = tx.send(true);
-        }
+        self.waiters.answer(event, true);
     }
 
     fn reject(&self, event: &InboundEvent) {
-        let Some(source) = event.source else { return };
-        if let Some(tx) = lock(&self.waiters).remove(&source) {
-            let _ = tx.send(false);
-        }
+        self.waiters.answer(event, false);
     }
 
     fn acknowledge_after_persist(&self) -> bool {

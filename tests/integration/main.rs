@@ -16,6 +16,7 @@ mod events_tail;
 mod experiments;
 mod fake_openai;
 mod fake_telegram;
+mod fault_report;
 mod groups;
 mod import;
 mod in_flight_sends;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gavat::clock::Stopwatch;
-use gavat::domain::{Caps, HOUR, HourMask, Timestamp, UserId, UtcOffset};
+use gavat::domain::{Caps, HOUR, HourMask, Timestamp, UserId, Zone};
 use gavat::ledger::{
     CapLedger, Counted, LedgerError, LedgerFuture, MemoryLedger, MessageId, Reservation, Reserved, SqliteLedger,
 };
@@ -48,12 +48,12 @@ impl Load {
     /// The next reservation for `user` (only the thread owning the user calls this).
     fn next(&self, user: usize) -> Reservation {
         let round = self.rounds[user].fetch_add(1, Ordering::Relaxed);
-        let offset = UtcOffset(OFFSETS[user % OFFSETS.len()]);
+        let zone = Zone::fixed(OFFSETS[user % OFFSETS.len()]);
         let day = START_DAY + i64::from(round / 3);
         let hour = 9 + 4 * i64::from(round % 3);
-        let at = Timestamp::start_of_local_day(day, offset).plus(hour * HOUR + (user % 600) as i64);
+        let at = Timestamp::start_of_local_day(day, zone).plus(hour * HOUR + (user % 600) as i64);
         let message = MessageId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        Reservation { message, user: UserId(user as u64), at, caps: caps(), offset }
+        Reservation { message, user: UserId(user as u64), at, caps: caps(), zone }
     }
 }
 

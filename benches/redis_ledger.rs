@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UtcOffset};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, Zone};
 use gavat::ledger::{CapLedger, MessageId, RedisLedger, Reservation};
 
 /// How long each in-flight level runs.
@@ -79,7 +79,7 @@ fn ledger_rate(ledger: &Arc<RedisLedger>, threads: u64, base: u64) -> f64 {
                         user: UserId(n % USERS),
                         at: Timestamp(20_000 * DAY + 10 * HOUR),
                         caps,
-                        offset: UtcOffset(0),
+                        zone: Zone::UTC,
                     };
                     match futures::FutureExt::now_or_never(ledger.reserve(r)) {
                         Some(Ok(_)) => done.fetch_add(1, Ordering::Relaxed),

@@ -10,7 +10,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use gavat::actors::entity::{Effects, PersistPolicy, UserContext, UserEntity};
 use gavat::actors::queue::{ALL_RANKS, Work, WorkQueue};
 use gavat::config::StrategyBook;
-use gavat::domain::{Caps, DAY, HOUR, HourMask, OutboundMessage, Segment, SegmentSet, Timestamp, UtcOffset};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, OutboundMessage, Segment, SegmentSet, Timestamp, Zone};
 use gavat::policy::{CapState, caps_for, decide, earliest_allowed, governing_segment, plan_next_send};
 use gavat::segmentation::SegmentationRules;
 use gavat::simulation::{self, SimulationPlan};
@@ -29,7 +29,7 @@ fn scheduler_decisions(c: &mut Criterion) {
     group.throughput(Throughput::Elements(10_000));
     for pending in [10_000usize, 100_000, 1_000_000] {
         group.bench_with_input(BenchmarkId::from_parameter(pending), &pending, |b, &pending| {
-            let offsets: Vec<UtcOffset> = (0..pending).map(|i| UtcOffset(((i % 25) as i32 - 12) * 60)).collect();
+            let offsets: Vec<Zone> = (0..pending).map(|i| Zone::fixed(((i % 25) as i32 - 12) * 60)).collect();
             let mut states = vec![CapState::default(); pending];
             let mut queue = WorkQueue::new();
             for user in 0..pending {
@@ -159,7 +159,7 @@ fn rules(c: &mut Criterion) {
     segments.insert(Segment::HotLead, 0.8);
     segments.insert(Segment::NightOwl, 0.6);
     segments.insert(Segment::BotLover, 0.7);
-    let offset = UtcOffset(180);
+    let offset = Zone::fixed(180);
     let mut state = CapState::default();
     state.record_send(START.plus(10 * HOUR), offset);
     let now = START.plus(11 * HOUR);
@@ -169,6 +169,9 @@ fn rules(c: &mut Criterion) {
     group.bench_function("caps_for", |b| b.iter(|| caps_for(black_box(&segments), &book)));
     group.bench_function("governing_segment", |b| b.iter(|| governing_segment(black_box(&segments), &book)));
     group.bench_function("decide", |b| b.iter(|| decide(black_box(&state), &caps, offset, black_box(now))));
+    // The same in an IANA zone: each local day and hour reads the tz database.
+    let berlin: Zone = "Europe/Berlin".parse().expect("a zone");
+    group.bench_function("decide_iana", |b| b.iter(|| decide(black_box(&state), &caps, berlin, black_box(now))));
     group.bench_function("earliest_allowed", |b| {
         b.iter(|| earliest_allowed(black_box(&state), &caps, offset, black_box(now)))
     });

@@ -8,7 +8,7 @@
 //! local day, over all groups — and never enters the direct history. Each group post is
 //! checked against the group's own caps in the group's time zone.
 
-use crate::domain::{Caps, DAY, Timestamp, UtcOffset};
+use crate::domain::{Caps, DAY, Timestamp, Zone};
 
 /// How many violations are described in full.
 const EXAMPLES: usize = 10;
@@ -20,7 +20,7 @@ struct Seen {
     last: i64,
     /// When the user opted out, or `i64::MAX` for never.
     opted_out_at: i64,
-    /// Local day of the last send (by the offset at that send), and sends on that day.
+    /// Local day of the last send (by the offset in force at that send), and sends on that day.
     day: i32,
     count: u32,
 }
@@ -74,27 +74,27 @@ impl CapAudit {
     }
 
     /// Checks a direct send at `at` to user `index` under `caps`, then records it.
-    pub fn check_send(&mut self, index: u32, at: Timestamp, caps: Caps, offset: UtcOffset) {
+    pub fn check_send(&mut self, index: u32, at: Timestamp, caps: Caps, zone: Zone) {
         let Some(seen) = self.users.get_mut(index as usize) else { return };
-        let broken = check_against(seen, at, caps, offset);
+        let broken = check_against(seen, at, caps, zone);
         self.note(broken, || format!("user #{index}"), at);
     }
 
     /// Checks a group post to the group at `group` (a dense index) under the group's caps in
     /// its time zone, then records it.
-    pub fn check_group_post(&mut self, group: usize, at: Timestamp, caps: Caps, offset: UtcOffset) {
+    pub fn check_group_post(&mut self, group: usize, at: Timestamp, caps: Caps, zone: Zone) {
         if self.groups.len() <= group {
             self.groups.resize(group + 1, Seen::default());
         }
-        let broken = check_against(&mut self.groups[group], at, caps, offset);
+        let broken = check_against(&mut self.groups[group], at, caps, zone);
         self.note(broken, || format!("group #{group}"), at);
     }
 
     /// Checks that user `index`, seeing a group post at `at`, stays within `limit` group
     /// posts in their local day, then records it.
-    pub fn check_share(&mut self, index: u32, at: Timestamp, offset: UtcOffset, limit: u32) {
+    pub fn check_share(&mut self, index: u32, at: Timestamp, zone: Zone, limit: u32) {
         let Some(exposed) = self.exposed.get_mut(index as usize) else { return };
-        let day = (at.secs() + offset.secs()).div_euclid(DAY) as i32;
+        let day = (at.secs() + zone.offset_at(at).secs()).div_euclid(DAY) as i32;
         let seen = if exposed.day == day { exposed.seen + 1 } else { 1 };
         *exposed = Exposed { day, seen };
         self.max_exposure = self.max_exposure.max(seen);
@@ -140,8 +140,10 @@ impl CapAudit {
 
 /// Checks one send against `caps` and the history in `seen`, records it, and returns the
 /// rules it broke.
-fn check_against(seen: &mut Seen, at: Timestamp, caps: Caps, offset: UtcOffset) -> Vec<String> {
-    let local = at.secs() + offset.secs();
+fn check_against(seen: &mut Seen, at: Timestamp, caps: Caps, zone: Zone) -> Vec<String> {
+    // The offset in force at this send; the local date and hour are computed here, not by
+    // the policy's helpers.
+    let local = at.secs() + zone.offset_at(at).secs();
     let day = local.div_euclid(DAY);
     let hour = (local.rem_euclid(DAY) / 3_600) as u8;
     let day = day as i32;
@@ -181,7 +183,7 @@ mod tests {
     /// Each kind of breach is caught; clean sends are not flagged.
     #[test]
     fn catches_each_breach() {
-        let utc = UtcOffset(0);
+        let utc = Zone::UTC;
         let day = 20_000 * DAY;
         let mut a = CapAudit::new(1);
         a.check_send(0, Timestamp(day + 10 * 3_600), caps(), utc);
@@ -205,7 +207,7 @@ mod tests {
     /// never enter the direct history.
     #[test]
     fn group_shares_are_held_to_the_exposure_limit_only() {
-        let offset = UtcOffset(180);
+        let offset = Zone::fixed(180);
         let day = 20_000 * DAY;
         let mut a = CapAudit::new(1);
         a.check_send(0, Timestamp(day + 9 * 3_600), caps(), offset);
@@ -230,8 +232,8 @@ mod tests {
     fn group_posts_are_held_to_the_groups_caps() {
         let mut a = CapAudit::new(0);
         let day = 20_000 * DAY;
-        a.check_group_post(4, Timestamp(day + 10 * 3_600), caps(), UtcOffset(0));
-        a.check_group_post(4, Timestamp(day + 10 * 3_600 + 60), caps(), UtcOffset(0));
+        a.check_group_post(4, Timestamp(day + 10 * 3_600), caps(), Zone::UTC);
+        a.check_group_post(4, Timestamp(day + 10 * 3_600 + 60), caps(), Zone::UTC);
         assert_eq!(a.violations(), 1, "within the group's cooldown");
         assert!(a.examples()[0].starts_with("group #4"), "{:?}", a.examples());
     }

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::zone::{UnknownZone, Zone};
+
 /// Seconds in one hour.
 pub const HOUR: i64 = 3_600;
 /// Seconds in one day.
@@ -31,19 +33,20 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(secs))
     }
 
-    /// The local calendar day (days since the epoch, in local time) for a UTC offset.
-    pub fn local_day(self, offset: UtcOffset) -> i64 {
-        (self.0 + offset.secs()).div_euclid(DAY)
+    /// The local calendar day (days since the epoch, in local time) in `zone`, read with the
+    /// offset in force at this instant.
+    pub fn local_day(self, zone: Zone) -> i64 {
+        zone.local_day(self)
     }
 
-    /// The local hour of day, 0–23, for a UTC offset.
-    pub fn local_hour(self, offset: UtcOffset) -> u8 {
-        ((self.0 + offset.secs()).rem_euclid(DAY) / HOUR) as u8
+    /// The local wall-clock hour of day, 0–23, in `zone`.
+    pub fn local_hour(self, zone: Zone) -> u8 {
+        zone.local_hour(self)
     }
 
-    /// The UTC instant at which local day `day` starts for `offset`.
-    pub fn start_of_local_day(day: i64, offset: UtcOffset) -> Timestamp {
-        Timestamp(day * DAY - offset.secs())
+    /// The first instant of local day `day` in `zone` (see [`Zone::start_of_local_day`]).
+    pub fn start_of_local_day(day: i64, zone: Zone) -> Timestamp {
+        zone.start_of_local_day(day)
     }
 
     /// RFC 3339 form in UTC, e.g. `2026-11-24T06:00:00Z`.
@@ -475,8 +478,8 @@ pub struct UserProfile {
     pub id: UserId,
     /// When they first talked to one of our bots.
     pub joined_at: Timestamp,
-    /// Their offset from UTC.
-    pub utc_offset: UtcOffset,
+    /// Their time zone: their local day and hour at each instant.
+    pub zone: Zone,
     /// What they do.
     pub activity: ActivitySummary,
     /// How many of our bots they follow (bots `0..bots_followed`).
@@ -494,8 +497,8 @@ pub struct GroupProfile {
     pub id: GroupId,
     /// Members (users of the CRM), ascending.
     pub members: Vec<UserId>,
-    /// The group's own offset from UTC (its members' usual one).
-    pub utc_offset: UtcOffset,
+    /// The group's own time zone (its members' usual one).
+    pub zone: Zone,
     /// Posts seen per day.
     pub activity_per_day: f64,
 }
@@ -646,14 +649,14 @@ mod tests {
     #[test]
     fn local_day_and_hour_follow_the_offset() {
         let t = Timestamp(DAY * 100 + 22 * HOUR); // 22:00 UTC on day 100
-        assert_eq!(t.local_hour(UtcOffset(0)), 22);
-        assert_eq!(t.local_day(UtcOffset(0)), 100);
-        assert_eq!(t.local_hour(UtcOffset(180)), 1);
-        assert_eq!(t.local_day(UtcOffset(180)), 101);
+        assert_eq!(t.local_hour(Zone::UTC), 22);
+        assert_eq!(t.local_day(Zone::UTC), 100);
+        assert_eq!(t.local_hour(Zone::fixed(180)), 1);
+        assert_eq!(t.local_day(Zone::fixed(180)), 101);
         let early = Timestamp(DAY * 100 + 2 * HOUR);
-        assert_eq!(early.local_hour(UtcOffset(-300)), 21);
-        assert_eq!(early.local_day(UtcOffset(-300)), 99);
-        assert_eq!(Timestamp::start_of_local_day(101, UtcOffset(180)), Timestamp(DAY * 101 - 3 * HOUR));
+        assert_eq!(early.local_hour(Zone::fixed(-300)), 21);
+        assert_eq!(early.local_day(Zone::fixed(-300)), 99);
+        assert_eq!(Timestamp::start_of_local_day(101, Zone::fixed(180)), Timestamp(DAY * 101 - 3 * HOUR));
     }
 
     /// Wrapping windows, intersection and the display form.

@@ -23,7 +23,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::config::StrategyBook;
-use crate::domain::{ActivitySummary, ResponseHistory, SegmentSet, Timestamp, UserId, UserProfile, UtcOffset};
+use crate::domain::{ActivitySummary, ResponseHistory, SegmentSet, Timestamp, UserId, UserProfile, UtcOffset, Zone};
 use crate::policy::{caps_for, governing_segment};
 use crate::segmentation::{self, SegmentationRules};
 use crate::store::{ProfileUpdate, SqliteStore, UpsertCounts, UpsertError, UpsertMode, UserState};
@@ -40,7 +40,8 @@ const RECENT_WINDOW: usize = 16;
 pub enum Field {
     /// `id`: the user id (a Telegram user id). Required.
     Id,
-    /// `utc_offset_minutes`: −720 to 840. Required.
+    /// `utc_offset_minutes`: −720 to 840, a fixed offset. Required unless `time_zone` is
+    /// given.
     UtcOffsetMinutes,
     /// `bots_followed`: at least 1; default 1.
     BotsFollowed,
@@ -62,11 +63,14 @@ pub enum Field {
     Responses,
     /// `recent_responses`: the last up to 16 messages, oldest first, `y` answered, `n` not.
     RecentResponses,
+    /// `time_zone`: an IANA zone name (`Europe/Berlin`); the user's local day and hour then
+    /// follow its DST changes. When given it decides, whatever `utc_offset_minutes` says.
+    TimeZone,
 }
 
 impl Field {
     /// Every field, in file order.
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 13] = [
         Field::Id,
         Field::UtcOffsetMinutes,
         Field::BotsFollowed,
@@ -79,6 +83,7 @@ impl Field {
         Field::MessagesReceived,
         Field::Responses,
         Field::RecentResponses,
+        Field::TimeZone,
     ];
 
     /// The column or key name.
@@ -96,12 +101,20 @@ impl Field {
             Field::MessagesReceived => "messages_received",
             Field::Responses => "responses",
             Field::RecentResponses => "recent_responses",
+            Field::TimeZone => "time_zone",
         }
     }
 
-    /// Whether every line must give it.
+    /// Whether every line must give it (`utc_offset_minutes` only where `time_zone` is not
+    /// given: see [`Field::stands_in`]).
     pub fn required(self) -> bool {
         matches!(self, Field::Id | Field::UtcOffsetMinutes)
+    }
+
+    /// The field that, given, makes this required one unnecessary: `time_zone` for
+    /// `utc_offset_minutes`.
+    pub fn stands_in(self) -> Option<Field> {
+        (self == Field::UtcOffsetMinutes).then_some(Field::TimeZone)
     }
 
     fn from_name(name: &str) -> Option<Field> {
@@ -300,8 +313,10 @@ pub struct UserRow {
     pub line: u64,
     /// Who.
     pub id: UserId,
-    /// `utc_offset_minutes`.
+    /// `utc_offset_minutes` (0 when only `time_zone` was given).
     pub utc_offset: UtcOffset,
+    /// `time_zone`.
+    pub time_zone: Option<Zone>,
     /// `bots_followed`.
     pub bots_followed: Option<u32>,
     /// `joined_at`.
@@ -327,6 +342,11 @@ pub struct UserRow {
 }
 
 impl UserRow {
+    /// The zone the line gives: its `time_zone`, else its fixed `utc_offset_minutes`.
+    pub fn zone(&self) -> Zone {
+        self.time_zone.unwrap_or(Zone::Fixed(self.utc_offset))
+    }
+
     /// Whether the line gave `field`.
     pub fn gave(&self, field: Field) -> bool {
         self.given & field.bit() != 0
@@ -343,7 +363,7 @@ impl UserRow {
                 UserProfile {
                     id: self.id,
                     joined_at,
-                    utc_offset: self.utc_offset,
+                    zone: self.zone(),
                     activity: ActivitySummary {
                         sessions: self.by_local_hour.map_or(0, |h| hour_total(&h).min(u64::from(u32::MAX)) as u32),
                         last_active: joined_at,
@@ -355,7 +375,7 @@ impl UserRow {
                 }
             }
         };
-        p.utc_offset = self.utc_offset;
+        p.zone = self.zone();
         set(&mut p.joined_at, joined_at);
         set(&mut p.bots_followed, self.bots_followed);
         set(&mut p.purchases, self.purchases);
@@ -620,6 +640,10 @@ fn by_hour(cell: Cell<'_>) -> Result<[u16; 24], String> {
     Ok(hours)
 }
 
+fn time_zone(cell: Cell<'_>) -> Result<Zone, String> {
+    cell.string()?.trim().parse::<Zone>().map_err(|e| e.to_string())
+}
+
 fn recent(cell: Cell<'_>) -> Result<(u16, u8), String> {
     let text = cell.string()?;
     if text.chars().count() > RECENT_WINDOW {
@@ -649,6 +673,7 @@ fn build_row<'a>(
         line,
         id: UserId(0),
         utc_offset: UtcOffset(0),
+        time_zone: None,
         bots_followed: None,
         joined_at: None,
         purchases: None,
@@ -681,6 +706,7 @@ fn build_row<'a>(
             Field::MessagesReceived => count(cell).map(|n| row.received = Some(n)),
             Field::Responses => count(cell).map(|n| row.responded = Some(n)),
             Field::RecentResponses => recent(cell).map(|r| row.recent = Some(r)),
+            Field::TimeZone => time_zone(cell).map(|z| row.time_zone = Some(z)),
         };
         match result {
             Ok(()) => row.given |= field.bit(),
@@ -690,7 +716,8 @@ fn build_row<'a>(
     for field in Field::ALL.into_iter().filter(|f| f.required()) {
         let reported = problems[before..].iter().any(|p| p.field.as_deref() == Some(field.name()));
         // A column missing from the header is reported once, at the header.
-        if row.given & field.bit() == 0 && !reported && missing_columns & field.bit() == 0 {
+        let stood_in = field.stands_in().is_some_and(|other| row.given & other.bit() != 0);
+        if row.given & field.bit() == 0 && !stood_in && !reported && missing_columns & field.bit() == 0 {
             problems.push(Problem::field(line, field.name(), "missing (required)", None));
         }
     }
@@ -820,7 +847,8 @@ fn read_csv(path: &Path, reader: impl Read, out: &mut Parsed) -> Result<(), Impo
         }
     }
     let mut missing = 0u16;
-    for field in Field::ALL.into_iter().filter(|f| f.required() && !columns.contains(&Some(*f))) {
+    let has = |f: Field| columns.contains(&Some(f));
+    for field in Field::ALL.into_iter().filter(|f| f.required() && !has(*f) && !f.stands_in().is_some_and(has)) {
         missing |= field.bit();
         header_problems.push(Problem::field(header_line, field.name(), "no such column (required)", None));
     }
@@ -1087,6 +1115,36 @@ mod tests {
         assert_eq!(parsed.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [7]);
     }
 
+    /// A `time_zone` column gives IANA zones (deciding over the offset, and standing in for
+    /// a missing offset column); an unknown zone is named with its line and field; a line
+    /// with neither zone nor offset is named too.
+    #[test]
+    fn time_zones_are_read_and_unknown_ones_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "id,time_zone\n1,America/New_York\n2,Mars/Olympus\n3,\n4, Asia/Kathmandu \n";
+        let parsed = read_file(&write(dir.path(), "u.csv", text)).unwrap();
+        assert_eq!(
+            shown(&parsed),
+            [
+                "3: field time_zone: \"Mars/Olympus\" is not an IANA time zone (e.g. Europe/Berlin, America/New_York, \
+                 Asia/Kolkata) (Mars/Olympus)",
+                "4: field utc_offset_minutes: missing (required)",
+            ]
+        );
+        let zones: Vec<String> = parsed.rows.iter().map(|r| r.zone().to_string()).collect();
+        assert_eq!(zones, ["America/New_York", "Asia/Kathmandu"]);
+        let both = "id,utc_offset_minutes,time_zone\n1,180,Europe/Berlin\n2,180,\n";
+        let parsed = read_file(&write(dir.path(), "v.csv", both)).unwrap();
+        let zones: Vec<String> = parsed.rows.iter().map(|r| r.zone().to_string()).collect();
+        assert_eq!(zones, ["Europe/Berlin", "UTC+03:00"], "the name decides; an empty one leaves the offset");
+        let json = r#"{"id": 5, "time_zone": "Pacific/Kiritimati"}
+{"id": 6, "time_zone": 3}
+"#;
+        let parsed = read_file(&write(dir.path(), "u.jsonl", json)).unwrap();
+        assert_eq!(shown(&parsed), ["2: field time_zone: expected a string, found a number (3)"]);
+        assert_eq!(parsed.rows[0].zone().to_string(), "Pacific/Kiritimati");
+    }
+
     /// An unknown or repeated column, or a required one missing, is named at the header.
     #[test]
     fn header_problems_are_named_at_line_1() {
@@ -1095,7 +1153,7 @@ mod tests {
         assert_eq!(
             shown(&parsed),
             [
-                "1: field email: unknown column (known: id, utc_offset_minutes, bots_followed, joined_at, purchases, sessions, sessions_by_local_hour, last_active, weekly_sessions, messages_received, responses, recent_responses)",
+                "1: field email: unknown column (known: id, utc_offset_minutes, bots_followed, joined_at, purchases, sessions, sessions_by_local_hour, last_active, weekly_sessions, messages_received, responses, recent_responses, time_zone)",
                 "1: field id: named twice in the header",
                 "1: field utc_offset_minutes: no such column (required)",
             ]
@@ -1124,7 +1182,7 @@ mod tests {
                 "3: field id: expected a number, found a string (\"2\")",
                 "4: field colour: unknown field (known: id, utc_offset_minutes, bots_followed, joined_at, purchases, \
                  sessions, sessions_by_local_hour, last_active, weekly_sessions, messages_received, responses, \
-                 recent_responses) (\"red\")",
+                 recent_responses, time_zone) (\"red\")",
                 "4: field id: given twice on this line (4)",
                 "5: not a valid JSON object: EOF while parsing an object (column 33)",
                 "6: not a valid JSON object: invalid type: sequence, expected a JSON object, one user per line",
@@ -1165,7 +1223,7 @@ mod tests {
         let r = row(r#"{"id": 4, "utc_offset_minutes": 120, "purchases": 3}"#);
         let new = r.merge(None, NOW);
         assert_eq!((new.joined_at, new.activity.last_active, new.bots_followed), (NOW, NOW, 1));
-        assert_eq!((new.purchases, new.utc_offset, new.responses.received), (3, UtcOffset(120), 0));
+        assert_eq!((new.purchases, new.zone, new.responses.received), (3, Zone::fixed(120), 0));
         let stored = UserProfile { joined_at: Timestamp(5), bots_followed: 4, purchases: 1, ..new.clone() };
         let updated = r.merge(Some(&stored), NOW);
         assert_eq!((updated.joined_at, updated.bots_followed, updated.purchases), (Timestamp(5), 4, 3));
@@ -1201,7 +1259,7 @@ mod tests {
         let stored = UserProfile {
             id: UserId(1),
             joined_at: Timestamp(1_000),
-            utc_offset: UtcOffset(0),
+            zone: Zone::UTC,
             activity: ActivitySummary {
                 sessions: 2,
                 last_active: Timestamp(2_000),

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`domain`]: users, groups, segments, strategies, time, messages and events.
+//! - [`zone`]: time zones (fixed offsets and IANA zones): local days and hours across DST.
 //! - [`config`]: strategy files → a validated [`config::StrategyBook`].
 //! - [`contacts`]: who users and groups are on Telegram (names, languages, chat ids).
 //! - [`compose`]: the text of a message — templates per language, LLM personalisation
@@ -60,3 +61,4 @@ pub mod simulation;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod zone;

@@ -430,7 +430,7 @@ fn evaluate(profile: &UserProfile, now: Timestamp, rules: &SegmentationRules, wh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ActivitySummary, ResponseHistory, UserId, UtcOffset};
+    use crate::domain::{ActivitySummary, ResponseHistory, UserId, Zone};
 
     const NOW: Timestamp = Timestamp(20_000 * DAY);
 
@@ -442,7 +442,7 @@ mod tests {
         UserProfile {
             id: UserId(1),
             joined_at: Timestamp(NOW.secs() - 100 * DAY),
-            utc_offset: UtcOffset(180),
+            zone: Zone::fixed(180),
             activity: ActivitySummary { last_active: Timestamp(NOW.secs() - DAY), ..Default::default() },
             bots_followed: 1,
             purchases: 0,

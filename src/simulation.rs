@@ -14,8 +14,7 @@ use crate::actors::segment::SegmentStats;
 use crate::clock::{Clock, Stopwatch, VirtualClock};
 use crate::config::{StrategyBook, parse_hours};
 use crate::domain::{
-    ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile,
-    UtcOffset,
+    ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile, Zone,
 };
 use crate::engine::{ArmOfJoining, Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
@@ -282,7 +281,7 @@ pub fn profile_from_synthetic(user: &SyntheticUser, history: &ObservedHistory) -
     UserProfile {
         id: UserId(user.id),
         joined_at: Timestamp(user.joined_at),
-        utc_offset: UtcOffset(user.utc_offset_minutes),
+        zone: zone_of(user.time_zone),
         activity: ActivitySummary {
             by_local_hour: history.activity_by_local_hour.map(|c| u16::try_from(c).unwrap_or(u16::MAX)),
             sessions,
@@ -296,12 +295,20 @@ pub fn profile_from_synthetic(user: &SyntheticUser, history: &ObservedHistory) -
     }
 }
 
+/// The engine's zone for a synthetic user's or group's.
+fn zone_of(zone: gavat_sim::TimeZone) -> Zone {
+    match zone {
+        gavat_sim::TimeZone::Offset(minutes) => Zone::fixed(minutes),
+        gavat_sim::TimeZone::Named(tz) => Zone::Iana(tz),
+    }
+}
+
 /// Turns a synthetic group into a CRM group.
 pub fn group_from_synthetic(group: &SyntheticGroup) -> GroupProfile {
     GroupProfile {
         id: GroupId(group.id),
         members: group.members.iter().map(|m| UserId(*m)).collect(),
-        utc_offset: UtcOffset(group.utc_offset_minutes),
+        zone: zone_of(group.time_zone),
         activity_per_day: group.activity_per_day,
     }
 }
@@ -416,8 +423,9 @@ pub fn run_engine_from(
     arms: Option<ArmSetup>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<EngineRun, SimulationError> {
-    let (start, population_start) =
-        from.map_or((SIMULATION_START, SIMULATION_START), |c| (c.start, c.population_start));
+    // The scenario may name its start (a date before a DST change, say).
+    let first_start = plan.scenario.start_unix().map_or(SIMULATION_START, Timestamp);
+    let (start, population_start) = from.map_or((first_start, first_start), |c| (c.start, c.population_start));
     let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
     let horizon = start.plus(i64::from(plan.days) * DAY);
     let mut population: Population =

@@ -67,10 +67,6 @@ pub struct BehaviourModel {
     tau_secs: f64,
 }
 
-fn local_hour(at: i64, offset_minutes: i32) -> usize {
-    ((at + i64::from(offset_minutes) * 60).rem_euclid(86_400) / 3_600) as usize
-}
-
 impl BehaviourModel {
     /// The model of `scenario`.
     pub fn new(scenario: &Scenario) -> BehaviourModel {
@@ -89,7 +85,7 @@ impl BehaviourModel {
         let p = &self.params;
         let weights = &user.active_hours;
         let max = weights.iter().copied().fold(f32::MIN, f32::max).max(f32::EPSILON);
-        let hour_fit = f64::from(weights[local_hour(exposure.at, user.utc_offset_minutes)] / max);
+        let hour_fit = f64::from(weights[user.time_zone.local_hour(exposure.at)] / max);
         let hour_factor = p.hour_floor + (1.0 - p.hour_floor) * hour_fit;
         let affinity = f64::from(user.content_affinity[exposure.content.index()]);
         let content_factor = p.content_floor + (1.0 - p.content_floor) * affinity;
@@ -171,10 +167,11 @@ impl BehaviourModel {
         }
         let mut t = after + whole_days as i64 * 86_400;
         // Walk the hours from `t`: each full hour holds `active_hours[h]` of a day's mass.
-        let offset = i64::from(user.utc_offset_minutes) * 60;
+        // Local hours as the user's zone has them (an hour cut short by a DST change ends at
+        // the change).
         for _ in 0..25 {
-            let h = local_hour(t, user.utc_offset_minutes);
-            let hour_end = t - (t + offset).rem_euclid(3_600) + 3_600;
+            let h = user.time_zone.local_hour(t);
+            let hour_end = user.time_zone.hour_end(t);
             let w = f64::from(user.active_hours[h]);
             let span = (hour_end - t) as f64 / 3_600.0;
             if mass <= w * span {
@@ -208,7 +205,7 @@ mod tests {
         let idx = |h: usize| user.active_hours[h];
         let h =
             (0..24).max_by(|&a, &b| if best { idx(a).total_cmp(&idx(b)) } else { idx(b).total_cmp(&idx(a)) }).unwrap();
-        START + (h as i64) * 3_600 - i64::from(user.utc_offset_minutes) * 60 + 600
+        START + (h as i64) * 3_600 - i64::from(user.time_zone.offset_minutes_at(START)) * 60 + 600
     }
 
     /// Fatigue lowers, the peak hour raises, a group post lowers the chance of a reply.

@@ -6,6 +6,7 @@
 //! - [`population`]: latent user types, synthetic users and groups, [`generate`].
 //! - [`behaviour`]: reactions to messages (reply, purchase, opt-out) and spontaneous activity.
 //! - [`content`]: the content kinds the model knows.
+//! - [`zone`]: a user's time zone (a fixed offset or an IANA zone) and the edge zones.
 //! - [`rng`]: one version-stable random stream per `(seed, entity, purpose)`.
 //! - `toml_text`: the line, field and value as written that a scenario error names.
 //!
@@ -18,9 +19,11 @@ pub mod population;
 pub mod rng;
 pub mod scenario;
 mod toml_text;
+pub mod zone;
 
 pub use behaviour::{BehaviourModel, Exposure, Reaction, UserMemory};
 pub use content::ContentKind;
 pub use population::{ObservedHistory, Population, SyntheticGroup, SyntheticUser, UserType, generate};
 pub use rng::{Purpose, stream};
-pub use scenario::{Scenario, ScenarioError, TelegramParams};
+pub use scenario::{Scenario, ScenarioError, TelegramParams, ZonePreset};
+pub use zone::{EDGE_ZONES, TimeZone};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::{Purpose, stream};
 use crate::scenario::{BetaParam, Scenario, TypeParams};
+use crate::zone::TimeZone;
 
 /// Latent ground-truth type of a synthetic user; maps onto the engine's 8 segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,8 +83,8 @@ pub struct SyntheticUser {
     pub id: u64,
     /// Latent type.
     pub user_type: UserType,
-    /// Offset from UTC, minutes.
-    pub utc_offset_minutes: i32,
+    /// Where they live: their local hours follow it.
+    pub time_zone: TimeZone,
     /// Join time, unix seconds.
     pub joined_at: i64,
     /// Mean spontaneous sessions a day.
@@ -113,8 +114,8 @@ pub struct SyntheticGroup {
     pub id: u64,
     /// Member ids, ascending.
     pub members: Vec<u64>,
-    /// The group's usual offset.
-    pub utc_offset_minutes: i32,
+    /// The group's usual time zone.
+    pub time_zone: TimeZone,
     /// Posts a day by others.
     pub activity_per_day: f64,
 }
@@ -178,8 +179,9 @@ fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> (SyntheticU
     let rng = &mut stream(seed, id, Purpose::Population);
     let mix: Vec<f64> = UserType::ALL.iter().map(|t| *scenario.population.mix.get(*t)).collect();
     let user_type = UserType::ALL[weighted(rng, &mix)];
-    let tz_weights: Vec<f64> = scenario.population.timezones.iter().map(|t| t.weight).collect();
-    let utc_offset_minutes = scenario.population.timezones[weighted(rng, &tz_weights)].offset;
+    let zones = scenario.zone_weights();
+    let tz_weights: Vec<f64> = zones.iter().map(|z| z.1).collect();
+    let time_zone = zones[weighted(rng, &tz_weights)].0;
     let p: &TypeParams = scenario.types.get(user_type);
 
     let base_response = draw_beta(rng, p.base_response);
@@ -223,7 +225,7 @@ fn draw_user(scenario: &Scenario, seed: u64, id: u64, start: i64) -> (SyntheticU
     let user = SyntheticUser {
         id,
         user_type,
-        utc_offset_minutes,
+        time_zone,
         joined_at,
         activity_per_day,
         active_hours,
@@ -244,7 +246,8 @@ pub fn generate(scenario: &Scenario, users: usize, seed: u64, start: i64) -> Pop
         (0..users as u64).map(|id| draw_user(scenario, seed, id, start)).unzip();
     let g = &scenario.groups;
     let group_count = (users as f64 * g.per_thousand_users / 1_000.0).round() as u64;
-    let tz_weights: Vec<f64> = scenario.population.timezones.iter().map(|t| t.weight).collect();
+    let zones = scenario.zone_weights();
+    let tz_weights: Vec<f64> = zones.iter().map(|z| z.1).collect();
     let groups = (0..group_count)
         .map(|gid| {
             let rng = &mut stream(seed, u64::MAX - gid, Purpose::Population);
@@ -255,7 +258,7 @@ pub fn generate(scenario: &Scenario, users: usize, seed: u64, start: i64) -> Pop
             SyntheticGroup {
                 id: gid,
                 members,
-                utc_offset_minutes: scenario.population.timezones[weighted(rng, &tz_weights)].offset,
+                time_zone: zones[weighted(rng, &tz_weights)].0,
                 activity_per_day: g.activity_per_day,
             }
         })

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::content::ContentKind;
 use crate::population::UserType;
 use crate::toml_text::{TomlFault, toml_fault, written_at};
+use crate::zone::{EDGE_ZONES, TimeZone};
 
 /// The scenario shipped with gavat-sim.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
@@ -63,14 +64,41 @@ pub struct BetaParam {
     pub concentration: f64,
 }
 
-/// Timezone weight.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Timezone weight: an IANA zone (`zone = "Europe/Berlin"`) or a fixed offset
+/// (`offset = 180`), exactly one of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimezoneWeight {
-    /// Offset from UTC, minutes.
-    pub offset: i32,
+    /// Offset from UTC, minutes, fixed all year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i32>,
+    /// An IANA zone name: its offset follows DST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// Relative weight.
     pub weight: f64,
+}
+
+impl TimezoneWeight {
+    /// The zone it names (checked by validation: an unknown name reads as UTC here).
+    pub fn time_zone(&self) -> TimeZone {
+        match (&self.zone, self.offset) {
+            (Some(name), _) => name.parse().map(TimeZone::Named).unwrap_or(TimeZone::Offset(0)),
+            (None, offset) => TimeZone::Offset(offset.unwrap_or(0)),
+        }
+    }
+}
+
+/// Where the population's time zones come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZonePreset {
+    /// The weighted `timezones` list.
+    #[default]
+    Listed,
+    /// Every user in one of the calendar-edge zones ([`crate::zone::EDGE_ZONES`]), evenly:
+    /// DST in New York and Berlin, +5:30, +5:45, +14, −12, no local midnight, a skipped day.
+    Edges,
 }
 
 /// Who is in the population.
@@ -79,8 +107,13 @@ pub struct TimezoneWeight {
 pub struct PopulationParams {
     /// Weights of the latent types.
     pub mix: TypeTable<f64>,
-    /// Offsets and their weights.
+    /// Zones (or offsets) and their weights (may be left out with `zones = "edges"`).
+    #[serde(default)]
     pub timezones: Vec<TimezoneWeight>,
+    /// `"listed"` (default): draw from `timezones`; `"edges"`: pack the population at the
+    /// calendar edges.
+    #[serde(default)]
+    pub zones: ZonePreset,
 }
 
 /// One value per latent type.
@@ -282,9 +315,28 @@ pub struct Scenario {
     /// Telegram's limits (optional: the published ones by default).
     #[serde(default)]
     pub telegram: TelegramParams,
+    /// When the simulation starts, RFC 3339 (`"2026-03-06T00:00:00Z"`); optional, default
+    /// 2026-01-01T00:00:00Z. Put it before a DST change to simulate across it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
 }
 
 impl Scenario {
+    /// The start the scenario asks for (unix seconds), if it names one.
+    pub fn start_unix(&self) -> Option<i64> {
+        self.start.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp())
+    }
+
+    /// The zones users are drawn from, with their weights.
+    pub fn zone_weights(&self) -> Vec<(TimeZone, f64)> {
+        match self.population.zones {
+            ZonePreset::Listed => self.population.timezones.iter().map(|t| (t.time_zone(), t.weight)).collect(),
+            ZonePreset::Edges => {
+                EDGE_ZONES.iter().filter_map(|name| name.parse().ok()).map(|tz| (TimeZone::Named(tz), 1.0)).collect()
+            }
+        }
+    }
+
     /// The shipped default scenario.
     pub fn default_scenario() -> Scenario {
         Scenario::from_toml_str(DEFAULT_SCENARIO, "sim/scenarios/default.toml")
@@ -368,22 +420,52 @@ impl Scenario {
             return Err(("population.mix".into(), "has weights that are all zero".into()));
         }
         let zones = &self.population.timezones;
-        if zones.is_empty() || zones.len() > MAX_TIMEZONES {
+        let listed = self.population.zones == ZonePreset::Listed;
+        if (listed && zones.is_empty()) || zones.len() > MAX_TIMEZONES {
             return Err(("population.timezones".into(), format!("must list 1–{MAX_TIMEZONES} timezones")));
         }
         let mut tz_total = 0.0;
         for (i, tz) in zones.iter().enumerate() {
             within(format!("population.timezones[{i}].weight"), tz.weight, 0.0, 1e6)?;
-            if !(-720..=840).contains(&tz.offset) {
-                return Err((
-                    format!("population.timezones[{i}].offset"),
-                    "is not a UTC offset in minutes, -720 to 840".into(),
-                ));
+            match (&tz.zone, tz.offset) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err((
+                        format!("population.timezones[{i}]"),
+                        "must give exactly one of zone (an IANA name) and offset (minutes)".into(),
+                    ));
+                }
+                (Some(name), None) => {
+                    if name.parse::<chrono_tz::Tz>().is_err() {
+                        return Err((
+                            format!("population.timezones[{i}].zone"),
+                            "is not an IANA time zone (e.g. Europe/Berlin, Asia/Kolkata)".into(),
+                        ));
+                    }
+                }
+                (None, Some(offset)) => {
+                    if !(-720..=840).contains(&offset) {
+                        return Err((
+                            format!("population.timezones[{i}].offset"),
+                            "is not a UTC offset in minutes, -720 to 840".into(),
+                        ));
+                    }
+                }
             }
             tz_total += tz.weight;
         }
-        if tz_total <= 0.0 {
+        if listed && tz_total <= 0.0 {
             return Err(("population.timezones".into(), "has weights that are all zero".into()));
+        }
+        if let Some(start) = &self.start {
+            match chrono::DateTime::parse_from_rfc3339(start) {
+                Ok(t) if (0..=4_102_444_800).contains(&t.timestamp()) => {}
+                _ => {
+                    return Err((
+                        "start".into(),
+                        "is not an RFC 3339 time from 1970 to 2100, like \"2026-03-06T00:00:00Z\"".into(),
+                    ));
+                }
+            }
         }
         for t in UserType::ALL {
             let p = self.types.get(t);
@@ -472,6 +554,28 @@ mod tests {
         let s = Scenario::default_scenario();
         assert_eq!(s.name, "default");
         assert_eq!(s.group_posts_per_minute(), 20);
+    }
+
+    /// Zones: the shipped scenario lists IANA zones; an unknown name, or a zone and an
+    /// offset in one entry, is named with its field; `zones = "edges"` with a `start` packs
+    /// the population at the edge zones from that instant; a bad `start` is named.
+    #[test]
+    fn zones_and_start() {
+        let shipped = Scenario::default_scenario();
+        assert!(shipped.zone_weights().iter().all(|(z, _)| matches!(z, TimeZone::Named(_))));
+        assert_eq!(shipped.start_unix(), None);
+        let with = |from: &str, to: &str| DEFAULT_SCENARIO.replacen(from, to, 1);
+        let err = |text: String| Scenario::from_toml_str(&text, "s.toml").expect_err("invalid").to_string();
+        let unknown = err(with("Europe/Moscow", "Mars/Olympus"));
+        assert!(unknown.contains("field population.timezones[0].zone") && unknown.contains("IANA"), "{unknown}");
+        let both = err(with(r#"{ zone = "Europe/Moscow","#, r#"{ zone = "Europe/Moscow", offset = 180,"#));
+        assert!(both.contains("population.timezones[0]") && both.contains("exactly one"), "{both}");
+        let edges = with("[population]\n", "start = \"2026-03-06T00:00:00Z\"\n\n[population]\nzones = \"edges\"\n");
+        let s = Scenario::from_toml_str(&edges, "s.toml").expect("valid");
+        assert_eq!(s.start_unix(), Some(1_772_755_200));
+        assert_eq!(s.zone_weights().len(), EDGE_ZONES.len());
+        let bad_start = err(with("[population]\n", "start = \"March\"\n\n[population]\n"));
+        assert!(bad_start.contains("field start"), "{bad_start}");
     }
 
     /// Broken syntax reports the right line.
@@ -574,7 +678,11 @@ mod tests {
         let span = |lo: u32, hi: u32| if high { [hi, hi] } else { [lo, lo] };
         s.name = if high { "x".repeat(MAX_NAME_CHARS) } else { "x".into() };
         s.population.timezones = (0..if high { MAX_TIMEZONES } else { 1 })
-            .map(|i| TimezoneWeight { offset: if high { 840 } else { -720 } - i as i32, weight: pick(1e-9, 1e6) })
+            .map(|i| TimezoneWeight {
+                offset: Some(if high { 840 } else { -720 } - i as i32),
+                zone: None,
+                weight: pick(1e-9, 1e6),
+            })
             .collect();
         for t in UserType::ALL {
             let mix = match t {

@@ -223,7 +223,7 @@ impl UserEntity {
     /// silence and decayed activity move with the day) — and returns whether the set of
     /// held segments changed. Otherwise the segments of the last evaluation stand.
     fn refresh_segments(&mut self, cx: &UserContext, now: Timestamp) -> bool {
-        let day = now.local_day(self.profile.utc_offset);
+        let day = now.local_day(self.profile.zone);
         if !self.profile_changed && self.segmented_day == Some(day) {
             return false;
         }
@@ -239,7 +239,7 @@ impl UserEntity {
     fn effective_state(&self) -> CapState {
         let mut state = self.caps_state;
         if let Some(at) = self.in_flight {
-            state.record_send(at, self.profile.utc_offset);
+            state.record_send(at, self.profile.zone);
         }
         state
     }
@@ -247,17 +247,17 @@ impl UserEntity {
     /// Group posts the user has seen, will see (reserved) or holds a place for (booked) on
     /// the local day of `at`.
     fn exposure_on(&self, at: Timestamp) -> u32 {
-        let offset = self.profile.utc_offset;
-        let day = at.local_day(offset);
-        let held = self.reserved.iter().chain(&self.bookings).filter(|(_, t)| t.local_day(offset) == day).count();
+        let zone = self.profile.zone;
+        let day = at.local_day(zone);
+        let held = self.reserved.iter().chain(&self.bookings).filter(|(_, t)| t.local_day(zone) == day).count();
         self.exposure.seen_on(day) + held as u32
     }
 
     /// The answer of a member whose exposure on the day of `at` is full: not before the
     /// member's next local day.
     fn exposure_full(&self, at: Timestamp) -> SlotAnswer {
-        let offset = self.profile.utc_offset;
-        let next_day = Timestamp::start_of_local_day(at.local_day(offset) + 1, offset);
+        let zone = self.profile.zone;
+        let next_day = Timestamp::start_of_local_day(at.local_day(zone) + 1, zone);
         SlotAnswer::Refused { reason: SuppressReason::ExposureLimit, not_before: Some(next_day) }
     }
 
@@ -270,8 +270,8 @@ impl UserEntity {
         let caps = caps_for(&self.segments, book);
         let optimal = governing_segment(&self.segments, book).map(|s| book.get(s).optimal_hours).unwrap_or_default();
         let jitter = self.rng.random_range(0..3_600);
-        let offset = self.profile.utc_offset;
-        let at = plan_next_send(&self.effective_state(), &caps, optimal, offset, not_before, jitter)?;
+        let zone = self.profile.zone;
+        let at = plan_next_send(&self.effective_state(), &caps, optimal, zone, not_before, jitter)?;
         if self.planned == Some(at) {
             return None; // the pending wake already covers it
         }
@@ -311,7 +311,8 @@ impl UserEntity {
             kind,
             at,
             user: self.profile.id,
-            utc_offset: self.profile.utc_offset,
+            utc_offset: self.profile.zone.offset_at(at),
+            zone: self.profile.zone,
             group: None,
             segment: None,
             caps: None,
@@ -335,15 +336,15 @@ impl UserEntity {
         book: &StrategyBook,
     ) -> Option<Outcome> {
         let at = message.at;
-        let offset = self.profile.utc_offset;
-        let local_hour = at.local_hour(offset);
+        let zone = self.profile.zone;
+        let local_hour = at.local_hour(zone);
         let group = match message.to {
             Destination::Group(g) => Some(g),
             Destination::User(_) => None,
         };
         match group {
-            Some(_) => self.exposure.record(at.local_day(offset)),
-            None => self.caps_state.record_send(at, offset),
+            Some(_) => self.exposure.record(at.local_day(zone)),
+            None => self.caps_state.record_send(at, zone),
         }
         self.profile.responses.record_received();
         self.profile_changed = true;
@@ -361,7 +362,7 @@ impl UserEntity {
             fx.log.push(entry);
         }
         self.persist(cx, fx, at, book);
-        let kind = OutcomeKind::Sent { caps, offset, via_group: group.is_some(), local_hour };
+        let kind = OutcomeKind::Sent { caps, zone, via_group: group.is_some(), local_hour };
         self.outcome(at, message.segment, kind)
     }
 
@@ -459,7 +460,7 @@ impl UserEntity {
             self.caps_state.opted_out = false;
             self.undeliverable = false;
         }
-        self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+        self.profile.activity.record_session(at, at.local_hour(self.profile.zone));
         self.persist(cx, fx, at, book);
     }
 
@@ -477,7 +478,7 @@ impl UserEntity {
             );
         };
         let caps = caps_for(&self.segments, book);
-        match decide(&self.effective_state(), &caps, self.profile.utc_offset, at) {
+        match decide(&self.effective_state(), &caps, self.profile.zone, at) {
             Decision::Suppress { reason, not_before } => {
                 let next = not_before.and_then(|t| self.plan(t, book));
                 Step::new(next, self.outcome(at, segment, OutcomeKind::Suppressed(reason)))
@@ -497,9 +498,8 @@ impl UserEntity {
                     at,
                 };
                 self.attempts = self.attempts.wrapping_add(1);
-                let offset = self.profile.utc_offset;
-                let reservation =
-                    Reservation { message: MessageId(message.id), user: self.profile.id, at, caps, offset };
+                let zone = self.profile.zone;
+                let reservation = Reservation { message: MessageId(message.id), user: self.profile.id, at, caps, zone };
                 match at_once(cx.ledger.reserve(reservation)) {
                     Ok(Reserved::Granted) => {}
                     Ok(Reserved::Denied(reason)) => {
@@ -553,7 +553,7 @@ impl UserEntity {
             InboundKind::Reply => {
                 self.run_responses += 1;
                 self.profile.responses.record_response();
-                self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+                self.profile.activity.record_session(at, at.local_hour(self.profile.zone));
                 if fx.keep_log {
                     let mut entry = self.log_entry(LogKind::Response, at, book);
                     entry.segment = Some(attributed);
@@ -577,7 +577,7 @@ impl UserEntity {
                 self.outcome(at, attributed, OutcomeKind::Conversion)
             }
             InboundKind::Activity => {
-                self.profile.activity.record_session(at, at.local_hour(self.profile.utc_offset));
+                self.profile.activity.record_session(at, at.local_hour(self.profile.zone));
                 self.persist(cx, fx, at, book);
                 None
             }
@@ -603,7 +603,7 @@ impl UserEntity {
             message: group_share_id(post, self.profile.id),
             user: self.profile.id,
             at,
-            offset: self.profile.utc_offset,
+            zone: self.profile.zone,
             exposure_limit,
         };
         match at_once(cx.ledger.reserve_share(request)) {
@@ -755,13 +755,13 @@ fn held_mask(set: &SegmentSet) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ActivitySummary, DAY, HOUR, ResponseHistory, UserId, UtcOffset};
+    use crate::domain::{ActivitySummary, DAY, HOUR, ResponseHistory, UserId, Zone};
     use crate::ledger::{LedgerUser, MemoryLedger};
     use crate::transport::MemoryTransport;
 
     /// Midnight UTC; the user lives at +03:00.
     const START: Timestamp = Timestamp(1_767_225_600);
-    const OFFSET: UtcOffset = UtcOffset(180);
+    const OFFSET: Zone = Zone::fixed(180);
 
     fn context(ledger: Arc<MemoryLedger>) -> UserContext {
         UserContext {
@@ -778,7 +778,7 @@ mod tests {
         let profile = UserProfile {
             id: UserId(9),
             joined_at: START.plus(-100 * DAY),
-            utc_offset: OFFSET,
+            zone: OFFSET,
             activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
             bots_followed: 1,
             purchases: 0,

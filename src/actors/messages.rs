@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::domain::Segment;
-use crate::domain::{Caps, InboundEvent, SegmentSet, Timestamp, UserId, UtcOffset};
+use crate::domain::{Caps, InboundEvent, SegmentSet, Timestamp, UserId, Zone};
 use crate::policy::{CapState, SuppressReason};
 use crate::transport::FailureKind;
 
@@ -92,8 +92,8 @@ pub enum OutcomeKind {
     Sent {
         /// The caps in force.
         caps: Caps,
-        /// The user's offset.
-        offset: UtcOffset,
+        /// The user's time zone.
+        zone: Zone,
         /// Through a group post.
         via_group: bool,
         /// The local hour of the send.

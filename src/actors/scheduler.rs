@@ -634,11 +634,11 @@ impl Scheduler {
 
     fn record(&mut self, outcome: Outcome) {
         match outcome.kind {
-            OutcomeKind::Sent { offset, via_group: true, .. } => {
+            OutcomeKind::Sent { zone, via_group: true, .. } => {
                 let limit = self.group_policy.map_or(DEFAULT_EXPOSURE_LIMIT, |p| p.exposure_limit);
-                self.audit.check_share(outcome.index, outcome.at, offset, limit);
+                self.audit.check_share(outcome.index, outcome.at, zone, limit);
             }
-            OutcomeKind::Sent { caps, offset, .. } => self.audit.check_send(outcome.index, outcome.at, caps, offset),
+            OutcomeKind::Sent { caps, zone, .. } => self.audit.check_send(outcome.index, outcome.at, caps, zone),
             OutcomeKind::OptOut => self.audit.record_opt_out(outcome.index, outcome.at),
             _ => {}
         }
@@ -872,14 +872,9 @@ impl Scheduler {
         loop {
             let g = &self.groups[group];
             let jitter = ((g.profile.id.0.wrapping_mul(2_654_435_761) ^ u64::from(g.posts)) % 3_600) as i64;
-            let Some(slot) = plan_next_send(
-                &g.caps_state,
-                &policy.caps,
-                policy.optimal_hours,
-                g.profile.utc_offset,
-                not_before,
-                jitter,
-            ) else {
+            let Some(slot) =
+                plan_next_send(&g.caps_state, &policy.caps, policy.optimal_hours, g.profile.zone, not_before, jitter)
+            else {
                 return;
             };
             if g.members.is_empty() {
@@ -925,7 +920,7 @@ impl Scheduler {
             return self.plan_group(group, at).await;
         };
         let members = g.members.clone();
-        if let Decision::Suppress { not_before, .. } = decide(&g.caps_state, &policy.caps, g.profile.utc_offset, at) {
+        if let Decision::Suppress { not_before, .. } = decide(&g.caps_state, &policy.caps, g.profile.zone, at) {
             self.round(&members, at, post, group, GroupPhase::Release).await;
             if let Some(t) = not_before {
                 self.plan_group(group, t).await;
@@ -995,10 +990,10 @@ impl Scheduler {
     fn count_group_post(&mut self, flight: &PostInFlight) {
         if let Some(policy) = self.group_policy {
             let g = &self.groups[flight.group];
-            self.audit.check_group_post(flight.group, flight.at, policy.caps, g.profile.utc_offset);
+            self.audit.check_group_post(flight.group, flight.at, policy.caps, g.profile.zone);
         }
         let g = &mut self.groups[flight.group];
-        g.caps_state.record_send(flight.at, g.profile.utc_offset);
+        g.caps_state.record_send(flight.at, g.profile.zone);
         g.posts += 1;
         self.group_rate.record(flight.at);
         self.summary.group_posts += 1;
@@ -1038,9 +1033,7 @@ mod tests {
     use crate::actors::entity::{PersistPolicy, UserContext, UserEntity};
     use crate::actors::shard::{ShardParts, shard_of};
     use crate::clock::VirtualClock;
-    use crate::domain::{
-        ActivitySummary, DAY, GroupId, HOUR, HourMask, ResponseHistory, UserId, UserProfile, UtcOffset,
-    };
+    use crate::domain::{ActivitySummary, DAY, GroupId, HOUR, HourMask, ResponseHistory, UserId, UserProfile, Zone};
     use crate::segmentation::SegmentationRules;
     use crate::store::MemoryStore;
     use crate::transport::MemoryTransport;
@@ -1076,7 +1069,7 @@ mod tests {
         UserProfile {
             id: UserId(id),
             joined_at: START.plus(-100 * DAY),
-            utc_offset: UtcOffset(0),
+            zone: Zone::UTC,
             activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
             bots_followed: 1,
             purchases: 0,
@@ -1145,8 +1138,7 @@ mod tests {
                     .start(),
                 );
             }
-            let group =
-                GroupProfile { id: GroupId(0), members: ids.clone(), utc_offset: UtcOffset(0), activity_per_day: 1.0 };
+            let group = GroupProfile { id: GroupId(0), members: ids.clone(), zone: Zone::UTC, activity_per_day: 1.0 };
             let policy = GroupPolicy {
                 caps: Caps {
                     daily_limit: 1,

@@ -678,7 +678,7 @@ mod tests {
     use crate::actors::entity::PersistPolicy;
     use crate::actors::messages::OutcomeKind;
     use crate::actors::queue::ALL_RANKS;
-    use crate::domain::{ActivitySummary, DAY, ResponseHistory, UserProfile, UtcOffset};
+    use crate::domain::{ActivitySummary, DAY, ResponseHistory, UserProfile, Zone};
     use crate::segmentation::SegmentationRules;
     use crate::store::MemoryStore;
     use crate::transport::MemoryTransport;
@@ -689,7 +689,7 @@ mod tests {
         UserProfile {
             id: UserId(id),
             joined_at: START.plus(-100 * DAY),
-            utc_offset: UtcOffset(0),
+            zone: Zone::UTC,
             activity: ActivitySummary { last_active: START.plus(-DAY), ..ActivitySummary::default() },
             bots_followed: 1,
             purchases: 0,

@@ -254,7 +254,7 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
-    use crate::domain::{Caps, HourMask, Timestamp, UtcOffset};
+    use crate::domain::{Caps, HourMask, Timestamp, Zone};
     use crate::ledger::MemoryLedger;
 
     fn caps() -> Caps {
@@ -267,7 +267,7 @@ mod tests {
             user: UserId(1),
             at: Timestamp(1_800_000_000),
             caps: caps(),
-            offset: UtcOffset(0),
+            zone: Zone::UTC,
         }
     }
 

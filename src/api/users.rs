@@ -12,7 +12,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ActivitySummary, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset};
+use crate::domain::{ActivitySummary, ResponseHistory, Timestamp, UserId, UserProfile, UtcOffset, Zone};
 use crate::store::UserState;
 
 use super::Upserted;
@@ -31,8 +31,12 @@ pub const CLOCK_SKEW_SECS: i64 = 300;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserRequest {
-    /// Offset from UTC, minutes: −720..=840, a multiple of 15. Required for a new user.
+    /// Offset from UTC, minutes: −720..=840, a multiple of 15, fixed all year. A new user
+    /// needs it or `time_zone`.
     utc_offset_minutes: Option<i32>,
+    /// An IANA time zone (`Europe/Berlin`): the user's local time follows its DST changes.
+    /// Decides over `utc_offset_minutes` when both are given.
+    time_zone: Option<String>,
     /// Bots of ours the user follows, ≥ 1 (new user: 1).
     bots_followed: Option<u32>,
     /// When they first talked to one of our bots, RFC 3339 (new user: now).
@@ -47,7 +51,10 @@ struct UserRequest {
 #[derive(Serialize)]
 struct UserView {
     id: u64,
+    /// The offset in force now.
     utc_offset_minutes: i32,
+    /// The IANA zone, or `null` for a fixed offset.
+    time_zone: Option<&'static str>,
     bots_followed: u32,
     joined_at: String,
     last_active: String,
@@ -69,11 +76,12 @@ struct ResponsesView {
 }
 
 impl UserView {
-    fn of(state: &UserState) -> UserView {
+    fn of(state: &UserState, now: Timestamp) -> UserView {
         let p = &state.profile;
         UserView {
             id: p.id.0,
-            utc_offset_minutes: p.utc_offset.0,
+            utc_offset_minutes: p.zone.offset_at(now).0,
+            time_zone: p.zone.iana_name(),
             bots_followed: p.bots_followed,
             joined_at: p.joined_at.to_rfc3339(),
             last_active: p.activity.last_active.to_rfc3339(),
@@ -118,6 +126,13 @@ impl UserRequest {
                 format!("field `utc_offset_minutes`: {minutes} is not a UTC offset (−720..=840, a multiple of 15)"),
             ));
         }
+        let named_zone = match self.time_zone.as_deref() {
+            Some(name) => Some(
+                name.parse::<Zone>().map_err(|e| Failure::bad_field("time_zone", format!("field `time_zone`: {e}")))?,
+            ),
+            None => None,
+        };
+        let zone = named_zone.or(self.utc_offset_minutes.map(|m| Zone::Fixed(UtcOffset(m))));
         if self.bots_followed == Some(0) {
             return Err(Failure::bad_field("bots_followed", "field `bots_followed`: must be at least 1"));
         }
@@ -126,17 +141,17 @@ impl UserRequest {
         let mut profile = match known {
             Some(known) => known,
             None => {
-                let Some(minutes) = self.utc_offset_minutes else {
+                let Some(zone) = zone else {
                     return Err(Failure::bad_field(
                         "utc_offset_minutes",
-                        "field `utc_offset_minutes` is required for a new user: their local time decides when they may be messaged",
+                        "field `utc_offset_minutes` (or `time_zone`) is required for a new user: their local time decides when they may be messaged",
                     ));
                 };
                 let joined = joined_at.unwrap_or(now);
                 UserProfile {
                     id,
                     joined_at: joined,
-                    utc_offset: UtcOffset(minutes),
+                    zone,
                     // Joining is activity: a user who has just joined is not silent.
                     activity: ActivitySummary { last_active: joined, ..ActivitySummary::default() },
                     bots_followed: 1,
@@ -145,8 +160,8 @@ impl UserRequest {
                 }
             }
         };
-        if let Some(minutes) = self.utc_offset_minutes {
-            profile.utc_offset = UtcOffset(minutes);
+        if let Some(zone) = zone {
+            profile.zone = zone;
         }
         if let Some(bots) = self.bots_followed {
             profile.bots_followed = bots;
@@ -177,7 +192,7 @@ pub(super) async fn put_user(
     let caps = known.as_ref().map(|k| k.caps).unwrap_or_default();
     let profile = request.apply(id, known.map(|k| k.profile), shared.state.clock.now())?;
     let upserted = shared.upsert_user(profile.clone()).await?;
-    let view = UserView::of(&UserState { profile: profile.clone(), caps });
+    let view = UserView::of(&UserState { profile: profile.clone(), caps }, shared.state.clock.now());
     match upserted {
         Upserted::Created => {
             if shared.state.arrivals.send(profile).is_err() {
@@ -194,7 +209,7 @@ pub(super) async fn get_user(req: HttpRequest, shared: web::Data<Shared>) -> Res
     shared.authorize(&req)?;
     let id = user_id(&req)?;
     match shared.get_user(id).await? {
-        Some(state) => Ok(HttpResponse::Ok().json(UserView::of(&state))),
+        Some(state) => Ok(HttpResponse::Ok().json(UserView::of(&state, shared.state.clock.now()))),
         None => Err(Failure::not_found(
             "unknown_user",
             format!("user {id} is not known"),
@@ -225,9 +240,13 @@ mod tests {
             Some(new),
             NOW,
         )?;
-        assert_eq!(updated.utc_offset, UtcOffset(180), "kept");
+        assert_eq!(updated.zone, Zone::fixed(180), "kept");
         assert_eq!(updated.purchases, 2);
         assert_eq!(updated.joined_at.to_rfc3339(), "2026-01-31T06:00:00Z");
+        let named = request(r#"{"time_zone": "Asia/Kathmandu"}"#)?.apply(UserId(1), Some(updated), NOW)?;
+        assert_eq!(named.zone.to_string(), "Asia/Kathmandu");
+        let new = request(r#"{"time_zone": "Europe/Berlin", "utc_offset_minutes": 0}"#)?.apply(UserId(2), None, NOW)?;
+        assert_eq!(new.zone.to_string(), "Europe/Berlin", "the name decides");
         Ok(())
     }
 
@@ -238,6 +257,8 @@ mod tests {
             (r#"{"utc_offset_minutes": 900}"#, "utc_offset_minutes"),
             (r#"{"utc_offset_minutes": 3}"#, "utc_offset_minutes"),
             (r#"{"utc_offset_minutes": 0, "bots_followed": 0}"#, "bots_followed"),
+            (r#"{"time_zone": "Mars/Olympus"}"#, "time_zone"),
+            (r#"{"utc_offset_minutes": 0, "time_zone": "UTC+3"}"#, "time_zone"),
             (r#"{"utc_offset_minutes": 0, "joined_at": "yesterday"}"#, "joined_at"),
             (r#"{"utc_offset_minutes": 0, "last_active": "2099-01-01T00:00:00Z"}"#, "last_active"),
         ] {

@@ -188,8 +188,8 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     };
     let events = db.recent_events(id, 10).map_err(CliError::failure)?;
     let during = db.user_log_counts(id).map_err(CliError::failure)?;
-    let offset = u.profile.utc_offset;
-    let next = next_send(&u.caps, &u.caps_in_force, offset, now);
+    let zone = u.profile.zone;
+    let next = next_send(&u.caps, &u.caps_in_force, zone, now);
     /// Messages and replies in one stretch of the user's history.
     #[derive(Serialize)]
     struct Tally {
@@ -201,7 +201,10 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         user: u64,
         now: Timestamp,
         joined_at: Timestamp,
+        /// The offset in force now.
         utc_offset_minutes: i32,
+        /// The IANA zone, or `UTC+03:00` for a fixed offset.
+        time_zone: String,
         bots_followed: u32,
         purchases: u32,
         /// The profile's counts from before the log starts: in a simulated store, the
@@ -246,7 +249,8 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         user,
         now,
         joined_at: u.profile.joined_at,
-        utc_offset_minutes: offset.0,
+        utc_offset_minutes: zone.offset_at(now).0,
+        time_zone: zone.to_string(),
         bots_followed: u.profile.bots_followed,
         purchases: u.profile.purchases,
         before_the_run: Tally {
@@ -279,8 +283,9 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     let a = &analysis;
     println!("user {user} (as of {now})");
     println!(
-        "  joined {}, UTC{:+}h, follows {} bot(s), {} purchase(s); {} sessions, last active {}",
+        "  joined {}, {} (UTC{:+}h now), follows {} bot(s), {} purchase(s); {} sessions, last active {}",
         a.joined_at,
+        a.time_zone,
         f64::from(a.utc_offset_minutes) / 60.0,
         a.bots_followed,
         a.purchases,

@@ -91,9 +91,9 @@ pub fn preview(args: PreviewArgs, contacts: Arc<dyn ContactBook>, source: &'stat
     let Some(user) = db.user(id).map_err(CliError::failure)? else {
         return Err(CliError::usage(anyhow!("no user {} in {}", args.user, args.store.name())));
     };
-    let offset = user.profile.utc_offset;
+    let zone = user.profile.zone;
     let caps = user.caps_in_force;
-    let next = next_send(&user.caps, &caps, offset, now);
+    let next = next_send(&user.caps, &caps, zone, now);
     let stored = db.strategies_in_force().map_err(CliError::failure)?;
     let strategy_of = |segment: Segment| -> Result<(Vec<ContentKind>, crate::domain::HourMask), CliError> {
         if let Some(s) = stored.iter().find(|s| s.segment == segment) {
@@ -123,7 +123,7 @@ pub fn preview(args: PreviewArgs, contacts: Arc<dyn ContactBook>, source: &'stat
         let kind = *content
             .first()
             .ok_or_else(|| CliError::failure(anyhow!("the strategy of {segment} sends no content kind")))?;
-        preview.planned = plan_next_send(&user.caps, &caps, optimal, offset, now, 0);
+        preview.planned = plan_next_send(&user.caps, &caps, optimal, zone, now, 0);
         let bot_name = config.bots.first().map_or_else(|| "gavat".to_string(), |b| b.name.clone());
         preview.bot = Some(BotView { index: 0, name: bot_name.clone() });
         preview.content = Some(kind.as_str());

@@ -439,7 +439,7 @@ fn first_due(
             let held = crate::segmentation::segment(&u.profile, now, rules);
             crate::policy::governing_segment(&held, book)?;
             let caps = caps_for(&held, book);
-            Some((next_send(&u.caps, &caps, u.profile.utc_offset, now).at?, u.profile.id))
+            Some((next_send(&u.caps, &caps, u.profile.zone, now).at?, u.profile.id))
         })
         .min()
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use gavat_experiments::stats::{MeanSummary, mean_interval};
 use gavat_sim::{BehaviourModel, Exposure, Purpose, Scenario, SyntheticUser, UserMemory, UserType, stream};
 
-use crate::domain::{Caps, ContentKind, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, UtcOffset};
+use crate::domain::{Caps, ContentKind, DAY, DeliveryStrategy, HOUR, Segment, Timestamp, Zone};
 use crate::policy::{CapState, plan_next_send};
 
 use super::counts::Counts;
@@ -292,7 +292,7 @@ fn synthetic_segment(activity: &[[f32; 24]], settings: &ProofSettings, seed: u64
             SyntheticUser {
                 id,
                 user_type: UserType::WarmLead,
-                utc_offset_minutes: 0,
+                time_zone: gavat_sim::TimeZone::Offset(0),
                 joined_at: 0,
                 activity_per_day: 0.0,
                 active_hours: profile,
@@ -376,7 +376,7 @@ fn run_users(
         period_days: strategy.frequency.period_days(),
     };
     let content = strategy.content.first().copied().unwrap_or(ContentKind::Offer);
-    let offset = UtcOffset(0);
+    let zone = Zone::UTC;
     let mut rates = PilotRates::default();
     let outcomes = population
         .users
@@ -390,7 +390,7 @@ fn run_users(
             let mut now = start;
             loop {
                 let jitter = engine.random_range(0..HOUR);
-                let Some(at) = plan_next_send(&state, &caps, strategy.optimal_hours, offset, now, jitter) else {
+                let Some(at) = plan_next_send(&state, &caps, strategy.optimal_hours, zone, now, jitter) else {
                     break;
                 };
                 if at >= end {
@@ -398,10 +398,10 @@ fn run_users(
                 }
                 let exposure = Exposure { at: at.secs(), content: content.into(), via_group: false };
                 let reaction = population.model.react(user, &mut memory, &mut behaviour, exposure);
-                let h = usize::from(at.local_hour(offset));
+                let h = usize::from(at.local_hour(zone));
                 out.sends += 1;
                 rates.unfatigued += user.base_response * unfatigued_fit(user, h);
-                state.record_send(at, offset);
+                state.record_send(at, zone);
                 if reaction.response_after.is_some() {
                     out.responses += 1;
                     rates.responses += 1;

@@ -32,7 +32,7 @@ use std::future::Future;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UtcOffset};
+use crate::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, Zone};
 use crate::policy::{CapState, SuppressReason};
 
 use super::{
@@ -54,11 +54,21 @@ pub struct Settings {
     /// Retries of a reservation are only drawn for reservations this recent (a ledger may
     /// forget settled ids older than its retention window).
     pub max_retry_age_secs: i64,
+    /// Each sequence starts within the day after this instant: put it just before a DST
+    /// change (`2026-03-08`, `2026-10-25`) to run the users in IANA zones across it.
+    pub start: Timestamp,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { seed: 0x6a7a_7a11, cases: 200, steps: 200, users: 4, max_retry_age_secs: 2 * DAY }
+        Settings {
+            seed: 0x6a7a_7a11,
+            cases: 200,
+            steps: 200,
+            users: 4,
+            max_retry_age_secs: 2 * DAY,
+            start: Timestamp(20_000 * DAY),
+        }
     }
 }
 
@@ -76,7 +86,7 @@ pub enum Op {
     /// Opt a user out.
     OptOut(UserId),
     /// Read a user's state.
-    Load(UserId, UtcOffset),
+    Load(UserId, Zone),
     /// Move time forward by this many seconds.
     Advance(i64),
     /// Mark a message as being handed to the transport (outbox harness only).
@@ -125,6 +135,9 @@ pub struct Coverage {
     /// Every answer, by its debug name (`Ok(Granted)`, `Ok(Denied(Cooldown))`,
     /// `Err(Conflict { .. })` shortened to its variant), with its count.
     pub answers: std::collections::BTreeMap<String, u64>,
+    /// Reservations decided under another UTC offset than the same user's previous one: a
+    /// DST change crossed with counted or pending sends on the books (RELIABILITY.md row 25).
+    pub offset_changes_crossed: u64,
 }
 
 impl Coverage {
@@ -187,8 +200,32 @@ where
     Ok(coverage)
 }
 
-/// The offsets users are drawn from: whole hours, half and quarter hours, the extremes.
-const OFFSETS: [i32; 7] = [0, 180, -300, 330, 345, 840, -720];
+/// The zones users are drawn from: fixed offsets (whole hours, half and quarter hours, the
+/// extremes) and IANA zones with DST changes, one at local midnight (Asia/Beirut).
+const ZONES: [&str; 10] = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Beirut",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Pacific/Kiritimati",
+    "UTC",
+    "Etc/GMT+12",
+    "Europe/Moscow",
+    "Australia/Lord_Howe",
+];
+
+/// User `user`'s zone: a fixed offset for even ids (what older stores hold), an IANA zone
+/// for odd ones.
+fn zone_of(user: UserId) -> Zone {
+    const OFFSETS: [i32; 7] = [0, 180, -300, 330, 345, 840, -720];
+    let i = (user.0 / 2) as usize;
+    if user.0.is_multiple_of(2) {
+        Zone::fixed(OFFSETS[i % OFFSETS.len()])
+    } else {
+        ZONES[i % ZONES.len()].parse().unwrap_or(Zone::UTC)
+    }
+}
 
 /// The caps palette: ordinary, wrapping windows, an hour-long window, no segment at all.
 fn caps_palette() -> [Caps; 7] {
@@ -212,7 +249,7 @@ struct Request {
     message: MessageId,
     user: UserId,
     at: Timestamp,
-    offset: UtcOffset,
+    zone: Zone,
     /// The operation that made it (replayed as an exact retry).
     op: Op,
 }
@@ -233,30 +270,30 @@ struct OracleMessage {
 struct OracleUser {
     counted: Vec<Timestamp>,
     pending: Vec<(MessageId, Timestamp)>,
-    /// The local day of every counted share (by the offset at its reservation).
+    /// The local day of every counted share (in the zone, at its reservation).
     shares_seen: Vec<i64>,
     pending_shares: Vec<(MessageId, Timestamp)>,
     opted_out: bool,
 }
 
 impl OracleUser {
-    fn decide(&self, caps: &Caps, offset: UtcOffset, now: Timestamp) -> Reserved {
+    fn decide(&self, caps: &Caps, zone: Zone, now: Timestamp) -> Reserved {
         let all: Vec<Timestamp> = self.counted.iter().copied().chain(self.pending.iter().map(|(_, t)| *t)).collect();
         let last = all.iter().max().copied();
-        let day = now.local_day(offset);
-        let today = all.iter().filter(|t| t.local_day(offset) == day).count() as u64;
+        let day = now.local_day(zone);
+        let today = all.iter().filter(|t| t.local_day(zone) == day).count() as u64;
         let reason = if self.opted_out {
             Some(SuppressReason::OptedOut)
         } else if caps.daily_limit == 0 && caps.allowed_hours.is_empty() {
             Some(SuppressReason::NoSegment)
-        } else if !caps.allowed_hours.contains(now.local_hour(offset)) {
+        } else if !caps.allowed_hours.contains(now.local_hour(zone)) {
             Some(SuppressReason::QuietHours)
         } else if today >= u64::from(caps.daily_limit) {
             Some(SuppressReason::DailyLimit)
         } else if last.is_some_and(|l| now.secs() - l.secs() < caps.cooldown_secs) {
             Some(SuppressReason::Cooldown)
         } else if last.is_some_and(|l| {
-            let last_day = l.local_day(offset);
+            let last_day = l.local_day(zone);
             day != last_day && day < last_day + caps.period_days
         }) {
             Some(SuppressReason::Frequency)
@@ -269,9 +306,9 @@ impl OracleUser {
     /// A share: opted out, else the shares of the local day (counted and pending) against
     /// the limit. Direct sends play no part.
     fn decide_share(&self, r: &ShareReservation) -> Reserved {
-        let day = r.at.local_day(r.offset);
+        let day = r.at.local_day(r.zone);
         let seen = self.shares_seen.iter().filter(|d| **d == day).count()
-            + self.pending_shares.iter().filter(|(_, t)| t.local_day(r.offset) == day).count();
+            + self.pending_shares.iter().filter(|(_, t)| t.local_day(r.zone) == day).count();
         if self.opted_out {
             Reserved::Denied(SuppressReason::OptedOut)
         } else if seen as u64 >= u64::from(r.exposure_limit) {
@@ -291,13 +328,13 @@ impl OracleUser {
     }
 
     /// The compact state a ledger reports for the counted sends.
-    fn counted_state(&self, offset: UtcOffset) -> CapState {
+    fn counted_state(&self, zone: Zone) -> CapState {
         let mut state = CapState { opted_out: self.opted_out, ..CapState::default() };
         if let Some(last) = self.counted.iter().max().copied() {
-            let day = last.local_day(offset);
+            let day = last.local_day(zone);
             state.last_sent = Some(last);
             state.last_send_day = day;
-            state.sent_on_last_day = self.counted.iter().filter(|t| t.local_day(offset) == day).count() as u32;
+            state.sent_on_last_day = self.counted.iter().filter(|t| t.local_day(zone) == day).count() as u32;
         }
         state
     }
@@ -312,12 +349,12 @@ struct Oracle {
 
 impl Oracle {
     fn reserve(&mut self, r: Reservation) -> Result<Reserved, LedgerError> {
-        let request = Request { message: r.message, user: r.user, at: r.at, offset: r.offset, op: Op::Reserve(r) };
-        self.reserve_either(request, false, |user| user.decide(&r.caps, r.offset, r.at))
+        let request = Request { message: r.message, user: r.user, at: r.at, zone: r.zone, op: Op::Reserve(r) };
+        self.reserve_either(request, false, |user| user.decide(&r.caps, r.zone, r.at))
     }
 
     fn reserve_share(&mut self, r: ShareReservation) -> Result<Reserved, LedgerError> {
-        let request = Request { message: r.message, user: r.user, at: r.at, offset: r.offset, op: Op::ReserveShare(r) };
+        let request = Request { message: r.message, user: r.user, at: r.at, zone: r.zone, op: Op::ReserveShare(r) };
         self.reserve_either(request, true, |user| user.decide_share(&r))
     }
 
@@ -362,7 +399,7 @@ impl Oracle {
         if is_group_share(message) {
             user.pending_shares.retain(|(id, _)| *id != message);
             if counted {
-                user.shares_seen.push(r.at.local_day(r.offset));
+                user.shares_seen.push(r.at.local_day(r.zone));
             }
         } else {
             user.pending.retain(|(id, _)| *id != message);
@@ -405,10 +442,10 @@ impl Oracle {
         Ok(recovery)
     }
 
-    fn load(&self, user: UserId, offset: UtcOffset) -> LedgerUser {
+    fn load(&self, user: UserId, zone: Zone) -> LedgerUser {
         let u = self.users.get(&user).cloned().unwrap_or_default();
         LedgerUser {
-            counted: u.counted_state(offset),
+            counted: u.counted_state(zone),
             exposure: u.exposure(),
             pending: u.pending,
             pending_shares: u.pending_shares,
@@ -420,7 +457,7 @@ impl Oracle {
 fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, s: &Settings) -> Op {
     let palette = caps_palette();
     let user = UserId(rng.random_range(0..s.users));
-    let offset = UtcOffset(OFFSETS[(user.0 as usize) % OFFSETS.len()]);
+    let zone = zone_of(user);
     let mut known: Vec<&OracleMessage> = oracle.messages.values().collect();
     known.sort_by_key(|m| m.request.message);
     let pending: Vec<MessageId> = known
@@ -436,17 +473,17 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
             let exposure_limit = EXPOSURE_LIMITS[rng.random_range(0..EXPOSURE_LIMITS.len())];
             match rng.random_range(0..40u32) {
                 // A quarter are members' shares of group posts.
-                0..10 => Op::ReserveShare(ShareReservation { message: share, user, at: now, offset, exposure_limit }),
+                0..10 => Op::ReserveShare(ShareReservation { message: share, user, at: now, zone, exposure_limit }),
                 // Now and then an id of the wrong kind (a caller's bug).
-                10 => Op::Reserve(Reservation { message: share, user, at: now, caps, offset }),
+                10 => Op::Reserve(Reservation { message: share, user, at: now, caps, zone }),
                 11 => Op::ReserveShare(ShareReservation {
                     message: MessageId(*next_id),
                     user,
                     at: now,
-                    offset,
+                    zone,
                     exposure_limit,
                 }),
-                _ => Op::Reserve(Reservation { message: MessageId(*next_id), user, at: now, caps, offset }),
+                _ => Op::Reserve(Reservation { message: MessageId(*next_id), user, at: now, caps, zone }),
             }
         }
         35..43 => {
@@ -480,7 +517,7 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
             if rng.random_bool(0.5) { Op::Release(m) } else { Op::Confirm(m, Counted::Delivered) }
         }
         72..74 => Op::OptOut(user),
-        74..80 => Op::Load(user, offset),
+        74..80 => Op::Load(user, zone),
         _ => {
             let step = match rng.random_range(0..9u32) {
                 0 => 1,
@@ -492,7 +529,7 @@ fn draw(rng: &mut impl Rng, now: Timestamp, next_id: &mut u64, oracle: &Oracle, 
                 6 => 23 * HOUR,
                 _ => {
                     // To a local midnight of some user's zone, give or take a second.
-                    let to = Timestamp::start_of_local_day(now.local_day(offset) + 1, offset);
+                    let to = Timestamp::start_of_local_day(now.local_day(zone) + 1, zone);
                     (to.secs() - now.secs() + rng.random_range(-1..=1)).max(1)
                 }
             };
@@ -529,16 +566,25 @@ async fn run_case<L: CapLedger>(
     coverage: &mut Coverage,
 ) -> Result<(), Box<Mismatch>> {
     let mut rng = Pcg64Mcg::seed_from_u64(s.seed.wrapping_add(case));
-    let mut now = Timestamp(20_000 * DAY + rng.random_range(0..DAY));
+    let mut now = s.start.plus(rng.random_range(0..DAY));
     let mut oracle = Oracle::default();
     let mut next_id = case << 32;
     let mut ops = Vec::with_capacity(s.steps);
+    let mut last_offsets: HashMap<UserId, crate::domain::UtcOffset> = HashMap::new();
     for step in 0..s.steps {
         let op = match outbox.then(|| draw_outbox(&mut rng, &oracle)).flatten() {
             Some(op) => op,
             None => draw(&mut rng, now, &mut next_id, &oracle, s),
         };
         ops.push(op);
+        if let Op::Reserve(Reservation { user, at, zone, .. })
+        | Op::ReserveShare(ShareReservation { user, at, zone, .. }) = op
+        {
+            let offset = zone.offset_at(at);
+            if last_offsets.insert(user, offset).is_some_and(|before| before != offset) {
+                coverage.offset_changes_crossed += 1;
+            }
+        }
         let (expected, got) = match op {
             Op::Reserve(r) => (format!("{:?}", oracle.reserve(r)), format!("{:?}", ledger.reserve(r).await)),
             Op::ReserveShare(r) => {
@@ -550,8 +596,8 @@ async fn run_case<L: CapLedger>(
                 oracle.users.entry(u).or_default().opted_out = true;
                 ("Ok(())".to_string(), format!("{:?}", ledger.opt_out(u).await))
             }
-            Op::Load(u, offset) => {
-                (format!("{:?}", Ok::<_, LedgerError>(oracle.load(u, offset))), format!("{:?}", ledger.load(u).await))
+            Op::Load(u, zone) => {
+                (format!("{:?}", Ok::<_, LedgerError>(oracle.load(u, zone))), format!("{:?}", ledger.load(u).await))
             }
             Op::Sending(m) => (format!("{:?}", oracle.sending(m)), format!("{:?}", ledger.sending(m).await)),
             Op::Recover => (format!("{:?}", oracle.recover()), format!("{:?}", ledger.recover().await)),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use futures::future::ready;
 
-use crate::domain::{DAY, Timestamp, UserId, UtcOffset};
+use crate::domain::{DAY, Timestamp, UserId, Zone};
 use crate::policy::{Decision, decide};
 
 use super::{
@@ -35,8 +35,8 @@ enum Settled {
 struct MessageRecord {
     user: UserId,
     at: Timestamp,
-    /// The user's offset at the reservation: the local day the send counts in.
-    offset: UtcOffset,
+    /// The user's zone at the reservation: the local day the send counts in.
+    zone: Zone,
     decision: Reserved,
     settled: Settled,
 }
@@ -86,8 +86,8 @@ impl MemoryLedger {
     /// The synchronous core of [`CapLedger::reserve`].
     pub fn reserve_now(&self, request: Reservation) -> Result<Reserved, LedgerError> {
         check_kind(request.message, false)?;
-        self.reserve_with(request.message, request.user, request.at, request.offset, |user| {
-            match decide(&user.effective(request.offset), &request.caps, request.offset, request.at) {
+        self.reserve_with(request.message, request.user, request.at, request.zone, |user| {
+            match decide(&user.effective(request.zone), &request.caps, request.zone, request.at) {
                 Decision::Send => Reserved::Granted,
                 Decision::Suppress { reason, .. } => Reserved::Denied(reason),
             }
@@ -97,7 +97,7 @@ impl MemoryLedger {
     /// The synchronous core of [`CapLedger::reserve_share`].
     pub fn reserve_share_now(&self, request: ShareReservation) -> Result<Reserved, LedgerError> {
         check_kind(request.message, true)?;
-        self.reserve_with(request.message, request.user, request.at, request.offset, |user| user.decide_share(&request))
+        self.reserve_with(request.message, request.user, request.at, request.zone, |user| user.decide_share(&request))
     }
 
     /// A reservation of either kind: the first decision for a known id, else `decide`'s,
@@ -107,7 +107,7 @@ impl MemoryLedger {
         message: MessageId,
         user_id: crate::domain::UserId,
         at: Timestamp,
-        offset: UtcOffset,
+        zone: Zone,
         decide: impl FnOnce(&LedgerUser) -> Reserved,
     ) -> Result<Reserved, LedgerError> {
         let mut inner = self.lock();
@@ -125,7 +125,7 @@ impl MemoryLedger {
         }
         // A denial holds nothing: it is remembered (a retry gets the same answer) but settled.
         let settled = if decision == Reserved::Granted { Settled::Pending } else { Settled::Released };
-        inner.messages.insert(message, MessageRecord { user: user_id, at, offset, decision, settled });
+        inner.messages.insert(message, MessageRecord { user: user_id, at, zone, decision, settled });
         inner.latest = inner.latest.max(at);
         if inner.messages.len() > 2 * inner.after_last_prune.max(1_024) {
             self.prune(&mut inner);
@@ -146,17 +146,17 @@ impl MemoryLedger {
             return Ok(()); // the first settle wins
         }
         record.settled = if counted.is_some() { Settled::Counted } else { Settled::Released };
-        let (user, at, offset) = (record.user, record.at, record.offset);
+        let (user, at, zone) = (record.user, record.at, record.zone);
         let state = inner.users.entry(user).or_default();
         if is_group_share(message) {
             state.pending_shares.retain(|(m, _)| *m != message);
             if counted.is_some() {
-                state.exposure.record(at.local_day(offset));
+                state.exposure.record(at.local_day(zone));
             }
         } else {
             state.pending.retain(|(m, _)| *m != message);
             if counted.is_some() {
-                state.counted.record_send(at, offset);
+                state.counted.record_send(at, zone);
             }
         }
         Ok(())
@@ -218,7 +218,7 @@ mod tests {
             user: UserId(7),
             at: Timestamp(20_000 * DAY + at),
             caps: Caps { daily_limit: 2, cooldown_secs: 4 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 },
-            offset: UtcOffset(180),
+            zone: Zone::fixed(180),
         }
     }
 
@@ -274,6 +274,19 @@ mod tests {
         let inner = ledger.lock();
         assert!(!inner.messages.contains_key(&MessageId(1)), "old settled id forgotten");
         assert!(inner.messages.contains_key(&MessageId(2)), "pending id kept");
+    }
+
+    /// The reference ledger agrees with the oracle across DST changes too (RELIABILITY.md
+    /// row 25): users in New York, Berlin and Beirut reserve on both sides of a change.
+    #[test]
+    fn memory_ledger_passes_the_conformance_harness_across_dst() {
+        // Sequences from the day before the 2026 spring-forward and fall-back changes.
+        for start in [1_772_841_600, 1_774_656_000, 1_792_800_000, 1_793_404_800] {
+            let settings = conformance::Settings { start: Timestamp(start), ..conformance::Settings::default() };
+            let coverage =
+                conformance::check(MemoryLedger::default, &settings).unwrap_or_else(|mismatch| panic!("{mismatch}"));
+            assert!(coverage.offset_changes_crossed > 0, "no DST change crossed from {start}");
+        }
     }
 
     /// The reference ledger passes the conformance harness it is the reference for.

@@ -42,7 +42,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::domain::{Caps, Timestamp, UserId, UtcOffset};
+use crate::domain::{Caps, Timestamp, UserId, Zone};
 use crate::policy::{CapState, SuppressReason};
 
 pub use self::redis::RedisLedger;
@@ -71,8 +71,9 @@ pub struct Reservation {
     pub at: Timestamp,
     /// The caps in force for this user (the strictest over the segments held).
     pub caps: Caps,
-    /// The user's offset from UTC, for the local day and hour.
-    pub offset: UtcOffset,
+    /// The user's time zone, for the local day and hour (a ledger that stores an offset
+    /// stores the one in force at `at`).
+    pub zone: Zone,
 }
 
 /// A request to reserve one member's share of a group post (see the module documentation).
@@ -84,8 +85,8 @@ pub struct ShareReservation {
     pub user: UserId,
     /// When the post would go out.
     pub at: Timestamp,
-    /// The member's offset from UTC: the local day the share counts in.
-    pub offset: UtcOffset,
+    /// The member's time zone: the local day the share counts in.
+    pub zone: Zone,
     /// Group posts one member may see per local day, over all groups.
     pub exposure_limit: u32,
 }
@@ -153,19 +154,19 @@ impl Exposure {
 impl LedgerUser {
     /// The state every new decision is taken against: counted sends plus pending
     /// reservations, which count until released.
-    pub fn effective(&self, offset: UtcOffset) -> CapState {
+    pub fn effective(&self, zone: Zone) -> CapState {
         let mut state = self.counted;
         for &(_, at) in &self.pending {
-            state.record_send(at, offset);
+            state.record_send(at, zone);
         }
         state
     }
 
     /// Group posts the user has seen or may see (counted and pending shares) on the local
     /// day of `at`.
-    pub fn exposure_on(&self, at: Timestamp, offset: UtcOffset) -> u32 {
-        let day = at.local_day(offset);
-        let pending = self.pending_shares.iter().filter(|(_, t)| t.local_day(offset) == day).count() as u32;
+    pub fn exposure_on(&self, at: Timestamp, zone: Zone) -> u32 {
+        let day = at.local_day(zone);
+        let pending = self.pending_shares.iter().filter(|(_, t)| t.local_day(zone) == day).count() as u32;
         self.exposure.seen_on(day) + pending
     }
 
@@ -174,7 +175,7 @@ impl LedgerUser {
     pub fn decide_share(&self, request: &ShareReservation) -> Reserved {
         if self.counted.opted_out {
             Reserved::Denied(SuppressReason::OptedOut)
-        } else if self.exposure_on(request.at, request.offset) >= request.exposure_limit {
+        } else if self.exposure_on(request.at, request.zone) >= request.exposure_limit {
             Reserved::Denied(SuppressReason::ExposureLimit)
         } else {
             Reserved::Granted

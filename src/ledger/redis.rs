@@ -48,7 +48,7 @@ use std::sync::Arc;
 use ::redis::{Cmd, Value};
 use futures::future::ready;
 
-use crate::domain::{HourMask, Timestamp, UserId};
+use crate::domain::{HourMask, Timestamp, UserId, Zone};
 use crate::policy::{CapState, SuppressReason};
 use crate::redis_link::{Failure, Link, RedisConnectError, RedisOptions, Script, Shared, slot_of, slot_tags, text};
 
@@ -60,7 +60,7 @@ use super::{
 const RESERVE_SHARE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one member's share of a group post against the member's exposure.
 -- KEYS: epoch, cap, xpend, msg, slot pending[, index].
--- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms.
+-- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms, zone change at, offset secs before it.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -73,6 +73,8 @@ if rec[1] then
   return {'decided', rec[2]}
 end
 local now, off, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local since, before = tonumber(ARGV[8]), tonumber(ARGV[9])
+local function off_at(t) if t < since then return before end return off end
 local c = redis.call('HMGET', KEYS[2], 'o', 'xd', 'xn')
 local reason = nil
 if c[1] == '1' then
@@ -83,7 +85,7 @@ else
   if tonumber(c[2]) == day then seen = tonumber(c[3]) or 0 end
   for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
     local at = tonumber(string.match(m, ':(-?%d+)$'))
-    if math.floor((at + off) / 86400) == day then seen = seen + 1 end
+    if math.floor((at + off_at(at)) / 86400) == day then seen = seen + 1 end
   end
   if seen >= limit then reason = 'exposure_limit' end
 end
@@ -101,7 +103,8 @@ return {'decided', 'granted'}
 
 const RESERVE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one message. KEYS: epoch, cap, pend, msg, slot pending[, index].
--- ARGV: epoch, msg, user, at, offset secs, daily limit, cooldown secs, hour mask, period days, retention ms.
+-- ARGV: epoch, msg, user, at, offset secs, daily limit, cooldown secs, hour mask, period days, retention ms,
+--   zone change at, offset secs before it (a pending reservation before the change is dated with it).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -115,6 +118,8 @@ if rec[1] then
 end
 local now, off = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit, cooldown, mask, period = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local since, before = tonumber(ARGV[11]), tonumber(ARGV[12])
+local function off_at(t) if t < since then return before end return off end
 local c = redis.call('HMGET', KEYS[2], 'o', 'l', 'd', 'n')
 local reason = nil
 if c[1] == '1' then
@@ -130,7 +135,7 @@ else
     local last, lday, n = tonumber(c[2]), tonumber(c[3]) or 0, tonumber(c[4]) or 0
     for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
       local at = tonumber(string.match(m, ':(-?%d+)$'))
-      local d = math.floor((at + off) / 86400)
+      local d = math.floor((at + off_at(at)) / 86400)
       if last and d == lday then
         n = n + 1
         if at > last then last = at end
@@ -235,6 +240,21 @@ return {'ok', c[1] or '', c[2] or '', c[3] or '', c[4] or '', redis.call('ZRANGE
   c[5] or '', c[6] or '', redis.call('ZRANGE', KEYS[4], 0, -1)}
 "#;
 
+/// How long back a reserve script dates pending reservations by the zone's offsets: pending
+/// reservations settle within seconds (`recover` settles a crash's), so a month is ample.
+const ZONE_LOOKBACK_SECS: i64 = 31 * 86_400;
+
+/// The reserve scripts' last two arguments: the zone's latest offset change within
+/// [`ZONE_LOOKBACK_SECS`] before `at`, and the offset (seconds) before it — so that a
+/// pending reservation from before a DST change falls in its own local day. No change:
+/// the far past, and the offset in force.
+fn zone_change_args(zone: Zone, at: Timestamp) -> [String; 2] {
+    match zone.last_change(at, ZONE_LOOKBACK_SECS) {
+        Some((since, before)) => [since.secs().to_string(), before.secs().to_string()],
+        None => [i64::MIN.to_string(), zone.offset_at(at).secs().to_string()],
+    }
+}
+
 /// The gate's scripts, loaded once per connect (and again after `SCRIPT FLUSH`).
 #[derive(Debug)]
 struct Scripts {
@@ -336,18 +356,19 @@ impl Gate {
         if let Err(e) = check_kind(r.message, false) {
             return Ok(Err(e));
         }
-        let args = vec![
+        let mut args = vec![
             self.epoch.clone(),
             r.message.0.to_string(),
             r.user.0.to_string(),
             r.at.secs().to_string(),
-            r.offset.secs().to_string(),
+            r.zone.offset_at(r.at).secs().to_string(),
             r.caps.daily_limit.to_string(),
             r.caps.cooldown_secs.to_string(),
             (r.caps.allowed_hours.0 & HourMask::ALL_DAY.0).to_string(),
             r.caps.period_days.to_string(),
             self.retention_ms.to_string(),
         ];
+        args.extend(zone_change_args(r.zone, r.at));
         self.reserve_with(shared, &self.scripts.reserve, r.message, r.user, args).await
     }
 
@@ -359,15 +380,16 @@ impl Gate {
         if let Err(e) = check_kind(r.message, true) {
             return Ok(Err(e));
         }
-        let args = vec![
+        let mut args = vec![
             self.epoch.clone(),
             r.message.0.to_string(),
             r.user.0.to_string(),
             r.at.secs().to_string(),
-            r.offset.secs().to_string(),
+            r.zone.offset_at(r.at).secs().to_string(),
             r.exposure_limit.to_string(),
             self.retention_ms.to_string(),
         ];
+        args.extend(zone_change_args(r.zone, r.at));
         self.reserve_with(shared, &self.scripts.reserve_share, r.message, r.user, args).await
     }
 

@@ -36,7 +36,7 @@ use std::time::Duration;
 use futures::future::ready;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::domain::{Timestamp, UserId, UtcOffset};
+use crate::domain::{Timestamp, UserId, UtcOffset, Zone};
 use crate::policy::{CapState, Decision, SuppressReason, decide};
 use crate::store::{StoreError, open_shared_writer};
 
@@ -139,7 +139,8 @@ impl State {
 struct MessageRow {
     user: UserId,
     at: Timestamp,
-    /// The user's offset at the reservation: the local day the send counts in.
+    /// The offset in force at `at` in the user's zone: with it the row's local day is exact
+    /// whatever the zone does later (a DST change between reservation and settlement).
     offset: UtcOffset,
     state: State,
     /// Why it was denied (`state` is `Denied`).
@@ -438,9 +439,9 @@ impl Drop for Committing<'_> {
 /// decision.
 fn reserve_in(conn: &Connection, prune: &mut Prune, request: Reservation) -> Result<Reserved, Failure> {
     check_kind(request.message, false)?;
-    let (message, user, at, offset) = (request.message, request.user, request.at, request.offset);
-    decide_in(conn, prune, message, user, at, offset, |state| {
-        match decide(&state.effective(offset), &request.caps, offset, at) {
+    let (message, user, at, zone) = (request.message, request.user, request.at, request.zone);
+    decide_in(conn, prune, message, user, at, zone.offset_at(at), |state| {
+        match decide(&state.effective(zone), &request.caps, zone, at) {
             Decision::Send => Reserved::Granted,
             Decision::Suppress { reason, .. } => Reserved::Denied(reason),
         }
@@ -450,8 +451,8 @@ fn reserve_in(conn: &Connection, prune: &mut Prune, request: Reservation) -> Res
 /// [`CapLedger::reserve_share`] inside the batch's transaction.
 fn reserve_share_in(conn: &Connection, prune: &mut Prune, request: ShareReservation) -> Result<Reserved, Failure> {
     check_kind(request.message, true)?;
-    let (message, user, at, offset) = (request.message, request.user, request.at, request.offset);
-    decide_in(conn, prune, message, user, at, offset, |state| state.decide_share(&request))
+    let (message, user, at, zone) = (request.message, request.user, request.at, request.zone);
+    decide_in(conn, prune, message, user, at, zone.offset_at(at), |state| state.decide_share(&request))
 }
 
 /// A reservation of either kind: the stored decision for a known id, else `rule`'s over the
@@ -644,11 +645,11 @@ fn settle_row(
     conn.prepare_cached(sql::SETTLE)?.execute(params![message.0 as i64, state.as_str()])?;
     if counted.is_some() && is_group_share(message) {
         let mut exposure = exposure_of(conn, row.user)?;
-        exposure.record(row.at.local_day(row.offset));
+        exposure.record(row.at.local_day(Zone::Fixed(row.offset)));
         conn.prepare_cached(sql::SAVE_EXPOSURE)?.execute(params![row.user.0 as i64, exposure.day, exposure.seen])?;
     } else if counted.is_some() {
         let mut user = counted_state(conn, row.user)?;
-        user.record_send(row.at, row.offset);
+        user.record_send(row.at, Zone::Fixed(row.offset));
         conn.prepare_cached(sql::SAVE_COUNTED)?.execute(params![
             row.user.0 as i64,
             user.opted_out,
@@ -740,7 +741,7 @@ mod tests {
             user: UserId(user),
             at: START.plus(at),
             caps: caps(),
-            offset: UtcOffset(180),
+            zone: Zone::fixed(180),
         }
     }
 
@@ -794,6 +795,25 @@ mod tests {
             conformance::check_outbox(|| SqliteLedger::open(&files.path()).expect("a temporary file opens"), &settings)
                 .map_err(|mismatch| mismatch.to_string())?;
         assert!(coverage.saw("Ok(Recovery"), "{:?}", coverage.answers);
+        Ok(())
+    }
+
+    /// Across the 2026 DST changes (sequences starting the day before New York's and
+    /// Berlin's spring-forward and fall-back) the ledger still answers as the oracle does,
+    /// with sends counted and pending on both sides of the change (RELIABILITY.md row 25).
+    #[test]
+    fn sqlite_ledger_agrees_across_dst_changes() -> TestResult {
+        let mut files = Files::new()?;
+        for start in [1_772_841_600, 1_774_656_000, 1_792_800_000, 1_793_404_800] {
+            let settings =
+                conformance::Settings { cases: 25, start: Timestamp(start), ..conformance::Settings::default() };
+            let coverage = conformance::check_outbox(
+                || SqliteLedger::open(&files.path()).expect("a temporary file opens"),
+                &settings,
+            )
+            .map_err(|mismatch| mismatch.to_string())?;
+            assert!(coverage.offset_changes_crossed > 0, "no DST change crossed from {start}");
+        }
         Ok(())
     }
 
@@ -865,14 +885,14 @@ mod tests {
 
     /// The caps a user's granted sends must keep: at most `daily_limit` a local day, and
     /// `cooldown_secs` between two.
-    fn assert_within_caps(granted: &mut [Timestamp], caps: &Caps, offset: UtcOffset) {
+    fn assert_within_caps(granted: &mut [Timestamp], caps: &Caps, zone: Zone) {
         granted.sort_unstable();
         for pair in granted.windows(2) {
             assert!(pair[1].secs() - pair[0].secs() >= caps.cooldown_secs, "cooldown broken: {pair:?}");
         }
         let mut days: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
         for t in granted.iter() {
-            *days.entry(t.local_day(offset)).or_default() += 1;
+            *days.entry(t.local_day(zone)).or_default() += 1;
         }
         assert!(days.values().all(|&n| n <= caps.daily_limit), "daily limit broken: {days:?}");
     }
@@ -892,7 +912,7 @@ mod tests {
             // Both try every slot of 30 minutes: one after the other, alternating who goes first.
             let at = START.plus(step as i64 / 2 * 1_800);
             let handle = &handles[(step % 2) as usize ^ ((step / 2) % 2) as usize];
-            let r = Reservation { message: MessageId(step), user: UserId(7), at, caps, offset: UtcOffset(330) };
+            let r = Reservation { message: MessageId(step), user: UserId(7), at, caps, zone: Zone::fixed(330) };
             if reserve(handle, r)? == Reserved::Granted {
                 granted.push(at);
                 // Some grants stay pending a while (settled by the other handle later).
@@ -903,7 +923,7 @@ mod tests {
             }
         }
         assert!(granted.len() >= 10, "the test exercises grants: {}", granted.len());
-        assert_within_caps(&mut granted, &caps, UtcOffset(330));
+        assert_within_caps(&mut granted, &caps, Zone::fixed(330));
         Ok(())
     }
 
@@ -926,7 +946,7 @@ mod tests {
                         for slot in 0..400u64 {
                             let at = START.plus(slot as i64 * 1_200);
                             let message = MessageId(thread << 32 | slot);
-                            let r = Reservation { message, user: UserId(7), at, caps, offset: UtcOffset(-300) };
+                            let r = Reservation { message, user: UserId(7), at, caps, zone: Zone::fixed(-300) };
                             if reserve(&ledger, r) == Ok(Reserved::Granted) {
                                 granted.push(at);
                                 run(ledger.confirm(message, Counted::Delivered)).expect("a grant confirms");
@@ -944,7 +964,7 @@ mod tests {
         })?;
         let mut granted = granted;
         assert!(granted.len() >= 8, "the test exercises grants: {}", granted.len());
-        assert_within_caps(&mut granted, &caps, UtcOffset(-300));
+        assert_within_caps(&mut granted, &caps, Zone::fixed(-300));
         Ok(())
     }
 
@@ -956,7 +976,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let ledger = SqliteLedger::open(&dir.path().join("crm.db"))?;
         let caps = Caps { daily_limit: 3, cooldown_secs: 3 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 };
-        let offset = UtcOffset(60);
+        let zone = Zone::fixed(60);
         let shared: Vec<Vec<Timestamp>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..8u64)
                 .map(|thread| {
@@ -967,7 +987,7 @@ mod tests {
                             let at = START.plus(slot as i64 * HOUR);
                             for (user, id) in [(thread, thread << 32 | slot), (99, thread << 32 | 1 << 20 | slot)] {
                                 let message = MessageId(id);
-                                let r = Reservation { message, user: UserId(user), at, caps, offset };
+                                let r = Reservation { message, user: UserId(user), at, caps, zone };
                                 if reserve(ledger, r) == Ok(Reserved::Granted) {
                                     run(ledger.sending(message)).expect("sending");
                                     run(ledger.confirm(message, Counted::Delivered)).expect("confirm");
@@ -991,7 +1011,7 @@ mod tests {
         });
         let mut shared: Vec<Timestamp> = shared.into_iter().flatten().collect();
         assert!(shared.len() >= 10, "the shared user was granted: {}", shared.len());
-        assert_within_caps(&mut shared, &caps, offset);
+        assert_within_caps(&mut shared, &caps, zone);
         Ok(())
     }
 
@@ -1011,7 +1031,7 @@ mod tests {
                 message: share,
                 user: UserId(3),
                 at: START,
-                offset: UtcOffset(0),
+                zone: Zone::fixed(0),
                 exposure_limit: 3,
             };
             assert_eq!(run(ledger.reserve_share(share_request))?, Reserved::Granted);

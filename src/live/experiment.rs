@@ -118,7 +118,7 @@ mod tests {
                 profile: crate::domain::UserProfile {
                     id: UserId(id),
                     joined_at: crate::domain::Timestamp(0),
-                    utc_offset: crate::domain::UtcOffset(0),
+                    zone: crate::domain::Zone::UTC,
                     activity: crate::domain::ActivitySummary::default(),
                     bots_followed: 1,
                     purchases: 0,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::domain::{GroupId, UserId, UtcOffset};
+use crate::domain::{GroupId, UserId, UtcOffset, Zone};
 use crate::store::GroupRecord;
 
 /// The header the file must start with.
@@ -136,7 +136,7 @@ pub fn read_groups(path: &Path) -> Result<Vec<ImportedGroup>, GroupFileError> {
         let record = GroupRecord {
             id: GroupId(id),
             title,
-            utc_offset: UtcOffset(offset),
+            zone: Zone::Fixed(UtcOffset(offset)),
             members: members.into_iter().collect(),
         };
         groups.push(ImportedGroup { record, chat_id });

@@ -135,7 +135,7 @@ pub fn open_parts(config: &RunConfig, instance: Instance, quiet: bool) -> Result
     users.retain(|u| instance.owns(u.profile.id));
     for user in &mut users {
         let known = at_once(ledger.load(user.profile.id))?;
-        user.caps = merge_caps(user.caps, known.effective(user.profile.utc_offset));
+        user.caps = merge_caps(user.caps, known.effective(user.profile.zone));
         if user.caps.opted_out && !known.counted.opted_out {
             at_once(ledger.opt_out(user.profile.id))?;
         }

@@ -143,7 +143,7 @@ pub fn user_message(user_ref: &str, aggregates: &Aggregates) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ActivitySummary, ResponseHistory, UtcOffset};
+    use crate::domain::{ActivitySummary, ResponseHistory, Zone};
 
     fn profile() -> UserProfile {
         let mut activity = ActivitySummary::default();
@@ -153,7 +153,7 @@ mod tests {
         UserProfile {
             id: UserId(42),
             joined_at: Timestamp(0),
-            utc_offset: UtcOffset(0),
+            zone: Zone::UTC,
             activity,
             bots_followed: 2,
             purchases: 1,

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{Caps, HOUR, Timestamp, UtcOffset};
+use crate::domain::{Caps, Timestamp, Zone};
 
 /// What the rule needs to know about past sends to one recipient.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,8 +23,8 @@ impl CapState {
     /// Sends may be counted out of time order (two reservations settled in the other
     /// order): one on an earlier local day than the last send no longer binds the daily
     /// count, the cooldown or the frequency, so it changes nothing.
-    pub fn record_send(&mut self, at: Timestamp, offset: UtcOffset) {
-        let day = at.local_day(offset);
+    pub fn record_send(&mut self, at: Timestamp, zone: Zone) {
+        let day = at.local_day(zone);
         match self.last_sent {
             Some(last) if day == self.last_send_day => {
                 self.sent_on_last_day += 1;
@@ -40,9 +40,9 @@ impl CapState {
     }
 
     /// Messages already counted in the local day of `at`.
-    pub fn sent_on_day_of(&self, at: Timestamp, offset: UtcOffset) -> u32 {
+    pub fn sent_on_day_of(&self, at: Timestamp, zone: Zone) -> u32 {
         match self.last_sent {
-            Some(_) if at.local_day(offset) == self.last_send_day => self.sent_on_last_day,
+            Some(_) if at.local_day(zone) == self.last_send_day => self.sent_on_last_day,
             _ => 0,
         }
     }
@@ -124,19 +124,19 @@ pub enum Decision {
 
 /// May a message go out at `now`? Checked in a fixed order — opt-out, quiet hours, daily
 /// limit, cooldown, frequency — and the first rule that says no is the reason.
-pub fn decide(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> Decision {
+pub fn decide(state: &CapState, caps: &Caps, zone: Zone, now: Timestamp) -> Decision {
     let reason = if state.opted_out {
         Some(SuppressReason::OptedOut)
     } else if caps.daily_limit == 0 && caps.allowed_hours.is_empty() {
         Some(SuppressReason::NoSegment)
-    } else if !caps.allowed_hours.contains(now.local_hour(offset)) {
+    } else if !caps.allowed_hours.contains(now.local_hour(zone)) {
         Some(SuppressReason::QuietHours)
-    } else if state.sent_on_day_of(now, offset) >= caps.daily_limit {
+    } else if state.sent_on_day_of(now, zone) >= caps.daily_limit {
         Some(SuppressReason::DailyLimit)
     } else if state.last_sent.is_some_and(|last| now.secs() - last.secs() < caps.cooldown_secs) {
         Some(SuppressReason::Cooldown)
     } else if state.last_sent.is_some() && {
-        let day = now.local_day(offset);
+        let day = now.local_day(zone);
         day != state.last_send_day && day < state.last_send_day + caps.period_days
     } {
         Some(SuppressReason::Frequency)
@@ -145,13 +145,13 @@ pub fn decide(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) 
     };
     match reason {
         None => Decision::Send,
-        Some(reason) => Decision::Suppress { reason, not_before: earliest_allowed(state, caps, offset, now) },
+        Some(reason) => Decision::Suppress { reason, not_before: earliest_allowed(state, caps, zone, now) },
     }
 }
 
 /// The earliest instant at or after `now` at which [`decide`] says [`Decision::Send`], or
 /// `None` if no such instant exists (opted out, no allowed hour, a zero daily limit).
-pub fn earliest_allowed(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> Option<Timestamp> {
+pub fn earliest_allowed(state: &CapState, caps: &Caps, zone: Zone, now: Timestamp) -> Option<Timestamp> {
     if state.opted_out || caps.daily_limit == 0 || caps.allowed_hours.is_empty() {
         return None;
     }
@@ -160,26 +160,25 @@ pub fn earliest_allowed(state: &CapState, caps: &Caps, offset: UtcOffset, now: T
         t = t.max(last.plus(caps.cooldown_secs));
     }
     // Each pass moves `t` forward to satisfy one rule; a handful of passes settle it
-    // (day rules move to a day start, the hour rule within one day).
-    for _ in 0..8 {
-        let day = t.local_day(offset);
+    // (day rules move to a day start, the hour rule to the next allowed local hour, which
+    // on a 23-hour day may be the next day's).
+    for _ in 0..16 {
+        let day = t.local_day(zone);
         if state.last_sent.is_some() {
             if day == state.last_send_day && state.sent_on_last_day >= caps.daily_limit {
-                t = Timestamp::start_of_local_day(day + 1, offset).max(t);
+                t = Timestamp::start_of_local_day(day + 1, zone).max(t);
                 continue;
             }
             if day != state.last_send_day && day < state.last_send_day + caps.period_days {
-                t = Timestamp::start_of_local_day(state.last_send_day + caps.period_days, offset);
+                t = Timestamp::start_of_local_day(state.last_send_day + caps.period_days, zone);
                 continue;
             }
         }
-        let hour = t.local_hour(offset);
-        let (_, ahead) = caps.allowed_hours.next_from(hour)?;
-        if ahead == 0 {
+        let open = zone.first_in_hours(caps.allowed_hours, t)?;
+        if open == t {
             return Some(t);
         }
-        let hour_start = t.secs() - (t.secs() + offset.secs()).rem_euclid(HOUR);
-        t = Timestamp(hour_start + i64::from(ahead) * HOUR);
+        t = open;
     }
     debug_assert!(false, "earliest_allowed did not settle");
     None
@@ -215,28 +214,21 @@ pub struct NextSend {
 
 /// Each rule's own earliest time, the combined one, and the rule that binds (see
 /// [`NextSend`]).
-pub fn next_send(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestamp) -> NextSend {
-    let day = now.local_day(offset);
+pub fn next_send(state: &CapState, caps: &Caps, zone: Zone, now: Timestamp) -> NextSend {
+    let day = now.local_day(zone);
     let opted_out = (!state.opted_out).then_some(now);
-    let quiet_hours = caps.allowed_hours.next_from(now.local_hour(offset)).map(|(_, ahead)| {
-        if ahead == 0 {
-            now
-        } else {
-            let hour_start = now.secs() - (now.secs() + offset.secs()).rem_euclid(HOUR);
-            Timestamp(hour_start + i64::from(ahead) * HOUR)
-        }
-    });
+    let quiet_hours = zone.first_in_hours(caps.allowed_hours, now);
     let daily_limit = if caps.daily_limit == 0 {
         None
-    } else if state.sent_on_day_of(now, offset) >= caps.daily_limit {
-        Some(Timestamp::start_of_local_day(day + 1, offset))
+    } else if state.sent_on_day_of(now, zone) >= caps.daily_limit {
+        Some(Timestamp::start_of_local_day(day + 1, zone))
     } else {
         Some(now)
     };
     let cooldown = Some(state.last_sent.map_or(now, |last| last.plus(caps.cooldown_secs).max(now)));
     let frequency = Some(match state.last_sent {
         Some(_) if day != state.last_send_day && day < state.last_send_day + caps.period_days => {
-            Timestamp::start_of_local_day(state.last_send_day + caps.period_days, offset)
+            Timestamp::start_of_local_day(state.last_send_day + caps.period_days, zone)
         }
         _ => now,
     });
@@ -247,7 +239,7 @@ pub fn next_send(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestam
         RuleEarliest { rule: SuppressReason::Cooldown, at: cooldown },
         RuleEarliest { rule: SuppressReason::Frequency, at: frequency },
     ];
-    let binding = match decide(state, caps, offset, now) {
+    let binding = match decide(state, caps, zone, now) {
         Decision::Send => None,
         Decision::Suppress { reason: SuppressReason::NoSegment, .. } => Some(SuppressReason::NoSegment),
         Decision::Suppress { reason, .. } => {
@@ -269,20 +261,20 @@ pub fn next_send(state: &CapState, caps: &Caps, offset: UtcOffset, now: Timestam
             Some(if best.at == Some(now) { reason } else { best.rule })
         }
     };
-    NextSend { at: earliest_allowed(state, caps, offset, now), binding, rules }
+    NextSend { at: earliest_allowed(state, caps, zone, now), binding, rules }
 }
 
 /// Whether further sends at `times` (sorted here) would all pass [`decide`] one after the
 /// other, starting from `state`. `None` if they fit; otherwise the first rule that breaks.
 /// Used for booked group posts: a direct send must leave every booked slot valid.
-pub fn sends_fit(state: &CapState, caps: &Caps, offset: UtcOffset, times: &mut [Timestamp]) -> Option<SuppressReason> {
+pub fn sends_fit(state: &CapState, caps: &Caps, zone: Zone, times: &mut [Timestamp]) -> Option<SuppressReason> {
     times.sort_unstable();
     let mut state = *state;
     for &t in times.iter() {
-        if let Decision::Suppress { reason, .. } = decide(&state, caps, offset, t) {
+        if let Decision::Suppress { reason, .. } = decide(&state, caps, zone, t) {
             return Some(reason);
         }
-        state.record_send(t, offset);
+        state.record_send(t, zone);
     }
     None
 }
@@ -290,17 +282,17 @@ pub fn sends_fit(state: &CapState, caps: &Caps, offset: UtcOffset, times: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DAY, HourMask};
+    use crate::domain::{DAY, HOUR, HourMask};
 
-    const MSK: UtcOffset = UtcOffset(180);
+    const MSK: Zone = Zone::fixed(180);
 
     fn caps(daily_limit: u32, cooldown_h: i64, hours: HourMask, period_days: i64) -> Caps {
         Caps { daily_limit, cooldown_secs: cooldown_h * HOUR, allowed_hours: hours, period_days }
     }
 
     /// A UTC instant for local `day` at local `hour:minute` in `offset`.
-    fn local(day: i64, hour: i64, minute: i64, offset: UtcOffset) -> Timestamp {
-        Timestamp::start_of_local_day(day, offset).plus(hour * HOUR + minute * 60)
+    fn local(day: i64, hour: i64, minute: i64, zone: Zone) -> Timestamp {
+        Timestamp::start_of_local_day(day, zone).plus(hour * HOUR + minute * 60)
     }
 
     fn suppressed_for(d: Decision) -> Option<SuppressReason> {
@@ -321,7 +313,7 @@ mod tests {
         assert_eq!(suppressed_for(decide(&s, &c, MSK, at)), Some(SuppressReason::DailyLimit));
         // 00:10 local is still 21:10 UTC of the previous UTC day — but a new local day.
         let after_midnight = local(501, 0, 10, MSK);
-        assert_eq!(after_midnight.local_day(UtcOffset(0)), 500);
+        assert_eq!(after_midnight.local_day(Zone::UTC), 500);
         assert_eq!(decide(&s, &c, MSK, after_midnight), Decision::Send);
         assert_eq!(earliest_allowed(&s, &c, MSK, at), Some(local(501, 0, 0, MSK)));
     }
@@ -332,7 +324,7 @@ mod tests {
         let c = caps(1, 0, HourMask::ALL_DAY, 1);
         let first = Timestamp(1_000 * DAY + 20 * HOUR); // 20:00 UTC
         let second = Timestamp(1_000 * DAY + 23 * HOUR); // 23:00 UTC
-        let utc = UtcOffset(0);
+        let utc = Zone::UTC;
         let mut s = CapState::default();
         s.record_send(first, utc);
         assert_eq!(suppressed_for(decide(&s, &c, utc, second)), Some(SuppressReason::DailyLimit));
@@ -341,7 +333,7 @@ mod tests {
         s.record_send(first, MSK);
         assert_eq!(decide(&s, &c, MSK, second), Decision::Send);
         // In UTC−5 both fall on the same local day.
-        let ny = UtcOffset(-300);
+        let ny = Zone::fixed(-300);
         let mut s = CapState::default();
         s.record_send(first, ny);
         assert_eq!(suppressed_for(decide(&s, &c, ny, second)), Some(SuppressReason::DailyLimit));
@@ -470,12 +462,41 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Zones with a DST change, a gap at midnight, a skipped day or an odd offset.
+        const EDGE_ZONES: [&str; 9] = [
+            "America/New_York",
+            "Europe/Berlin",
+            "Asia/Beirut",
+            "America/Santiago",
+            "Pacific/Apia",
+            "Asia/Kathmandu",
+            "Australia/Lord_Howe",
+            "Pacific/Kiritimati",
+            "Etc/GMT+12",
+        ];
+
+        /// Two days before an edge (UTC midnight): DST in New York and Berlin/Beirut in March,
+        /// Beirut/Berlin and New York in autumn, Santiago's gap, Feb 29 2028, Apia's skipped
+        /// day, and a plain day.
+        const EDGE_DAYS: [i64; 8] = [
+            1_772_755_200, // 2026-03-06
+            1_774_569_600, // 2026-03-27
+            1_776_902_400, // 2026-04-23 (none: a plain spring day)
+            1_788_480_000, // 2026-09-04
+            1_792_713_600, // 2026-10-23
+            1_793_318_400, // 2026-10-30
+            1_835_222_400, // 2028-02-27
+            1_325_030_400, // 2011-12-28
+        ];
+
         proptest! {
             /// Whatever the history, `earliest_allowed` returns a time that `decide` accepts,
             /// and no earlier whole minute is accepted.
             #[test]
             fn earliest_allowed_is_allowed_and_earliest(
                 offset_min in -720i32..=840,
+                named in 0usize..(EDGE_ZONES.len() * 2),
+                base_day in 0usize..EDGE_DAYS.len(),
                 daily_limit in 1u32..4,
                 cooldown_h in 0i64..48,
                 start in 0u8..24,
@@ -484,9 +505,13 @@ mod tests {
                 sends in proptest::collection::vec(0i64..(5 * DAY), 0..6),
                 probe in 0i64..(6 * DAY),
             ) {
-                let offset = UtcOffset(offset_min);
+                // Half the cases in a zone with an edge near one of the edge dates.
+                let offset = match EDGE_ZONES.get(named) {
+                    Some(name) => name.parse::<Zone>().expect("a known zone"),
+                    None => Zone::fixed(offset_min),
+                };
                 let c = caps(daily_limit, cooldown_h, HourMask::window(start, end), period);
-                let base = 20_000 * DAY;
+                let base = EDGE_DAYS[base_day];
                 let mut sorted = sends.clone();
                 sorted.sort_unstable();
                 let mut s = CapState::default();

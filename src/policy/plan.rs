@@ -1,7 +1,7 @@
 //! When to try the next message: the earliest time the caps allow, moved to the governing
 //! strategy's optimal hours when one comes later on the same local day.
 
-use crate::domain::{Caps, HOUR, HourMask, Timestamp, UtcOffset};
+use crate::domain::{Caps, HOUR, HourMask, Timestamp, Zone};
 
 use super::decide::{CapState, Decision, decide, earliest_allowed};
 
@@ -16,29 +16,31 @@ pub fn plan_next_send(
     state: &CapState,
     caps: &Caps,
     optimal: HourMask,
-    offset: UtcOffset,
+    zone: Zone,
     now: Timestamp,
     jitter_secs: i64,
 ) -> Option<Timestamp> {
-    let earliest = earliest_allowed(state, caps, offset, now)?;
-    let day = earliest.local_day(offset);
-    let hour = earliest.local_hour(offset);
-    let hour_start = |t: Timestamp| Timestamp(t.secs() - (t.secs() + offset.secs()).rem_euclid(HOUR));
+    let earliest = earliest_allowed(state, caps, zone, now)?;
+    let day = earliest.local_day(zone);
+    let hour = earliest.local_hour(zone);
 
+    // Probes walk the local hours one by one ([`Zone::next_hour_start`]), so a 23- or
+    // 25-hour day is walked as the zone has it.
     let mut chosen = earliest;
     if !optimal.contains(hour) {
-        let mut probe = hour_start(earliest).plus(HOUR);
-        while probe.local_day(offset) == day {
-            if optimal.contains(probe.local_hour(offset)) && decide(state, caps, offset, probe) == Decision::Send {
+        let mut probe = zone.next_hour_start(earliest);
+        while probe.local_day(zone) == day {
+            if optimal.contains(probe.local_hour(zone)) && decide(state, caps, zone, probe) == Decision::Send {
                 chosen = probe;
                 break;
             }
-            probe = probe.plus(HOUR);
+            probe = zone.next_hour_start(probe);
         }
     }
-    let end_of_hour = hour_start(chosen).plus(HOUR - 1);
+    // The jitter stays inside the chosen local hour (ended early by an offset change).
+    let end_of_hour = zone.next_hour_start(chosen).plus(-1);
     let jittered = Timestamp((chosen.secs() + jitter_secs.clamp(0, HOUR - 1)).min(end_of_hour.secs()));
-    if jittered != chosen && decide(state, caps, offset, jittered) == Decision::Send {
+    if jittered != chosen && decide(state, caps, zone, jittered) == Decision::Send {
         Some(jittered)
     } else {
         Some(chosen)
@@ -49,7 +51,7 @@ pub fn plan_next_send(
 mod tests {
     use super::*;
 
-    const MSK: UtcOffset = UtcOffset(180);
+    const MSK: Zone = Zone::fixed(180);
 
     fn local(day: i64, hour: i64, minute: i64) -> Timestamp {
         Timestamp::start_of_local_day(day, MSK).plus(hour * HOUR + minute * 60)

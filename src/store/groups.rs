@@ -12,7 +12,7 @@
 
 use ::redis::{Cmd, Value};
 
-use crate::domain::{GroupId, GroupProfile, UserId, UtcOffset};
+use crate::domain::{GroupId, GroupProfile, UserId, UtcOffset, Zone};
 use crate::redis_link::text;
 
 use super::{RedisStore, SqliteStore, StoreError};
@@ -24,8 +24,8 @@ pub struct GroupRecord {
     pub id: GroupId,
     /// Its title (shown to operators; never used to decide).
     pub title: String,
-    /// The group's offset from UTC: its allowed hours and daily limit are in this local time.
-    pub utc_offset: UtcOffset,
+    /// The group's time zone: its allowed hours and daily limit are in this local time.
+    pub zone: Zone,
     /// Its members, ascending.
     pub members: Vec<UserId>,
 }
@@ -33,7 +33,7 @@ pub struct GroupRecord {
 impl GroupRecord {
     /// The engine's view of the group.
     pub fn profile(&self) -> GroupProfile {
-        GroupProfile { id: self.id, members: self.members.clone(), utc_offset: self.utc_offset, activity_per_day: 0.0 }
+        GroupProfile { id: self.id, members: self.members.clone(), zone: self.zone, activity_per_day: 0.0 }
     }
 }
 
@@ -67,9 +67,15 @@ impl GroupStore for SqliteStore {
         let tx = inner.conn.transaction().map_err(|e| self.err(e))?;
         (|| -> rusqlite::Result<()> {
             tx.execute(
-                "INSERT INTO groups (group_id, title, utc_offset) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (group_id) DO UPDATE SET title = excluded.title, utc_offset = excluded.utc_offset",
-                rusqlite::params![group.id.0 as i64, group.title, group.utc_offset.0],
+                "INSERT INTO groups (group_id, title, utc_offset, time_zone) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (group_id) DO UPDATE SET title = excluded.title, utc_offset = excluded.utc_offset,
+                    time_zone = excluded.time_zone",
+                rusqlite::params![
+                    group.id.0 as i64,
+                    group.title,
+                    group.zone.offset_at(crate::domain::Timestamp(0)).0,
+                    group.zone.iana_name()
+                ],
             )?;
             tx.execute("DELETE FROM group_members WHERE group_id = ?1", [group.id.0 as i64])?;
             let mut insert = tx.prepare("INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)")?;
@@ -87,12 +93,12 @@ impl GroupStore for SqliteStore {
         let read = || -> rusqlite::Result<Vec<GroupRecord>> {
             let mut groups: Vec<GroupRecord> = inner
                 .conn
-                .prepare("SELECT group_id, title, utc_offset FROM groups ORDER BY group_id")?
+                .prepare("SELECT group_id, title, utc_offset, time_zone FROM groups ORDER BY group_id")?
                 .query_map([], |r| {
                     Ok(GroupRecord {
                         id: GroupId(r.get::<_, i64>(0)? as u64),
                         title: r.get(1)?,
-                        utc_offset: UtcOffset(r.get(2)?),
+                        zone: super::sqlite::zone_of_row(r)?,
                         members: Vec::new(),
                     })
                 })?
@@ -148,12 +154,20 @@ fn members_key(prefix: &str, group: GroupId) -> String {
 struct StoredGroup {
     title: String,
     utc_offset: i32,
+    /// The IANA zone, when the group has one (absent in groups written before zones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time_zone: Option<String>,
 }
 
 impl GroupStore for RedisStore {
     fn save_group(&self, group: &GroupRecord) -> Result<(), StoreError> {
         let prefix = self.key_prefix().to_string();
-        let value = serde_json::to_string(&StoredGroup { title: group.title.clone(), utc_offset: group.utc_offset.0 })
+        let stored = StoredGroup {
+            title: group.title.clone(),
+            utc_offset: group.zone.offset_at(crate::domain::Timestamp(0)).0,
+            time_zone: group.zone.iana_name().map(str::to_string),
+        };
+        let value = serde_json::to_string(&stored)
             .map_err(|e| StoreError::Redis { address: String::new(), reason: e.to_string() })?;
         let group = group.clone();
         self.call(move |_, shared| async move {
@@ -207,7 +221,8 @@ impl GroupStore for RedisStore {
             groups.push(GroupRecord {
                 id: GroupId(id),
                 title: stored.title,
-                utc_offset: UtcOffset(stored.utc_offset),
+                zone: Zone::from_parts(stored.time_zone.as_deref(), UtcOffset(stored.utc_offset))
+                    .map_err(|_| bad("a group's time zone", &value))?,
                 members,
             });
         }

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::domain::{
     BotId, Caps, ContentKind, DeliveryStrategy, GroupId, HourMask, Segment, SendOutcome, Timestamp, UserId,
-    UserProfile, UtcOffset,
+    UserProfile, UtcOffset, Zone,
 };
 use crate::learner::StrategyChange;
 use crate::policy::{CapState, SuppressReason};
@@ -180,6 +180,10 @@ fn serialize_time<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S
     map.end()
 }
 
+fn serialize_zone_name<S: serde::Serializer>(zone: &Zone, s: S) -> Result<S::Ok, S::Error> {
+    zone.iana_name().serialize(s)
+}
+
 fn serialize_hours<S: serde::Serializer>(mask: &HourMask, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(mask.hours())
 }
@@ -194,8 +198,12 @@ pub struct LogEntry {
     pub at: Timestamp,
     /// To or from whom.
     pub user: UserId,
-    /// The user's offset from UTC, minutes.
+    /// The user's offset from UTC in force at `at`, minutes.
     pub utc_offset: UtcOffset,
+    /// The user's time zone: written as `"time_zone": "Europe/Berlin"`, or `null` for a
+    /// fixed offset (then `utc_offset` is the whole story).
+    #[serde(rename = "time_zone", serialize_with = "serialize_zone_name")]
+    pub zone: Zone,
     /// The group, for a group post or a reaction to one.
     pub group: Option<GroupId>,
     /// The segment whose strategy governed the send (for reactions: the send they answer).

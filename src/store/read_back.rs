@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
-use crate::domain::{BotId, ContentKind, GroupId, HourMask, Segment, SendOutcome, Timestamp, UserId, UtcOffset};
+use crate::domain::{BotId, ContentKind, GroupId, HourMask, Segment, SendOutcome, Timestamp, UserId, UtcOffset, Zone};
 
 use super::sqlite::row_to_user;
 use super::{
@@ -34,10 +34,17 @@ struct RawEntry {
     strategy: String,
     arm: Option<String>,
     outcome: Option<String>,
+    time_zone: Option<String>,
 }
 
 const LOG_COLUMNS: &str = "id, kind, at, user_id, utc_offset, group_id, segment, daily_limit, cooldown_secs, \
-                           allowed_hours, period_days, bot, content, strategy, arm, outcome";
+                           allowed_hours, period_days, bot, content, strategy, arm, outcome, time_zone";
+
+/// The columns of a store from before time zones (read-only opens do not migrate): no
+/// `time_zone`, every line a fixed offset.
+const LOG_COLUMNS_BEFORE_ZONES: &str = "id, kind, at, user_id, utc_offset, group_id, segment, daily_limit, \
+                                        cooldown_secs, allowed_hours, period_days, bot, content, strategy, arm, \
+                                        outcome, NULL";
 
 fn raw_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok(RawEntry {
@@ -54,10 +61,23 @@ fn raw_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
         strategy: r.get(13)?,
         arm: r.get(14)?,
         outcome: r.get(15)?,
+        time_zone: r.get(16)?,
     })
 }
 
 impl SqliteStore {
+    /// Whether the `log` table has the `time_zone` column (a store opened read-only keeps
+    /// the schema it was written with).
+    fn log_has_time_zone(&self) -> bool {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('log') WHERE name = 'time_zone'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_ok_and(|n| n > 0)
+    }
+
     fn corrupt_log(&self, column: &'static str, value: &str) -> StoreError {
         StoreError::Corrupt { path: self.path().to_string(), table: "log", column, value: value.to_string() }
     }
@@ -98,11 +118,14 @@ impl SqliteStore {
             (None, None, None, None) => None,
             _ => return Err(self.corrupt_log("daily_limit", "caps only partly recorded")),
         };
+        let zone = Zone::from_parts(raw.time_zone.as_deref(), UtcOffset(raw.utc_offset))
+            .map_err(|_| self.corrupt_log("time_zone", raw.time_zone.as_deref().unwrap_or_default()))?;
         Ok(LogEntry {
             kind,
             at: Timestamp(raw.at),
             user: UserId(raw.user as u64),
             utc_offset: UtcOffset(raw.utc_offset),
+            zone,
             group: raw.group.map(|g| GroupId(g as u64)),
             segment,
             caps,
@@ -178,8 +201,9 @@ impl EventLog for SqliteStore {
             None => (query.from, (i64::MIN, i64::MIN)),
         };
         let by_user = if query.user.is_some() { "AND user_id = ?5" } else { "AND ?5 IS NULL" };
+        let columns = if self.log_has_time_zone() { LOG_COLUMNS } else { LOG_COLUMNS_BEFORE_ZONES };
         let sql = format!(
-            "SELECT {LOG_COLUMNS} FROM log WHERE at >= ?1 AND at < ?2 AND (at > ?3 OR id > ?4) {by_user}
+            "SELECT {columns} FROM log WHERE at >= ?1 AND at < ?2 AND (at > ?3 OR id > ?4) {by_user}
              ORDER BY at, id LIMIT ?6"
         );
         let raws = {
@@ -246,6 +270,8 @@ mod tests {
             at: Timestamp(at),
             user: UserId(user),
             utc_offset: UtcOffset(-300),
+            // User 1 in an IANA zone (its name round-trips), the others at a fixed offset.
+            zone: if user == 1 { "America/New_York".parse().expect("a zone") } else { Zone::fixed(-300) },
             group: (user == 2).then_some(GroupId(9)),
             segment: Some(Segment::WarmLead),
             caps: send.then_some(LoggedCaps {
@@ -267,7 +293,7 @@ mod tests {
             profile: UserProfile {
                 id: UserId(id),
                 joined_at: Timestamp(100),
-                utc_offset: UtcOffset(60),
+                zone: if id.is_multiple_of(2) { Zone::fixed(60) } else { "Europe/Berlin".parse().expect("a zone") },
                 activity: ActivitySummary { sessions: 4, last_active: Timestamp(900), ..Default::default() },
                 bots_followed: 1,
                 purchases: 0,

@@ -53,7 +53,7 @@ use ::redis::{Cmd, Value};
 
 use crate::domain::{
     ActivitySummary, BotId, ContentKind, GroupId, HourMask, ResponseHistory, Segment, SendOutcome, Timestamp, UserId,
-    UserProfile, UtcOffset,
+    UserProfile, UtcOffset, Zone,
 };
 use crate::policy::CapState;
 use crate::redis_link::{Failure, Link, RedisConnectError, RedisOptions, Shared, slot_of, text};
@@ -191,7 +191,9 @@ fn profile_fields(record: &UserRecord) -> Vec<(&'static str, String)> {
         .collect();
     vec![
         ("joined_at", p.joined_at.secs().to_string()),
-        ("utc_offset", p.utc_offset.0.to_string()),
+        ("utc_offset", p.zone.offset_at(p.activity.last_active).0.to_string()),
+        // Empty for a fixed offset (then `utc_offset` is the zone), as older hashes read.
+        ("time_zone", p.zone.iana_name().unwrap_or_default().to_string()),
         ("by_local_hour", serde_json::to_string(&p.activity.by_local_hour).unwrap_or_default()),
         ("sessions", p.activity.sessions.to_string()),
         ("last_active", p.activity.last_active.secs().to_string()),
@@ -248,6 +250,15 @@ pub(super) fn parsed_opt<T: std::str::FromStr>(
     }
 }
 
+/// A hash's or stream entry's zone: its `time_zone` name, or (empty, or written before
+/// zones were stored) the fixed offset of its `utc_offset`.
+fn zone_from_fields(fields: &HashMap<String, String>, what: &str) -> Result<Zone, Failure> {
+    let offset = UtcOffset(parsed(fields, "utc_offset", what)?);
+    let name = fields.get("time_zone").map(String::as_str);
+    Zone::from_parts(name, offset)
+        .map_err(|e| Failure::Server(format!("{what}: field time_zone: {e}: damaged or foreign data")))
+}
+
 pub(super) fn user_from_fields(id: UserId, fields: &HashMap<String, String>) -> Result<UserState, Failure> {
     let what = format!("user {}", id.0);
     let what = what.as_str();
@@ -258,7 +269,7 @@ pub(super) fn user_from_fields(id: UserId, fields: &HashMap<String, String>) -> 
     let profile = UserProfile {
         id,
         joined_at: Timestamp(parsed(fields, "joined_at", what)?),
-        utc_offset: UtcOffset(parsed(fields, "utc_offset", what)?),
+        zone: zone_from_fields(fields, what)?,
         activity: ActivitySummary {
             by_local_hour,
             sessions: parsed(fields, "sessions", what)?,
@@ -291,6 +302,9 @@ fn entry_fields(e: &LogEntry) -> Vec<(&'static str, String)> {
         ("utc_offset", e.utc_offset.0.to_string()),
         ("strategy", e.strategy.to_string()),
     ];
+    if let Some(name) = e.zone.iana_name() {
+        f.push(("time_zone", name.to_string()));
+    }
     if let Some(g) = e.group {
         f.push(("group", g.0.to_string()));
     }
@@ -359,6 +373,7 @@ pub(super) fn entry_from_fields(id: &str, f: &HashMap<String, String>) -> Result
         at: Timestamp(parsed(f, "at", what)?),
         user: UserId(parsed(f, "user", what)?),
         utc_offset: UtcOffset(parsed(f, "utc_offset", what)?),
+        zone: zone_from_fields(f, what)?,
         group: parsed_opt(f, "group", what)?.map(GroupId),
         segment,
         caps,

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::domain::{
     ActivitySummary, Caps, HourMask, ResponseHistory, Segment, SendOutcome, Timestamp, UserId, UserProfile, UtcOffset,
+    Zone,
 };
 use crate::policy::CapState;
 #[cfg(test)]
@@ -189,6 +190,13 @@ const MIGRATIONS: &[&str] = &[
         day INTEGER NOT NULL,
         seen INTEGER NOT NULL
      );",
+    // time zones (`crate::zone`): a user's, a log line's and a group's IANA zone name. NULL
+    // (every older row) means the fixed offset of `utc_offset`; with a name, `utc_offset`
+    // is the offset in force at the log line's `at` (users: at the last activity; groups:
+    // when written), kept for older readers.
+    "ALTER TABLE users ADD COLUMN time_zone TEXT;
+     ALTER TABLE log ADD COLUMN time_zone TEXT;
+     ALTER TABLE groups ADD COLUMN time_zone TEXT;",
 ];
 
 /// The schema version this build writes and reads.
@@ -517,7 +525,7 @@ impl SqliteStore {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO users VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 )
                 .map_err(|e| self.err(e))?;
             let mut clear = tx.prepare_cached("DELETE FROM segments WHERE user_id = ?1").map_err(|e| self.err(e))?;
@@ -530,7 +538,7 @@ impl SqliteStore {
                     .execute(params![
                         p.id.0 as i64,
                         p.joined_at.secs(),
-                        p.utc_offset.0,
+                        p.zone.offset_at(p.activity.last_active).0,
                         p.bots_followed,
                         p.purchases,
                         p.activity.sessions,
@@ -551,6 +559,7 @@ impl SqliteStore {
                         u.caps_in_force.allowed_hours.0,
                         u.caps_in_force.period_days,
                         u.next_send.map(|t| t.secs()),
+                        p.zone.iana_name(),
                     ])
                     .map_err(|e| self.err(e))?;
                 clear.execute(params![p.id.0 as i64]).map_err(|e| self.err(e))?;
@@ -563,8 +572,8 @@ impl SqliteStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO log (kind, at, user_id, utc_offset, group_id, segment, daily_limit, cooldown_secs,
-                     allowed_hours, period_days, bot, content, strategy, arm, outcome)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     allowed_hours, period_days, bot, content, strategy, arm, outcome, time_zone)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .map_err(|e| self.err(e))?;
             for e in &log {
@@ -585,6 +594,7 @@ impl SqliteStore {
                         &*e.strategy,
                         e.arm.as_deref(),
                         e.outcome.map(SendOutcome::as_str),
+                        e.zone.iana_name(),
                     ])
                     .map_err(|e| self.err(e))?;
             }
@@ -1050,13 +1060,24 @@ fn corrupt(column: &str, what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("column {column}: {what}").into())
 }
 
+/// A row's zone: its `time_zone` name, or (NULL, or a store from before the column was
+/// added, opened read-only) the fixed offset of its `utc_offset`.
+pub(super) fn zone_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Zone> {
+    let name: Option<String> = match r.get("time_zone") {
+        Ok(name) => name,
+        Err(rusqlite::Error::InvalidColumnName(_)) => None,
+        Err(e) => return Err(e),
+    };
+    Zone::from_parts(name.as_deref(), UtcOffset(r.get("utc_offset")?)).map_err(|e| corrupt("time_zone", e))
+}
+
 pub(super) fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let hours: String = r.get("by_local_hour")?;
     let by_local_hour: [u16; 24] = serde_json::from_str(&hours).map_err(|e| corrupt("by_local_hour", e))?;
     let profile = UserProfile {
         id: UserId(r.get::<_, i64>("id")? as u64),
         joined_at: Timestamp(r.get("joined_at")?),
-        utc_offset: UtcOffset(r.get("utc_offset")?),
+        zone: zone_of_row(r)?,
         activity: ActivitySummary {
             by_local_hour,
             sessions: r.get("sessions")?,
@@ -1132,7 +1153,7 @@ mod tests {
         let profile = UserProfile {
             id: UserId(id),
             joined_at: Timestamp(1_000),
-            utc_offset: UtcOffset(180),
+            zone: if id.is_multiple_of(2) { Zone::fixed(180) } else { "Asia/Kathmandu".parse().expect("a zone") },
             activity: ActivitySummary { sessions: 3, last_active: Timestamp(5_000), ..Default::default() },
             bots_followed: 2,
             purchases: 1,
@@ -1175,7 +1196,8 @@ mod tests {
                 kind: LogKind::Send,
                 at: Timestamp(4_000),
                 user: UserId(7),
-                utc_offset: UtcOffset(180),
+                utc_offset: UtcOffset(345),
+                zone: "Asia/Kathmandu".parse().expect("a zone"),
                 group: None,
                 segment: Some(Segment::WarmLead),
                 caps: Some(record(7).caps_in_force.into()),

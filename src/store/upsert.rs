@@ -67,9 +67,10 @@ pub enum UpsertError<E: std::fmt::Debug> {
 /// send (`next_send_at`, which only an engine plans).
 const UPSERT: &str = "INSERT INTO users (id, joined_at, utc_offset, bots_followed, purchases, sessions, by_local_hour,
         last_active, weekly_sessions, received, responded, recent, recent_len, opted_out, last_sent, last_send_day,
-        sent_on_last_day, governing, daily_limit, cooldown_secs, allowed_hours, period_days, next_send_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, NULL, 0, 0, ?14, ?15, ?16, ?17, ?18, NULL)
+        sent_on_last_day, governing, daily_limit, cooldown_secs, allowed_hours, period_days, next_send_at, time_zone)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, NULL, 0, 0, ?14, ?15, ?16, ?17, ?18, NULL, ?19)
      ON CONFLICT (id) DO UPDATE SET joined_at = excluded.joined_at, utc_offset = excluded.utc_offset,
+        time_zone = excluded.time_zone,
         bots_followed = excluded.bots_followed, purchases = excluded.purchases, sessions = excluded.sessions,
         by_local_hour = excluded.by_local_hour, last_active = excluded.last_active,
         weekly_sessions = excluded.weekly_sessions, received = excluded.received, responded = excluded.responded,
@@ -137,7 +138,7 @@ impl SqliteStore {
                     .execute(params![
                         key,
                         p.joined_at.secs(),
-                        p.utc_offset.0,
+                        p.zone.offset_at(p.activity.last_active).0,
                         p.bots_followed,
                         p.purchases,
                         p.activity.sessions,
@@ -153,6 +154,7 @@ impl SqliteStore {
                         c.cooldown_secs,
                         c.allowed_hours.0,
                         c.period_days,
+                        p.zone.iana_name(),
                     ])
                     .map_err(|e| self.err(e))?;
                 clear.execute(params![key]).map_err(|e| self.err(e))?;
@@ -190,7 +192,7 @@ mod tests {
     use futures::executor::block_on;
 
     use super::*;
-    use crate::domain::{ActivitySummary, HourMask, ResponseHistory, Timestamp, UtcOffset};
+    use crate::domain::{ActivitySummary, HourMask, ResponseHistory, Timestamp, Zone};
     use crate::policy::CapState;
     use crate::store::{Store, UserRecord, UserRepository};
 
@@ -198,7 +200,7 @@ mod tests {
         UserProfile {
             id: UserId(id),
             joined_at: Timestamp(1_000),
-            utc_offset: UtcOffset(60),
+            zone: Zone::fixed(60),
             activity: ActivitySummary { sessions: 2, last_active: Timestamp(2_000), ..Default::default() },
             bots_followed: 1,
             purchases,

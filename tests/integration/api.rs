@@ -394,7 +394,10 @@ fn put_then_get_a_user() -> TestResult {
             .await?;
         assert_eq!(created.status, 201, "{}", created.text());
         let arrived = h.arrivals.try_recv()?;
-        assert_eq!((arrived.id, arrived.utc_offset.0, arrived.bots_followed), (UserId(777), 180, 3));
+        assert_eq!(
+            (arrived.id, arrived.zone.offset_at(gavat::domain::Timestamp(0)).0, arrived.bots_followed),
+            (UserId(777), 180, 3)
+        );
         assert_eq!(arrived.joined_at, NOW, "joined now by default");
 
         let read = h.call(Method::GET, "/v1/users/777", Some(TOKEN), &[], None).await?;
@@ -444,7 +447,7 @@ fn readiness_follows_the_ledger() -> TestResult {
                 allowed_hours: gavat::domain::HourMask::ALL_DAY,
                 period_days: 1,
             },
-            offset: gavat::domain::UtcOffset(0),
+            zone: gavat::domain::Zone::UTC,
         };
         assert_eq!(h.call(Method::GET, "/readyz", None, &[], None).await?.status, 200);
 
@@ -494,7 +497,7 @@ fn metrics_show_what_happened() -> TestResult {
                 allowed_hours: gavat::domain::HourMask::ALL_DAY,
                 period_days: 1,
             },
-            offset: gavat::domain::UtcOffset(0),
+            zone: gavat::domain::Zone::UTC,
         };
         ledger.reserve(reservation).now_or_never().ok_or("not ready at once")??;
         assert_eq!(h.post_event(r#"{"user": 42, "kind": "response"}"#, Some("m-1")).await?.status, 202);

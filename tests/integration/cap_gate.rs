@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use gavat::clock::VirtualClock;
-use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UserProfile, UtcOffset};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UserProfile, Zone};
 use gavat::engine::{Engine, RunResult, run_on_virtual_runtime};
 use gavat::ledger::{
     CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MemoryLedger, MessageId, Reservation, Reserved,
@@ -43,8 +43,7 @@ fn the_ledger_decides_over_the_users_own_counters() {
     let ledger = Arc::new(MemoryLedger::default());
     let earlier = START.plus(11 * HOUR);
     let caps = Caps { daily_limit: 1, cooldown_secs: 12 * HOUR, allowed_hours: HourMask::ALL_DAY, period_days: 1 };
-    let first =
-        Reservation { message: MessageId(u64::MAX >> 1), user: UserId(0), at: earlier, caps, offset: UtcOffset(0) };
+    let first = Reservation { message: MessageId(u64::MAX >> 1), user: UserId(0), at: earlier, caps, zone: Zone::UTC };
     assert_eq!(ledger.reserve_now(first), Ok(Reserved::Granted));
     ledger.settle_now(first.message, Some(Counted::Delivered)).expect("confirm");
 

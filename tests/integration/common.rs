@@ -48,11 +48,11 @@ pub fn s(path: &Path) -> &str {
 /// A warm lead (every 2 days, 2 a day, 12 h cooldown, 9–21 local) in UTC: joined 100 days
 /// before `start`, last active the day before, one bot, no purchase, no reply history.
 pub fn warm_lead(id: u64, start: gavat::domain::Timestamp) -> gavat::domain::UserProfile {
-    use gavat::domain::{ActivitySummary, DAY, ResponseHistory, UserId, UserProfile, UtcOffset};
+    use gavat::domain::{ActivitySummary, DAY, ResponseHistory, UserId, UserProfile, Zone};
     UserProfile {
         id: UserId(id),
         joined_at: start.plus(-100 * DAY),
-        utc_offset: UtcOffset(0),
+        zone: Zone::UTC,
         activity: ActivitySummary { last_active: start.plus(-DAY), ..ActivitySummary::default() },
         bots_followed: 1,
         purchases: 0,

@@ -82,7 +82,7 @@ where
         + gavat::store::GroupStore
         + ContactBook,
 {
-    use gavat::domain::UtcOffset;
+    use gavat::domain::Zone;
     use gavat::store::GroupRecord;
     use gavat::transport::telegram::SentMessage;
     assert_eq!(store.next_update("sales")?, None);
@@ -97,7 +97,7 @@ where
     store.save_group(&GroupRecord {
         id: GroupId(7),
         title: "Kulüp".into(),
-        utc_offset: UtcOffset(180),
+        zone: Zone::fixed(180),
         members: vec![UserId(1)],
     })?;
     store.save_group_chat(&GroupChat { group: GroupId(7), chat_id: -700, title: "Kulüp".into() })?;

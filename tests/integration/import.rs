@@ -129,7 +129,8 @@ fn a_re_import_keeps_caps_and_opt_outs() -> TestResult {
     let line = |u: &UserState| {
         format!(
             r#"{{"id": {}, "utc_offset_minutes": {}, "purchases": 9, "bots_followed": 5}}"#,
-            u.profile.id.0, u.profile.utc_offset.0
+            u.profile.id.0,
+            u.profile.zone.offset_at(gavat::domain::Timestamp(0)).0
         )
     };
     let file = write(

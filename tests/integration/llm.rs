@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gavat::domain::{ActivitySummary, DAY, ResponseHistory, Segment, Timestamp, UserId, UserProfile, UtcOffset};
+use gavat::domain::{ActivitySummary, DAY, ResponseHistory, Segment, Timestamp, UserId, UserProfile, Zone};
 use gavat::llm::segmenter::MemoryLlmCache;
 use gavat::llm::{
     Aggregates, ApiKey, CallError, Fallback, LlmClient, LlmSegmenter, LlmSettings, ReplyError, Request, Resolution,
@@ -41,7 +41,7 @@ fn requests(n: u64, distinct: u32) -> Vec<Request> {
             let profile = UserProfile {
                 id: UserId(1_000 + i),
                 joined_at: Timestamp(0),
-                utc_offset: UtcOffset(0),
+                zone: Zone::UTC,
                 activity,
                 bots_followed: 1,
                 purchases: (i % u64::from(distinct)) as u32,

@@ -1,7 +1,7 @@
 //! The Redis cap ledger passes the conformance harness unchanged, on one node and on a
 //! three-node Redis Cluster, and settles what a crashed engine left (`recover`).
 
-use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, UtcOffset};
+use gavat::domain::{Caps, DAY, HOUR, HourMask, Timestamp, UserId, Zone};
 use gavat::ledger::conformance::{self, Settings};
 use gavat::ledger::{CapLedger, Counted, LedgerError, MessageId, Recovery, RedisLedger, Reservation, Reserved};
 
@@ -73,7 +73,7 @@ pub fn request(id: u64, user: u64) -> Reservation {
         user: UserId(user),
         at: Timestamp(20_000 * DAY + 10 * HOUR),
         caps: caps(),
-        offset: UtcOffset(0),
+        zone: Zone::UTC,
     }
 }
 
@@ -91,7 +91,7 @@ fn recover_settles_what_a_crashed_engine_left() -> Result<(), Error> {
     }
     let r = request(0, 9);
     let share_request =
-        gavat::ledger::ShareReservation { message: share, user: r.user, at: r.at, offset: r.offset, exposure_limit: 3 };
+        gavat::ledger::ShareReservation { message: share, user: r.user, at: r.at, zone: r.zone, exposure_limit: 3 };
     assert_eq!(now(ledger.reserve_share(share_request))?, Reserved::Granted);
     assert_eq!(
         now(ledger.reserve(Reservation { message: share, ..r })),

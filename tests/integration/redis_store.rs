@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gavat::domain::{
     ActivitySummary, BotId, Caps, ContentKind, GroupId, HourMask, ResponseHistory, Segment, SendOutcome, Timestamp,
-    UserId, UserProfile, UtcOffset,
+    UserId, UserProfile, UtcOffset, Zone,
 };
 use gavat::policy::CapState;
 use gavat::segmentation::Explained;
@@ -28,7 +28,7 @@ fn record(id: u64) -> UserRecord {
         profile: UserProfile {
             id: UserId(id),
             joined_at: Timestamp(1_000 + id as i64),
-            utc_offset: UtcOffset(if id.is_multiple_of(2) { 180 } else { -330 }),
+            zone: if id.is_multiple_of(2) { Zone::fixed(180) } else { "Asia/Kolkata".parse().expect("a zone") },
             activity: ActivitySummary {
                 by_local_hour,
                 sessions: 3,
@@ -64,6 +64,7 @@ pub fn entry(kind: LogKind, at: i64, user: u64) -> LogEntry {
         at: Timestamp(at),
         user: UserId(user),
         utc_offset: UtcOffset(-300),
+        zone: if user == 1 { "America/New_York".parse().expect("a zone") } else { Zone::fixed(-300) },
         group: (user == 2).then_some(GroupId(9)),
         segment: Some(Segment::WarmLead),
         caps: send.then_some(LoggedCaps {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use gavat::clock::VirtualClock;
-use gavat::domain::{DAY, HOUR, Timestamp, UserProfile, UtcOffset};
+use gavat::domain::{DAY, HOUR, Timestamp, UserProfile, Zone};
 use gavat::engine::{Engine, run_on_virtual_runtime};
 use gavat::policy::CapState;
 use gavat::store::{EventLog, LogKind, MemoryStore, SqliteStore, UserRepository, UserState};
@@ -54,11 +54,11 @@ fn the_engine_resumes_from_the_given_cap_state() -> TestResult {
     let fresh = sends_from(CapState::default())?;
     assert!(fresh.first().is_some_and(|t| t.secs() < START.secs() + DAY), "fresh: {fresh:?}");
     let last = START.plus(-HOUR);
-    let day = last.local_day(UtcOffset(0));
+    let day = last.local_day(Zone::UTC);
     let resumed =
         sends_from(CapState { opted_out: false, last_sent: Some(last), last_send_day: day, sent_on_last_day: 2 })?;
     let first = resumed.first().ok_or("no send at all after the resume")?;
-    assert!(first.local_day(UtcOffset(0)) >= day + 2, "first send {first:?} within 2 days of the last, {last:?}");
+    assert!(first.local_day(Zone::UTC) >= day + 2, "first send {first:?} within 2 days of the last, {last:?}");
     assert!(first.secs() - last.secs() >= 12 * HOUR);
     assert!(sends_from(CapState { opted_out: true, ..CapState::default() })?.is_empty());
     Ok(())

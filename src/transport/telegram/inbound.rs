@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::contacts::{Contact, ContactBook, ContactError};
 use crate::domain::{
     ActivitySummary, BotId, GroupId, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile,
-    UtcOffset,
+    UtcOffset, Zone,
 };
 use crate::store::StoreError;
 use crate::transport::{Ack, AckWaiters, InboundSink, InboundSource, TransportConfigError};
@@ -485,7 +485,7 @@ impl TelegramInbound {
         let profile = UserProfile {
             id: user,
             joined_at: at,
-            utc_offset: self.options.new_user_utc_offset,
+            zone: Zone::Fixed(self.options.new_user_utc_offset),
             // Joining is activity: a user who has just joined is not silent.
             activity: ActivitySummary { last_active: at, ..ActivitySummary::default() },
             bots_followed: 1,

@@ -3,6 +3,12 @@
 
 Usage: python3 scripts/check_caps.py events.jsonl [--exposure-limit N]
 
+Local time: a line with a `time_zone` (an IANA name) is read in that zone with Python's
+`zoneinfo` (the system tz database), so a user's local day and hour follow DST — 23- and
+25-hour days, a day without local midnight, a skipped day — and the line's `utc_offset` must
+equal the zone's offset at that instant; a line without one (`null`, or an older file) is
+read at its fixed `utc_offset`.
+
 Checks, per user and using only the file, for direct messages (sends without a group): no
 send after an opt-out; the local hour of each send is in its allowed hours; sends per local
 day within the daily limit; the gap to the previous send at least the cooldown; send days at
@@ -15,6 +21,28 @@ Exits 1 and lists the first violations if any.
 import json
 import sys
 from collections import defaultdict
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+EPOCH = date(1970, 1, 1)
+_zones = {}
+
+
+def zone(name):
+    """The zoneinfo zone `name`, loaded once."""
+    if name not in _zones:
+        _zones[name] = ZoneInfo(name)
+    return _zones[name]
+
+
+def local_time(at, offset_minutes, zone_name):
+    """(local day since 1970-01-01, local hour, offset in force in minutes) of `at`."""
+    if zone_name is None:
+        local = at + offset_minutes * 60
+        return local // 86400, (local % 86400) // 3600, offset_minutes
+    t = datetime.fromtimestamp(at, timezone.utc).astimezone(zone(zone_name))
+    offset = int(t.utcoffset().total_seconds()) // 60
+    return (t.date() - EPOCH).days, t.hour, offset
 
 
 def main(path, exposure_limit=3):
@@ -33,8 +61,15 @@ def main(path, exposure_limit=3):
             except json.JSONDecodeError as err:
                 sys.exit(f"{path}:{n}: not JSON: {err}")
             user, at = e["user"], e["at_unix"]
-            local = at + e["utc_offset"] * 60
-            day, hour = local // 86400, (local % 86400) // 3600
+            try:
+                day, hour, offset = local_time(at, e["utc_offset"], e.get("time_zone"))
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                sys.exit(f"{path}:{n}: field time_zone: {e.get('time_zone')!r}: {err}")
+            if offset != e["utc_offset"]:
+                violations.append(
+                    f"{path}:{n}: user {user}: utc_offset {e['utc_offset']} is not "
+                    f"{e['time_zone']}'s offset at that instant ({offset})"
+                )
             if e["kind"] == "opt_out":
                 opted_out.add(user)
                 continue

@@ -716,7 +716,11 @@ fn build_row<'a>(
     for field in Field::ALL.into_iter().filter(|f| f.required()) {
         let reported = problems[before..].iter().any(|p| p.field.as_deref() == Some(field.name()));
         // A column missing from the header is reported once, at the header.
-        let stood_in = field.stands_in().is_some_and(|other| row.given & other.bit() != 0);
+        // Given (even if wrong: then its own problem is the one to fix), the stand-in
+        // field makes this one unnecessary.
+        let stood_in = field.stands_in().is_some_and(|other| {
+            row.given & other.bit() != 0 || problems[before..].iter().any(|p| p.field.as_deref() == Some(other.name()))
+        });
         if row.given & field.bit() == 0 && !stood_in && !reported && missing_columns & field.bit() == 0 {
             problems.push(Problem::field(line, field.name(), "missing (required)", None));
         }

@@ -638,7 +638,7 @@ mod tests {
         assert!(error_of(&text).contains("field groups.members: [5, 4000000] must lie within [1, 10000]"));
         let text = with("prior_messages = [5, 10]", "prior_messages = [10, 5]");
         assert!(error_of(&text).contains("field types.hot_lead.prior_messages: [10, 5] has its min above its max"));
-        let text = with("{ offset = 0, weight = 0.04 }", "{ offset = 0, weight = nan }");
+        let text = with(r#"{ zone = "Europe/London", weight = 0.04 }"#, r#"{ zone = "Europe/London", weight = nan }"#);
         assert!(error_of(&text).contains("field population.timezones[6].weight: nan must be in [0, 1000000]"));
         let text = with("hot_lead = 0.06", "hot_lead = -0.06");
         assert!(error_of(&text).contains("field population.mix.hot_lead: -0.06 must be in"));

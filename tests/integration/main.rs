@@ -36,6 +36,7 @@ mod sqlite_ledger;
 mod telegram;
 mod telegram_inbound;
 mod telegram_run;
+mod time_zones;
 mod transport_outcomes;
 mod users_join;
 mod webhook;

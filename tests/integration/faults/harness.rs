@@ -50,6 +50,14 @@ pub struct Run {
     pub stderr: PathBuf,
 }
 
+/// A run never outlives its test: a failed assertion leaves no engine behind.
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Run {
     /// Waits for the child to end; (exit success, standard error).
     pub fn finish(mut self) -> (bool, String) {

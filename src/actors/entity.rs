@@ -377,6 +377,7 @@ impl UserEntity {
         result: Result<Delivered, TransportError>,
         book: &StrategyBook,
     ) -> Step {
+        fail::fail_point!("outbox-after-transport-before-confirm");
         self.in_flight = None;
         let at = message.at;
         let counted = match &result {
@@ -501,7 +502,9 @@ impl UserEntity {
                 let zone = self.profile.zone;
                 let reservation = Reservation { message: MessageId(message.id), user: self.profile.id, at, caps, zone };
                 match at_once(cx.ledger.reserve(reservation)) {
-                    Ok(Reserved::Granted) => {}
+                    Ok(Reserved::Granted) => {
+                        fail::fail_point!("outbox-after-reserve");
+                    }
                     Ok(Reserved::Denied(reason)) => {
                         // The gate knows of sends this user's own counters do not (another
                         // engine, a restart): it decides.
@@ -524,6 +527,7 @@ impl UserEntity {
                     let held = OutcomeKind::Suppressed(SuppressReason::GateUnavailable);
                     return Step::new(next, self.outcome(at, segment, held));
                 }
+                fail::fail_point!("outbox-after-sending-mark");
                 let mut future: SendFuture = cx.sender.send(&message);
                 match futures::FutureExt::now_or_never(&mut future) {
                     Some(result) => self.after_send(cx, fx, message, caps, result, book),

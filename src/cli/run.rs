@@ -193,6 +193,8 @@ fn settle_config(args: &RunArgs) -> Result<RunConfig, CliError> {
 /// Runs `gavat run`.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     let config = settle_config(&args)?;
+    #[cfg(feature = "failpoints")]
+    let _failpoints = test_build::start(&config)?;
     let book = match &config.strategies {
         Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
         None => StrategyBook::defaults(),
@@ -355,6 +357,70 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         eprintln!("gavat run: run log: {}", log.display());
     }
     Ok(())
+}
+
+/// What only a test build (`--features failpoints`, on under `cargo test`) does at the
+/// start of `gavat run`: the fail points named in `FAILPOINTS` are set, a panic (a fail
+/// point's `panic`) aborts the process at once like a `kill -9`, and with
+/// `GAVAT_TEST_PROFILE=1` every configured host must be loopback (RELIABILITY.md §7.1).
+#[cfg(feature = "failpoints")]
+mod test_build {
+    use super::CliError;
+    use crate::live::config::{RunConfig, TransportConfig};
+
+    /// Sets the fail points and the test profile's guard; keep the scenario for the run.
+    pub(super) fn start(config: &RunConfig) -> Result<fail::FailScenario<'static>, CliError> {
+        if std::env::var("GAVAT_TEST_PROFILE").as_deref() == Ok("1") {
+            refuse_non_loopback(config)?;
+        }
+        if std::env::var_os("FAILPOINTS").is_some() {
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                report(info);
+                std::process::abort();
+            }));
+        }
+        Ok(fail::FailScenario::setup())
+    }
+
+    /// Every host the run would reach: the Telegram Bot API (sends and updates), the LLM,
+    /// the webhook, Redis. One that is not loopback is a usage error naming the setting.
+    fn refuse_non_loopback(config: &RunConfig) -> Result<(), CliError> {
+        let mut hosts: Vec<(&str, String)> = Vec::new();
+        match &config.transport {
+            TransportConfig::Telegram { api_base_url, .. } => {
+                hosts.push(("transport.api_base_url", api_base_url.clone()))
+            }
+            TransportConfig::Webhook { url, .. } => hosts.push(("transport.url", url.clone())),
+            TransportConfig::DryRun { .. } => {}
+        }
+        if let Some(inbound) = &config.telegram_inbound {
+            hosts.push(("transport.api_base_url (inbound)", inbound.api_base_url.clone()));
+        }
+        if let Some(llm) = &config.messages.llm {
+            let url = match &llm.base_url {
+                crate::compose::settings::BaseUrl::Fixed(url) => url.clone(),
+                crate::compose::settings::BaseUrl::FromEnv(name) => std::env::var(name).unwrap_or_default(),
+            };
+            hosts.push(("messages.llm.base_url", url));
+        }
+        if let crate::store::StoreUrl::Redis(url) = &config.store {
+            hosts.push(("store", url.clone()));
+        }
+        for (setting, url) in hosts {
+            let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = bare.eq_ignore_ascii_case("localhost")
+                || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "GAVAT_TEST_PROFILE=1: {setting} ({}) is not a loopback host; a test run reaches 127.0.0.1 only",
+                    crate::store::redact_url(&url)
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which experiment is in force, its arms and how many of the loaded users each got.

@@ -6,6 +6,10 @@
 //!   [`SENT_RETENTION_SECS`] (a reply to an older message counts by the reply window).
 //! - `Ptg:members:CHAT` — set of member user ids.
 //!
+//! SQLite also keeps each 429's wait (`telegram_freezes`, made on first use) so that a
+//! restart honours it (RELIABILITY.md row 55); Redis does not yet (a restart there meets
+//! the 429 once more).
+//!
 //! The stores' [`crate::contacts::ContactBook`] is in `sqlite_contacts` and `redis_contacts`.
 //!
 //! Every call is written before it returns, as the transport requires: an offset moves
@@ -18,7 +22,7 @@ use crate::contacts::ContactBook;
 use crate::domain::{Timestamp, UserId};
 use crate::redis_link::{Failure, text};
 use crate::store::groups::{GroupStore, MembershipChanged};
-use crate::transport::telegram::{GroupMembership, SentMessage, TelegramState};
+use crate::transport::telegram::{Freeze, GroupMembership, SentMessage, TelegramState};
 
 use super::{RedisStore, SqliteStore, StoreError};
 
@@ -70,7 +74,47 @@ impl TelegramState for SqliteStore {
             .map(|m| m.map(|m| m as u64))
             .map_err(|e| self.err(e))
     }
+
+    fn save_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner.conn.execute_batch(CREATE_FREEZES).map_err(|e| self.err(e))?;
+        inner
+            .conn
+            .execute(
+                "INSERT INTO telegram_freezes (bot, scope, until_unix) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (bot, scope) DO UPDATE SET until_unix = MAX(until_unix, excluded.until_unix)",
+                params![freeze.bot, freeze.scope(), freeze.until_unix],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    fn freezes(&self, now_unix: i64) -> Result<Vec<Freeze>, StoreError> {
+        let inner = self.lock();
+        inner.conn.execute_batch(CREATE_FREEZES).map_err(|e| self.err(e))?;
+        let mut statement = inner
+            .conn
+            .prepare("SELECT bot, scope, until_unix FROM telegram_freezes WHERE until_unix > ?1 ORDER BY bot, scope")
+            .map_err(|e| self.err(e))?;
+        let rows = statement
+            .query_map(params![now_unix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut freezes = Vec::new();
+        for row in rows {
+            let (bot, scope, until_unix) = row.map_err(|e| self.err(e))?;
+            // A key this version did not write is skipped, never guessed at.
+            if let Some(to) = Freeze::parse_scope(&scope) {
+                freezes.push(Freeze { bot, to, until_unix });
+            }
+        }
+        Ok(freezes)
+    }
 }
+
+/// The table of 429 waits (`telegram_freezes`), made on first use: bot, chat scope (empty
+/// for the whole bot, see [`Freeze::scope`]), and the wall second the wait ends.
+const CREATE_FREEZES: &str = "CREATE TABLE IF NOT EXISTS telegram_freezes (
+    bot TEXT NOT NULL, scope TEXT NOT NULL, until_unix INTEGER NOT NULL, PRIMARY KEY (bot, scope))";
 
 /// A member joined or left the chat `chat_id`: if it is one of the groups the engine posts
 /// to (an operator's `gavat import groups`, its chat id in the contact book), the group's

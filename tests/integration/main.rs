@@ -17,6 +17,7 @@ mod experiments;
 mod fake_openai;
 mod fake_telegram;
 mod fault_report;
+mod faults;
 mod groups;
 mod import;
 mod in_flight_sends;

@@ -17,6 +17,11 @@ use super::outcome::{self, Answer};
 /// The Bot API's own address: the default base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
 
+/// The test-only header carrying our message id, so that the fake Bot API keeps a
+/// ground-truth ledger keyed by it (RELIABILITY.md §7.1). Sent only by a build with the
+/// `failpoints` feature (the tests'); a release build never sends it.
+pub const MESSAGE_ID_HEADER: &str = "X-Gavat-Msg-Id";
+
 /// Longest body read from a reply: Bot API answers to `sendMessage` are a few kilobytes.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -177,13 +182,16 @@ impl BotApi {
         &self.origin
     }
 
-    /// POSTs one `sendMessage` and says what came of it. `bot` names the bot in reasons.
+    /// POSTs one `sendMessage` and says what came of it. `bot` names the bot in reasons;
+    /// `message` is our id of the message, sent only by a test build (see
+    /// [`MESSAGE_ID_HEADER`]).
     pub(crate) async fn send_message(
         &self,
         url: reqwest::Url,
         body: &SendMessage<'_>,
         bot: &str,
         token: &BotToken,
+        message: u64,
     ) -> (Answer, Option<i64>) {
         let body = match serde_json::to_vec(body) {
             Ok(body) => body,
@@ -193,8 +201,14 @@ impl BotApi {
             }
         };
         let request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
+        #[cfg(feature = "failpoints")]
+        let request = request.header(MESSAGE_ID_HEADER, message.to_string());
+        #[cfg(not(feature = "failpoints"))]
+        let _ = message;
         let result = match request.send().await {
             Ok(mut response) => {
+                // The request is on the wire and the Bot API has answered its head.
+                fail::fail_point!("transport-after-write");
                 let status = response.status().as_u16();
                 let mut body = Vec::new();
                 loop {

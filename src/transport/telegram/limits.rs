@@ -18,6 +18,13 @@
 //! sender answers `RateLimited` without sending and the engine tries again later, so a send
 //! never waits in here past the engine's own send timeout.
 //!
+//! # A 429
+//! The Bot API does not say whether a 429 is about the chat or the whole bot. The limiter
+//! parks the **chat** for all of its `retry_after`, and freezes the **bot** for the same
+//! wait up to [`BOT_FREEZE_CAP`]: a longer wait is a chat's flood wait (RELIABILITY.md row
+//! 40), and other chats flow again after the cap. If it was the bot's after all, the next
+//! request through it meets another 429 and freezes it for that one's `retry_after`.
+//!
 //! Time is `tokio::time::Instant`: real time in a live run, the paused clock in unit tests.
 
 use std::collections::{BTreeSet, HashMap};
@@ -98,6 +105,10 @@ fn spacing(window: Duration, count: u32) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// The longest one 429 freezes a whole bot (see the module doc); its chat stays parked for
+/// all of the `retry_after`.
+pub const BOT_FREEZE_CAP: Duration = Duration::from_secs(10);
+
 /// What [`Limiter::reserve`] grants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -125,6 +136,8 @@ struct State {
     bots: HashMap<BotId, BotSchedule>,
     /// Per bot and chat: the earliest instant of that chat's next send.
     chats: HashMap<(BotId, Destination), Instant>,
+    /// Per bot and chat: no send before this instant (a 429's `retry_after`).
+    parked: HashMap<(BotId, Destination), Instant>,
 }
 
 /// Admits sends under [`Limits`] (see the module doc).
@@ -150,11 +163,14 @@ impl Limiter {
     pub fn reserve(&self, bot: BotId, to: Destination, now: Instant) -> Admission {
         let bot_spacing = self.limits.bot_spacing();
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let State { bots, chats } = &mut *state;
+        let State { bots, chats, parked } = &mut *state;
         // Chats whose next free instant has passed constrain nothing: forget them now and
         // then, so the map holds only busy chats.
         if chats.len() > 4096 {
             chats.retain(|_, next| *next > now);
+        }
+        if parked.len() > 4096 {
+            parked.retain(|_, until| *until > now);
         }
         let schedule = bots.entry(bot).or_default();
         // Slots more than one spacing in the past constrain nothing.
@@ -167,6 +183,9 @@ impl Limiter {
         }
         if let Some(frozen) = schedule.frozen_until {
             at = at.max(frozen);
+        }
+        if let Some(until) = parked.get(&(bot, to)) {
+            at = at.max(*until);
         }
         // Move `at` past any reserved slot closer than one spacing, until it is clear on
         // both sides. Each step moves it forward past one slot, so this ends.
@@ -203,11 +222,38 @@ impl Limiter {
         schedule.frozen_until = Some(schedule.frozen_until.map_or(until, |old| old.max(until)));
     }
 
+    /// A 429 on a send through `bot` to `to`: the chat parks for all of `retry_after`, the
+    /// bot freezes for it up to [`BOT_FREEZE_CAP`] (see the module doc).
+    pub fn rate_limited(&self, bot: BotId, to: Destination, now: Instant, retry_after: Duration) {
+        self.park(bot, to, now + retry_after);
+        self.freeze(bot, now, retry_after.min(BOT_FREEZE_CAP));
+    }
+
+    /// No send through `bot` to `to` before `until` (a later park already there stays).
+    pub fn park(&self, bot: BotId, to: Destination, until: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let parked = state.parked.entry((bot, to)).or_insert(until);
+        *parked = (*parked).max(until);
+    }
+
     /// How much longer `bot` is frozen at `now`, if it is.
     pub fn frozen_for(&self, bot: BotId, now: Instant) -> Option<Duration> {
         let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let until = state.bots.get(&bot)?.frozen_until?;
         (until > now).then(|| until - now)
+    }
+
+    /// How much longer a send through `bot` to `to` must wait at `now` for a freeze of the
+    /// bot or a park of the chat, if it must.
+    pub fn held_for(&self, bot: BotId, to: Destination, now: Instant) -> Option<Duration> {
+        let parked = {
+            let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.parked.get(&(bot, to)).copied().filter(|until| *until > now).map(|until| until - now)
+        };
+        match (self.frozen_for(bot, now), parked) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -277,6 +323,21 @@ mod tests {
         assert_eq!(slots(&limiter, 0, Destination::User(UserId(1)), now, 1), [Duration::from_secs(5)]);
         assert_eq!(slots(&limiter, 1, Destination::User(UserId(1)), now, 1), [Duration::ZERO]);
         assert_eq!(limiter.frozen_for(BotId(0), now + Duration::from_secs(5)), None);
+    }
+
+    /// A 429's long wait parks its chat for all of it and the bot only up to the cap: another
+    /// chat of the bot goes after the cap, the parked chat only after the wait.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_429_parks_the_chat_and_freezes_the_bot_briefly() {
+        let limiter = Limiter::new(Limits::TELEGRAM, Duration::from_secs(7_200));
+        let now = Instant::now();
+        let parked = Destination::User(UserId(1));
+        limiter.rate_limited(BotId(0), parked, now, Duration::from_secs(3_600));
+        assert_eq!(limiter.held_for(BotId(0), parked, now), Some(Duration::from_secs(3_600)));
+        assert_eq!(limiter.held_for(BotId(0), Destination::User(UserId(2)), now), Some(BOT_FREEZE_CAP));
+        assert_eq!(slots(&limiter, 0, Destination::User(UserId(2)), now, 1), [BOT_FREEZE_CAP]);
+        assert_eq!(slots(&limiter, 0, parked, now, 1), [Duration::from_secs(3_600)]);
+        assert_eq!(limiter.held_for(BotId(1), parked, now), None, "another bot is not held");
     }
 
     /// A slot beyond `max_wait` is refused with the wait, and reserves nothing.

@@ -48,6 +48,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock as _;
 use crate::contacts::{ContactBook, GroupChat};
 use crate::domain::{BotId, Destination, OutboundMessage};
 
@@ -55,14 +56,14 @@ use super::{Delivered, SendFuture, Sender, TransportConfigError, TransportError}
 use outcome::Answer;
 
 pub use calls::CallError;
-pub use client::{BotToken, DEFAULT_API_BASE_URL};
+pub use client::{BotToken, DEFAULT_API_BASE_URL, MESSAGE_ID_HEADER};
 pub use inbound::{
     DEFAULT_ACK_TIMEOUT, DEFAULT_REPLY_WINDOW_SECS, FanIn, InboundMode, InboundOptions, InboundParts,
     STOP_CONFIRMATION, TakeInError, TelegramInbound, UpdateCounts, source_of_update,
 };
-pub use limits::{Admission, Limiter, Limits};
+pub use limits::{Admission, BOT_FREEZE_CAP, Limiter, Limits};
 pub use poll::{DEFAULT_POLL_TIMEOUT_SECS, PollError, start_polling};
-pub use state::{GroupMembership, MemoryTelegramState, SentMessage, TelegramState};
+pub use state::{Freeze, GroupMembership, MemoryTelegramState, SentMessage, TelegramState};
 pub use text::{
     BuiltinText, Button, Composed, OPT_OUT_LINE, TextSource, UNSUBSCRIBE_CALLBACK, UNSUBSCRIBE_LABEL, escape_html,
 };
@@ -188,9 +189,26 @@ impl TelegramSender {
     }
 
     /// Records the Bot API `message_id` of every accepted message in `state`, so that a
-    /// user's reply (`reply_to_message`) is attributed to its send. A failure to record is
-    /// logged; the send stays delivered.
+    /// user's reply (`reply_to_message`) is attributed to its send, and every 429's wait, so
+    /// that a restart honours the waits still running (RELIABILITY.md row 55): those are
+    /// read back here. A failure to record or read is logged; the send stays delivered.
     pub fn with_sent_log(mut self, state: Arc<dyn TelegramState>) -> TelegramSender {
+        let now = crate::clock::SystemClock.now().secs();
+        match state.freezes(now) {
+            Ok(freezes) => {
+                let instant = tokio::time::Instant::now();
+                for freeze in freezes {
+                    let Some(bot) = self.bots.iter().position(|b| b.name == freeze.bot) else { continue };
+                    let until = instant + Duration::from_secs(u64::try_from(freeze.until_unix - now).unwrap_or(0));
+                    let bot = BotId(bot as u32);
+                    match freeze.to {
+                        Some(to) => self.limiter.park(bot, to, until),
+                        None => self.limiter.freeze(bot, instant, until - instant),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not read the Telegram waits of the last run; none honoured."),
+        }
         self.sent_log = Some(state);
         self
     }
@@ -269,7 +287,7 @@ impl Sender for TelegramSender {
         let to = message.to;
         let ours = (message.id, message.at);
         Box::pin(async move {
-            let first = this.exchange(index, slot, chat_id, &composed, ours).await;
+            let first = this.exchange(index, slot, (to, chat_id), &composed, ours).await;
             let Answer::MovedTo { chat_id: moved_to } = first else {
                 return this.settled(first);
             };
@@ -292,7 +310,7 @@ impl Sender for TelegramSender {
                     return Err(TransportError::RateLimited { retry_after_secs: whole_secs(wait) });
                 }
             };
-            match this.exchange(index, slot, moved_to, &composed, ours).await {
+            match this.exchange(index, slot, (to, moved_to), &composed, ours).await {
                 Answer::MovedTo { chat_id: again } => Err(TransportError::Fatal {
                     reason: format!("group {}: chat {moved_to} moved again, to {again}", moved.group.0),
                 }),
@@ -303,21 +321,23 @@ impl Sender for TelegramSender {
 }
 
 impl TelegramSender {
-    /// Waits for `slot`, then sends `composed` to `chat_id` through bot `index` — unless a
-    /// 429 froze the bot meanwhile. A 429 freezes the bot for its `retry_after`.
-    /// Sends `composed` to `chat_id` through bot `index` at `slot`; `ours` is the message's
-    /// own id and time, recorded with the Bot API's `message_id` when it is accepted.
+    /// Waits for `slot`, then sends `composed` to the chat `(to, chat_id)` through bot
+    /// `index` — unless a 429 froze the bot or parked the chat meanwhile. A 429 parks the
+    /// chat and freezes the bot (see `limits`), and the wait is kept in the sent log's
+    /// state. `ours` is the message's own id and time, recorded with the Bot API's
+    /// `message_id` when it is accepted.
     async fn exchange(
         &self,
         index: BotId,
         slot: tokio::time::Instant,
-        chat_id: i64,
+        (to, chat_id): (Destination, i64),
         composed: &Composed,
         ours: (u64, crate::domain::Timestamp),
     ) -> Answer {
         tokio::time::sleep_until(slot).await;
-        // A 429 that came while this send waited froze the bot: do not send into it.
-        if let Some(left) = self.limiter.frozen_for(index, tokio::time::Instant::now()) {
+        // A 429 that came while this send waited froze the bot or parked the chat: do not
+        // send into it.
+        if let Some(left) = self.limiter.held_for(index, to, tokio::time::Instant::now()) {
             return Answer::Final(Err(TransportError::RateLimited { retry_after_secs: whole_secs(left) }));
         }
         let bot = &self.bots[index.0 as usize];
@@ -327,7 +347,7 @@ impl TelegramSender {
             parse_mode: "HTML",
             reply_markup: client::InlineKeyboard::of(&composed.buttons),
         };
-        let (answer, message_id) = self.api.send_message(bot.url.clone(), &body, &bot.name, &bot.token).await;
+        let (answer, message_id) = self.api.send_message(bot.url.clone(), &body, &bot.name, &bot.token, ours.0).await;
         if let (Answer::Final(Ok(Delivered)), Some(log), Some(message_id)) = (&answer, &self.sent_log, message_id) {
             let (message, at) = ours;
             let sent = SentMessage { bot: bot.name.clone(), chat_id, message_id, message, at };
@@ -336,9 +356,28 @@ impl TelegramSender {
             }
         }
         if let Answer::Final(Err(TransportError::RateLimited { retry_after_secs })) = &answer {
-            self.limiter.freeze(index, tokio::time::Instant::now(), Duration::from_secs(u64::from(*retry_after_secs)));
+            let wait = Duration::from_secs(u64::from(*retry_after_secs));
+            self.limiter.rate_limited(index, to, tokio::time::Instant::now(), wait);
+            self.keep_wait(&bot.name, to, *retry_after_secs);
         }
         answer
+    }
+
+    /// Keeps a 429's wait in the state (wall seconds, rounded up), so that a restart
+    /// honours it: the chat's for all of it, the bot's up to the cap.
+    fn keep_wait(&self, bot: &str, to: Destination, retry_after_secs: u32) {
+        let Some(state) = &self.sent_log else { return };
+        let now = crate::clock::SystemClock.now().secs();
+        let chat_until = now + i64::from(retry_after_secs) + 1;
+        let bot_until = now + (i64::from(retry_after_secs).min(BOT_FREEZE_CAP.as_secs() as i64)) + 1;
+        for freeze in [
+            Freeze { bot: bot.to_string(), to: Some(to), until_unix: chat_until },
+            Freeze { bot: bot.to_string(), to: None, until_unix: bot_until },
+        ] {
+            if let Err(e) = state.save_freeze(&freeze) {
+                tracing::warn!(bot = %bot, error = %e, "Could not keep a 429's wait; a restart would not honour it.");
+            }
+        }
     }
 
     /// The outcome of an answer that is not a migration.

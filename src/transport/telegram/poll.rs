@@ -101,6 +101,7 @@ async fn poll_bot(inbound: Arc<TelegramInbound>, bot: usize) {
                 }
                 Err(e) => tracing::error!(bot = %name, error = %e, "Telegram update not taken in; moved past."),
             }
+            fail::fail_point!("inbound-after-store-before-offset");
             // Stored: the offset moves past it. (An update without an id cannot be asked for
             // again; the next one's id moves the offset past it.)
             if let Some(id) = id

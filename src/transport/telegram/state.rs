@@ -36,6 +36,57 @@ pub trait TelegramState: Send + Sync + Debug {
     fn record_sent(&self, sent: &SentMessage) -> Result<(), StoreError>;
     /// Our id of the message `message_id` the bot sent to `chat_id`, if it was ours.
     fn sent_message(&self, bot: &str, chat_id: i64, message_id: i64) -> Result<Option<u64>, StoreError>;
+    /// Keeps a 429's wait, so that a restart honours it (a later wait already kept for the
+    /// same bot and chat stays). The default keeps nothing: a restart forgets the wait and
+    /// the first request meets the 429 again.
+    fn save_freeze(&self, freeze: &Freeze) -> Result<(), StoreError> {
+        let _ = freeze;
+        Ok(())
+    }
+    /// The waits kept that still run at `now_unix` (wall seconds).
+    fn freezes(&self, now_unix: i64) -> Result<Vec<Freeze>, StoreError> {
+        let _ = now_unix;
+        Ok(Vec::new())
+    }
+}
+
+/// A 429's wait as the state keeps it: no request through `bot` (to the chat `to`, or to
+/// any chat when `None`) before `until_unix`, wall seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Freeze {
+    /// The bot's name.
+    pub bot: String,
+    /// The chat parked, or `None` for the whole bot.
+    pub to: Option<crate::domain::Destination>,
+    /// Wall seconds since the epoch.
+    pub until_unix: i64,
+}
+
+impl Freeze {
+    /// The chat as a key: `user:ID`, `group:ID`, or empty for the whole bot.
+    pub fn scope(&self) -> String {
+        match self.to {
+            Some(crate::domain::Destination::User(u)) => format!("user:{}", u.0),
+            Some(crate::domain::Destination::Group(g)) => format!("group:{}", g.0),
+            None => String::new(),
+        }
+    }
+
+    /// The chat of a key written by [`Freeze::scope`] (`None` inside: the whole bot; `None`
+    /// outside: not a key).
+    pub fn parse_scope(scope: &str) -> Option<Option<crate::domain::Destination>> {
+        use crate::domain::{Destination, GroupId, UserId};
+        if scope.is_empty() {
+            return Some(None);
+        }
+        let (kind, id) = scope.split_once(':')?;
+        let id: u64 = id.parse().ok()?;
+        match kind {
+            "user" => Some(Some(Destination::User(UserId(id)))),
+            "group" => Some(Some(Destination::Group(GroupId(id)))),
+            _ => None,
+        }
+    }
 }
 
 /// Who is in which group, as Telegram's updates showed it (a message in the group, a

@@ -60,7 +60,7 @@ use super::{
 const RESERVE_SHARE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one member's share of a group post against the member's exposure.
 -- KEYS: epoch, cap, xpend, msg, slot pending[, index].
--- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms.
+-- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms, max clock skew secs (0: off).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -71,6 +71,12 @@ local rec = redis.call('HMGET', KEYS[4], 'u', 'd')
 if rec[1] then
   if rec[1] ~= user then return {'conflict', rec[1]} end
   return {'decided', rec[2]}
+end
+local skew = tonumber(ARGV[8]) or 0
+if skew > 0 then
+  local t = redis.call('TIME')
+  local d = tonumber(ARGV[4]) - tonumber(t[1])
+  if d > skew or d < -skew then return {'skew', t[1]} end
 end
 local now, off, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local c = redis.call('HMGET', KEYS[2], 'o', 'xd', 'xn')
@@ -101,7 +107,8 @@ return {'decided', 'granted'}
 
 const RESERVE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one message. KEYS: epoch, cap, pend, msg, slot pending[, index].
--- ARGV: epoch, msg, user, at, offset secs, daily limit, cooldown secs, hour mask, period days, retention ms.
+-- ARGV: epoch, msg, user, at, offset secs, daily limit, cooldown secs, hour mask, period days, retention ms,
+-- max clock skew secs (0: off).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -112,6 +119,12 @@ local rec = redis.call('HMGET', KEYS[4], 'u', 'd')
 if rec[1] then
   if rec[1] ~= user then return {'conflict', rec[1]} end
   return {'decided', rec[2]}
+end
+local skew = tonumber(ARGV[11]) or 0
+if skew > 0 then
+  local t = redis.call('TIME')
+  local d = tonumber(ARGV[4]) - tonumber(t[1])
+  if d > skew or d < -skew then return {'skew', t[1]} end
 end
 local now, off = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit, cooldown, mask, period = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -270,6 +283,10 @@ struct Gate {
     cluster: bool,
     epoch: String,
     retention_ms: u64,
+    /// [`RedisOptions::max_clock_skew`] in seconds; 0 when off.
+    max_skew_secs: u64,
+    /// Reservations refused for clock skew.
+    skew_rejections: std::sync::atomic::AtomicU64,
     scripts: Scripts,
 }
 
@@ -347,6 +364,7 @@ impl Gate {
             (r.caps.allowed_hours.0 & HourMask::ALL_DAY.0).to_string(),
             r.caps.period_days.to_string(),
             self.retention_ms.to_string(),
+            self.max_skew_secs.to_string(),
         ];
         self.reserve_with(shared, &self.scripts.reserve, r.message, r.user, args).await
     }
@@ -367,6 +385,7 @@ impl Gate {
             r.offset.secs().to_string(),
             r.exposure_limit.to_string(),
             self.retention_ms.to_string(),
+            self.max_skew_secs.to_string(),
         ];
         self.reserve_with(shared, &self.scripts.reserve_share, r.message, r.user, args).await
     }
@@ -409,6 +428,19 @@ impl Gate {
         match reply.as_slice() {
             [s] if s == "epoch" => Err(self.epoch_lost(shared, user_id).await),
             [s, first] if s == "conflict" => Ok(Err(conflict(message, user_id, first)?)),
+            [s, redis_now] if s == "skew" => {
+                self.skew_rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let engine_now: i64 = args[3].parse().unwrap_or_default();
+                let skew = engine_now - redis_now.parse::<i64>().unwrap_or_default();
+                Ok(Err(LedgerError::Unavailable {
+                    reason: format!(
+                        "clock skew: the engine's clock is {skew:+} s from the Redis server's, beyond the bound of \
+                         {} s; no decision is taken on it. Fix the engine host's clock (NTP) (RELIABILITY.md rows \
+                         24, 41)",
+                        self.max_skew_secs
+                    ),
+                }))
+            }
             [s, decision] if s == "decided" => Ok(Ok(parse_decision(decision)?)),
             _ => Err(unexpected(&reply)),
         }
@@ -653,6 +685,8 @@ impl RedisLedger {
             cluster,
             epoch: String::new(),
             retention_ms: u64::try_from(options.retention.as_millis()).unwrap_or(u64::MAX).max(1),
+            max_skew_secs: options.max_clock_skew.map_or(0, |d| d.as_secs().max(1)),
+            skew_rejections: std::sync::atomic::AtomicU64::new(0),
             scripts: Scripts::new(),
         };
         let candidate = random_epoch(&format!("{address}/{prefix}"));
@@ -714,6 +748,19 @@ impl RedisLedger {
     /// Connections made again after a failure (each verified to reach the same server).
     pub fn reconnects_total(&self) -> u64 {
         self.link.reconnects_total()
+    }
+
+    /// Restarts of the server the ledger went on through, because the server keeps every
+    /// acknowledged write on disk (`appendonly yes`, `appendfsync always`); any other restart
+    /// pauses the ledger for good.
+    pub fn durable_restarts_total(&self) -> u64 {
+        self.link.durable_restarts_total()
+    }
+
+    /// Reservations refused because the engine's clock was further from the Redis server's
+    /// than [`RedisOptions::max_clock_skew`].
+    pub fn skew_rejections_total(&self) -> u64 {
+        self.gate.skew_rejections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the ledger runs on a Redis Cluster.
@@ -830,8 +877,15 @@ mod tests {
     /// slot on a cluster.
     #[test]
     fn a_users_keys_share_one_slot() {
-        let gate =
-            Gate { prefix: "p:".into(), cluster: true, epoch: "e".into(), retention_ms: 1, scripts: Scripts::new() };
+        let gate = Gate {
+            prefix: "p:".into(),
+            cluster: true,
+            epoch: "e".into(),
+            retention_ms: 1,
+            max_skew_secs: 0,
+            skew_rejections: std::sync::atomic::AtomicU64::new(0),
+            scripts: Scripts::new(),
+        };
         let slot = |key: &str| {
             let open = key.find('{').expect("a tag");
             let close = key[open..].find('}').expect("closed") + open;

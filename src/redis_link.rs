@@ -54,6 +54,12 @@ pub struct RedisOptions {
     /// of a reservation older than this is not recognised as a retry. Wall-clock time, as
     /// Redis expires keys on its own clock.
     pub retention: Duration,
+    /// The most the engine's clock may differ from the Redis server's (`TIME`) for the cap
+    /// ledger to take a new decision; beyond it a reservation is refused as unavailable and
+    /// counted (RELIABILITY.md rows 24, 41), so a host clock jumped or skewed by minutes
+    /// never shortens a cooldown or opens a new day's cap. `None` turns the check off: a
+    /// rehearsal at `--time-scale` runs on an engine clock far from any wall clock.
+    pub max_clock_skew: Option<Duration>,
 }
 
 impl Default for RedisOptions {
@@ -62,6 +68,7 @@ impl Default for RedisOptions {
             call_timeout: Duration::from_millis(1_000),
             connect_timeout: Duration::from_millis(1_000),
             retention: Duration::from_secs(crate::ledger::DEFAULT_RETENTION_SECS as u64),
+            max_clock_skew: None,
         }
     }
 }
@@ -185,12 +192,14 @@ pub(crate) struct Shared {
     address: String,
     /// The URL's password, removed from every message.
     secret: Option<String>,
-    /// `run_id` of every primary at connect, by address: a change is a restart.
-    run_ids: BTreeMap<String, String>,
+    /// `run_id` of every primary at connect, by address: a change is a restart. Updated
+    /// only when a single node restarted with every acknowledged write on disk.
+    run_ids: Mutex<BTreeMap<String, String>>,
     health: Mutex<Health>,
     options: RedisOptions,
     pauses_total: AtomicU64,
     reconnects_total: AtomicU64,
+    durable_restarts_total: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -379,11 +388,12 @@ impl Link {
             conn,
             address,
             secret,
-            run_ids,
+            run_ids: Mutex::new(run_ids),
             health: Mutex::new(Health::Ok),
             options,
             pauses_total: AtomicU64::new(0),
             reconnects_total: AtomicU64::new(0),
+            durable_restarts_total: AtomicU64::new(0),
         });
         Ok(Link { shared, runtime })
     }
@@ -420,6 +430,12 @@ impl Link {
     /// Connections made again after a failure.
     pub(crate) fn reconnects_total(&self) -> u64 {
         self.shared.reconnects_total.load(Ordering::Relaxed)
+    }
+
+    /// Restarts of the node accepted because it keeps every acknowledged write on disk
+    /// (`appendonly yes`, `appendfsync always`).
+    pub(crate) fn durable_restarts_total(&self) -> u64 {
+        self.shared.durable_restarts_total.load(Ordering::Relaxed)
     }
 
     /// Runs one call on the link's runtime and waits for it; the health state is checked
@@ -477,6 +493,16 @@ fn block_on<T: Send + 'static>(
         let _ = tx.send(fut.await);
     });
     rx.recv_timeout(wait).ok()
+}
+
+/// One setting of the server (`CONFIG GET name`), if it answers.
+async fn config_value(c: &mut MultiplexedConnection, name: &str) -> Option<String> {
+    let reply = Cmd::new().arg("CONFIG").arg("GET").arg(name).query_async::<Value>(c).await.ok()?;
+    match reply {
+        Value::Array(items) if items.len() == 2 => value_text(&items[1]),
+        Value::Map(pairs) if pairs.len() == 1 => value_text(&pairs[0].1),
+        _ => None,
+    }
 }
 
 /// Sends a command to every primary of a cluster; the replies by node address.
@@ -564,6 +590,15 @@ impl Shared {
     /// The classification of a failed command.
     fn classify(&self, e: &RedisError) -> Failure {
         let text = self.scrub(e.to_string());
+        // Checked before connection trouble: redis-rs counts a refused AUTH as a reason to
+        // reconnect, but reconnecting cannot fix a password (row 51).
+        if e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) {
+            return Failure::Server(format!(
+                "Redis at {} refused gavat's credentials ({text}): fix the password or user in the Redis URL (or \
+                 the server's requirepass/ACL); nothing is sent until it is accepted",
+                self.address
+            ));
+        }
         if is_connection_error(e) {
             return Failure::Connection(format!(
                 "Redis at {} unreachable ({text}); reconnecting with backoff",
@@ -583,9 +618,7 @@ impl Shared {
                  gate resumes by itself"
             }
             Some("LOADING") => "Redis is loading its data set: retrying",
-            Some("NOPERM") | Some("NOAUTH") | Some("WRONGPASS") => {
-                "Redis refused gavat's credentials or permissions: fix the URL's user/password or the ACL"
-            }
+            Some("NOPERM") => "Redis refused gavat's permissions: fix the ACL of the URL's user",
             Some("CLUSTERDOWN") | Some("TRYAGAIN") | Some("MASTERDOWN") | Some("READONLY") => {
                 "the Redis Cluster cannot serve the user's slot now: retrying"
             }
@@ -609,19 +642,50 @@ impl Shared {
             client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| self.classify(&e))?;
         let info =
             Cmd::new().arg("INFO").arg("server").query_async::<Value>(&mut c).await.map_err(|e| self.classify(&e))?;
-        let mut now = BTreeMap::new();
-        now.insert(self.address.clone(), info_field(&text(&info)?, "run_id").unwrap_or_default());
-        self.compare_run_ids(&now)?;
+        let run_id = info_field(&text(&info)?, "run_id").unwrap_or_default();
+        self.accept_run_id(&mut c, run_id).await?;
         self.reconnects_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(redis = %self.address, "Reconnected to Redis; same server, same data.");
         *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
+    /// A single node's `run_id` now, compared with the one seen at connect. A restart is
+    /// accepted only when the node keeps every acknowledged write on disk (`appendonly yes`
+    /// with `appendfsync always`, read from the server itself): then nothing the ledger was
+    /// told is lost, and the epoch every script checks still guards against a data set
+    /// swapped or emptied (RELIABILITY.md rows 14, 54). Any other restart is data loss.
+    async fn accept_run_id(&self, c: &mut MultiplexedConnection, run_id: String) -> Result<(), Failure> {
+        let now = BTreeMap::from([(self.address.clone(), run_id.clone())]);
+        let Err(lost) = self.compare_run_ids(&now) else { return Ok(()) };
+        if !self.keeps_every_write(c).await {
+            return Err(lost);
+        }
+        let was = self.run_ids().insert(self.address.clone(), run_id.clone()).unwrap_or_default();
+        self.durable_restarts_total.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            redis = %self.address, was = short(&was), now = short(&run_id),
+            "Redis restarted with appendfsync always: every acknowledged write was on disk; resuming."
+        );
+        Ok(())
+    }
+
+    /// Whether the server fsyncs every write before it answers (`appendonly yes`,
+    /// `appendfsync always`). A server that will not say (CONFIG disabled) is taken not to.
+    async fn keeps_every_write(&self, c: &mut MultiplexedConnection) -> bool {
+        let appendonly = config_value(c, "appendonly").await;
+        let appendfsync = config_value(c, "appendfsync").await;
+        appendonly.as_deref() == Some("yes") && appendfsync.as_deref() == Some("always")
+    }
+
+    fn run_ids(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.run_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A `run_id` that differs from the one seen at connect is a restart (or a failover):
     /// the data may be older or gone.
     fn compare_run_ids(&self, now: &BTreeMap<String, String>) -> Result<(), Failure> {
-        for (node, was) in &self.run_ids {
+        for (node, was) in self.run_ids().iter() {
             match now.get(node) {
                 Some(id) if id == was => {}
                 Some(id) => {
@@ -657,9 +721,8 @@ impl Shared {
                     }
                     self.classify(&e)
                 })?;
-                let mut now = BTreeMap::new();
-                now.insert(self.address.clone(), info_field(&text(&info)?, "run_id").unwrap_or_default());
-                self.compare_run_ids(&now)
+                let run_id = info_field(&text(&info)?, "run_id").unwrap_or_default();
+                self.accept_run_id(&mut c, run_id).await
             }
             Conn::Cluster(conn) => {
                 let infos = all_primaries(&mut conn.clone(), Cmd::new().arg("INFO").arg("server").to_owned())

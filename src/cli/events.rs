@@ -56,6 +56,10 @@ pub struct TailArgs {
     /// Stop when no record is waiting (default: keep following).
     #[arg(long)]
     pub once: bool,
+    /// Take over records another reader of the group took and has not acknowledged for
+    /// this many seconds (it died): they are printed here (`XAUTOCLAIM`).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub claim_idle: u64,
 }
 
 /// Flags of `gavat events export`.
@@ -111,18 +115,24 @@ fn tail(args: &TailArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let mut line = Vec::with_capacity(512);
     let mut which = GroupRead::Pending;
+    let abandoned = GroupRead::Abandoned { min_idle_ms: args.claim_idle.saturating_mul(1_000) };
     let mut total = 0u64;
     loop {
         let batch = store.read_group(&args.group, &args.consumer, which, TAIL_BATCH).map_err(CliError::failure)?;
         if batch.is_empty() {
             match which {
                 GroupRead::Pending => {
+                    which = abandoned;
+                    continue;
+                }
+                GroupRead::Abandoned { .. } => {
                     which = GroupRead::New;
                     continue;
                 }
                 GroupRead::New if args.once => break,
                 GroupRead::New => {
                     std::thread::sleep(std::time::Duration::from_millis(500));
+                    which = abandoned;
                     continue;
                 }
             }

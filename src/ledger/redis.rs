@@ -60,7 +60,8 @@ use super::{
 const RESERVE_SHARE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one member's share of a group post against the member's exposure.
 -- KEYS: epoch, cap, xpend, msg, slot pending[, index].
--- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms, zone change at, offset secs before it.
+-- ARGV: epoch, msg, user, at, offset secs, exposure limit, retention ms, max clock skew secs (0: off),
+--   zone change at, offset secs before it.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -72,8 +73,14 @@ if rec[1] then
   if rec[1] ~= user then return {'conflict', rec[1]} end
   return {'decided', rec[2]}
 end
+local skew = tonumber(ARGV[8]) or 0
+if skew > 0 then
+  local t = redis.call('TIME')
+  local d = tonumber(ARGV[4]) - tonumber(t[1])
+  if d > skew or d < -skew then return {'skew', t[1]} end
+end
 local now, off, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local since, before = tonumber(ARGV[8]), tonumber(ARGV[9])
+local since, before = tonumber(ARGV[9]), tonumber(ARGV[10])
 local function off_at(t) if t < since then return before end return off end
 local c = redis.call('HMGET', KEYS[2], 'o', 'xd', 'xn')
 local reason = nil
@@ -104,7 +111,8 @@ return {'decided', 'granted'}
 const RESERVE_LUA: &str = r#"#!lua
 -- gavat cap gate: reserve one message. KEYS: epoch, cap, pend, msg, slot pending[, index].
 -- ARGV: epoch, msg, user, at, offset secs, daily limit, cooldown secs, hour mask, period days, retention ms,
---   zone change at, offset secs before it (a pending reservation before the change is dated with it).
+--   max clock skew secs (0: off), zone change at, offset secs before it (a pending reservation before the
+--   change is dated with it).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
 local msg, user = ARGV[2], ARGV[3]
 if KEYS[6] then
@@ -116,9 +124,15 @@ if rec[1] then
   if rec[1] ~= user then return {'conflict', rec[1]} end
   return {'decided', rec[2]}
 end
+local skew = tonumber(ARGV[11]) or 0
+if skew > 0 then
+  local t = redis.call('TIME')
+  local d = tonumber(ARGV[4]) - tonumber(t[1])
+  if d > skew or d < -skew then return {'skew', t[1]} end
+end
 local now, off = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit, cooldown, mask, period = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local since, before = tonumber(ARGV[11]), tonumber(ARGV[12])
+local since, before = tonumber(ARGV[12]), tonumber(ARGV[13])
 local function off_at(t) if t < since then return before end return off end
 local c = redis.call('HMGET', KEYS[2], 'o', 'l', 'd', 'n')
 local reason = nil
@@ -290,6 +304,10 @@ struct Gate {
     cluster: bool,
     epoch: String,
     retention_ms: u64,
+    /// [`RedisOptions::max_clock_skew`] in seconds; 0 when off.
+    max_skew_secs: u64,
+    /// Reservations refused for clock skew.
+    skew_rejections: std::sync::atomic::AtomicU64,
     scripts: Scripts,
 }
 
@@ -367,6 +385,7 @@ impl Gate {
             (r.caps.allowed_hours.0 & HourMask::ALL_DAY.0).to_string(),
             r.caps.period_days.to_string(),
             self.retention_ms.to_string(),
+            self.max_skew_secs.to_string(),
         ];
         args.extend(zone_change_args(r.zone, r.at));
         self.reserve_with(shared, &self.scripts.reserve, r.message, r.user, args).await
@@ -388,6 +407,7 @@ impl Gate {
             r.zone.offset_at(r.at).secs().to_string(),
             r.exposure_limit.to_string(),
             self.retention_ms.to_string(),
+            self.max_skew_secs.to_string(),
         ];
         args.extend(zone_change_args(r.zone, r.at));
         self.reserve_with(shared, &self.scripts.reserve_share, r.message, r.user, args).await
@@ -431,6 +451,19 @@ impl Gate {
         match reply.as_slice() {
             [s] if s == "epoch" => Err(self.epoch_lost(shared, user_id).await),
             [s, first] if s == "conflict" => Ok(Err(conflict(message, user_id, first)?)),
+            [s, redis_now] if s == "skew" => {
+                self.skew_rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let engine_now: i64 = args[3].parse().unwrap_or_default();
+                let skew = engine_now - redis_now.parse::<i64>().unwrap_or_default();
+                Ok(Err(LedgerError::Unavailable {
+                    reason: format!(
+                        "clock skew: the engine's clock is {skew:+} s from the Redis server's, beyond the bound of \
+                         {} s; no decision is taken on it. Fix the engine host's clock (NTP) (RELIABILITY.md rows \
+                         24, 41)",
+                        self.max_skew_secs
+                    ),
+                }))
+            }
             [s, decision] if s == "decided" => Ok(Ok(parse_decision(decision)?)),
             _ => Err(unexpected(&reply)),
         }
@@ -675,6 +708,8 @@ impl RedisLedger {
             cluster,
             epoch: String::new(),
             retention_ms: u64::try_from(options.retention.as_millis()).unwrap_or(u64::MAX).max(1),
+            max_skew_secs: options.max_clock_skew.map_or(0, |d| d.as_secs().max(1)),
+            skew_rejections: std::sync::atomic::AtomicU64::new(0),
             scripts: Scripts::new(),
         };
         let candidate = random_epoch(&format!("{address}/{prefix}"));
@@ -736,6 +771,19 @@ impl RedisLedger {
     /// Connections made again after a failure (each verified to reach the same server).
     pub fn reconnects_total(&self) -> u64 {
         self.link.reconnects_total()
+    }
+
+    /// Restarts of the server the ledger went on through, because the server keeps every
+    /// acknowledged write on disk (`appendonly yes`, `appendfsync always`); any other restart
+    /// pauses the ledger for good.
+    pub fn durable_restarts_total(&self) -> u64 {
+        self.link.durable_restarts_total()
+    }
+
+    /// Reservations refused because the engine's clock was further from the Redis server's
+    /// than [`RedisOptions::max_clock_skew`].
+    pub fn skew_rejections_total(&self) -> u64 {
+        self.gate.skew_rejections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the ledger runs on a Redis Cluster.
@@ -852,8 +900,15 @@ mod tests {
     /// slot on a cluster.
     #[test]
     fn a_users_keys_share_one_slot() {
-        let gate =
-            Gate { prefix: "p:".into(), cluster: true, epoch: "e".into(), retention_ms: 1, scripts: Scripts::new() };
+        let gate = Gate {
+            prefix: "p:".into(),
+            cluster: true,
+            epoch: "e".into(),
+            retention_ms: 1,
+            max_skew_secs: 0,
+            skew_rejections: std::sync::atomic::AtomicU64::new(0),
+            scripts: Scripts::new(),
+        };
         let slot = |key: &str| {
             let open = key.find('{').expect("a tag");
             let close = key[open..].find('}').expect("closed") + open;

@@ -49,7 +49,7 @@ pub use crm::{CrmReader, SegmentMember, StrategyRollback};
 pub use groups::{GroupRecord, GroupStore, MembershipChanged};
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
-pub use redis_stream::GroupRead;
+pub use redis_stream::{GroupRead, PARK_AFTER_DELIVERIES};
 pub(crate) use sqlite::open_shared_writer;
 pub use sqlite::{SCHEMA_VERSION, SegmentCounts, SegmentUpdate, SqliteStore, StoredEvent, StoredUser, UserLogCounts};
 pub use strategies::{RollbackError, StoredChange, StoredStrategy};

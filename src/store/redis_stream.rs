@@ -3,6 +3,18 @@
 //! position and its delivered-but-unacknowledged entries (`XREADGROUP`, `XACK`). A reader
 //! that dies between taking an entry and acknowledging it gets the entry again: at least
 //! once.
+//!
+//! # A dead reader's entries, and entries nobody can read (RELIABILITY.md rows 22, 53)
+//! - Entries a reader took and never acknowledged (it was killed) stay in the group's
+//!   pending list under its name. [`GroupRead::Abandoned`] moves those idle for long enough
+//!   to the reader asking (`XAUTOCLAIM`), so another reader applies them; nothing is
+//!   trimmed from the pending list.
+//! - An entry that cannot be read (damaged or foreign fields) is never returned and never
+//!   blocks the entries behind it. Redis counts its deliveries; once it has been delivered
+//!   [`PARK_AFTER_DELIVERIES`] times it is *parked*: copied to `Plog:parked` with the reason
+//!   and acknowledged, so the group goes on. An operator reads the parked stream. (The copy
+//!   and the acknowledgement are two commands: a crash between them parks it twice, never
+//!   loses it.)
 
 use ::redis::{Cmd, Value};
 
@@ -18,7 +30,16 @@ pub enum GroupRead {
     Pending,
     /// Entries never delivered to the group.
     New,
+    /// Entries delivered to any reader of the group, not acknowledged and idle for at least
+    /// this many milliseconds (a reader that died holding them): claimed by this reader.
+    Abandoned {
+        /// How long an entry must have waited since its last delivery.
+        min_idle_ms: u64,
+    },
 }
+
+/// Deliveries after which an entry that cannot be read is parked (see the module docs).
+pub const PARK_AFTER_DELIVERIES: u64 = 3;
 
 impl RedisStore {
     /// Creates the consumer group `group` on the log if it does not exist: reading from the
@@ -55,50 +76,90 @@ impl RedisStore {
     ) -> Result<Vec<(String, LogEntry)>, StoreError> {
         let (group, consumer) = (group.to_string(), consumer.to_string());
         self.call(move |keys, shared| async move {
-            let from = match which {
-                GroupRead::Pending => "0",
-                GroupRead::New => ">",
-            };
-            let read = Cmd::new()
-                .arg("XREADGROUP")
-                .arg("GROUP")
-                .arg(&group)
-                .arg(&consumer)
-                .arg("COUNT")
-                .arg(count.max(1))
-                .arg("STREAMS")
-                .arg(keys.log())
-                .arg(from)
-                .to_owned();
-            let reply = shared.query(read).await?;
-            let streams = match reply {
-                Value::Nil => return Ok(Vec::new()),
-                Value::Array(streams) => streams,
-                Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
-                other => return Err(Failure::Server(format!("unexpected reply to XREADGROUP: {other:?}"))),
+            let reply = match which {
+                GroupRead::Pending | GroupRead::New => {
+                    let from = if which == GroupRead::Pending { "0" } else { ">" };
+                    let read = Cmd::new()
+                        .arg("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(&group)
+                        .arg(&consumer)
+                        .arg("COUNT")
+                        .arg(count.max(1))
+                        .arg("STREAMS")
+                        .arg(keys.log())
+                        .arg(from)
+                        .to_owned();
+                    stream_entries(shared.query(read).await?)?
+                }
+                GroupRead::Abandoned { min_idle_ms } => {
+                    let claim = Cmd::new()
+                        .arg("XAUTOCLAIM")
+                        .arg(keys.log())
+                        .arg(&group)
+                        .arg(&consumer)
+                        .arg(min_idle_ms)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(count.max(1))
+                        .to_owned();
+                    match shared.query(claim).await? {
+                        Value::Array(parts) if parts.len() >= 2 => match &parts[1] {
+                            Value::Array(entries) => entries.clone(),
+                            other => return Err(Failure::Server(format!("unexpected reply to XAUTOCLAIM: {other:?}"))),
+                        },
+                        other => return Err(Failure::Server(format!("unexpected reply to XAUTOCLAIM: {other:?}"))),
+                    }
+                }
             };
             let mut out = Vec::new();
-            for stream in streams {
-                let Value::Array(pair) = stream else {
-                    return Err(Failure::Server("unexpected stream in XREADGROUP's reply".into()));
+            let mut unreadable = Vec::new();
+            for entry in reply {
+                let Value::Array(item) = &entry else {
+                    return Err(Failure::Server(format!("unexpected entry {entry:?}")));
                 };
-                let Some(Value::Array(entries)) = pair.get(1) else { continue };
-                for entry in entries {
-                    let Value::Array(item) = entry else {
-                        return Err(Failure::Server(format!("unexpected entry {entry:?}")));
-                    };
-                    let [id, fields] = item.as_slice() else {
-                        return Err(Failure::Server(format!("unexpected entry {entry:?}")));
-                    };
-                    let id = text(id)?;
-                    // A pending entry deleted meanwhile comes back without fields: nothing to give.
-                    if matches!(fields, Value::Nil) {
-                        continue;
-                    }
-                    out.push((id.clone(), entry_from_fields(&id, &field_map(fields)?)?));
+                let [id, fields] = item.as_slice() else {
+                    return Err(Failure::Server(format!("unexpected entry {entry:?}")));
+                };
+                let id = text(id)?;
+                // A pending entry deleted meanwhile comes back without fields: nothing to give.
+                if matches!(fields, Value::Nil) {
+                    continue;
+                }
+                let map = field_map(fields)?;
+                match entry_from_fields(&id, &map) {
+                    Ok(read) => out.push((id, read)),
+                    Err(fail) => unreadable.push((id, map, fail.reason_text())),
                 }
             }
+            for (id, fields, reason) in unreadable {
+                park_if_redelivered(&shared, &keys.log(), &group, &id, &fields, &reason).await?;
+            }
             Ok(out)
+        })
+    }
+
+    /// Entries parked so far (see the module documentation).
+    pub fn parked(&self) -> Result<u64, StoreError> {
+        self.call(move |keys, shared| async move {
+            match shared.query(Cmd::new().arg("XLEN").arg(parked_key(&keys.log())).to_owned()).await? {
+                Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+                other => Err(Failure::Server(format!("unexpected reply to XLEN: {other:?}"))),
+            }
+        })
+    }
+
+    /// Entries of `group` delivered and not yet acknowledged (`XPENDING` summary).
+    pub fn pending_count(&self, group: &str) -> Result<u64, StoreError> {
+        let group = group.to_string();
+        self.call(move |keys, shared| async move {
+            match shared.query(Cmd::new().arg("XPENDING").arg(keys.log()).arg(&group).to_owned()).await? {
+                Value::Array(parts) => match parts.first() {
+                    Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+                    other => Err(Failure::Server(format!("unexpected reply to XPENDING: {other:?}"))),
+                },
+                other => Err(Failure::Server(format!("unexpected reply to XPENDING: {other:?}"))),
+            }
         })
     }
 
@@ -117,4 +178,80 @@ impl RedisStore {
             }
         })
     }
+}
+
+/// The stream of parked entries beside the log `log`.
+fn parked_key(log: &str) -> String {
+    format!("{log}:parked")
+}
+
+/// The entries of an `XREADGROUP` reply (one stream).
+fn stream_entries(reply: Value) -> Result<Vec<Value>, Failure> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams,
+        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        other => return Err(Failure::Server(format!("unexpected reply to XREADGROUP: {other:?}"))),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut pair) = stream else {
+            return Err(Failure::Server("unexpected stream in XREADGROUP's reply".into()));
+        };
+        if pair.len() == 2
+            && let Value::Array(entries) = pair.swap_remove(1)
+        {
+            out.extend(entries);
+        }
+    }
+    Ok(out)
+}
+
+/// Parks an entry that cannot be read once Redis has delivered it
+/// [`PARK_AFTER_DELIVERIES`] times: copied to the parked stream with `reason`, then
+/// acknowledged. Below that it stays pending and is delivered again.
+async fn park_if_redelivered(
+    shared: &crate::redis_link::Shared,
+    log: &str,
+    group: &str,
+    id: &str,
+    fields: &std::collections::HashMap<String, String>,
+    reason: &str,
+) -> Result<(), Failure> {
+    let pending =
+        shared.query(Cmd::new().arg("XPENDING").arg(log).arg(group).arg(id).arg(id).arg(1).to_owned()).await?;
+    let deliveries = match &pending {
+        Value::Array(rows) => match rows.first() {
+            Some(Value::Array(row)) => match row.get(3) {
+                Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            },
+            // No longer pending (acknowledged by another reader): nothing to park.
+            _ => return Ok(()),
+        },
+        other => return Err(Failure::Server(format!("unexpected reply to XPENDING: {other:?}"))),
+    };
+    if deliveries < PARK_AFTER_DELIVERIES {
+        tracing::warn!(entry = %id, deliveries, reason = %reason, "Unreadable log entry; left pending.");
+        return Ok(());
+    }
+    let mut park = Cmd::new();
+    park.arg("XADD")
+        .arg(parked_key(log))
+        .arg("*")
+        .arg("entry")
+        .arg(id)
+        .arg("group")
+        .arg(group)
+        .arg("reason")
+        .arg(reason);
+    let mut names: Vec<&String> = fields.keys().collect();
+    names.sort();
+    for name in names {
+        park.arg(format!("field:{name}")).arg(&fields[name]);
+    }
+    shared.query(park).await?;
+    shared.query(Cmd::new().arg("XACK").arg(log).arg(group).arg(id).to_owned()).await?;
+    tracing::error!(entry = %id, deliveries, reason = %reason, "Unreadable log entry parked in the parked stream; an operator must look at it.");
+    Ok(())
 }

@@ -16,7 +16,7 @@ use super::live_run::{
 use super::redis_server::{Prefix, PrivateRedis, shared};
 
 /// Creates users `0..n` through the API (offsets spread over −5 h … +6 h, two bots each).
-fn put_users(addr: std::net::SocketAddr, n: u64) {
+pub fn put_users(addr: std::net::SocketAddr, n: u64) {
     for id in 0..n {
         let offset = (id as i64 % 12 - 5) * 60;
         let body = format!("{{\"utc_offset_minutes\": {offset}, \"bots_followed\": 2}}");

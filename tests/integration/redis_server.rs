@@ -170,6 +170,31 @@ impl PrivateRedis {
     pub fn cli(&self, args: &[&str]) -> Result<String, Error> {
         cli(self.port, args)
     }
+
+    /// Its data directory (the AOF directory `appendonlydir` sits in it).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Its socket address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// `SHUTDOWN SAVE` (a clean stop that writes its data) and waits for the process to end;
+    /// [`PrivateRedis::restart`] starts it again on the same directory.
+    pub fn shutdown_save(&mut self) -> Result<(), Error> {
+        // The server closes the connection as it stops: redis-cli's exit status means nothing.
+        let _ = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "SHUTDOWN", "SAVE"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if let Some(mut child) = self.child.take() {
+            child.wait()?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for PrivateRedis {

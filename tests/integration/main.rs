@@ -31,6 +31,7 @@ mod redis_ledger;
 mod redis_server;
 mod redis_store;
 mod resume;
+mod sim_faults;
 mod sim_telegram;
 mod sqlite_ledger;
 mod telegram;

@@ -27,6 +27,7 @@
 //! - [`live`]: the live engine's configuration (`gavat.toml`), its parts and its run.
 //! - [`api`]: the live engine's HTTP API (events, users, health) and its Prometheus metrics.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
+//! - [`faults`]: seeded faults at the seams of a simulated run (`gavat simulate --faults`).
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
 //! - [`cli`]: the `gavat` command line.
 //!
@@ -46,6 +47,7 @@ pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;
+pub mod faults;
 pub mod import;
 pub mod learner;
 pub mod learner_effect;

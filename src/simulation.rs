@@ -17,15 +17,20 @@ use crate::domain::{
     ActivitySummary, Caps, DAY, GroupId, GroupProfile, ResponseHistory, Segment, Timestamp, UserId, UserProfile, Zone,
 };
 use crate::engine::{ArmOfJoining, Arms, Engine, EngineError, RunResult, run_on_virtual_runtime};
+use crate::faults::{
+    DrainWatch, FaultCounters, FaultPlan, FaultSummary, FaultWindows, FaultyLedger, FaultyTransport, HashingLog,
+    TakeOpenRetries,
+};
 use crate::learner::{Action, LearnerSettings, StrategyChange};
 use crate::learner_effect::{LearnerEffect, RunTotals};
+use crate::ledger::{LedgerUser, MemoryLedger};
 use crate::llm::{BlockingLlm, LlmSettings};
 use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::SegmentationRules;
 use crate::store::{
     JsonlLog, MemoryStore, RunRecord, SimulationMeta, SqliteStore, Store, StoreError, UserRepository, UserState,
 };
-use crate::transport::{FailureKind, SimTransport, TelegramStats};
+use crate::transport::{FailureKind, SimTransport, TelegramStats, Transport};
 
 /// Where every simulation starts: 2026-01-01T00:00:00Z (fixed, so that a seed alone
 /// reproduces a run).
@@ -253,6 +258,9 @@ pub struct SimulationReport {
     /// With the learner: this run against the same run on the static strategies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learner_effect: Option<LearnerEffect>,
+    /// With `--faults`: what fired, every outcome, the invariants and the event-log hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultSummary>,
     /// Wall time and throughput (not part of the results).
     pub timing: Timing,
 }
@@ -340,11 +348,32 @@ pub fn run_from(
     from: Option<&Continuation>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<SimulationReport, SimulationError> {
+    run_faulted(plan, from, None, progress)
+}
+
+/// A fault plan and the name the report gives it (`gavat simulate --faults FILE`).
+#[derive(Debug, Clone)]
+pub struct FaultSetup {
+    /// The validated plan.
+    pub plan: FaultPlan,
+    /// Its name, or the file it came from.
+    pub name: String,
+}
+
+/// [`run_from`] with `faults` injected at the engine's seams (transport, ledger, store), if
+/// given: the report then has its faults section.
+pub fn run_faulted(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    faults: Option<&FaultSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<SimulationReport, SimulationError> {
     let stopwatch = Stopwatch::start();
-    let run = run_engine_from(plan, from, None, progress)?;
+    let run = run_engine_with(plan, from, None, faults, progress)?;
     let wall_secs = stopwatch.elapsed_secs();
     let mut report = report(plan, run.start, run.end, &run.result, wall_secs);
     report.telegram = run.telegram;
+    report.faults = run.faults;
     Ok(report)
 }
 
@@ -400,6 +429,8 @@ pub struct EngineRun {
     pub end: Timestamp,
     /// What the simulated Telegram did.
     pub telegram: TelegramStats,
+    /// What the faults did (with a fault plan).
+    pub faults: Option<FaultSummary>,
 }
 
 /// Runs the engine over a synthetic population. With `arms`, every user runs under their
@@ -421,6 +452,25 @@ pub fn run_engine_from(
     plan: &SimulationPlan,
     from: Option<&Continuation>,
     arms: Option<ArmSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<EngineRun, SimulationError> {
+    run_engine_with(plan, from, arms, None, progress)
+}
+
+/// The seams of a faulted run, and what is read from them at the end.
+struct FaultSeams {
+    setup: FaultSetup,
+    counters: Arc<FaultCounters>,
+    ledger: Arc<FaultyLedger>,
+    log: Arc<HashingLog<Arc<dyn Store>>>,
+}
+
+/// [`run_engine_from`], with `faults` injected at the seams if given.
+fn run_engine_with(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    arms: Option<ArmSetup>,
+    faults: Option<&FaultSetup>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<EngineRun, SimulationError> {
     // The scenario may name its start (a date before a DST change, say).
@@ -464,6 +514,33 @@ pub fn run_engine_from(
     for u in users.iter().filter(|u| u.caps.opted_out) {
         transport.carry_opt_out(u.profile.id);
     }
+    // With a fault plan, the same engine runs behind faulty seams: the world behind a faulty
+    // platform, the cap gate with outages (one ledger for all shards, seeded from the stored
+    // caps as the engine seeds its own), the store hashing the event log.
+    let counters = Arc::new(FaultCounters::default());
+    let fault_parts = faults.map(|setup| {
+        let until = setup.plan.stop_after_days.map_or(horizon, |d| start.plus(i64::from(d) * DAY).min(horizon));
+        let windows = Arc::new(FaultWindows::draw(&setup.plan, stream_seed, start, until));
+        let ledger =
+            Arc::new(FaultyLedger::new(MemoryLedger::with_retention(3_600), windows.clone(), counters.clone()));
+        for u in users.iter().filter(|u| u.caps != CapState::default()) {
+            ledger.seed_user(u.profile.id, LedgerUser { counted: u.caps, ..Default::default() });
+        }
+        let faulty: Arc<dyn Transport> = Arc::new(FaultyTransport::new(
+            transport.clone(),
+            setup.plan.clone(),
+            stream_seed,
+            until,
+            horizon,
+            windows,
+            counters.clone(),
+        ));
+        (faulty, ledger)
+    });
+    let transport: Arc<dyn Transport> = match &fault_parts {
+        Some((faulty, _)) => faulty.clone(),
+        None => transport,
+    };
     let base: Arc<dyn Store> = match &plan.save_state {
         Some(path) => {
             for suffix in ["", "-wal", "-shm"] {
@@ -483,6 +560,16 @@ pub fn run_engine_from(
     let store: Arc<dyn Store> = match &plan.events {
         Some(path) => Arc::new(JsonlLog::create(path, base)?),
         None => base,
+    };
+    let seams = match (faults, fault_parts) {
+        (Some(setup), Some((_, ledger))) => {
+            Some(FaultSeams { setup: setup.clone(), counters, ledger, log: Arc::new(HashingLog::new(store.clone())) })
+        }
+        _ => None,
+    };
+    let store: Arc<dyn Store> = match &seams {
+        Some(s) => s.log.clone(),
+        None => store,
     };
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(start));
     let span = (horizon.secs() - start.secs()).max(1) as f64;
@@ -511,8 +598,24 @@ pub fn run_engine_from(
         Some(arms) => builder.arms(arms).collect_user_results(true),
         None => builder.groups(groups, policy),
     };
-    let engine = builder.build()?;
-    let result = run_on_virtual_runtime(|| engine.run())??;
+    if let Some(s) = &seams {
+        builder = builder.ledger(s.ledger.clone());
+    }
+    let watch_drain = seams.is_some();
+    let (result, drain) = run_on_virtual_runtime(move || async move {
+        use actix::Actor as _;
+        // The drain watch is an actor: it starts inside the engine's system.
+        let watch = watch_drain.then(|| DrainWatch::default().start());
+        if let Some(w) = &watch {
+            builder = builder.outcome_listener(w.clone().recipient());
+        }
+        let result = builder.build()?.run().await?;
+        let drain = match watch {
+            Some(w) => Some(w.send(TakeOpenRetries).await.map_err(|e| EngineError::Mailbox(e.to_string()))?),
+            None => None,
+        };
+        Ok::<_, EngineError>((result, drain))
+    })??;
     let suppressed = Segment::ALL
         .iter()
         .flat_map(|seg| result.segments[seg.index()].suppressed.iter().map(|(reason, n)| (*seg, *reason, *n)))
@@ -537,7 +640,26 @@ pub fn run_engine_from(
         store.save_run(&run).await?;
         store.flush().await
     })?;
-    Ok(EngineRun { result, start, end: horizon, telegram: sim_transport.telegram_stats() })
+    let faults = seams.map(|s| {
+        let total = &result.segments.iter().fold(SegmentStats::default(), |mut t, s| {
+            t.absorb(s);
+            t
+        });
+        let (open_retries, retries_opened) = drain.unwrap_or_default();
+        let figures = crate::faults::RunFigures {
+            user_days: plan.users as u64 * u64::from(plan.days),
+            cap_violations: result.scheduler.cap_violations,
+            suppressed: total.suppressed.values().sum(),
+            held: total.suppressed.get(&SuppressReason::GateUnavailable).copied().unwrap_or(0),
+            duplicates_dropped: result.scheduler.duplicate_events,
+            open_retries,
+            retries_opened,
+            open_reservations: s.ledger.open_reservations(),
+        };
+        let name = if s.setup.plan.name.is_empty() { s.setup.name.clone() } else { s.setup.plan.name.clone() };
+        FaultSummary::new(&s.setup.plan, name, &s.counters, figures, s.log.digest())
+    });
+    Ok(EngineRun { result, start, end: horizon, telegram: sim_transport.telegram_stats(), faults })
 }
 
 /// Every user of a saved simulation with their profile and cap state, checked to be the
@@ -634,6 +756,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         adviser: r.scheduler.adviser.clone(),
         learner_notes: r.scheduler.learner_notes.iter().map(|(at, n)| (at.to_rfc3339(), n.clone())).collect(),
         learner_effect: None,
+        faults: None,
         timing: Timing {
             wall_secs,
             events,
@@ -814,6 +937,9 @@ impl SimulationReport {
         }
         if let Some(effect) = &self.learner_effect {
             out.push_str(&effect.to_text());
+        }
+        if let Some(faults) = &self.faults {
+            out.push_str(&faults.to_text());
         }
         let _ = writeln!(
             out,

@@ -73,6 +73,14 @@ pub struct SimulateArgs {
     /// The adviser's endpoint, model, timeouts and budget.
     #[command(flatten, next_help_heading = "LLM adviser")]
     pub llm: LlmConnectionArgs,
+    /// Inject the faults of this plan (TOML; examples in `sim/scenarios/faults/`, format in
+    /// docs/faults.md) at the engine's seams: 429s and storms, 5xx, accept-then-hang, slow
+    /// answers, cap-gate outages, duplicated and reordered inbound events, all drawn from
+    /// --seed. The report gets a "faults" section (what fired, every outcome, cap violations
+    /// / user-days, duplicate sends / sends, the event log's SHA-256); the run fails (exit 1)
+    /// if any invariant broke.
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 /// The flags every simulated run shares.
@@ -257,6 +265,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     if args.llm_adviser {
         plan.adviser = Some(args.llm.adviser_settings()?);
     }
+    let faults = fault_setup(&args, &plan)?;
     // Every output is checked, and its temporary file created, before any work starts; the
     // run writes the temporary files, which replace the targets only once it has succeeded.
     let outputs = Outputs::prepare(&args)?;
@@ -266,7 +275,8 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         eprintln!("gavat: no --seed given; using seed {} (pass --seed {} to reproduce)", plan.seed, plan.seed);
     }
     let progress = Progress::new(format!("simulating {} users × {} days", plan.users, plan.days), !args.json);
-    let mut report = simulation::run_from(&plan, from.as_ref(), progress.callback()).map_err(CliError::failure)?;
+    let mut report = simulation::run_faulted(&plan, from.as_ref(), faults.as_ref(), progress.callback())
+        .map_err(CliError::failure)?;
     progress.finish();
     if plan.learner.is_some() && !args.no_baseline {
         // The same seed and population on the static strategies: what the learner changed.
@@ -286,6 +296,13 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
             report.cap_violations
         )));
     }
+    if let Some(broken) = report.faults.as_ref().map(|f| f.broken()).filter(|b| !b.is_empty()) {
+        print_report(&args, &report)?;
+        return Err(CliError::failure(anyhow::anyhow!(
+            "under faults: {} (see the report's faults section); no output file was replaced",
+            broken.join(", ")
+        )));
+    }
     // Outputs are in place before the report is printed: a reader that closes stdout early
     // loses nothing.
     let written = outputs.commit()?;
@@ -299,6 +316,33 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         eprintln!("gavat: run log: {}", log.display());
     }
     print_report(&args, &report)
+}
+
+/// Reads and checks `--faults` (bad input: exit 2). A liveness plan must leave a quiet
+/// period: its faults stop before the last day.
+fn fault_setup(args: &SimulateArgs, plan: &SimulationPlan) -> Result<Option<simulation::FaultSetup>, CliError> {
+    let Some(path) = &args.faults else { return Ok(None) };
+    if args.learn || args.learner.is_some() || args.llm_adviser {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--faults runs without the learner: its baseline and proofs would run faultless"
+        )));
+    }
+    let faults = crate::faults::FaultPlan::from_path(path).map_err(CliError::usage)?;
+    if let Some(days) = faults.stop_after_days
+        && days >= plan.days
+    {
+        let line = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| crate::config::written_at(&text, "stop_after_days"))
+            .map_or(1, |(line, _)| line);
+        return Err(CliError::usage(anyhow::anyhow!(
+            "{}:{line}: field stop_after_days: {days} leaves no quiet period in a run of --days {}; make it \
+             smaller, or leave it out for a safety run",
+            path.display(),
+            plan.days
+        )));
+    }
+    Ok(Some(simulation::FaultSetup { plan: faults, name: path.display().to_string() }))
 }
 
 /// Prints the report on stdout, as text or JSON.
@@ -333,6 +377,7 @@ impl Outputs {
             named("--scenario", &args.sim.scenario),
             named("--strategy", &args.sim.strategy),
             named("--rules", &args.sim.rules),
+            named("--faults", &args.faults),
             named("--learner", &args.learner),
         ]
         .into_iter()

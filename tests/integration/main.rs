@@ -33,6 +33,7 @@ mod redis_rows;
 mod redis_server;
 mod redis_store;
 mod resume;
+mod sim_faults;
 mod sim_telegram;
 mod sqlite_ledger;
 mod tcp_proxy;

@@ -88,7 +88,9 @@ impl RowReport {
         let figures: serde_json::Map<String, Value> = self
             .figures
             .iter()
-            .map(|(name, bad, total)| (name.clone(), json!({ "bad": bad, "total": total, "text": format!("{bad} / {total}") })))
+            .map(|(name, bad, total)| {
+                (name.clone(), json!({ "bad": bad, "total": total, "text": format!("{bad} / {total}") }))
+            })
             .collect();
         json!({
             "row": self.row,

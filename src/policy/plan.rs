@@ -77,6 +77,29 @@ mod tests {
         assert_eq!(t, local(3, 15, 0));
     }
 
+    /// Across New York's spring-forward (2026-03-08, no 02:xx) a plan made the evening
+    /// before lands at the optimal hour on the wall clock (18:00 EDT, 22:00Z, not 23:00Z),
+    /// and across the fall-back the jitter stays inside the chosen local hour.
+    #[test]
+    fn plans_follow_the_wall_clock_across_dst() {
+        let ny: Zone = "America/New_York".parse().expect("a zone");
+        let s = CapState::default();
+        let caps = Caps { daily_limit: 1, cooldown_secs: 0, allowed_hours: HourMask::window(9, 21), period_days: 1 };
+        // 2026-03-07T23:00:00Z is 18:00 EST; the window closes at 21:00 on the 7th.
+        let mut state = s;
+        state.record_send(Timestamp(1_772_924_400), ny);
+        let t = plan_next_send(&state, &caps, HourMask::window(18, 19), ny, Timestamp(1_772_924_400), 0).unwrap();
+        // The next day (23 hours long) at 18:00 EDT = 22:00Z.
+        assert_eq!(t, Timestamp(1_773_007_200));
+        assert_eq!((ny.local_hour(t), decide(&state, &caps, ny, t)), (18, Decision::Send));
+        // The fall-back hour 01:00–02:00 comes twice on 2026-11-01; with 01:xx allowed only,
+        // a plan from 00:30 EDT takes the first 01:00 and jitters within it.
+        let night = Caps { allowed_hours: HourMask::window(1, 2), ..caps };
+        let t = plan_next_send(&s, &night, HourMask::NONE, ny, Timestamp(1_793_507_400), 3_599).unwrap();
+        assert_eq!(ny.local_hour(t), 1);
+        assert!((1_793_509_200..1_793_512_800).contains(&t.secs()), "{t}");
+    }
+
     /// Jitter never pushes a send out of the allowed window or before the cooldown ends.
     #[test]
     fn jitter_respects_caps() {

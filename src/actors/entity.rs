@@ -147,6 +147,9 @@ pub struct UserEntity {
     /// Token of the latest plan; wakes carrying another token are stale.
     wake_token: u32,
     planned: Option<Timestamp>,
+    /// No direct send before this time: the `retry_after` of the platform's last 429, which
+    /// a re-plan (an inbound event changing the segments) must not bring forward (row 1).
+    rate_limited_until: Timestamp,
     transient_failures: u32,
     /// Direct messages attempted (each a reservation with its own id).
     attempts: u32,
@@ -181,6 +184,7 @@ impl UserEntity {
             in_flight: None,
             wake_token: 0,
             planned: None,
+            rate_limited_until: Timestamp(i64::MIN),
             transient_failures: 0,
             attempts: 0,
             segmented_day: None,
@@ -263,6 +267,7 @@ impl UserEntity {
 
     /// Plans the next send at or after `not_before`; a new token supersedes older plans.
     fn plan(&mut self, not_before: Timestamp, book: &StrategyBook) -> Option<(Timestamp, u32)> {
+        let not_before = not_before.max(self.rate_limited_until);
         if self.caps_state.opted_out || self.undeliverable || self.in_flight.is_some() {
             self.planned = None;
             return None;
@@ -399,6 +404,7 @@ impl UserEntity {
             }
             Err(TransportError::RateLimited { retry_after_secs }) => {
                 let retry = at.plus(i64::from(retry_after_secs.max(1)) * cx.wall_scale.max(1));
+                self.rate_limited_until = retry;
                 (
                     self.outcome(at, message.segment, OutcomeKind::Failed(FailureKind::RateLimited)),
                     self.plan(retry, book),

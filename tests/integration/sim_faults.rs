@@ -99,8 +99,9 @@ fn every_fault_fires_and_nothing_bad_happens() {
     for (kind, n) in f["fired"].as_object().expect("fired") {
         assert!(count(n) > 0, "fault {kind} never fired: {f}");
     }
-    for (outcome, n) in f["outcomes"].as_object().expect("outcomes") {
-        assert!(count(n) > 0, "no {outcome} outcome: {f}");
+    // `failed` (blocked, chat not found) comes only from the world's own blocks, not a fault.
+    for outcome in ["delivered", "unknown", "retried", "suppressed", "held"] {
+        assert!(count(&f["outcomes"][outcome]) > 0, "no {outcome} outcome: {f}");
     }
     for name in SAFETY_FIGURES {
         assert_eq!(count(&f[name]["bad"]), 0, "{name}: {f}");
@@ -189,52 +190,57 @@ fn a_bad_fault_file_names_file_line_and_field() {
     assert!(err.contains("bad.toml:1: field stop_after_days"), "{err}");
 }
 
-/// Row 44's simulated counterpart, a seed sweep: 100 seeds × 200 users × 3 days with every
-/// fault on and never stopping; totals over all runs: no cap violation per user-day, no
-/// duplicate send, no unknown resent. Then 10 seeds of the liveness plan drain.
+/// Row 44's simulated counterpart, a seed sweep: 100 seeds × 1,000 users × 12 days (1.2
+/// million user-days) with every fault on and never stopping; totals over all runs: no cap
+/// violation per user-day, no duplicate send, no unknown resent. Then 10 seeds of the
+/// liveness plan drain.
 #[test]
 fn seed_sweep_safety_and_liveness() {
-    let sweep = |plan: &str, seeds: std::ops::Range<u64>, days: &str, row: &mut RowReport, figures: &[&str]| {
-        let mut runs = 0u64;
-        let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
-        for seed in seeds {
-            let seed = seed.to_string();
-            let args = ["--users", "200", "--days", days, "--seed", &seed, "--threads", "1", "--faults", plan];
-            let report = simulate_json(&args);
-            let f = faults(&report);
-            for (kind, n) in f["fired"].as_object().expect("fired") {
-                *fired.entry(kind.clone()).or_default() += count(n);
+    let sweep =
+        |plan: &str, seeds: std::ops::Range<u64>, [users, days]: [&str; 2], row: &mut RowReport, figures: &[&str]| {
+            let mut runs = 0u64;
+            let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
+            for seed in seeds {
+                let seed = seed.to_string();
+                let args = ["--users", users, "--days", days, "--seed", &seed, "--threads", "1", "--faults", plan];
+                let report = simulate_json(&args);
+                let f = faults(&report);
+                for (kind, n) in f["fired"].as_object().expect("fired") {
+                    *fired.entry(kind.clone()).or_default() += count(n);
+                }
+                for name in figures {
+                    let t = totals.entry((*name).to_string()).or_default();
+                    t.0 += count(&f[*name]["bad"]);
+                    t.1 += count(&f[*name]["total"]);
+                }
+                runs += 1;
             }
-            for name in figures {
-                let t = totals.entry((*name).to_string()).or_default();
-                t.0 += count(&f[*name]["bad"]);
-                t.1 += count(&f[*name]["total"]);
+            for (kind, n) in &fired {
+                row.fired(kind, *n);
             }
-            runs += 1;
-        }
-        for (kind, n) in &fired {
-            row.fired(kind, *n);
-        }
-        for (name, (bad, total)) in &totals {
-            row.figure(name, *bad, *total);
-        }
-        row.measure("runs", runs);
-        totals
-    };
+            for (name, (bad, total)) in &totals {
+                row.figure(name, *bad, *total);
+            }
+            row.measure("runs", runs);
+            totals
+        };
     let mut safety = RowReport::new("44-sim", 0, RunKind::Safety);
-    let totals = sweep(SAFETY, 0..100, "3", &mut safety, &SAFETY_FIGURES);
+    let totals = sweep(SAFETY, 0..100, ["1000", "12"], &mut safety, &SAFETY_FIGURES);
+    let text = |name: &str| {
+        let (bad, total) = totals[name];
+        gavat::faults::Figure { bad, total }.to_text()
+    };
     println!(
-        "seed sweep: cap violations {} / {} user-days, duplicates {} / {} sends",
-        totals["cap_violations"].0,
-        totals["cap_violations"].1,
-        totals["duplicate_sends"].0,
-        totals["duplicate_sends"].1
+        "seed sweep: cap violations {} user-days, duplicates {} sends, unknown resent {} unknown",
+        text("cap_violations"),
+        text("duplicate_sends"),
+        text("unknown_resent")
     );
     safety.emit();
     let mut liveness = RowReport::new("45-sim-sweep", 0, RunKind::Liveness);
     let mut figures = SAFETY_FIGURES.to_vec();
     figures.extend(["open_retries", "open_reservations"]);
-    sweep(LIVENESS, 1_000..1_010, "4", &mut liveness, &figures);
+    sweep(LIVENESS, 1_000..1_010, ["500", "5"], &mut liveness, &figures);
     liveness.emit();
 }

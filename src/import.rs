@@ -916,11 +916,13 @@ fn read_json_lines(path: &Path, mut reader: impl BufRead, out: &mut Parsed) -> R
                     problems.push(Problem::field(line, key.as_str(), "given twice on this line", Some(value.get())));
                 }
                 Some(field) => cells.push((field, Cell::Json(value))),
+                // The value is not shown: an unknown field is often personal data (a name, a
+                // phone number) that must not reach a terminal or a log (RELIABILITY.md row 35).
                 None => problems.push(Problem::field(
                     line,
                     key.as_str(),
                     format!("unknown field (known: {})", known_names()),
-                    Some(value.get()),
+                    None,
                 )),
             }
         }
@@ -1186,7 +1188,7 @@ mod tests {
                 "3: field id: expected a number, found a string (\"2\")",
                 "4: field colour: unknown field (known: id, utc_offset_minutes, bots_followed, joined_at, purchases, \
                  sessions, sessions_by_local_hour, last_active, weekly_sessions, messages_received, responses, \
-                 recent_responses, time_zone) (\"red\")",
+                 recent_responses, time_zone)",
                 "4: field id: given twice on this line (4)",
                 "5: not a valid JSON object: EOF while parsing an object (column 33)",
                 "6: not a valid JSON object: invalid type: sequence, expected a JSON object, one user per line",

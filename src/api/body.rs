@@ -85,12 +85,35 @@ pub(super) fn parse_strict<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failur
             serde_json::error::Category::Data if path != "." => {
                 Failure::bad_field(path.clone(), format!("field `{path}`: {inner}"))
             }
-            serde_json::error::Category::Data => Failure::bad_request(format!("the body does not fit: {inner}")),
+            // A field missing, repeated or unknown is reported at the object: its name is in
+            // serde's message, between backticks.
+            serde_json::error::Category::Data => match named_field(&inner.to_string()) {
+                Some(field) => Failure::bad_field(field.clone(), format!("field `{field}`: {inner}")),
+                None => Failure::bad_request(format!("the body does not fit: {inner}")),
+            },
+            // Inside a field: bytes that are not UTF-8 are that field's fault, and so is a
+            // value of the wrong kind for an enum (an array where a name was expected), which
+            // serde_json reports as a syntax error.
+            _ if path != "." && std::str::from_utf8(body).is_err() => {
+                Failure::bad_field(path.clone(), format!("field `{path}`: not valid UTF-8"))
+            }
+            _ if path != "." && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+                Failure::bad_field(path.clone(), format!("field `{path}`: not a value of the expected type"))
+            }
             _ => Failure::bad_request(format!("the body is not valid JSON: {inner}")),
         }
     })?;
     de.end().map_err(|e| Failure::bad_request(format!("the body is not one JSON object: {e}")))?;
     Ok(value)
+}
+
+/// The field a serde message about the whole object names (`duplicate field `user``,
+/// `missing field `kind``, `unknown field `x``).
+fn named_field(message: &str) -> Option<String> {
+    let rest = ["duplicate field `", "missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))?;
+    rest.split_once('`').map(|(name, _)| name.to_owned()).filter(|name| !name.is_empty())
 }
 
 #[cfg(test)]
@@ -120,8 +143,10 @@ mod tests {
     /// trailing data are refused without a field.
     #[test]
     fn names_the_field_at_fault() {
-        let cases: [(&str, Option<&str>); 7] = [
+        let cases: [(&str, Option<&str>); 9] = [
             (r#"{"user": 1, "bogus": 2}"#, Some("bogus")),
+            (r#"{"user": 1, "user": 2}"#, Some("user")),
+            (r#"{"kind": ["a"]}"#, Some("kind")),
             (r#"{"user": "x"}"#, Some("user")),
             (r#"{"user": -1}"#, Some("user")),
             (r#"{"kind": 3}"#, Some("kind")),

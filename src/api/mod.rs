@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`server`](serve): binding, routing, the per-status request counter, stopping.
 //! - `auth`: the bearer token (`GAVAT_API_TOKEN`), compared in constant time.
+//! - `host`: the `Host` allow-list (loopback, the bound address, `[http] allowed_hosts`).
 //! - `body`, `reply`: strict JSON in (size limit, unknown fields refused, the field at fault
 //!   named), one JSON error shape out.
 //! - `events`: `POST /v1/events`, answered once the engine acknowledged the event.
@@ -29,6 +30,7 @@ mod auth;
 mod body;
 mod directory;
 mod events;
+mod host;
 mod inbound;
 mod listener;
 mod metered;
@@ -91,6 +93,9 @@ pub struct ApiState {
     /// The bearer token of the `/v1` API (from `GAVAT_API_TOKEN`); `None` turns the `/v1`
     /// API off (403). Never logged, echoed or shown by `Debug`.
     pub write_token: Option<String>,
+    /// Host names answered to besides loopback and the bound address (`[http]
+    /// allowed_hosts`); a request naming any other host gets 403 (see `host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -101,6 +106,7 @@ impl std::fmt::Debug for ApiState {
             .field("users", &self.users)
             .field("metrics", &"Metrics")
             .field("write_token", &self.write_token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }

@@ -61,6 +61,15 @@ impl Failure {
         }
     }
 
+    /// 403: the `Host` header names a host this API does not answer to (DNS rebinding).
+    pub(super) fn foreign_host(host: &str) -> Failure {
+        let shown: String = host.chars().filter(|c| !c.is_control()).take(100).collect();
+        Failure {
+            hint: Some("add the name to [http] allowed_hosts if a proxy forwards it".into()),
+            ..Failure::new(StatusCode::FORBIDDEN, "foreign_host", format!("this API does not answer to Host {shown:?}"))
+        }
+    }
+
     /// 404 with a code and a hint at what to do.
     pub(super) fn not_found(code: &'static str, message: impl Into<String>, hint: Option<String>) -> Failure {
         Failure { hint, ..Failure::new(StatusCode::NOT_FOUND, code, message) }

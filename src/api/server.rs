@@ -7,8 +7,10 @@
 
 use std::net::SocketAddr;
 
-use actix_web::dev::{ServerHandle, Service};
+use actix_web::dev::{ServerHandle, Service, ServiceResponse};
+use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+use futures::FutureExt;
 
 use crate::domain::UserId;
 use crate::store::UserState;
@@ -111,11 +113,13 @@ pub async fn serve_with_telegram(
     if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "The API listens beyond loopback without TLS; put a TLS proxy in front of it.");
     }
+    let hosts = super::host::AllowedHosts::new(listen, &state.allowed_hosts);
     let shared = web::Data::new(Shared { state, token });
     let metrics = shared.state.metrics.clone();
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
         let telegram = telegram.clone();
+        let hosts = hosts.clone();
         App::new()
             .app_data(shared.clone())
             .configure(move |config| {
@@ -126,6 +130,16 @@ pub async fn serve_with_telegram(
                             .default_service(web::to(method_not_allowed)),
                     );
                 }
+            })
+            // Inside the counting below, so that refusals are counted too.
+            .wrap_fn(move |req, service| {
+                if let Some(host) = hosts.refused(req.headers().get(header::HOST).map(|v| v.as_bytes())) {
+                    tracing::warn!(host = %host.chars().take(100).collect::<String>(), "API request for a foreign Host refused.");
+                    let response = Failure::foreign_host(&host).error_response();
+                    let (request, _) = req.into_parts();
+                    return futures::future::ready(Ok(ServiceResponse::new(request, response))).boxed_local();
+                }
+                service.call(req).map(|answer| answer.map(ServiceResponse::map_into_boxed_body)).boxed_local()
             })
             .wrap_fn(move |req, service| {
                 let (metrics, method, path) = (metrics.clone(), req.method().clone(), req.path().to_owned());

@@ -78,6 +78,7 @@ struct TransportSection {
 struct HttpSection {
     listen: Option<String>,
     enabled: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +169,9 @@ pub struct RunConfig {
     pub experiment: Option<PathBuf>,
     /// The HTTP API's address; `None` when it is switched off.
     pub listen: Option<SocketAddr>,
+    /// Host names the HTTP API answers to besides loopback and its own address (`[http]
+    /// allowed_hosts`: the name a proxy forwards); other `Host` headers get 403.
+    pub allowed_hosts: Vec<String>,
     /// Where the run logs go.
     pub log_dir: PathBuf,
     /// Shard threads (default: the machine's cores).
@@ -195,6 +199,7 @@ impl Default for RunConfig {
             learn: true,
             experiment: None,
             listen: DEFAULT_LISTEN.parse().ok(),
+            allowed_hosts: Vec::new(),
             log_dir: PathBuf::from("logs"),
             threads: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
@@ -294,6 +299,13 @@ impl RunConfig {
                         .parse()
                         .map_err(|_| invalid("http.listen", "is not an address like 127.0.0.1:8787".into()))?,
                 );
+            }
+            for host in http.allowed_hosts.unwrap_or_default() {
+                let name = host.trim().trim_end_matches('.');
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+                    return Err(invalid("http.allowed_hosts", format!("{host:?} is not a host name")));
+                }
+                config.allowed_hosts.push(name.to_ascii_lowercase());
             }
         }
         let mut names = HashSet::new();

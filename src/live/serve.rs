@@ -104,6 +104,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
                 users: directory,
                 metrics: metrics.clone(),
                 write_token,
+                allowed_hosts: allowed_hosts(config),
             };
             let server = crate::api::serve_with_telegram(listen, state, telegram.clone())
                 .await
@@ -268,4 +269,17 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             std::process::exit(130);
         });
     })
+}
+
+/// The host names the API answers to besides loopback: `[http] allowed_hosts`, and the
+/// host of the Telegram webhook URL (Telegram's requests name it).
+fn allowed_hosts(config: &RunConfig) -> Vec<String> {
+    let mut hosts = config.allowed_hosts.clone();
+    let webhook = config.telegram_inbound.as_ref().and_then(|t| t.webhook_url.as_deref());
+    if let Some(host) =
+        webhook.and_then(|url| reqwest::Url::parse(url).ok()).and_then(|u| u.host_str().map(str::to_owned))
+    {
+        hosts.push(host);
+    }
+    hosts
 }

@@ -225,6 +225,11 @@ impl LlmClient {
         if choice.finish_reason == Some(FinishReason::ContentFilter) {
             return Err(CallError::Refused("content filtered".into()));
         }
+        // A reply cut at the token limit is never used, even when what is left happens to
+        // parse: the model did not finish what it meant to say (RELIABILITY.md row 30).
+        if choice.finish_reason == Some(FinishReason::Length) {
+            return Err(CallError::BadResponse("cut off at the token limit (finish_reason length)".into()));
+        }
         match choice.message.content {
             Some(content) if !content.trim().is_empty() => Ok(Completion { content, tokens }),
             _ => Err(CallError::Refused("empty reply".into())),

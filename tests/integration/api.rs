@@ -99,6 +99,7 @@ impl Harness {
             users: users as Arc<dyn UserDirectory>,
             metrics: metrics.clone(),
             write_token: token.map(str::to_owned),
+            allowed_hosts: Vec::new(),
         };
         let server = serve("127.0.0.1:0".parse()?, state).await?;
         let base = format!("http://{}", server.local_addr());
@@ -621,6 +622,7 @@ fn the_running_engine_acknowledges_api_events() -> TestResult {
         users: directory,
         metrics: metrics.clone(),
         write_token: Some(TOKEN.into()),
+        allowed_hosts: Vec::new(),
     };
     let result = actix_rt::System::new().block_on(async move {
         let listener = actix::Actor::start(MetricsListener::new(metrics.clone()));

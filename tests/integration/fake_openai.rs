@@ -15,6 +15,8 @@ pub enum Reply {
     Content(String),
     /// A chat completion with a refusal.
     Refusal(String),
+    /// A chat completion cut at the token limit (`finish_reason: "length"`) with this text.
+    CutOff(String),
     /// An error status with an OpenAI-style error body.
     Status(u16),
     /// A 429 with a `Retry-After` of this many seconds.
@@ -140,6 +142,11 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, behaviour: &Behaviour) {
     }
     let (status, payload) = match reply {
         Reply::Content(content) => (200, completion(serde_json::json!({"role": "assistant", "content": content}))),
+        Reply::CutOff(content) => {
+            let mut payload = completion(serde_json::json!({"role": "assistant", "content": content}));
+            payload["choices"][0]["finish_reason"] = "length".into();
+            (200, payload)
+        }
         Reply::Refusal(text) => {
             (200, completion(serde_json::json!({"role": "assistant", "content": null, "refusal": text})))
         }

@@ -326,3 +326,58 @@ fn gavat_segment_falls_back_and_says_why() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--llm-threshold"));
 }
+
+/// Row 30 (segmentation): every worst-case reply — JSON cut at the token limit, valid JSON
+/// cut at the limit, extra fields, a segment outside the enum, a confidence of 1000, a
+/// 10 kB reason, HTML, an unknown link field, an empty reply, a refusal — leaves the user
+/// with the rules' segments (the policy is the rules' and the strategies'), and each is
+/// counted among the fallbacks.
+#[test]
+fn row_30_worst_case_segmentation_replies_are_counted_and_never_used() {
+    use super::fault_report::{RowReport, RunKind};
+    let one_segment = |extra: &str| {
+        format!(r#"{{"segments": [{{"segment": "HOT_LEAD", "confidence": 0.9}}], "reason": "answers fast"{extra}}}"#)
+    };
+    let cases: Vec<(&str, Reply)> = vec![
+        ("cut_off_json", Reply::CutOff(GOOD[..GOOD.len() / 2].to_string())),
+        ("cut_off_valid_json", Reply::CutOff(GOOD.to_string())),
+        ("extra_field", Reply::Content(one_segment(r#", "daily_limit": 10"#))),
+        (
+            "out_of_enum",
+            Reply::Content(
+                r#"{"segments": [{"segment": "SEND_EVERYTHING", "confidence": 0.9}], "reason": "x"}"#.into(),
+            ),
+        ),
+        (
+            "cap_1000",
+            Reply::Content(r#"{"segments": [{"segment": "HOT_LEAD", "confidence": 1000}], "reason": "x"}"#.into()),
+        ),
+        (
+            "ten_kb",
+            Reply::Content(format!(
+                r#"{{"segments": [{{"segment": "HOT_LEAD", "confidence": 0.9}}], "reason": "{}"}}"#,
+                "x".repeat(10_240)
+            )),
+        ),
+        ("html", Reply::Content(format!("<html><body>{}</body></html>", one_segment("")))),
+        ("unknown_link", Reply::Content(one_segment(r#", "link": "https://evil.example/x""#))),
+        ("empty", Reply::Content(String::new())),
+        ("refusal", Reply::Refusal("I cannot classify people.".into())),
+    ];
+    let n = cases.len() as u64;
+    let mut report = RowReport::new("30-segmentation", 3010, RunKind::Safety);
+    let (mut acted_on, mut counted) = (0u64, 0u64);
+    for (kind, answer) in cases {
+        let server = FakeOpenAi::start(move |_, _| answer.clone());
+        let segmenter = LlmSegmenter::new(LlmClient::new(settings(&server.url)).unwrap(), "salt".into());
+        let (out, stats) = resolve(&segmenter, &MemoryLlmCache::default(), requests(1, 1));
+        report.fired(kind, server.count() as u64);
+        acted_on += out.iter().filter(|(_, r)| !matches!(r, Resolution::Fallback(_))).count() as u64;
+        counted += stats.fallback_users.values().sum::<u64>().min(1);
+    }
+    report
+        .figure("invalid replies acted on", acted_on, n)
+        .figure("invalid replies not counted as fallbacks", n - counted, n)
+        .measure("llm_invalid", counted);
+    report.emit();
+}

@@ -395,3 +395,150 @@ fn the_shipped_wording_experiment_puts_its_variant_in_force() {
     }
     assert!(casual > 0 && control > 0, "casual {casual}, control {control}");
 }
+
+/// Row 30 (personalisation) and row 49 (from the LLM): every worst-case reply — JSON cut at
+/// the token limit, valid JSON cut at the limit, extra fields, an out-of-enum strategy, a
+/// cap of 1000, a 10 kB message, HTML that Telegram would refuse, unbalanced tags, unknown
+/// links, an empty reply, a refusal — is refused: the exact template goes, and each is
+/// counted under `llm_fallbacks_total`.
+#[test]
+fn row_30_worst_case_replies_are_never_acted_on() {
+    use super::fault_report::{RowReport, RunKind};
+    let template_html = templates().explain(&message(Segment::HotLead, ContentKind::Offer, 0), "Shop").html;
+    let good_json = serde_json::json!({ "text": GOOD }).to_string();
+    let cases: Vec<(&str, Reply)> = vec![
+        ("cut_off_json", Reply::CutOff(good_json[..good_json.len() / 2].to_string())),
+        ("cut_off_valid_json", Reply::CutOff(good_json.clone())),
+        ("extra_field", Reply::Content(serde_json::json!({ "text": GOOD, "send_now": true }).to_string())),
+        (
+            "out_of_enum_strategy",
+            Reply::Content(r#"{"strategy": "SEND_EVERYTHING", "text": "Hi {first_name}"}"#.into()),
+        ),
+        ("cap_1000", Reply::Content(serde_json::json!({ "text": GOOD, "daily_limit": 1000 }).to_string())),
+        (
+            "ten_kb_message",
+            reply(&format!("Hi {{first_name}}, here is your offer. {}", "and more for you ".repeat(640))),
+        ),
+        ("html", reply("Hi {first_name}, <iframe src=\"https://shop.example.com\"></iframe> your offer is here")),
+        ("unbalanced_html", reply("Hi {first_name}, <b>your new offer <i>is here</b> for you today")),
+        ("unknown_link", reply("Hi {first_name}, your new offer is at https://unknown.example.org/x for you now")),
+        ("empty", Reply::Content(String::new())),
+        ("refusal", Reply::Refusal("I cannot write marketing text.".into())),
+    ];
+    let n = cases.len() as u64;
+    let mut report = RowReport::new("30-personalisation", 3020, RunKind::Safety);
+    let (mut acted_on, mut counted) = (0u64, 0u64);
+    for (kind, answer) in cases {
+        let server = FakeOpenAi::start(move |_, _| answer.clone());
+        let text = personalised(&server, 10);
+        let e = text.explain_now(&message(Segment::HotLead, ContentKind::Offer, 0), "Shop");
+        report.fired(kind, u64::from(server.count() > 0));
+        acted_on += u64::from(e.text != TextKind::Template || e.html != template_html);
+        let fallbacks: u64 = text.llm_report().map_or(0, |r| r.llm_fallbacks_total.values().sum());
+        counted += fallbacks.min(1);
+        assert!(e.llm_fallback.is_some(), "{kind}: a reason is given");
+    }
+    report
+        .figure("invalid replies acted on", acted_on, n)
+        .figure("invalid replies not counted in llm_fallbacks_total", n - counted, n)
+        .measure("llm_fallbacks_total", counted);
+    report.emit();
+}
+
+/// Row 32: the model failing — 500, 429 with a `Retry-After`, a timeout, slow — or
+/// its budget spent never holds a message: `compose` answers at once with the template
+/// while the model is still busy, every message has its text, and no more calls are made
+/// than the budget allows.
+#[test]
+fn row_32_llm_faults_never_hold_a_message() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::fault_report::{RowReport, RunKind};
+    let faults: Vec<(&str, Duration, Reply)> = vec![
+        ("500", Duration::ZERO, Reply::Status(500)),
+        ("429", Duration::ZERO, Reply::RetryAfter(2.0)),
+        ("timeout", Duration::from_millis(1_500), reply(GOOD)),
+        ("slow", Duration::from_millis(700), reply(GOOD)),
+        ("budget", Duration::ZERO, reply(GOOD)),
+    ];
+    let mut report = RowReport::new("32", 3201, RunKind::Safety);
+    let (mut held, mut composed, mut without_text, mut over_budget) = (0u64, 0u64, 0u64, 0u64);
+    for (kind, delay, answer) in faults {
+        let answered = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (answered.clone(), calls.clone());
+        let server = FakeOpenAi::start(move |_, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(delay);
+            flag.store(true, Ordering::SeqCst);
+            answer.clone()
+        });
+        let budget = if kind == "budget" { 1 } else { 10 };
+        let text = personalised(&server, budget);
+        for (i, content) in [ContentKind::Offer, ContentKind::Reminder, ContentKind::Offer].into_iter().enumerate() {
+            let e = text.explain(&message(Segment::HotLead, content, 60 * i as i64), "Shop");
+            composed += 1;
+            without_text += u64::from(e.plain.trim().is_empty());
+            // A slow model is still busy when `compose` has answered: it did not wait.
+            if !delay.is_zero() && i == 0 {
+                held += u64::from(answered.load(Ordering::SeqCst));
+            }
+        }
+        // The fault fired once the model was asked (or, for the budget, refused to be):
+        // the asking happens in the background, so wait for it (not a timed assertion).
+        let fired = || match kind {
+            "budget" => {
+                text.llm_report().and_then(|r| r.llm_fallbacks_total.get("budget_exhausted").copied()).unwrap_or(0)
+            }
+            _ => calls.load(Ordering::SeqCst),
+        };
+        for _ in 0..100 {
+            if fired() > 0 {
+                break;
+            }
+            if kind == "budget" {
+                // A new key asks once the first key's call has spent the budget.
+                let _ = text.explain(&message(Segment::HotLead, ContentKind::Reminder, 600), "Shop");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let fired = fired();
+        report.fired(kind, fired);
+        over_budget += u64::from(server.count() as u32 > budget);
+    }
+    report
+        .figure("messages held waiting for the model", held, 2)
+        .figure("messages without text", without_text, composed)
+        .figure("fault cases over their call budget", over_budget, 5);
+    report.emit();
+}
+
+/// Row 49 (from a template): a template over 4,096 characters after entity parsing, or
+/// with tags that do not balance, is refused when the set is loaded — before any send —
+/// naming its file, line and field.
+#[test]
+fn row_49_over_long_or_unbalanced_templates_are_refused_at_load() {
+    use super::fault_report::{RowReport, RunKind};
+    let en = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates/en.toml")).unwrap();
+    let long = format!("[NIGHT_OWL]\nnews = \"Still up {}", "&amp; still reading ".repeat(300));
+    let cases = [("over_long", long), ("unbalanced", "[NIGHT_OWL]\nnews = \"<b>Still up <i>late".to_string())];
+    let mut report = RowReport::new("49-templates", 4902, RunKind::Safety);
+    let mut loaded = 0u64;
+    for (kind, replacement) in &cases {
+        let dir = temp_dir();
+        let broken = en.replacen("[NIGHT_OWL]\nnews = \"Still up", replacement, 1);
+        assert_ne!(broken, en, "{kind}: the template was changed");
+        std::fs::write(dir.path().join("en.toml"), &broken).unwrap();
+        report.fired(kind, 1);
+        match TemplateSet::load(dir.path(), "en", offers().longest()) {
+            Ok(_) => loaded += 1,
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.contains("en.toml:") && text.contains("NIGHT_OWL.news"), "{kind}: {text}");
+            }
+        }
+    }
+    report.figure("over-long or unbalanced templates loaded", loaded, cases.len() as u64);
+    report.emit();
+}

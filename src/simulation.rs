@@ -416,9 +416,22 @@ pub fn run_engine_from(
     arms: Option<ArmSetup>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<EngineRun, SimulationError> {
+    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
+    run_engine_streams(plan, from, stream_seed, arms, progress)
+}
+
+/// [`run_engine_from`] with the random streams (the synthetic users' reactions and activity,
+/// the engine's jitter) seeded by `stream_seed` while the population is still drawn from
+/// the plan's seed: the same users, behaving afresh — an experiment's simulated pre-period.
+pub fn run_engine_streams(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    stream_seed: u64,
+    arms: Option<ArmSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<EngineRun, SimulationError> {
     let (start, population_start) =
         from.map_or((SIMULATION_START, SIMULATION_START), |c| (c.start, c.population_start));
-    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
     let horizon = start.plus(i64::from(plan.days) * DAY);
     let mut population: Population =
         gavat_sim::generate(&plan.scenario, plan.users, plan.seed, population_start.secs());

@@ -13,10 +13,10 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use gavat_experiments::compare::{Accumulator, compare};
+use gavat_experiments::compare::{Accumulator, Settings, compare};
 use gavat_experiments::design::{Experiment, Metric};
 use gavat_experiments::results::{ResultsWriter, read_rows};
-use gavat_experiments::stats::{Effect, StatsError, sample_size_per_arm};
+use gavat_experiments::stats::{Adjustment, Effect, LiftPrior, StatsError, sample_size_per_arm};
 
 use crate::clock::Stopwatch;
 use crate::experiment::{self, ExperimentPlan};
@@ -132,6 +132,11 @@ pub struct RunArgs {
     /// Write an SVG chart of the arms' estimates and intervals.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Simulate this many days before the experiment under control's strategies (same users,
+    /// fresh random streams) and write each user's replies in them as the results' `pre_period`
+    /// column, for CUPED; 0 for none.
+    #[arg(long, value_name = "DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub pre_period_days: u32,
     /// Learner settings for the arms with `learner = true` (default: config/learner.toml).
     #[arg(long, value_name = "FILE")]
     pub learner: Option<PathBuf>,
@@ -156,6 +161,11 @@ pub struct CompareArgs {
     /// Significance level (default: the experiment's, else 0.05).
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<NumberFlag>,
+    /// How the treatments' p-values are adjusted: holm (the family-wise error rate) or
+    /// benjamini_hochberg (the false discovery rate; for many arms). Default: the
+    /// experiment's `multiple_testing`, else holm.
+    #[arg(long, value_name = "METHOD")]
+    pub multiple_testing: Option<String>,
     /// The control arm (default: the experiment's first arm, else an arm named `control`,
     /// else the first arm in the file).
     #[arg(long)]
@@ -368,7 +378,7 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
         Some(path) => Some(Output::prepare("--plot", path, &inputs, &[&out])?),
         None => None,
     };
-    let plan = ExperimentPlan { sim, design, origin, paired: args.paired };
+    let plan = ExperimentPlan { sim, design, origin, paired: args.paired, pre_period_days: args.pre_period_days };
     let progress = Progress::new(
         format!("experiment {} on {} users × {} days", plan.design.name, plan.sim.users, plan.sim.days),
         !args.json,
@@ -378,7 +388,8 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     progress.finish();
 
     out.write(|w| {
-        let mut csv = ResultsWriter::new(w)?;
+        let mut csv =
+            if args.pre_period_days > 0 { ResultsWriter::with_pre_period(w)? } else { ResultsWriter::new(w)? };
         for row in &outcome.rows {
             csv.write(row)?;
         }
@@ -457,6 +468,12 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow::anyhow!("--alpha {}: must be strictly between 0 and 1", flag.text)));
     }
     let alpha = args.alpha.as_ref().map(|f| f.value).or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
+    let adjustment = match &args.multiple_testing {
+        Some(name) => serde_json::from_value::<Adjustment>(serde_json::Value::String(name.clone())).map_err(|_| {
+            CliError::usage(anyhow::anyhow!("--multiple-testing {name}: expected holm or benjamini_hochberg"))
+        })?,
+        None => design.as_ref().map_or(Adjustment::Holm, |d| d.multiple_testing),
+    };
     let display = args.results.display().to_string();
     let file = File::open(&args.results).with_context(|| format!("{display}: cannot open")).map_err(CliError::usage)?;
     let mut plot = match &args.plot {
@@ -496,7 +513,9 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         let unknown: Vec<&str> = acc.arms()[w.len()..].iter().map(|a| a.name.as_str()).collect();
         return Err(CliError::usage(anyhow::anyhow!("{display}: arms {unknown:?} are not in experiment {}", d.name)));
     }
-    let report = compare(&acc, metric, alpha, weights.as_deref(), design.as_ref()).map_err(CliError::usage)?;
+    let prior = design.as_ref().map_or(LiftPrior::Flat, |d| d.lift_prior);
+    let settings = Settings { metric, alpha, adjustment, weights: weights.as_deref(), design: design.as_ref(), prior };
+    let report = compare(&acc, &settings).map_err(CliError::usage)?;
     let secs = stopwatch.elapsed_secs();
     if let Some(mut plot) = plot.take() {
         plot.write(|w| w.write_all(report.to_svg().as_bytes()))?;

@@ -103,6 +103,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
         design: Experiment::from_toml_str(text, "test.toml").expect("a valid design"),
         origin: "test.toml".into(),
         paired,
+        pre_period_days: 0,
     };
     run(&plan, |_| {}).expect("the experiment runs")
 }
@@ -126,7 +127,12 @@ weight = 1.0
 #[test]
 fn a_a_experiments_reject_at_the_nominal_rate() {
     let rejections = (0..200u64)
-        .filter(|seed| experiment(AA, 1_000, 7, 10_000 + seed, false).report.comparisons[0].p_value < 0.05)
+        .filter(|seed| {
+            experiment(AA, 1_000, 7, 10_000 + seed, false).report.comparisons[0]
+                .p_value
+                .value()
+                .is_some_and(|p| p < 0.05)
+        })
         .count();
     eprintln!("A/A: {rejections} of 200 rejected at alpha 0.05");
     assert!((3..=19).contains(&rejections), "{rejections} of 200 A/A experiments rejected");
@@ -160,7 +166,7 @@ fn a_planted_effect_is_found_at_the_planned_power() {
     let truth = experiment(PLANTED, 20_000, 7, 1, true);
     let paired = &truth.paired.as_ref().expect("paired results")[0];
     let delta = paired.paired.estimate;
-    let p1 = truth.report.arms[0].estimate.estimate;
+    let p1 = truth.report.arms[0].estimate.value().expect("control has an estimate").estimate;
     let p2 = p1 + delta;
     assert!(delta > 0.01, "the planted effect is visible: {delta}");
     let normal = Normal::new(0.0, 1.0).unwrap();
@@ -169,7 +175,7 @@ fn a_planted_effect_is_found_at_the_planned_power() {
     let detected = (0..60u64)
         .filter(|seed| {
             let r = experiment(PLANTED, 2 * per_arm, 7, 20_000 + seed, false).report;
-            r.comparisons[0].p_value < 0.05 && r.comparisons[0].difference.estimate > 0.0
+            r.comparisons[0].p_value.value().is_some_and(|p| p < 0.05) && r.comparisons[0].difference.estimate > 0.0
         })
         .count();
     eprintln!("planted effect: detected {detected} of 60 at {per_arm} users per arm (delta {delta:.4}, p1 {p1:.4})");

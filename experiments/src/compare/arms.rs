@@ -109,12 +109,16 @@ impl ArmStats {
         (r, ((var_x - 2.0 * r * cov + r * r * var_y) / (n * my * my)).max(0.0))
     }
 
-    /// The metric's estimate and the variance of that estimate.
+    /// The metric's estimate and the variance of that estimate. For a share s/n the
+    /// variance is p̃(1 − p̃)/n with p̃ = (s + 1)/(n + 2), the posterior mean under the uniform
+    /// prior: the Wald variance p(1 − p)/n is 0 at s = 0 or s = n, and would present an arm
+    /// without a single success as known exactly (a lift of −100% [−100%, −100%]).
     pub(super) fn estimate(&self, metric: Metric) -> (f64, f64) {
         match self.successes(metric) {
             Some(s) => {
-                let p = s as f64 / self.users.max(1) as f64;
-                (p, p * (1.0 - p) / self.users.max(1) as f64)
+                let n = self.users.max(1) as f64;
+                let smoothed = (s as f64 + 1.0) / (n + 2.0);
+                (s as f64 / n, smoothed * (1.0 - smoothed) / n)
             }
             None if metric == Metric::Engagement => {
                 let e = self.engagement();

@@ -304,8 +304,11 @@ pub fn compare(acc: &Accumulator, settings: &Settings<'_>) -> Result<Report, Com
     let holdout = all.iter().skip(1).find(|a| a.name == HOLDOUT && a.users > 0);
     let treatments: Vec<&ArmStats> = all.iter().skip(1).filter(|a| a.users > 0 && a.name != HOLDOUT).collect();
     let compared: Vec<&ArmStats> = std::iter::once(control).chain(treatments.iter().copied()).collect();
+    let successes: u64 = compared.iter().filter_map(|a| a.successes(metric)).sum();
+    let varies = successes > 0 && successes < compared.iter().map(|a| a.users).sum::<u64>();
+    // Without a success (or without a failure) in any arm there is nothing to test.
     let omnibus = match control.successes(metric) {
-        Some(_) if compared.len() > 2 => Some(chi_square_independence(
+        Some(_) if compared.len() > 2 && varies => Some(chi_square_independence(
             &compared.iter().map(|a| a.successes(metric).unwrap_or(0)).collect::<Vec<_>>(),
             &compared.iter().map(|a| a.users).collect::<Vec<_>>(),
         )?),
@@ -449,7 +452,11 @@ fn compare_pair(
         (w.difference, test)
     } else {
         let interval = Interval { estimate: d, low: d - zq * se, high: d + zq * se };
-        let test = if se > 0.0 {
+        let degenerate = match (t.successes(metric), c.successes(metric)) {
+            (Some(st), Some(sc)) => (st == 0 && sc == 0) || (st == t.users && sc == c.users),
+            _ => false,
+        };
+        let test = if se > 0.0 && !degenerate {
             let name = if t.successes(metric).is_some() { "Wald z-test (unpooled)" } else { "z-test (delta method)" };
             Figure::Value(TestStatistic { test: name, statistic: d / se, df: None })
         } else {
@@ -486,6 +493,8 @@ fn compare_pair(
             "the prior is on the relative lift, which {} does not have (see P(beat) for the absolute difference)",
             metric.as_str()
         ))
+    } else if mc <= 0.0 {
+        undefined(format!("{}'s {} is 0: a relative lift is not defined", c.name, metric.as_str()))
     } else {
         match gaussian_lift(mt, vt, mc, vc, prior, alpha, metric == Metric::OptOutRate) {
             Ok(p) => Figure::Value(p),

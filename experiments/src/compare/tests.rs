@@ -44,7 +44,7 @@ fn finds_a_clear_effect() -> Result<(), CompareError> {
     let acc = accumulate(&["control", "b"], &[rows("control", 2000, 120, 0), rows("b", 2000, 180, 10_000)]);
     let report = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;
     let c = &report.comparisons[0];
-    let (pt, pc) = (0.09f64, 0.06f64);
+    let (pt, pc) = (181.0f64 / 2002.0, 121.0f64 / 2002.0);
     let se = (pt * (1.0 - pt) / 2000.0 + pc * (1.0 - pc) / 2000.0).sqrt();
     let test = c.test.value().expect("a test");
     assert!((test.statistic - 0.03 / se).abs() < 1e-12 && test.df.is_none());
@@ -54,6 +54,11 @@ fn finds_a_clear_effect() -> Result<(), CompareError> {
     assert!(c.p_always_valid.value().unwrap() >= c.p_value.value().unwrap());
     let sigma2 = 0.5 * (pt * (1.0 - pt) + pc * (1.0 - pc));
     let expected = stats::msprt_mean_difference(2000, 0.03, sigma2, (0.1f64 * 0.06).powi(2))?.p_value;
+    // A treatment without a single success is not known exactly: its lift reaches above −100%.
+    let acc = accumulate(&["control", "b"], &[rows("control", 1000, 100, 0), rows("b", 1000, 0, 10_000)]);
+    let zero = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;
+    let lift = zero.comparisons[0].lift.value().expect("a lift");
+    assert!(lift.low == -1.0 && lift.high > -1.0, "{lift:?}");
     assert!((c.p_always_valid.value().unwrap() - expected).abs() < 1e-12);
     assert!(!report.srm.mismatch);
     assert!(report.verdict[0].starts_with("b raises response rate by 3.00 points ["), "{:?}", report.verdict);
@@ -244,7 +249,8 @@ fn guardrails_are_adjusted_for_multiplicity() -> Result<(), Box<dyn std::error::
     assert!(note.starts_with("guardrail intervals are Bonferroni-adjusted over 2 checks"), "{note}");
     assert!(note.contains("each at 97.5% confidence"), "{note}");
     let g = &report.comparisons[0].guardrails[0];
-    let se = (0.075f64 * 0.925 / 2000.0 + 0.06 * 0.94 / 2000.0).sqrt();
+    let (pt, pc) = (151.0f64 / 2002.0, 121.0f64 / 2002.0);
+    let se = (pt * (1.0 - pt) / 2000.0 + pc * (1.0 - pc) / 2000.0).sqrt();
     assert!((g.increase.high - g.increase.estimate - z(1.0 - 0.05 / 4.0) * se).abs() < 1e-12, "{g:?}");
     assert!(report.to_text().contains(note));
     Ok(())

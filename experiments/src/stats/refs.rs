@@ -76,9 +76,11 @@ pub(crate) const MSPRT_P_1000_012: f64 = 0.12195291329032755;
 /// scipy brentq: delta with log Lambda(delta) = log(1/0.05), sigma2=1, tau2=0.01, n=1000
 pub(crate) const CS_HALF_1000: f64 = 0.1366738367033226;
 /// CUPED treatment arm: (y, x) pairs
-pub(crate) const CUPED_T: [(f64, f64); 8] = [(3.1, 2.0), (4.2, 3.5), (2.2, 1.0), (5.0, 4.1), (3.9, 2.7), (4.4, 3.9), (2.8, 1.8), (3.6, 2.2)];
+pub(crate) const CUPED_T: [(f64, f64); 8] =
+    [(3.1, 2.0), (4.2, 3.5), (2.2, 1.0), (5.0, 4.1), (3.9, 2.7), (4.4, 3.9), (2.8, 1.8), (3.6, 2.2)];
 /// CUPED control arm: (y, x) pairs
-pub(crate) const CUPED_C: [(f64, f64); 7] = [(2.5, 2.1), (3.0, 3.0), (1.9, 0.9), (4.1, 4.4), (3.3, 2.5), (2.1, 1.2), (3.8, 3.6)];
+pub(crate) const CUPED_C: [(f64, f64); 7] =
+    [(2.5, 2.1), (3.0, 3.0), (1.9, 0.9), (4.1, 4.4), (3.3, 2.5), (2.1, 1.2), (3.8, 3.6)];
 /// statsmodels OLS(y ~ 1 + treatment + x).params['treatment']
 pub(crate) const CUPED_DIFF: f64 = 0.6049824757049582;
 /// statsmodels OLS(y ~ 1 + treatment + x).params['x']
@@ -92,4 +94,5 @@ pub(crate) const CUPED_REDUCTION: f64 = 0.9310947101203186;
 /// scipy quad: posterior [mean, sd, P(L > 0), E[max(-L, 0)]] of the lift, prior GAUSS_FLAT, pc=0.1 pt=0.12 n=1000
 pub(crate) const GAUSS_FLAT: [f64; 4] = [0.2, 0.1533623161014465, 0.9039004818067538, 0.006921607912677942];
 /// scipy quad: posterior [mean, sd, P(L > 0), E[max(-L, 0)]] of the lift, prior GAUSS_NORMAL_01, pc=0.1 pt=0.12 n=1000
-pub(crate) const GAUSS_NORMAL_01: [f64; 4] = [0.05966587112171837, 0.08376578325255535, 0.7618586539532972, 0.011721194209291361];
+pub(crate) const GAUSS_NORMAL_01: [f64; 4] =
+    [0.05966587112171837, 0.08376578325255535, 0.7618586539532972, 0.011721194209291361];

@@ -101,6 +101,7 @@ fn the_verdict_agrees_with_its_own_test() -> Result<(), CompareError> {
     assert_eq!(text::p_text(0.050_000_4, 0.05), "0.0500004");
     assert_eq!(text::p_text(0.37, 0.05), "0.3700");
     assert_eq!(text::p_text(3.2e-9, 0.05), "3.20e-9");
+    assert_eq!(text::p_text(0.0, 0.05), "< 1e-300");
     for treated in 100..=170 {
         let acc = accumulate(&["control", "b"], &[rows("control", 2000, 120, 0), rows("b", 2000, treated, 10_000)]);
         let report = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;

@@ -18,8 +18,13 @@ pub(crate) fn confidence(alpha: f64) -> String {
 
 /// A p-value with enough digits to tell it from `alpha`: the shortest of 4 to 15 significant
 /// places whose rounded value falls on the same side of alpha as `p` and is not alpha itself
-/// (0.0496 at alpha 0.05 is `0.0496`, never `0.050`); below 0.0001 in scientific notation.
+/// (0.0496 at alpha 0.05 is `0.0496`, never `0.050`); below 0.0001 in scientific notation,
+/// and a p that underflowed to 0 as `< 1e-300`.
 pub(crate) fn p_text(p: f64, alpha: f64) -> String {
+    if p == 0.0 {
+        // Below the smallest double: 2·(1 − Φ(z)) underflowed.
+        return "< 1e-300".to_string();
+    }
     let scientific = p != 0.0 && p < 1e-4;
     let mut last = String::new();
     for digits in 3..=15 {
@@ -200,11 +205,12 @@ fn comparison_block(out: &mut String, report: &Report, c: &ArmComparison, in_fam
         Some(Figure::Value(r)) => {
             let _ = writeln!(
                 out,
-                "  CUPED (pre-period covariate, {conf}% CI):  {}; z {:+.4}, p = {}; variance reduced by {:.1}% (theta {:.4}, correlation {:.3}); raw beside it: {}",
+                "  CUPED (pre-period covariate, {conf}% CI):  {}; z {:+.4}, p = {}; variance {} by {:.1}% (theta {:.4}, correlation {:.3}); raw beside it: {}",
                 difference_text(report.metric, &r.difference),
                 r.z,
                 p_text(r.p_value, alpha),
-                100.0 * r.variance_reduction,
+                if r.variance_reduction >= 0.0 { "reduced" } else { "increased (CUPED does not help here)" },
+                100.0 * r.variance_reduction.abs(),
                 r.theta,
                 r.correlation,
                 difference_text(report.metric, &c.difference)

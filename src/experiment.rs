@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use gavat_experiments::compare::{Accumulator, CompareError, Report, compare};
+use gavat_experiments::compare::{Accumulator, CompareError, Report, Settings, compare};
 use gavat_experiments::design::{Experiment, Metric};
 use gavat_experiments::results::UserRow;
 use gavat_experiments::stats::{Interval, MeanSummary, StatsError, mean_interval};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::{ConfigError, StrategyBook};
 use crate::engine::UserResult;
 use crate::learner::{Action, LearnerSettings};
-use crate::simulation::{ArmAssignment, ArmSetup, SimulationError, SimulationPlan, run_engine};
+use crate::simulation::{ArmAssignment, ArmSetup, SimulationError, SimulationPlan, run_engine, run_engine_streams};
 
 /// The name of the holdout arm in results.
 pub use gavat_experiments::design::HOLDOUT;
@@ -30,6 +30,9 @@ pub struct ExperimentPlan {
     pub origin: String,
     /// Also replay every user under every arm.
     pub paired: bool,
+    /// Days of the simulated pre-period whose replies become each user's `pre_period` value
+    /// (CUPED's covariate); 0 for none.
+    pub pre_period_days: u32,
 }
 
 /// Why an experiment could not run.
@@ -173,8 +176,40 @@ fn rows_of(results: &[UserResult], names: &[Arc<str>]) -> Vec<UserRow> {
             conversions: u64::from(r.conversions),
             opted_out: r.opted_out,
             engagement: UserRow::engagement_of(u64::from(r.responses), u64::from(r.conversions), r.opted_out),
+            pre_period: None,
         })
         .collect()
+}
+
+/// Mixed into the seed for the pre-period's random streams, so that the pre-period's users
+/// are the experiment's (the population comes from the seed) but behave afresh.
+const PRE_PERIOD_STREAMS: u64 = 0x5052_4550_4552_494f; // "PREPERIO"
+
+/// Each user's replies over `days` simulated under control's strategies for everyone, with
+/// the experiment's population and fresh random streams, indexed by user id: the pre-period
+/// covariate of CUPED (Deng et al. 2013). The experiment's own run is not changed by it.
+fn pre_period_values(
+    plan: &ExperimentPlan,
+    days: u32,
+    names: &[Arc<str>],
+    books: &[Arc<StrategyBook>],
+    progress: impl FnMut(f64) + 'static,
+) -> Result<Vec<f64>, ExperimentError> {
+    let sim = SimulationPlan { days, learner: None, adviser: None, events: None, save_state: None, ..plan.sim.clone() };
+    let setup = ArmSetup {
+        names: names.to_vec(),
+        books: books.to_vec(),
+        assignment: ArmAssignment::Everyone(0),
+        learning: vec![false; names.len()],
+    };
+    let run = run_engine_streams(&sim, None, plan.sim.seed ^ PRE_PERIOD_STREAMS, Some(setup), progress)?;
+    let mut values = vec![0.0; plan.sim.users];
+    for r in &run.result.per_user {
+        if let Some(slot) = values.get_mut(r.user.0 as usize) {
+            *slot = f64::from(r.responses);
+        }
+    }
+    Ok(values)
 }
 
 /// A user's value of a per-user metric (`None` for the ratio metric, which is not per user).
@@ -205,7 +240,8 @@ pub fn run(
     }
     let plan = &ExperimentPlan { sim, ..plan.clone() };
     let treatments = design.arms.len();
-    let runs = if plan.paired { 1 + treatments } else { 1 } as f64;
+    let pre_runs = usize::from(plan.pre_period_days > 0);
+    let runs = (if plan.paired { 1 + treatments } else { 1 } + pre_runs) as f64;
     let scaled = |run: usize| {
         let mut p = progress.clone();
         move |f: f64| p((run as f64 + f) / runs)
@@ -216,8 +252,17 @@ pub fn run(
         assignment: assignment(design),
         learning: learning.clone(),
     };
-    let split = run_engine(&plan.sim, Some(setup), scaled(0))?;
-    let rows = rows_of(&split.result.per_user, &names);
+    let pre_period = match plan.pre_period_days {
+        0 => None,
+        days => Some(pre_period_values(plan, days, &names, &books, scaled(0))?),
+    };
+    let split = run_engine(&plan.sim, Some(setup), scaled(pre_runs))?;
+    let mut rows = rows_of(&split.result.per_user, &names);
+    if let Some(values) = &pre_period {
+        for row in &mut rows {
+            row.pre_period = values.get(row.user as usize).copied();
+        }
+    }
     let learning_summary = learning
         .iter()
         .enumerate()
@@ -238,7 +283,15 @@ pub fn run(
     for row in &rows {
         acc.add(row);
     }
-    let report = compare(&acc, design.primary_metric, design.alpha, Some(&weights), Some(design))?;
+    let settings = Settings {
+        metric: design.primary_metric,
+        alpha: design.alpha,
+        adjustment: design.multiple_testing,
+        weights: Some(&weights),
+        design: Some(design),
+        prior: design.lift_prior,
+    };
+    let report = compare(&acc, &settings)?;
 
     let paired = if plan.paired && design.primary_metric != Metric::ResponsesPerMessage {
         let mut per_arm: Vec<Vec<UserResult>> = Vec::with_capacity(treatments);
@@ -249,7 +302,7 @@ pub fn run(
                 assignment: ArmAssignment::Everyone(arm as u16),
                 learning: learning.clone(),
             };
-            per_arm.push(run_engine(&plan.sim, Some(setup), scaled(1 + arm))?.result.per_user);
+            per_arm.push(run_engine(&plan.sim, Some(setup), scaled(pre_runs + 1 + arm))?.result.per_user);
         }
         let metric = design.primary_metric;
         let mut lines = Vec::new();

@@ -369,7 +369,8 @@ pub fn run_faulted(
     progress: impl FnMut(f64) + 'static,
 ) -> Result<SimulationReport, SimulationError> {
     let stopwatch = Stopwatch::start();
-    let run = run_engine_with(plan, from, None, faults, progress)?;
+    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
+    let run = run_engine_with(plan, from, stream_seed, None, faults, progress)?;
     let wall_secs = stopwatch.elapsed_secs();
     let mut report = report(plan, run.start, run.end, &run.result, wall_secs);
     report.telegram = run.telegram;
@@ -454,7 +455,21 @@ pub fn run_engine_from(
     arms: Option<ArmSetup>,
     progress: impl FnMut(f64) + 'static,
 ) -> Result<EngineRun, SimulationError> {
-    run_engine_with(plan, from, arms, None, progress)
+    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
+    run_engine_with(plan, from, stream_seed, arms, None, progress)
+}
+
+/// [`run_engine_from`] with the random streams (the synthetic users' reactions and activity,
+/// the engine's jitter) seeded by `stream_seed` while the population is still drawn from
+/// the plan's seed: the same users, behaving afresh — an experiment's simulated pre-period.
+pub fn run_engine_streams(
+    plan: &SimulationPlan,
+    from: Option<&Continuation>,
+    stream_seed: u64,
+    arms: Option<ArmSetup>,
+    progress: impl FnMut(f64) + 'static,
+) -> Result<EngineRun, SimulationError> {
+    run_engine_with(plan, from, stream_seed, arms, None, progress)
 }
 
 /// The seams of a faulted run, and what is read from them at the end.
@@ -465,10 +480,11 @@ struct FaultSeams {
     log: Arc<HashingLog<Arc<dyn Store>>>,
 }
 
-/// [`run_engine_from`], with `faults` injected at the seams if given.
+/// [`run_engine_streams`], with `faults` injected at the seams if given.
 fn run_engine_with(
     plan: &SimulationPlan,
     from: Option<&Continuation>,
+    stream_seed: u64,
     arms: Option<ArmSetup>,
     faults: Option<&FaultSetup>,
     progress: impl FnMut(f64) + 'static,
@@ -476,7 +492,6 @@ fn run_engine_with(
     // The scenario may name its start (a date before a DST change, say).
     let first_start = plan.scenario.start_unix().map_or(SIMULATION_START, Timestamp);
     let (start, population_start) = from.map_or((first_start, first_start), |c| (c.start, c.population_start));
-    let stream_seed = from.map_or(plan.seed, |c| c.stream_seed(plan.seed));
     let horizon = start.plus(i64::from(plan.days) * DAY);
     let mut population: Population =
         gavat_sim::generate(&plan.scenario, plan.users, plan.seed, population_start.secs());

@@ -14,6 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::stats::{Adjustment, LiftPrior};
+
 /// The name under which the holdout's users appear in results. No arm may take it, holdout
 /// or not: a results file must say unambiguously who received nothing.
 pub const HOLDOUT: &str = "holdout";
@@ -154,6 +156,11 @@ pub struct Experiment {
     pub alpha: f64,
     /// Power at the minimum detectable effect.
     pub power: f64,
+    /// How the treatments' p-values are adjusted (`multiple_testing`, default Holm).
+    pub multiple_testing: Adjustment,
+    /// The prior of the Gaussian model on the relative lift: N(0, `lift_prior_sd`²), or flat
+    /// without the field.
+    pub lift_prior: LiftPrior,
     /// Where each strategy override was written, by field (`arms[1].overrides.HOT_LEAD.
     /// cooldown_hours`).
     #[serde(skip)]
@@ -174,6 +181,9 @@ struct RawExperiment {
     minimum_detectable_effect: Spanned<f64>,
     alpha: Option<Spanned<f64>>,
     power: Option<Spanned<f64>>,
+    #[serde(default)]
+    multiple_testing: Option<Adjustment>,
+    lift_prior_sd: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +429,10 @@ impl RawExperiment {
             Some(s) => Err(src.bad_value(s, field, "must be strictly between 0 and 1")),
         };
         let alpha = unit(&self.alpha, "alpha", DEFAULT_ALPHA)?;
+        let lift_prior = match &self.lift_prior_sd {
+            None => LiftPrior::Flat,
+            Some(sd) => LiftPrior::Normal { sd: positive(sd, "lift_prior_sd".into())? },
+        };
         let power = unit(&self.power, "power", DEFAULT_POWER)?;
         let mut guardrails: Vec<Guardrail> = Vec::with_capacity(self.guardrails.len());
         for (i, g) in self.guardrails.iter().enumerate() {
@@ -451,6 +465,8 @@ impl RawExperiment {
             minimum_detectable_effect: v,
             alpha,
             power,
+            multiple_testing: self.multiple_testing.unwrap_or(Adjustment::Holm),
+            lift_prior,
             written,
         })
     }
@@ -547,6 +563,25 @@ mod tests {
         assert_eq!(
             error(&text),
             "x.toml:27: field guardrails[1].metric: \"opt_out_rate\" is already guarded by guardrails[0]"
+        );
+    }
+
+    /// The optional statistics fields: the multiple-testing method and the lift's prior.
+    #[test]
+    fn statistics_options_are_read_and_checked() {
+        let e = Experiment::from_toml_str(COOLDOWN, "x.toml").unwrap();
+        assert_eq!((e.multiple_testing, e.lift_prior), (Adjustment::Holm, LiftPrior::Flat));
+        let text = COOLDOWN
+            .replace("power = 0.8", "power = 0.8\nmultiple_testing = \"benjamini_hochberg\"\nlift_prior_sd = 0.3");
+        let e = Experiment::from_toml_str(&text, "x.toml").unwrap();
+        assert_eq!((e.multiple_testing, e.lift_prior), (Adjustment::BenjaminiHochberg, LiftPrior::Normal { sd: 0.3 }));
+        let text = COOLDOWN.replace("power = 0.8", "power = 0.8\nlift_prior_sd = -1");
+        assert_eq!(error(&text), "x.toml:9: field lift_prior_sd: -1 must be a positive number");
+        let text = COOLDOWN.replace("power = 0.8", "power = 0.8\nmultiple_testing = \"bonferroni\"");
+        assert!(
+            error(&text).starts_with("x.toml:9: field multiple_testing: unknown variant `bonferroni`"),
+            "{}",
+            error(&text)
         );
     }
 

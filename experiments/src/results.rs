@@ -1,7 +1,9 @@
 //! Per-user results files: one row per user — `user,arm,messages,responses,conversions,
-//! opted_out,engagement` — written by `gavat experiment run` (or exported from a live run)
-//! and streamed back by `gavat experiment compare`, never loaded whole. Both directions go
-//! through the `csv` crate, so an arm name with a comma or a quote round-trips.
+//! opted_out,engagement`, and optionally `pre_period` (the user's value before the experiment,
+//! for CUPED) — written by `gavat experiment run` (or exported from a live run) and streamed
+//! back by `gavat experiment compare`, never loaded whole. CSV goes through the `csv` crate,
+//! so an arm name with a comma or a quote round-trips; a file whose first character is `{`
+//! is read as JSON lines instead, one object per user with the same fields.
 //!
 //! Every row must be possible: one row per user, at most one reply and one purchase per
 //! message received (`responses ≤ messages`, `conversions ≤ messages` — a rate above 1 is
@@ -10,13 +12,17 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 /// The header line.
 pub const HEADER: &str = "user,arm,messages,responses,conversions,opted_out,engagement";
 
-/// The columns, in order.
-const COLUMNS: [&str; 7] = ["user", "arm", "messages", "responses", "conversions", "opted_out", "engagement"];
+/// The header line of a file with each user's pre-period value.
+pub const HEADER_WITH_PRE_PERIOD: &str = "user,arm,messages,responses,conversions,opted_out,engagement,pre_period";
+
+/// The columns, in order (the last is optional).
+const COLUMNS: [&str; 8] =
+    ["user", "arm", "messages", "responses", "conversions", "opted_out", "engagement", "pre_period"];
 
 /// One user's outcome in an experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +41,9 @@ pub struct UserRow {
     pub opted_out: bool,
     /// responses + 2·conversions − 5·opted_out.
     pub engagement: f64,
+    /// The user's value before the experiment started (CUPED's covariate), when the file
+    /// has one.
+    pub pre_period: Option<f64>,
 }
 
 impl UserRow {
@@ -49,17 +58,28 @@ impl UserRow {
 #[derive(Debug)]
 pub struct ResultsWriter<W: Write> {
     csv: csv::Writer<W>,
+    pre_period: bool,
 }
 
 impl<W: Write> ResultsWriter<W> {
     /// Starts a results file on `out` with the header.
     pub fn new(out: W) -> std::io::Result<ResultsWriter<W>> {
-        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(out);
-        csv.write_record(COLUMNS)?;
-        Ok(ResultsWriter { csv })
+        ResultsWriter::start(out, false)
     }
 
-    /// Writes one row.
+    /// Starts a results file on `out` with the header that has a `pre_period` column.
+    pub fn with_pre_period(out: W) -> std::io::Result<ResultsWriter<W>> {
+        ResultsWriter::start(out, true)
+    }
+
+    fn start(out: W, pre_period: bool) -> std::io::Result<ResultsWriter<W>> {
+        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(out);
+        csv.write_record(&COLUMNS[..if pre_period { 8 } else { 7 }])?;
+        Ok(ResultsWriter { csv, pre_period })
+    }
+
+    /// Writes one row (a file with a `pre_period` column writes a row without one as an
+    /// error: every user has a pre-period or none has).
     pub fn write(&mut self, row: &UserRow) -> std::io::Result<()> {
         let csv = &mut self.csv;
         csv.write_field(row.user.to_string())?;
@@ -69,6 +89,17 @@ impl<W: Write> ResultsWriter<W> {
         csv.write_field(row.conversions.to_string())?;
         csv.write_field(if row.opted_out { "1" } else { "0" })?;
         csv.write_field(row.engagement.to_string())?;
+        match (self.pre_period, row.pre_period) {
+            (true, Some(x)) => csv.write_field(x.to_string())?,
+            (false, None) => {}
+            (true, None) => return Err(std::io::Error::other(format!("user {}: no pre-period value", row.user))),
+            (false, Some(_)) => {
+                return Err(std::io::Error::other(format!(
+                    "user {}: a pre-period value in a file without the column",
+                    row.user
+                )));
+            }
+        }
         csv.write_record(None::<&[u8]>)?;
         Ok(())
     }
@@ -164,11 +195,133 @@ fn parse_count(field: &[u8]) -> Option<u64> {
     })
 }
 
-/// Streams the rows of a results file to `each`, in file order, reusing one record and one
-/// row (no allocation per row). The first line must be [`HEADER`]; blank lines are ignored;
-/// anything else malformed or impossible (see the module docs) is an error naming the line
-/// and column (no row is skipped silently).
+/// Checks a parsed row against the rules of the module docs; the message names the column.
+fn check_row(row: &UserRow) -> Result<(), String> {
+    for (name, value) in [("responses", row.responses), ("conversions", row.conversions)] {
+        if value > row.messages {
+            return Err(format!(
+                "column {name}: {value} is more than the {} messages received (at most one per message)",
+                row.messages
+            ));
+        }
+    }
+    let engagement = UserRow::engagement_of(row.responses, row.conversions, row.opted_out);
+    if (row.engagement - engagement).abs() > 1e-9 * engagement.abs().max(1.0) {
+        return Err(format!(
+            "column engagement: `{}` is not responses + 2·conversions − 5·opted_out = {engagement}",
+            row.engagement
+        ));
+    }
+    Ok(())
+}
+
+/// Streams the rows of a results file to `each`, in file order, reusing one row (no
+/// allocation per CSV row). A CSV file's first line must be [`HEADER`] or
+/// [`HEADER_WITH_PRE_PERIOD`]; a file that starts with `{` is JSON lines. Blank lines are
+/// ignored; anything else malformed or impossible (see the module docs) is an error naming
+/// the line and column (no row is skipped silently).
 pub fn read_rows(
+    reader: impl Read,
+    path: &str,
+    each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
+) -> Result<u64, ResultsError> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
+    let buffer = reader.fill_buf().map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
+    let first = buffer.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'{') { read_json_lines(reader, path, each) } else { read_csv(reader, path, each) }
+}
+
+/// One row of a JSON-lines results file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRow {
+    user: u64,
+    arm: String,
+    messages: u64,
+    responses: u64,
+    conversions: u64,
+    opted_out: JsonFlag,
+    engagement: f64,
+    #[serde(default)]
+    pre_period: Option<f64>,
+}
+
+/// `opted_out` as `true`/`false` or `1`/`0`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonFlag {
+    Bool(bool),
+    Number(u8),
+}
+
+fn read_json_lines(
+    reader: impl BufRead,
+    path: &str,
+    mut each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
+) -> Result<u64, ResultsError> {
+    let malformed = |line: usize, message: String| ResultsError::Malformed { path: path.to_string(), line, message };
+    let mut seen = SeenUsers::default();
+    let mut rows = 0u64;
+    let mut with_pre_period = None;
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw: JsonRow = serde_json::from_str(&line).map_err(|e| {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            malformed(n, message)
+        })?;
+        let opted_out = match raw.opted_out {
+            JsonFlag::Bool(b) => b,
+            JsonFlag::Number(0) => false,
+            JsonFlag::Number(1) => true,
+            JsonFlag::Number(other) => return Err(malformed(n, format!("field opted_out: `{other}` is not 0 or 1"))),
+        };
+        let arm = raw.arm.trim();
+        if arm.is_empty() {
+            return Err(malformed(n, "field arm: empty".into()));
+        }
+        if !raw.engagement.is_finite() {
+            return Err(malformed(n, "field engagement: not a number".into()));
+        }
+        match (with_pre_period, raw.pre_period) {
+            (_, Some(x)) if !x.is_finite() => return Err(malformed(n, "field pre_period: not a number".into())),
+            (None, x) => with_pre_period = Some(x.is_some()),
+            (Some(true), None) => {
+                return Err(malformed(
+                    n,
+                    "field pre_period: missing (earlier rows have one: every row or none)".into(),
+                ));
+            }
+            (Some(false), Some(_)) => {
+                return Err(malformed(n, "field pre_period: earlier rows have none (every row or none)".into()));
+            }
+            _ => {}
+        }
+        let row = UserRow {
+            user: raw.user,
+            arm: arm.to_string(),
+            messages: raw.messages,
+            responses: raw.responses,
+            conversions: raw.conversions,
+            opted_out,
+            engagement: raw.engagement,
+            pre_period: raw.pre_period,
+        };
+        check_row(&row).map_err(|m| malformed(n, m.replacen("column ", "field ", 1)))?;
+        if !seen.insert(row.user) {
+            return Err(malformed(n, format!("field user: {} has a row already (one row per user)", row.user)));
+        }
+        each(&row)?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+fn read_csv(
     reader: impl Read,
     path: &str,
     mut each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
@@ -184,10 +337,12 @@ pub fn read_rows(
         conversions: 0,
         opted_out: false,
         engagement: 0.0,
+        pre_period: None,
     };
     let mut seen = SeenUsers::default();
     let mut rows = 0u64;
     let mut first = true;
+    let mut columns = 7;
     loop {
         let more = csv.read_byte_record(&mut record).map_err(|e| {
             let line = e.position().map_or(0, |p| p.line() as usize);
@@ -203,24 +358,34 @@ pub fn read_rows(
         if first {
             first = false;
             let header: Vec<&[u8]> = record.iter().map(<[u8]>::trim_ascii).collect();
-            if header != COLUMNS.map(str::as_bytes) {
-                return Err(malformed(n, format!("expected the header `{HEADER}`")));
+            columns = header.len();
+            if !(7..=8).contains(&columns)
+                || header != COLUMNS[..columns].iter().map(|c| c.as_bytes()).collect::<Vec<_>>()
+            {
+                return Err(malformed(n, format!("expected the header `{HEADER}` (optionally with `,pre_period`)")));
             }
             continue;
         }
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             continue;
         }
-        if record.len() > COLUMNS.len() {
-            return Err(malformed(n, format!("more than {} columns", COLUMNS.len())));
+        if record.len() > columns {
+            return Err(malformed(n, format!("more than {columns} columns")));
         }
-        if let Some(missing) = COLUMNS.get(record.len()) {
+        if let Some(missing) = COLUMNS[..columns].get(record.len()) {
             return Err(malformed(n, format!("column {missing}: missing")));
         }
         let text = |i: usize| String::from_utf8_lossy(&record[i]).into_owned();
         let count = |i: usize| {
             parse_count(&record[i])
                 .ok_or_else(|| malformed(n, format!("column {}: `{}` is not a count", COLUMNS[i], text(i))))
+        };
+        let number = |i: usize| {
+            std::str::from_utf8(record[i].trim_ascii())
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| malformed(n, format!("column {}: `{}` is not a number", COLUMNS[i], text(i))))
         };
         row.user = count(0)?;
         let arm = record[1].trim_ascii();
@@ -241,32 +406,9 @@ pub fn read_rows(
             b"1" | b"true" => true,
             _ => return Err(malformed(n, format!("column opted_out: `{}` is not 0 or 1", text(5)))),
         };
-        row.engagement = std::str::from_utf8(record[6].trim_ascii())
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| malformed(n, format!("column engagement: `{}` is not a number", text(6))))?;
-        for (i, value) in [(3, row.responses), (4, row.conversions)] {
-            if value > row.messages {
-                return Err(malformed(
-                    n,
-                    format!(
-                        "column {}: {value} is more than the {} messages received (at most one per message)",
-                        COLUMNS[i], row.messages
-                    ),
-                ));
-            }
-        }
-        let engagement = UserRow::engagement_of(row.responses, row.conversions, row.opted_out);
-        if (row.engagement - engagement).abs() > 1e-9 * engagement.abs().max(1.0) {
-            return Err(malformed(
-                n,
-                format!(
-                    "column engagement: `{}` is not responses + 2·conversions − 5·opted_out = {engagement}",
-                    text(6)
-                ),
-            ));
-        }
+        row.engagement = number(6)?;
+        row.pre_period = if columns == 8 { Some(number(7)?) } else { None };
+        check_row(&row).map_err(|m| malformed(n, m))?;
         if !seen.insert(row.user) {
             return Err(malformed(n, format!("column user: {} has a row already (one row per user)", row.user)));
         }
@@ -284,7 +426,16 @@ mod tests {
     use super::*;
 
     fn row(user: u64, arm: &str) -> UserRow {
-        UserRow { user, arm: arm.into(), messages: 3, responses: 1, conversions: 0, opted_out: false, engagement: 1.0 }
+        UserRow {
+            user,
+            arm: arm.into(),
+            messages: 3,
+            responses: 1,
+            conversions: 0,
+            opted_out: false,
+            engagement: 1.0,
+            pre_period: None,
+        }
     }
 
     fn read_all(text: &str) -> Result<Vec<UserRow>, String> {
@@ -359,6 +510,58 @@ mod tests {
             "r.csv:2: column engagement: `7` is not responses + 2·conversions − 5·opted_out = -2"
         );
         assert_eq!(read_all(&format!("{HEADER}\n1,a,2,1,1,1,-2\n2,a,0,0,0,1,-5\n")).unwrap().len(), 2);
+    }
+
+    /// A `pre_period` column round-trips; every row of such a file needs a value.
+    #[test]
+    fn the_pre_period_column_round_trips() {
+        let rows: Vec<UserRow> = (1..4).map(|u| UserRow { pre_period: Some(u as f64 * 0.5), ..row(u, "a") }).collect();
+        let mut writer = ResultsWriter::with_pre_period(Vec::new()).unwrap();
+        for r in &rows {
+            writer.write(r).unwrap();
+        }
+        let text = String::from_utf8(writer.finish().unwrap()).unwrap();
+        assert!(text.starts_with(&format!("{HEADER_WITH_PRE_PERIOD}\n1,a,3,1,0,0,1,0.5\n")), "{text}");
+        assert_eq!(read_all(&text).unwrap(), rows);
+        let err = read_all(&format!("{HEADER_WITH_PRE_PERIOD}\n1,a,1,0,0,0,0\n")).unwrap_err();
+        assert_eq!(err, "r.csv:2: column pre_period: missing");
+        let err = read_all(&format!("{HEADER_WITH_PRE_PERIOD}\n1,a,1,0,0,0,0,x\n")).unwrap_err();
+        assert_eq!(err, "r.csv:2: column pre_period: `x` is not a number");
+        assert!(ResultsWriter::new(Vec::new()).unwrap().write(&rows[0]).is_err());
+    }
+
+    /// JSON lines are read with the same rules, errors naming the line and the field.
+    #[test]
+    fn json_lines_are_accepted() {
+        let text = concat!(
+            "{\"user\":1,\"arm\":\"a\",\"messages\":2,\"responses\":1,\"conversions\":0,\"opted_out\":false,\"engagement\":1,\"pre_period\":3}\n",
+            "\n",
+            "{\"user\":2,\"arm\":\"b\",\"messages\":2,\"responses\":0,\"conversions\":0,\"opted_out\":1,\"engagement\":-5,\"pre_period\":0}\n",
+        );
+        let rows = read_all(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].opted_out, rows[1].pre_period), (true, Some(0.0)));
+        let bad = |line: &str| read_all(&format!("{}\n{line}\n", text.lines().next().unwrap())).unwrap_err();
+        assert_eq!(
+            bad(
+                "{\"user\":2,\"arm\":\"b\",\"messages\":2,\"responses\":0,\"conversions\":0,\"opted_out\":0,\"engagement\":0}"
+            ),
+            "r.csv:2: field pre_period: missing (earlier rows have one: every row or none)"
+        );
+        assert_eq!(
+            bad(
+                "{\"user\":1,\"arm\":\"b\",\"messages\":2,\"responses\":0,\"conversions\":0,\"opted_out\":0,\"engagement\":0,\"pre_period\":1}"
+            ),
+            "r.csv:2: field user: 1 has a row already (one row per user)"
+        );
+        assert_eq!(
+            bad(
+                "{\"user\":2,\"arm\":\"b\",\"messages\":2,\"responses\":3,\"conversions\":0,\"opted_out\":0,\"engagement\":3,\"pre_period\":1}"
+            ),
+            "r.csv:2: field responses: 3 is more than the 2 messages received (at most one per message)"
+        );
+        assert!(bad("{\"user\":2,\"arm\":\"b\"}").starts_with("r.csv:2: missing field `messages`"));
+        assert!(bad("{\"user\":2,\"colour\":1}").starts_with("r.csv:2: unknown field `colour`"));
     }
 
     /// The user-id set: dense ids in the bitset, large ones in the hash set.

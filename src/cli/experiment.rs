@@ -13,10 +13,12 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use gavat_experiments::compare::{Accumulator, compare};
+use gavat_experiments::compare::{Accumulator, Settings, compare};
 use gavat_experiments::design::{Experiment, Metric};
 use gavat_experiments::results::{ResultsWriter, read_rows};
-use gavat_experiments::stats::{Effect, StatsError, sample_size_per_arm};
+use gavat_experiments::stats::{
+    Adjustment, Effect, LiftPrior, StatsError, sample_size_for_mean, sample_size_per_arm, sample_size_per_arm_cuped,
+};
 
 use crate::clock::Stopwatch;
 use crate::experiment::{self, ExperimentPlan};
@@ -29,7 +31,8 @@ use super::simulate::{Progress, SimArgs};
 #[derive(Debug, Subcommand)]
 pub enum ExperimentCommand {
     /// Users needed per arm to detect an effect on a rate (two-sided z-test, normal
-    /// approximation with unpooled variances).
+    /// approximation with unpooled variances) or, with --sd, on a mean; with --correlation,
+    /// also with CUPED.
     Plan(PlanArgs),
     /// Run every arm of an experiment file in one simulation (users split by hash), write
     /// per-user results and print the comparison.
@@ -108,6 +111,14 @@ pub struct PlanArgs {
     /// Arms, control included (for the total).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=100))]
     pub arms: u64,
+    /// Plan for a mean (engagement) instead of a rate: the per-user standard deviation;
+    /// --baseline is then the control's mean (any number).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sd: Option<NumberFlag>,
+    /// Also plan for CUPED: the expected correlation of the metric with its pre-period value,
+    /// strictly between -1 and 1 (CUPED leaves 1 − ρ² of the variance).
+    #[arg(long, allow_negative_numbers = true)]
+    pub correlation: Option<NumberFlag>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -132,6 +143,11 @@ pub struct RunArgs {
     /// Write an SVG chart of the arms' estimates and intervals.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Simulate this many days before the experiment under control's strategies (same users,
+    /// fresh random streams) and write each user's replies in them as the results' `pre_period`
+    /// column, for CUPED; 0 for none.
+    #[arg(long, value_name = "DAYS", default_value_t = 14, value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub pre_period_days: u32,
     /// Learner settings for the arms with `learner = true` (default: config/learner.toml).
     #[arg(long, value_name = "FILE")]
     pub learner: Option<PathBuf>,
@@ -143,7 +159,8 @@ pub struct RunArgs {
 /// Flags of `gavat experiment compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A per-user results CSV (`user,arm,messages,responses,conversions,opted_out,engagement`).
+    /// A per-user results file: CSV (`user,arm,messages,responses,conversions,opted_out,engagement`,
+    /// optionally `,pre_period` for CUPED) or JSON lines with the same fields.
     pub results: PathBuf,
     /// The experiment file: its metric, alpha, arm order, weights (for the sample-ratio
     /// check) and guardrails. Without it: arms in order of appearance, equal weights.
@@ -156,6 +173,11 @@ pub struct CompareArgs {
     /// Significance level (default: the experiment's, else 0.05).
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<NumberFlag>,
+    /// How the treatments' p-values are adjusted: holm (the family-wise error rate) or
+    /// benjamini_hochberg (the false discovery rate; for many arms). Default: the
+    /// experiment's `multiple_testing`, else holm.
+    #[arg(long, value_name = "METHOD")]
+    pub multiple_testing: Option<String>,
     /// The control arm (default: the experiment's first arm, else an arm named `control`,
     /// else the first arm in the file).
     #[arg(long)]
@@ -181,45 +203,79 @@ pub fn run(command: ExperimentCommand) -> Result<(), CliError> {
 fn plan(args: PlanArgs) -> Result<(), CliError> {
     let (baseline, mde, alpha, power) = (args.baseline.value, args.mde.value, args.alpha.value, args.power.value);
     let effect = if args.absolute { Effect::Absolute(mde) } else { Effect::Relative(mde) };
-    let n = sample_size_per_arm(baseline, effect, alpha, power).map_err(|e| {
+    let explain = |e: StatsError| {
         CliError::usage(match e {
             StatsError::Domain { name, why, .. } => {
-                let flag = [&args.baseline, &args.mde, &args.alpha, &args.power]
+                let flag = [Some(&args.baseline), Some(&args.mde), Some(&args.alpha), Some(&args.power)]
                     .into_iter()
-                    .zip(["baseline", "mde", "alpha", "power"])
+                    .chain([args.sd.as_ref(), args.correlation.as_ref()])
+                    .zip(["baseline", "mde", "alpha", "power", "sd", "correlation"])
                     .find(|(_, n)| *n == name);
                 match flag {
-                    Some((f, _)) => anyhow::anyhow!("--{name} {}: {why}", f.text),
-                    None => anyhow::anyhow!("{name}: {why}"),
+                    Some((Some(f), _)) => anyhow::anyhow!("--{name} {}: {why}", f.text),
+                    _ => anyhow::anyhow!("{name}: {why}"),
                 }
             }
             other => anyhow::anyhow!("--baseline {} --mde {}: {other}", args.baseline.text, args.mde.text),
         })
-    })?;
+    };
+    let correlation = args.correlation.as_ref().map(|c| c.value);
+    let (n, n_cuped) = match &args.sd {
+        Some(sd) => (
+            sample_size_for_mean(baseline, sd.value, effect, alpha, power, 0.0).map_err(explain)?,
+            correlation
+                .map(|rho| sample_size_for_mean(baseline, sd.value, effect, alpha, power, rho))
+                .transpose()
+                .map_err(explain)?,
+        ),
+        None => (
+            sample_size_per_arm(baseline, effect, alpha, power).map_err(explain)?,
+            correlation
+                .map(|rho| sample_size_per_arm_cuped(baseline, effect, alpha, power, rho))
+                .transpose()
+                .map_err(explain)?,
+        ),
+    };
     let target = match effect {
-        Effect::Relative(r) => baseline * (1.0 + r),
+        Effect::Relative(r) => baseline + r * baseline.abs(),
         Effect::Absolute(d) => baseline + d,
     };
     if args.json {
         let json = serde_json::json!({
+            "kind": if args.sd.is_some() { "mean" } else { "rate" },
             "baseline": baseline, "target": target, "mde": mde,
             "mde_kind": if args.absolute { "absolute" } else { "relative" },
+            "sd": args.sd.as_ref().map(|s| s.value),
             "alpha": alpha, "power": power, "users_per_arm": n,
             "arms": args.arms, "users_total": n * args.arms,
+            "correlation": correlation,
+            "users_per_arm_cuped": n_cuped,
+            "users_total_cuped": n_cuped.map(|c| c * args.arms),
         });
         println!("{json:#}");
     } else {
+        let what = match &args.sd {
+            Some(sd) => format!("a mean of {baseline:.4} → {target:.4} (sd {})", sd.text),
+            None => format!("{baseline:.4} → {target:.4}"),
+        };
         println!(
-            "{n} users per arm ({} in all for {} arms) to detect {:.4} → {:.4} ({} effect {}), two-sided alpha {}, power {}",
+            "{n} users per arm ({} in all for {} arms) to detect {what} ({} effect {}), two-sided alpha {}, power {}",
             n * args.arms,
             args.arms,
-            baseline,
-            target,
             if args.absolute { "absolute" } else { "relative" },
             args.mde.text,
             args.alpha.text,
             args.power.text
         );
+        if let (Some(c), Some(rho)) = (n_cuped, &args.correlation) {
+            println!(
+                "{c} users per arm with CUPED ({} in all) at correlation {} with the pre-period: {:.1}% fewer (1 − ρ² = {:.4} of the variance)",
+                c * args.arms,
+                rho.text,
+                100.0 * (1.0 - c as f64 / n as f64),
+                1.0 - rho.value * rho.value
+            );
+        }
     }
     Ok(())
 }
@@ -368,7 +424,7 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
         Some(path) => Some(Output::prepare("--plot", path, &inputs, &[&out])?),
         None => None,
     };
-    let plan = ExperimentPlan { sim, design, origin, paired: args.paired };
+    let plan = ExperimentPlan { sim, design, origin, paired: args.paired, pre_period_days: args.pre_period_days };
     let progress = Progress::new(
         format!("experiment {} on {} users × {} days", plan.design.name, plan.sim.users, plan.sim.days),
         !args.json,
@@ -378,7 +434,8 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     progress.finish();
 
     out.write(|w| {
-        let mut csv = ResultsWriter::new(w)?;
+        let mut csv =
+            if args.pre_period_days > 0 { ResultsWriter::with_pre_period(w)? } else { ResultsWriter::new(w)? };
         for row in &outcome.rows {
             csv.write(row)?;
         }
@@ -457,6 +514,12 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow::anyhow!("--alpha {}: must be strictly between 0 and 1", flag.text)));
     }
     let alpha = args.alpha.as_ref().map(|f| f.value).or(design.as_ref().map(|d| d.alpha)).unwrap_or(0.05);
+    let adjustment = match &args.multiple_testing {
+        Some(name) => serde_json::from_value::<Adjustment>(serde_json::Value::String(name.clone())).map_err(|_| {
+            CliError::usage(anyhow::anyhow!("--multiple-testing {name}: expected holm or benjamini_hochberg"))
+        })?,
+        None => design.as_ref().map_or(Adjustment::Holm, |d| d.multiple_testing),
+    };
     let display = args.results.display().to_string();
     let file = File::open(&args.results).with_context(|| format!("{display}: cannot open")).map_err(CliError::usage)?;
     let mut plot = match &args.plot {
@@ -496,7 +559,9 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         let unknown: Vec<&str> = acc.arms()[w.len()..].iter().map(|a| a.name.as_str()).collect();
         return Err(CliError::usage(anyhow::anyhow!("{display}: arms {unknown:?} are not in experiment {}", d.name)));
     }
-    let report = compare(&acc, metric, alpha, weights.as_deref(), design.as_ref()).map_err(CliError::usage)?;
+    let prior = design.as_ref().map_or(LiftPrior::Flat, |d| d.lift_prior);
+    let settings = Settings { metric, alpha, adjustment, weights: weights.as_deref(), design: design.as_ref(), prior };
+    let report = compare(&acc, &settings).map_err(CliError::usage)?;
     let secs = stopwatch.elapsed_secs();
     if let Some(mut plot) = plot.take() {
         plot.write(|w| w.write_all(report.to_svg().as_bytes()))?;

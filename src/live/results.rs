@@ -133,6 +133,7 @@ pub fn live_results<S: EventLog + UserRepository>(
             conversions: t.conversions,
             opted_out: t.opted_out,
             engagement: UserRow::engagement_of(t.responses, t.conversions, t.opted_out),
+            pre_period: None,
         })
         .collect())
 }

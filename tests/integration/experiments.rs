@@ -52,15 +52,126 @@ fn run_then_compare_agree() {
     let ran: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = std::fs::read_to_string(&results).unwrap();
     assert_eq!(text.lines().count(), 1 + 1500);
-    assert!(text.starts_with("user,arm,messages,responses,conversions,opted_out,engagement\n"));
+    assert!(text.starts_with("user,arm,messages,responses,conversions,opted_out,engagement,pre_period\n"));
     assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
 
     let out = gavat(&["experiment", "compare", s(&results), "--experiment", file, "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let compared: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ran["report"], compared, "compare on the written file reproduces the run's comparison");
+    let cuped = &compared["comparisons"][0]["cuped"];
+    assert!(cuped["variance_reduction"].as_f64().is_some_and(|r| r > 0.0), "CUPED beside the raw figures: {cuped}");
     let users: u64 = compared["arms"].as_array().unwrap().iter().map(|a| a["users"].as_u64().unwrap()).sum();
     assert_eq!(users, 1500);
+}
+
+const THREE_ARMS_AND_HOLDOUT: &str = r#"
+name = "misleading"
+salt = "misleading"
+primary_metric = "response_rate"
+minimum_detectable_effect = 0.1
+[[arms]]
+name = "control"
+weight = 1.0
+[[arms]]
+name = "b"
+weight = 1.0
+[[arms]]
+name = "c"
+weight = 1.0
+[holdout]
+weight = 0.2
+"#;
+
+/// A results row for `user` in `arm` (engagement from its definition).
+fn row(user: u64, arm: &str, responses: u64, opted_out: bool) -> String {
+    let engagement = responses as f64 - if opted_out { 5.0 } else { 0.0 };
+    format!("{user},{arm},{},{responses},0,{},{engagement}\n", responses.max(1), u8::from(opted_out))
+}
+
+/// Issue 15's "done when": on a results file with a missing arm (c), a holdout, an
+/// engagement whose control mean is 0, and no conversion anywhere (0 vs 0), `compare`
+/// prints nothing misleading — the missing arm fails the SRM check, the holdout has no
+/// verdict of its own, no NaN or absurd lift, "not computable" instead of p = 1 — and reads
+/// the same rows as JSON lines to the same report.
+#[test]
+fn compare_prints_nothing_misleading() {
+    let dir = temp_dir();
+    let design = dir.path().join("e.toml");
+    std::fs::write(&design, THREE_ARMS_AND_HOLDOUT).unwrap();
+    let mut csv = String::from("user,arm,messages,responses,conversions,opted_out,engagement\n");
+    for u in 0..1000u64 {
+        // Control: engagement +5 for 10% and −5 for 10%: a mean of exactly 0.
+        let (responses, opted) = match u % 10 {
+            0 => (5, false),
+            1 => (0, true),
+            _ => (0, false),
+        };
+        csv.push_str(&row(u, "control", responses, opted));
+        csv.push_str(&row(10_000 + u, "b", if u % 10 < 2 { 5 } else { 0 }, false));
+        if u % 5 == 0 {
+            csv.push_str(&row(20_000 + u, "holdout", 0, u % 50 == 0));
+        }
+    }
+    let results = dir.path().join("r.csv");
+    std::fs::write(&results, &csv).unwrap();
+    let compare = |file: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["experiment", "compare", s(file), "--experiment", s(&design)];
+        args.extend_from_slice(extra);
+        let out = gavat(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for metric in ["response_rate", "engagement", "conversion_rate", "opt_out_rate"] {
+        let text = compare(&results, &["--metric", metric]);
+        assert!(!text.contains("NaN") && !text.contains("inf%") && !text.contains(" inf"), "{metric}: {text}");
+        assert!(text.contains("WARNING: sample ratio mismatch: arm c has a weight"), "{metric}: {text}");
+        assert!(text.contains("<-- MISMATCH") && !text.contains("(ok)"), "{metric}: {text}");
+        for misleading in ["holdout vs control", "holdout raises", "holdout lowers", "holdout: no"] {
+            assert!(!text.contains(misleading), "{metric}: {misleading} in {text}");
+        }
+        assert!(text.contains("incremental effect of messaging at all, b vs holdout"), "{metric}: {text}");
+        assert!(text.contains("family: 1 comparison of the treatments with control"), "{metric}: {text}");
+        assert!(!text.contains("-100.0% [-100.0%, -100.0%]"), "{metric}: {text}");
+    }
+    let text = compare(&results, &["--metric", "engagement"]);
+    assert!(text.contains("relative lift (Fieller, 95% CI): undefined (engagement can be zero or negative"), "{text}");
+    assert!(text.contains("always-valid p (mSPRT, this look): ") && !text.contains("mSPRT, this look): 1.0000"));
+    let text = compare(&results, &["--metric", "conversion_rate"]);
+    assert!(text.contains("both arms have no successes: the test is not computable"), "{text}");
+    assert!(text.contains("P(b better than control) = 50.0%") && !text.contains("p = 1.0"), "{text}");
+    let text = compare(&results, &["--metric", "response_rate", "--alpha", "0.1"]);
+    assert!(text.contains("estimate [90% CI]") && !text.contains("95%"), "{text}");
+
+    let jsonl = dir.path().join("r.jsonl");
+    let lines: String = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!(
+                "{{\"user\":{},\"arm\":\"{}\",\"messages\":{},\"responses\":{},\"conversions\":{},\"opted_out\":{},\"engagement\":{}}}\n",
+                f[0], f[1], f[2], f[3], f[4], f[5], f[6]
+            )
+        })
+        .collect();
+    std::fs::write(&jsonl, lines).unwrap();
+    assert_eq!(compare(&jsonl, &["--json"]), compare(&results, &["--json"]), "JSON lines read as the CSV");
+}
+
+/// `plan` for a mean (--sd) and with CUPED (--correlation): the users per arm match
+/// statsmodels' NormalIndPower (3,531.99 → 3,532; at ρ = 0.6, 2,260.47 → 2,261).
+#[test]
+fn plan_for_means_and_cuped() {
+    let out = gavat(&["experiment", "plan", "--baseline", "2", "--sd", "3", "--mde", "0.1", "--correlation", "0.6"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("3532 users per arm") && text.contains("\n2261 users per arm with CUPED"), "{text}");
+    let out = gavat(&["experiment", "plan", "--baseline", "0", "--sd", "3", "--mde", "0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mde 0.1: is relative, but the baseline mean is 0"));
+    let out = gavat(&["experiment", "plan", "--baseline", "0.05", "--mde", "0.1", "--correlation", "1.5"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--correlation 1.5: must be strictly between -1 and 1"));
 }
 
 /// Bad experiment files and results files are one-line errors with exit code 2.
@@ -103,6 +214,7 @@ fn experiment(text: &str, users: usize, days: u32, seed: u64, paired: bool) -> g
         design: Experiment::from_toml_str(text, "test.toml").expect("a valid design"),
         origin: "test.toml".into(),
         paired,
+        pre_period_days: 0,
     };
     run(&plan, |_| {}).expect("the experiment runs")
 }
@@ -126,7 +238,12 @@ weight = 1.0
 #[test]
 fn a_a_experiments_reject_at_the_nominal_rate() {
     let rejections = (0..200u64)
-        .filter(|seed| experiment(AA, 1_000, 7, 10_000 + seed, false).report.comparisons[0].p_value < 0.05)
+        .filter(|seed| {
+            experiment(AA, 1_000, 7, 10_000 + seed, false).report.comparisons[0]
+                .p_value
+                .value()
+                .is_some_and(|p| p < 0.05)
+        })
         .count();
     eprintln!("A/A: {rejections} of 200 rejected at alpha 0.05");
     assert!((3..=19).contains(&rejections), "{rejections} of 200 A/A experiments rejected");
@@ -160,7 +277,7 @@ fn a_planted_effect_is_found_at_the_planned_power() {
     let truth = experiment(PLANTED, 20_000, 7, 1, true);
     let paired = &truth.paired.as_ref().expect("paired results")[0];
     let delta = paired.paired.estimate;
-    let p1 = truth.report.arms[0].estimate.estimate;
+    let p1 = truth.report.arms[0].estimate.value().expect("control has an estimate").estimate;
     let p2 = p1 + delta;
     assert!(delta > 0.01, "the planted effect is visible: {delta}");
     let normal = Normal::new(0.0, 1.0).unwrap();
@@ -169,7 +286,7 @@ fn a_planted_effect_is_found_at_the_planned_power() {
     let detected = (0..60u64)
         .filter(|seed| {
             let r = experiment(PLANTED, 2 * per_arm, 7, 20_000 + seed, false).report;
-            r.comparisons[0].p_value < 0.05 && r.comparisons[0].difference.estimate > 0.0
+            r.comparisons[0].p_value.value().is_some_and(|p| p < 0.05) && r.comparisons[0].difference.estimate > 0.0
         })
         .count();
     eprintln!("planted effect: detected {detected} of 60 at {per_arm} users per arm (delta {delta:.4}, p1 {p1:.4})");

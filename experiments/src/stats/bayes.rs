@@ -1,8 +1,9 @@
-//! Bayesian comparison of two proportions with Beta(1, 1) priors: the probability that the
-//! treatment beats control, and the expected loss of choosing either (Stucchio 2015).
+//! Bayesian comparisons: two proportions with Beta(1, 1) priors — the probability that the
+//! treatment beats control, and the expected loss of choosing either (Stucchio 2015) — and
+//! GrowthBook's Gaussian model on the relative lift with a flat or normal prior.
 
 use serde::Serialize;
-use statrs::distribution::{Beta, Continuous, ContinuousCDF};
+use statrs::distribution::{Beta, Continuous, ContinuousCDF, Normal};
 
 use super::{StatsError, domain};
 
@@ -72,5 +73,107 @@ mod tests {
         let same = beta_binomial(50, 500, 50, 500).unwrap();
         assert!((same.prob_treatment_better - 0.5).abs() < 1e-6);
         assert!((same.expected_loss_treatment - same.expected_loss_control).abs() < 1e-9);
+    }
+}
+
+/// The prior on the relative lift of the Gaussian model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiftPrior {
+    /// Improper flat prior: the posterior is the likelihood.
+    Flat,
+    /// N(0, sd²) on the relative lift (0.3: a lift beyond ±60% is a priori unlikely).
+    Normal {
+        /// Standard deviation of the prior, relative (0.3 = 30%).
+        sd: f64,
+    },
+}
+
+/// The posterior of the relative lift under the Gaussian model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LiftPosterior {
+    /// The prior used.
+    pub prior: LiftPrior,
+    /// Posterior mean of the lift.
+    pub mean: f64,
+    /// Posterior standard deviation.
+    pub sd: f64,
+    /// Credible interval, lower bound.
+    pub low: f64,
+    /// Credible interval, upper bound.
+    pub high: f64,
+    /// P(the treatment is better) under the posterior ("chance to win"; a probability of
+    /// the hypothesis, not a p-value).
+    pub chance_to_win: f64,
+    /// E[loss] of choosing the treatment, in relative-lift units (0.01 = 1% of control).
+    pub expected_loss: f64,
+}
+
+/// GrowthBook's Gaussian model on the relative lift (gbstats): the lift L̂ = m_t/m_c − 1
+/// with the delta-method variance v = V_t/m_c² + m_t²·V_c/m_c⁴ is a normal likelihood for
+/// the true lift; with a N(0, s²) prior the posterior is normal with precision 1/v + 1/s²
+/// and mean L̂·(1/v)/(1/v + 1/s²) (flat prior: N(L̂, v)). Chance to win = Φ(μ/σ) (Φ(−μ/σ)
+/// when lower is better); expected loss of choosing the treatment = σφ(μ/σ) − μΦ(−μ/σ)
+/// (σφ(μ/σ) + μΦ(μ/σ) when lower is better); the credible interval μ ± z_{1−α/2}σ.
+pub fn gaussian_lift(
+    mean_t: f64,
+    var_of_mean_t: f64,
+    mean_c: f64,
+    var_of_mean_c: f64,
+    prior: LiftPrior,
+    alpha: f64,
+    lower_is_better: bool,
+) -> Result<LiftPosterior, StatsError> {
+    super::proportions::check_alpha(alpha)?;
+    if mean_c.is_nan() || mean_c <= 0.0 {
+        return Err(domain("control mean", mean_c, "must be positive for a relative lift"));
+    }
+    let lift = mean_t / mean_c - 1.0;
+    let v = var_of_mean_t / (mean_c * mean_c) + mean_t * mean_t * var_of_mean_c / mean_c.powi(4);
+    if v.is_nan() || v <= 0.0 {
+        return Err(domain("variance", v, "neither arm varies: the lift has no likelihood"));
+    }
+    let (mean, var) = match prior {
+        LiftPrior::Flat => (lift, v),
+        LiftPrior::Normal { sd } if sd.is_finite() && sd > 0.0 => {
+            let precision = 1.0 / v + 1.0 / (sd * sd);
+            (lift / v / precision, 1.0 / precision)
+        }
+        LiftPrior::Normal { sd } => return Err(domain("prior sd", sd, "must be a positive number")),
+    };
+    let sd = var.sqrt();
+    let normal = Normal::new(0.0, 1.0).map_err(|_| domain("sd", sd, "invalid normal"))?;
+    let k = mean / sd;
+    let half = super::distributions::z_quantile(1.0 - alpha / 2.0) * sd;
+    let (chance_to_win, expected_loss) = if lower_is_better {
+        (normal.cdf(-k), sd * normal.pdf(k) + mean * normal.cdf(k))
+    } else {
+        (normal.cdf(k), sd * normal.pdf(k) - mean * normal.cdf(-k))
+    };
+    Ok(LiftPosterior { prior, mean, sd, low: mean - half, high: mean + half, chance_to_win, expected_loss })
+}
+
+#[cfg(test)]
+mod gaussian_tests {
+    use super::*;
+    use crate::stats::refs::*;
+
+    /// The posterior's mean, sd, chance to win and expected loss match scipy's numerical
+    /// integration of likelihood × prior (flat and N(0, 0.1²)).
+    #[test]
+    fn matches_scipy_integration() {
+        let (pc, pt, n) = (0.1, 0.12, 1000.0);
+        let (vc, vt) = (pc * (1.0 - pc) / n, pt * (1.0 - pt) / n);
+        for (prior, want) in [(LiftPrior::Flat, GAUSS_FLAT), (LiftPrior::Normal { sd: 0.1 }, GAUSS_NORMAL_01)] {
+            let p = gaussian_lift(pt, vt, pc, vc, prior, 0.05, false).unwrap();
+            let got = [p.mean, p.sd, p.chance_to_win, p.expected_loss];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-9, "{prior:?}: {got:?} vs {want:?}");
+            }
+        }
+        let lower = gaussian_lift(pt, vt, pc, vc, LiftPrior::Flat, 0.05, true).unwrap();
+        assert!((lower.chance_to_win - (1.0 - GAUSS_FLAT[2])).abs() < 1e-9);
+        assert!(gaussian_lift(0.0, 0.0, 0.0, 0.0, LiftPrior::Flat, 0.05, false).is_err());
+        assert!(gaussian_lift(pt, vt, pc, vc, LiftPrior::Normal { sd: -1.0 }, 0.05, false).is_err());
     }
 }

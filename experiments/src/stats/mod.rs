@@ -7,6 +7,7 @@
 
 mod bayes;
 mod chisq;
+mod cuped;
 mod distributions;
 mod lift;
 mod means;
@@ -17,14 +18,18 @@ mod proportions;
 mod refs;
 mod sequential;
 
-pub use bayes::{BetaComparison, beta_binomial};
+pub use bayes::{BetaComparison, LiftPosterior, LiftPrior, beta_binomial, gaussian_lift};
 pub use chisq::{ChiSquare, chi_square_independence, sample_ratio_mismatch};
-pub use lift::{Lift, relative_lift};
+pub use cuped::{CovariateSummary, Cuped, cuped};
+pub use lift::{Lift, fieller_lift, relative_lift};
 pub use means::{MeanSummary, WelchTest, mean_interval, welch_t_test};
-pub use multiple::holm;
-pub use power::{Effect, MAX_USERS_PER_ARM, sample_size_per_arm};
+pub use multiple::{Adjustment, benjamini_hochberg, holm};
+pub use power::{Effect, MAX_USERS_PER_ARM, sample_size_for_mean, sample_size_per_arm, sample_size_per_arm_cuped};
 pub use proportions::{Interval, ZTest, proportion_difference, two_proportion_z_test, wilson};
-pub use sequential::{MsprtResult, msprt_mean_difference};
+pub use sequential::{MsprtResult, confidence_sequence, mixture_boundary, msprt_mean_difference};
+
+pub(crate) use distributions::{t_two_sided_p, z_two_sided_p};
+pub(crate) use proportions::check_alpha;
 
 /// Why a statistic could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! Power analysis: users needed per arm to detect a difference between two proportions.
+//! Power analysis: users needed per arm to detect a difference between two proportions or
+//! two means, and how many fewer CUPED needs given the correlation with the pre-period.
 
 use serde::Serialize;
 
@@ -62,6 +63,80 @@ pub fn sample_size_per_arm(p1: f64, effect: Effect, alpha: f64, power: f64) -> R
     Ok(n.ceil() as u64)
 }
 
+/// Users per arm to detect a change of a mean with per-user standard deviation `sd` (equal
+/// in both arms), two-sided at `alpha` with `power`, normal approximation:
+/// n = (z_{1−α/2} + z_{power})² · 2σ² · (1 − ρ²) / δ², rounded up, where δ is the effect
+/// (relative: δ = r·|baseline|) and ρ the correlation of the metric with its pre-period
+/// value when CUPED adjusts for it (0 without CUPED): CUPED leaves (1 − ρ²) of the variance
+/// (Deng et al. 2013).
+pub fn sample_size_for_mean(
+    baseline: f64,
+    sd: f64,
+    effect: Effect,
+    alpha: f64,
+    power: f64,
+    correlation: f64,
+) -> Result<u64, StatsError> {
+    check_alpha(alpha)?;
+    if !(power > 0.0 && power < 1.0) {
+        return Err(domain("power", power, "must be strictly between 0 and 1"));
+    }
+    if !baseline.is_finite() {
+        return Err(domain("baseline", baseline, "must be a number"));
+    }
+    if !(sd.is_finite() && sd > 0.0) {
+        return Err(domain("sd", sd, "must be a positive number"));
+    }
+    if !(correlation.is_finite() && correlation.abs() < 1.0) {
+        return Err(domain("correlation", correlation, "must be strictly between -1 and 1"));
+    }
+    let delta = match effect {
+        Effect::Relative(r) if baseline == 0.0 => {
+            return Err(domain("mde", r, "is relative, but the baseline mean is 0: give an absolute effect"));
+        }
+        Effect::Relative(r) => r * baseline.abs(),
+        Effect::Absolute(d) => d,
+    };
+    if !(delta.is_finite() && delta != 0.0) {
+        let v = match effect {
+            Effect::Relative(v) | Effect::Absolute(v) => v,
+        };
+        return Err(domain("mde", v, "must be a non-zero number"));
+    }
+    let z = z_quantile(1.0 - alpha / 2.0) + z_quantile(power);
+    if !(z.is_finite() && z > 0.0) {
+        return Err(domain("power", power, "must be above alpha / 2"));
+    }
+    let n = z * z * 2.0 * sd * sd * (1.0 - correlation * correlation) / (delta * delta);
+    if !(n.is_finite() && n <= MAX_USERS_PER_ARM) {
+        return Err(StatsError::EffectTooSmall { users: n });
+    }
+    Ok(n.ceil().max(2.0) as u64)
+}
+
+/// [`sample_size_per_arm`] with CUPED: the rate's variance scaled by (1 − ρ²).
+pub fn sample_size_per_arm_cuped(
+    p1: f64,
+    effect: Effect,
+    alpha: f64,
+    power: f64,
+    correlation: f64,
+) -> Result<u64, StatsError> {
+    if !(correlation.is_finite() && correlation.abs() < 1.0) {
+        return Err(domain("correlation", correlation, "must be strictly between -1 and 1"));
+    }
+    let n = sample_size_per_arm(p1, effect, alpha, power)?;
+    // Recompute from the unrounded formula: rounding first would round twice.
+    let p2 = match effect {
+        Effect::Relative(r) => p1 * (1.0 + r),
+        Effect::Absolute(d) => p1 + d,
+    };
+    let z = z_quantile(1.0 - alpha / 2.0) + z_quantile(power);
+    let exact = z * z * (p1 * (1.0 - p1) + p2 * (1.0 - p2)) / (p2 - p1).powi(2);
+    let reduced = exact * (1.0 - correlation * correlation);
+    Ok(if reduced.is_finite() { reduced.ceil().max(2.0) as u64 } else { n })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +153,23 @@ mod tests {
         assert_eq!(n, N_UNPOOLED_05_06.ceil() as u64);
         assert!(sample_size_per_arm(0.05, Effect::Relative(0.0), 0.05, 0.8).is_err());
         assert!(sample_size_per_arm(1.2, Effect::Relative(0.1), 0.05, 0.8).is_err());
+    }
+
+    /// Means and CUPED: match statsmodels' `NormalIndPower` with the standardised effect
+    /// δ/σ (and δ/(σ√(1 − ρ²)) for CUPED).
+    #[test]
+    fn sample_sizes_for_means_and_cuped() {
+        let n = sample_size_for_mean(2.0, 3.0, Effect::Relative(0.1), 0.05, 0.8, 0.0).unwrap();
+        assert_eq!(n, N_MEAN_2_3_01.ceil() as u64);
+        let n = sample_size_for_mean(2.0, 3.0, Effect::Relative(0.1), 0.05, 0.8, 0.6).unwrap();
+        assert_eq!(n, N_MEAN_CUPED_06.ceil() as u64);
+        let n = sample_size_for_mean(0.0, 3.0, Effect::Absolute(0.2), 0.05, 0.8, 0.0).unwrap();
+        assert_eq!(n, N_MEAN_2_3_01.ceil() as u64, "the same δ = 0.2");
+        assert!(sample_size_for_mean(0.0, 3.0, Effect::Relative(0.1), 0.05, 0.8, 0.0).is_err());
+        assert!(sample_size_for_mean(2.0, 0.0, Effect::Relative(0.1), 0.05, 0.8, 0.0).is_err());
+        assert!(sample_size_for_mean(2.0, 3.0, Effect::Relative(0.1), 0.05, 0.8, 1.0).is_err());
+        let n = sample_size_per_arm_cuped(0.05, Effect::Relative(0.10), 0.05, 0.8, 0.5).unwrap();
+        assert_eq!(n, (N_UNPOOLED_05_055 * 0.75).ceil() as u64);
     }
 
     /// Effects too small to plan for are an error, never a saturated 18446744073709551615;

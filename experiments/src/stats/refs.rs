@@ -53,17 +53,46 @@ pub(crate) const N_UNPOOLED_05_055: f64 = 31230.692462975057;
 pub(crate) const N_UNPOOLED_05_06: f64 = 8154.986043988711;
 /// statsmodels NormalIndPower().solve_power(proportion_effectsize(0.055, 0.05), alpha=0.05, power=0.8)
 pub(crate) const N_COHEN_05_055: f64 = 31217.423430777748;
+/// statsmodels NormalIndPower().solve_power(effect_size=0.2/3, alpha=0.05, power=0.8)
+pub(crate) const N_MEAN_2_3_01: f64 = 3531.987230615594;
+/// statsmodels NormalIndPower().solve_power(effect_size=0.2/(3*sqrt(1-0.6^2)), alpha=0.05, power=0.8)
+pub(crate) const N_MEAN_CUPED_06: f64 = 2260.4718288931463;
 /// scipy integrate.quad(beta(121,881).pdf(x) * beta(101,901).cdf(x), 0, 1)
 pub(crate) const P_BEAT_100_120: f64 = 0.9231834389735596;
 /// scipy integrate.quad of E[max(p_c - p_t, 0)], Beta(101,901) vs Beta(121,881)
 pub(crate) const LOSS_TREATMENT_100_120: f64 = 0.0004846139263564442;
 /// numpy: 0.12/0.10 - 1
 pub(crate) const LIFT_100_120: f64 = 0.19999999999999996;
-/// numpy: delta-method lift - norm.ppf(0.975)*se
-pub(crate) const LIFT_LO_100_120: f64 = -0.10058461614448239;
-/// numpy: delta-method lift + norm.ppf(0.975)*se
-pub(crate) const LIFT_HI_100_120: f64 = 0.5005846161444822;
+/// scipy brentq: Fieller lower root of (pt - r pc)^2/(vt + r^2 vc) = z^2, minus 1
+pub(crate) const FIELLER_LO_100_120: f64 = -0.06594951167658103;
+/// scipy brentq: Fieller upper root of (pt - r pc)^2/(vt + r^2 vc) = z^2, minus 1
+pub(crate) const FIELLER_HI_100_120: f64 = 0.551896477783131;
+/// statsmodels multipletests([0.01, 0.04, 0.03, 0.005, 0.04, 0.9], method='fdr_bh')[1]
+pub(crate) const BH_ADJ: [f64; 6] = [0.030000000000000002, 0.048, 0.048, 0.030000000000000002, 0.048, 0.9];
 /// numpy: mSPRT Lambda, sigma2=1, tau2=0.01, n=1000, d=0.12 (Johari et al. 2017)
 pub(crate) const MSPRT_LAMBDA_1000_012: f64 = 8.199886111940165;
 /// numpy: min(1, 1/Lambda)
 pub(crate) const MSPRT_P_1000_012: f64 = 0.12195291329032755;
+/// scipy brentq: delta with log Lambda(delta) = log(1/0.05), sigma2=1, tau2=0.01, n=1000
+pub(crate) const CS_HALF_1000: f64 = 0.1366738367033226;
+/// CUPED treatment arm: (y, x) pairs
+pub(crate) const CUPED_T: [(f64, f64); 8] =
+    [(3.1, 2.0), (4.2, 3.5), (2.2, 1.0), (5.0, 4.1), (3.9, 2.7), (4.4, 3.9), (2.8, 1.8), (3.6, 2.2)];
+/// CUPED control arm: (y, x) pairs
+pub(crate) const CUPED_C: [(f64, f64); 7] =
+    [(2.5, 2.1), (3.0, 3.0), (1.9, 0.9), (4.1, 4.4), (3.3, 2.5), (2.1, 1.2), (3.8, 3.6)];
+/// statsmodels OLS(y ~ 1 + treatment + x).params['treatment']
+pub(crate) const CUPED_DIFF: f64 = 0.6049824757049582;
+/// statsmodels OLS(y ~ 1 + treatment + x).params['x']
+pub(crate) const CUPED_THETA: f64 = 0.7236737294886078;
+/// numpy: CUPED difference / sqrt(var(y_t - theta x_t)/n_t + var(y_c - theta x_c)/n_c)
+pub(crate) const CUPED_Z: f64 = 5.091100289994146;
+/// scipy: 2 * norm.sf(|CUPED_Z|)
+pub(crate) const CUPED_P: f64 = 3.559916605199922e-07;
+/// numpy: 1 - adjusted variance / raw variance of the difference
+pub(crate) const CUPED_REDUCTION: f64 = 0.9310947101203186;
+/// scipy quad: posterior [mean, sd, P(L > 0), E[max(-L, 0)]] of the lift, prior GAUSS_FLAT, pc=0.1 pt=0.12 n=1000
+pub(crate) const GAUSS_FLAT: [f64; 4] = [0.2, 0.1533623161014465, 0.9039004818067538, 0.006921607912677942];
+/// scipy quad: posterior [mean, sd, P(L > 0), E[max(-L, 0)]] of the lift, prior GAUSS_NORMAL_01, pc=0.1 pt=0.12 n=1000
+pub(crate) const GAUSS_NORMAL_01: [f64; 4] =
+    [0.05966587112171837, 0.08376578325255535, 0.7618586539532972, 0.011721194209291361];

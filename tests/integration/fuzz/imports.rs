@@ -191,7 +191,16 @@ fn results_csv_survives_hostile_files() -> TestResult {
         [(1, "control", 5, 2, 1, false), (2, "treatment", 3, 0, 0, true), (3, "a,b \"quoted\"", 0, 0, 0, false)]
     {
         let engagement = UserRow::engagement_of(responses, conversions, opted_out);
-        writer.write(&UserRow { user, arm: arm.into(), messages, responses, conversions, opted_out, engagement })?;
+        writer.write(&UserRow {
+            user,
+            arm: arm.into(),
+            messages,
+            responses,
+            conversions,
+            opted_out,
+            engagement,
+            pre_period: None,
+        })?;
     }
     let valid = writer.finish()?;
     let unknown = [

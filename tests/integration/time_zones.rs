@@ -227,3 +227,33 @@ fn the_live_ledgers_decide_right_across_dst_changes() -> Result<(), Error> {
     row.emit();
     Ok(())
 }
+
+/// `gavat import users` takes a `time_zone` column: the zone is stored and read back (the
+/// offset column still works beside it); an unknown zone is refused naming
+/// `file:line:field`, and nothing is written.
+#[test]
+fn imported_time_zones_are_stored_and_unknown_ones_refused() -> Result<(), Box<dyn std::error::Error>> {
+    use gavat::store::{SqliteStore, UserRepository};
+    let dir = temp_dir();
+    let db = dir.path().join("crm.db");
+    let csv = dir.path().join("users.csv");
+    std::fs::write(&csv, "id,utc_offset_minutes,time_zone\n1,,America/New_York\n2,330,\n3,0,Asia/Kathmandu\n")?;
+    let out = gavat(&["import", "users", s(&csv), "--store", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zones: Vec<String> = SqliteStore::open_read_only(&db)?
+        .load_users()?
+        .iter()
+        .map(|u| format!("{}={}", u.profile.id.0, u.profile.zone))
+        .collect();
+    assert_eq!(zones, ["1=America/New_York", "2=UTC+05:30", "3=Asia/Kathmandu"]);
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,time_zone\n4,Europe/Berlin\n5,Europe/Atlantis\n")?;
+    let out = gavat(&["import", "users", s(&bad), "--store", s(&db)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown zone is refused");
+    assert!(stderr.contains(&format!("{}:3: field time_zone: \"Europe/Atlantis\"", s(&bad))), "{stderr}");
+    let ids: Vec<u64> = SqliteStore::open_read_only(&db)?.load_users()?.iter().map(|u| u.profile.id.0).collect();
+    assert_eq!(ids, [1, 2, 3], "nothing written");
+    Ok(())
+}

@@ -71,6 +71,7 @@ struct TransportSection {
     webhook_url: Option<String>,
     poll_timeout_secs: Option<u64>,
     new_user_utc_offset_minutes: Option<i32>,
+    new_user_time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +120,7 @@ pub enum TransportConfig {
 
 /// How Telegram updates (what users do on Telegram) reach the engine: `[transport]` keys
 /// `inbound`, `webhook_secret_env`, `webhook_url`, `poll_timeout_secs`, `api_base_url`,
-/// `new_user_utc_offset_minutes` (docs/telegram.md, "Inbound updates").
+/// `new_user_time_zone` or `new_user_utc_offset_minutes` (docs/telegram.md, "Inbound updates").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TelegramInboundConfig {
     /// `poll` (getUpdates) or `webhook`; `off` is no config at all.
@@ -133,8 +134,9 @@ pub struct TelegramInboundConfig {
     pub poll_timeout_secs: u64,
     /// The Bot API's base URL (a local Bot API server, a test).
     pub api_base_url: String,
-    /// The UTC offset of a user created by `/start`, minutes.
-    pub new_user_utc_offset_minutes: i32,
+    /// The time zone of a user created by `/start`: `new_user_time_zone` (an IANA name), or
+    /// the fixed `new_user_utc_offset_minutes`, else UTC.
+    pub new_user_zone: crate::domain::Zone,
 }
 
 /// A bot our users talk to.
@@ -453,6 +455,7 @@ fn telegram_inbound_of(
             (t.webhook_url.is_some(), "webhook_url"),
             (t.poll_timeout_secs.is_some(), "poll_timeout_secs"),
             (t.new_user_utc_offset_minutes.is_some(), "new_user_utc_offset_minutes"),
+            (t.new_user_time_zone.is_some(), "new_user_time_zone"),
         ];
         if let Some((_, field)) = set.iter().find(|(set, _)| *set) {
             return Err(invalid(&format!("transport.{field}"), "is for Telegram updates: set `inbound` too".into()));
@@ -470,6 +473,18 @@ fn telegram_inbound_of(
             "must be a UTC offset in minutes (−720..=840, a multiple of 15)".into(),
         ));
     }
+    let new_user_zone = match &t.new_user_time_zone {
+        Some(_) if t.new_user_utc_offset_minutes.is_some() => {
+            return Err(invalid(
+                "transport.new_user_time_zone",
+                "set either new_user_time_zone or new_user_utc_offset_minutes, not both".into(),
+            ));
+        }
+        Some(name) => name
+            .parse::<crate::domain::Zone>()
+            .map_err(|e| invalid("transport.new_user_time_zone", e.to_string()))?,
+        None => crate::domain::Zone::Fixed(crate::domain::UtcOffset(offset)),
+    };
     let api_base_url = t.api_base_url.clone().unwrap_or_else(|| DEFAULT_API_BASE_URL.to_string());
     if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
         return Err(invalid("transport.api_base_url", "must start with https:// (or http:// to loopback)".into()));
@@ -501,7 +516,7 @@ fn telegram_inbound_of(
         webhook_url: t.webhook_url.clone(),
         poll_timeout_secs,
         api_base_url,
-        new_user_utc_offset_minutes: offset,
+        new_user_zone,
     }))
 }
 
@@ -738,6 +753,25 @@ token_env = "GAVAT_BOT_SALES_TOKEN"
         }
         let err = parse("[transport]\nkind = \"dry-run\"\ninbound = \"poll\"\n").unwrap_err();
         assert!(err.contains("at least one [[bots]]"), "{err}");
+    }
+
+    /// A user created by `/start` gets the configured IANA zone, the configured fixed offset,
+    /// or UTC; an unknown zone, or both keys at once, is refused naming the field.
+    #[test]
+    fn a_new_users_zone_is_configured() {
+        use crate::domain::{UtcOffset, Zone};
+        let bots = "[[bots]]\nname = \"sales\"\ntoken_env = \"T\"\n";
+        let zone_of = |keys: &str| {
+            parse(&format!("[transport]\nkind = \"dry-run\"\ninbound = \"poll\"\n{keys}{bots}"))
+                .map(|c| c.telegram_inbound.expect("inbound configured").new_user_zone)
+        };
+        assert_eq!(zone_of(""), Ok(Zone::UTC));
+        assert_eq!(zone_of("new_user_utc_offset_minutes = 330\n"), Ok(Zone::Fixed(UtcOffset(330))));
+        assert_eq!(zone_of("new_user_time_zone = \"Europe/Berlin\"\n"), Ok("Europe/Berlin".parse().expect("known")));
+        let err = zone_of("new_user_time_zone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(err.contains("field transport.new_user_time_zone") && err.contains("Mars/Olympus"), "{err}");
+        let both = "new_user_time_zone = \"Asia/Kolkata\"\nnew_user_utc_offset_minutes = 330\n";
+        assert!(zone_of(both).unwrap_err().contains("not both"));
     }
 
     /// A token pasted where a variable name belongs is refused without being echoed.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::api::UserDirectory;
 use crate::clock::Clock;
 use crate::contacts::ContactBook;
-use crate::domain::{UserProfile, UtcOffset};
+use crate::domain::UserProfile;
 use crate::transport::telegram::{
     Bot, BotToken, DEFAULT_TELEGRAM_TIMEOUT, GroupMembership, InboundMode, InboundOptions, InboundParts,
     TelegramInbound, TelegramState, start_polling,
@@ -68,7 +68,7 @@ pub fn telegram_inbound(
         api_base_url: settings.api_base_url.clone(),
         timeout: DEFAULT_TELEGRAM_TIMEOUT,
         poll_timeout_secs: settings.poll_timeout_secs,
-        new_user_utc_offset: UtcOffset(settings.new_user_utc_offset_minutes),
+        new_user_zone: settings.new_user_zone,
         webhook_secret,
         ..InboundOptions::default()
     };

@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::contacts::{Contact, ContactBook, ContactError};
 use crate::domain::{
     ActivitySummary, BotId, GroupId, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile,
-    UtcOffset, Zone,
+    Zone,
 };
 use crate::store::StoreError;
 use crate::transport::{Ack, AckWaiters, InboundSink, InboundSource, TransportConfigError};
@@ -79,9 +79,9 @@ pub struct InboundOptions {
     pub poll_timeout_secs: u64,
     /// How long after our last message a plain message counts as a reply.
     pub reply_window_secs: i64,
-    /// The UTC offset a user created by `/start` gets (Telegram does not tell a user's
+    /// The time zone a user created by `/start` gets (Telegram does not tell a user's
     /// time zone); the CRM may correct it with `PUT /v1/users/{id}`.
-    pub new_user_utc_offset: UtcOffset,
+    pub new_user_zone: Zone,
     /// How long an update waits for the engine's acknowledgement.
     pub ack_timeout: Duration,
     /// The webhook's secret (`X-Telegram-Bot-Api-Secret-Token`), in webhook mode.
@@ -95,7 +95,7 @@ impl fmt::Debug for InboundOptions {
             .field("timeout", &self.timeout)
             .field("poll_timeout_secs", &self.poll_timeout_secs)
             .field("reply_window_secs", &self.reply_window_secs)
-            .field("new_user_utc_offset", &self.new_user_utc_offset)
+            .field("new_user_zone", &self.new_user_zone)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
@@ -108,7 +108,7 @@ impl Default for InboundOptions {
             timeout: super::DEFAULT_TELEGRAM_TIMEOUT,
             poll_timeout_secs: super::DEFAULT_POLL_TIMEOUT_SECS,
             reply_window_secs: DEFAULT_REPLY_WINDOW_SECS,
-            new_user_utc_offset: UtcOffset(0),
+            new_user_zone: Zone::UTC,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             webhook_secret: None,
         }
@@ -485,7 +485,7 @@ impl TelegramInbound {
         let profile = UserProfile {
             id: user,
             joined_at: at,
-            zone: Zone::Fixed(self.options.new_user_utc_offset),
+            zone: self.options.new_user_zone,
             // Joining is activity: a user who has just joined is not silent.
             activity: ActivitySummary { last_active: at, ..ActivitySummary::default() },
             bots_followed: 1,

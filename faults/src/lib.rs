@@ -14,6 +14,7 @@
 //!   `scripts/check_caps.py` checks them;
 //! - **late opt-out sends**: requests to a chat that arrived after the fake handed the
 //!   engine the chat's opt-out, beyond the one already on the wire (rule 7);
+//! - **phantom deliveries**: a message recorded `delivered` that the fake never accepted;
 //! - the **fate of every unknown**: delivered at the fake, or not.
 //!
 //! A checker that cannot fail proves nothing: [`check`] is shown to flag a planted bug of
@@ -174,6 +175,9 @@ pub struct Findings {
     pub unknown_delivered: u64,
     /// Messages the fake accepted.
     pub accepted: u64,
+    /// Messages recorded delivered that the fake never accepted (the engine's record says
+    /// more than the ground truth).
+    pub delivered_unaccepted: Vec<String>,
     /// Opt-outs handed to the engine.
     pub opt_outs: u64,
 }
@@ -188,6 +192,7 @@ impl Findings {
             ("lost records", n(&self.lost), self.sends.max(self.accepted)),
             ("cap violations", n(&self.cap_violations), self.sends),
             ("sends after opt-out beyond 1 in flight", n(&self.late_opt_out_sends), self.opt_outs),
+            ("delivered without acceptance at the fake", n(&self.delivered_unaccepted), self.sends),
         ]
     }
 
@@ -212,6 +217,12 @@ pub fn check(history: &History, quiet: bool) -> Findings {
     findings.unknown_delivered =
         history.records.iter().filter(|r| r.state == State::Unknown && accepted.contains_key(&r.message)).count()
             as u64;
+    findings.delivered_unaccepted = history
+        .records
+        .iter()
+        .filter(|r| r.state == State::Delivered && !accepted.contains_key(&r.message))
+        .map(|r| format!("message {}: delivered in the ledger, never accepted at the fake", r.message))
+        .collect();
     for (message, times) in &accepted {
         let record = records.get(message);
         if times.len() > 1 {
@@ -369,6 +380,10 @@ mod tests {
         let mut over = clean.clone();
         over.sends.extend([send(10, 36_000 + 3_600), send(10, 36_000 + 7_200)]);
         assert_eq!(check(&over, true).cap_violations.len(), 1, "the third send of a day");
+
+        let mut phantom = clean.clone();
+        phantom.records.push(EngineRecord { message: 4, user: 13, state: State::Delivered });
+        assert_eq!(check(&phantom, true).delivered_unaccepted.len(), 1);
 
         let mut late = clean.clone();
         late.opt_outs_handed.push(OptOutHanded { chat: 10, at_ms: 1 });

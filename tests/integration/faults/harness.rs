@@ -214,17 +214,20 @@ impl Rig {
         let text = std::fs::read_to_string(self.export_events()).expect("the export");
         let gavat_faults::Events { sends, opt_outs: opt_outs_logged } =
             gavat_faults::read_events(&text).expect("the export reads");
+        // Group posts (negative chat ids) are checked by their own row (39): their ledger
+        // rows are the members' shares, not the post. (User 0's chat is 0.)
         let accepted = self
             .fake
             .accepted()
             .iter()
+            .filter(|s| s.chat() >= 0)
             .map(|s| Accepted { message: s.msg_id.unwrap_or_default(), chat: s.chat(), at_ms: self.fake.millis(s.at) })
             .collect();
         let arrivals = self
             .fake
             .sends()
             .iter()
-            .filter(|s| s.msg_id.is_some())
+            .filter(|s| s.msg_id.is_some() && s.chat() >= 0)
             .map(|s| Arrival { chat: s.chat(), at_ms: self.fake.millis(s.at) })
             .collect();
         let opt_outs_handed = opt_outs
@@ -279,6 +282,7 @@ pub fn add_findings(report: &mut RowReport, findings: &Findings) {
         .chain(&findings.lost)
         .chain(&findings.cap_violations)
         .chain(&findings.late_opt_out_sends)
+        .chain(&findings.delivered_unaccepted)
         .take(10)
     {
         eprintln!("checker: {line}");

@@ -1,4 +1,4 @@
-//! Rows 1–10, 40, 43, 44 and 45: the fake Bot API misbehaves as a seeded schedule says,
+//! Rows 1–10, 39, 40, 43, 44 and 45: the fake Bot API misbehaves as a seeded schedule says,
 //! the engine runs on, and the checker compares its records with the fake's ground truth.
 
 use std::collections::BTreeMap;
@@ -636,5 +636,60 @@ fn row_45_after_the_faults_stop_everything_drains() {
     let mut report = ran.report;
     report.figure("planned without final state after the quiet period", pending, planned);
     let _ = ran.drain_ms;
+    report.emit();
+}
+
+/// Row 39: a group the engine posts to became a supergroup — Telegram answers its old chat
+/// id 400 with `migrate_to_chat_id`. The new id is saved once, the refused post goes there
+/// at once (once), later posts go straight to the new id, and the group's spacing (20 a
+/// minute) holds across both ids.
+#[test]
+fn row_39_a_migrated_group_is_posted_to_once_at_its_new_id() {
+    const OLD: i64 = -1_001;
+    const NEW: i64 = -1_000_000_001_001;
+    let seed = seed(39);
+    let rig = Rig::new(300, seed, Vec::new(), 1);
+    let members: Vec<String> = rig.users().iter().take(60).map(u64::to_string).collect();
+    let groups = rig.dir.path().join("groups.csv");
+    std::fs::write(&groups, format!("id,title,utc_offset,members\n1,Club,0,{}\n", members.join(";"))).expect("groups");
+    let import =
+        crate::common::gavat(&["import", "groups", crate::common::s(&groups), "--store", crate::common::s(&rig.store)]);
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    // The chat id a bot would have learned from the group's updates.
+    rusqlite::Connection::open(&rig.store)
+        .and_then(|c| {
+            c.execute("INSERT OR REPLACE INTO group_chats (group_id, chat_id, title) VALUES (1, ?1, 'Club')", [OLD])
+        })
+        .expect("the group's chat id");
+    rig.schedule.flag(OLD, Reply::MigratedTo(NEW));
+    let (ok, err) = rig.spawn(7_200, &["--for", "2d"], &[]).finish();
+    assert!(ok, "{err}");
+    let posts: Vec<Seen> = rig.fake.sends().into_iter().filter(|s| s.chat() < 0).collect();
+    let migrations = posts.iter().filter(|s| s.chat() == OLD).count() as u64;
+    let to_new: Vec<&Seen> = posts.iter().filter(|s| s.chat() == NEW).collect();
+    let mut per_post: BTreeMap<u64, u64> = BTreeMap::new();
+    for post in &to_new {
+        *per_post.entry(post.msg_id.unwrap_or_default()).or_default() += 1;
+    }
+    let duplicate_posts = per_post.values().map(|n| n - 1).sum::<u64>();
+    let saved: i64 = rusqlite::Connection::open(&rig.store)
+        .and_then(|c| c.query_row("SELECT chat_id FROM group_chats WHERE group_id = 1", [], |r| r.get(0)))
+        .expect("the group's chat id");
+    let times: Vec<Instant> = posts.iter().map(|s| s.at).collect();
+    let close = times.windows(2).filter(|w| w[1] - w[0] < Duration::from_secs(3) - JITTER).count() as u64;
+    let mut report = RowReport::new("39", seed, RunKind::Safety);
+    report
+        .fired("400-migrate", migrations)
+        .figure("posts to the old id after the migration", migrations.saturating_sub(1), posts.len() as u64)
+        .figure("duplicate posts", duplicate_posts, to_new.len() as u64)
+        .figure("new chat id not saved", u64::from(saved != NEW), 1)
+        .figure(
+            "group posts under 3 s apart across both ids (less jitter)",
+            close,
+            times.len().saturating_sub(1) as u64,
+        )
+        .measure("posts to the new id", to_new.len() as u64);
+    let findings = check(&rig.history(&[]), false);
+    add_findings(&mut report, &findings);
     report.emit();
 }

@@ -315,6 +315,8 @@ fn the_webhook_checks_its_secret_and_takes_updates_in() -> TestResult {
             Ok::<_, reqwest::Error>((response.status().as_u16(), response.text().await?))
         })
     };
+    // The API listens first (Telegram will POST to it), then the webhook is set: wait for it.
+    wait_until(LIMIT, || !fake.calls("setWebhook").is_empty());
     let set = fake.calls("setWebhook");
     assert_eq!(set.len(), 1, "setWebhook at the start");
     assert_eq!(set[0].body["url"], "https://gavat.example/hooks/telegram/news");

@@ -480,9 +480,9 @@ fn telegram_inbound_of(
                 "set either new_user_time_zone or new_user_utc_offset_minutes, not both".into(),
             ));
         }
-        Some(name) => name
-            .parse::<crate::domain::Zone>()
-            .map_err(|e| invalid("transport.new_user_time_zone", e.to_string()))?,
+        Some(name) => {
+            name.parse::<crate::domain::Zone>().map_err(|e| invalid("transport.new_user_time_zone", e.to_string()))?
+        }
         None => crate::domain::Zone::Fixed(crate::domain::UtcOffset(offset)),
     };
     let api_base_url = t.api_base_url.clone().unwrap_or_else(|| DEFAULT_API_BASE_URL.to_string());

@@ -36,8 +36,7 @@ use crate::api::{DirectoryError, Upserted, UserDirectory};
 use crate::clock::Clock;
 use crate::contacts::{Contact, ContactBook, ContactError};
 use crate::domain::{
-    ActivitySummary, BotId, GroupId, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile,
-    Zone,
+    ActivitySummary, BotId, GroupId, InboundEvent, InboundKind, ResponseHistory, Timestamp, UserId, UserProfile, Zone,
 };
 use crate::store::StoreError;
 use crate::transport::{Ack, AckWaiters, InboundSink, InboundSource, TransportConfigError};

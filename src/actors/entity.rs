@@ -525,8 +525,18 @@ impl UserEntity {
                     }
                 }
                 // The outbox: persisted as "sending" before the transport is called, so a
-                // crash in between leaves it counted as unknown, never resent.
-                if let Err(e) = at_once(cx.ledger.sending(MessageId(message.id))) {
+                // crash in between leaves it counted as unknown, never resent. The gate checks
+                // the opt-out once more (rule 7): one recorded since the reservation — by
+                // another engine too — stops the send, and the user is opted out here too.
+                let marked = at_once(cx.ledger.sending(MessageId(message.id)));
+                if let Err(LedgerError::OptedOut { .. }) = marked {
+                    tracing::info!(user = %self.profile.id, "User opted out after the reservation; not sent.");
+                    settle(cx, MessageId(message.id), None);
+                    self.caps_state.opted_out = true;
+                    let refused = OutcomeKind::Suppressed(SuppressReason::OptedOut);
+                    return Step::new(None, self.outcome(at, segment, refused));
+                }
+                if let Err(e) = marked {
                     tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; not sent.");
                     settle(cx, MessageId(message.id), None);
                     let next = self.plan(at.plus(GATE_RETRY_SECS), book);

@@ -134,7 +134,12 @@ impl LedgerGauge {
                 self.metrics.pause(LEDGER_PAUSE, reason.clone());
             }
             Ok(_)
-            | Err(LedgerError::Conflict { .. } | LedgerError::NotReserved { .. } | LedgerError::WrongKind { .. }) => {
+            | Err(
+                LedgerError::Conflict { .. }
+                | LedgerError::NotReserved { .. }
+                | LedgerError::WrongKind { .. }
+                | LedgerError::OptedOut { .. },
+            ) => {
                 self.metrics.resume(LEDGER_PAUSE);
             }
         }

@@ -102,6 +102,12 @@ impl CapLedger for FaultyLedger {
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser> {
         self.inner.load(user)
     }
+
+    /// The outbox step reaches the reference ledger, opt-out check included (an outage is
+    /// simulated at reservation, where the engine's time is known).
+    fn sending(&self, message: MessageId) -> LedgerFuture<()> {
+        Box::pin(ready(self.inner.sending_now(message)))
+    }
 }
 
 #[cfg(test)]

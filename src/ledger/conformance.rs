@@ -21,7 +21,8 @@
 //!
 //! Durable ledgers also run [`check_outbox`] / [`check_outbox_async`]: the same sequences
 //! with the outbox steps mixed in — [`CapLedger::sending`] (of pending ids, and of settled,
-//! denied or unknown ones, which hold no reservation: `NotReserved`) and
+//! denied or unknown ones, which hold no reservation: `NotReserved`; of a pending id whose
+//! user opted out after it was granted: `OptedOut`, and it stays pending) and
 //! [`CapLedger::recover`] (sending and group shares count as unknown, other reservations are
 //! released). An in-memory ledger, whose outbox steps do nothing, fails the outbox one.
 
@@ -410,10 +411,15 @@ impl Oracle {
         Ok(())
     }
 
-    /// Only a granted, unsettled message may be handed to the transport.
+    /// Only a granted, unsettled message may be handed to the transport, and only while its
+    /// user has not opted out since (rule 7's second check): then it stays reserved, unmarked.
     fn sending(&mut self, message: MessageId) -> Result<(), LedgerError> {
+        let opted_out = |users: &HashMap<UserId, OracleUser>, user| users.get(&user).is_some_and(|u| u.opted_out);
         match self.messages.get_mut(&message) {
             Some(m) if m.decision == Reserved::Granted && m.settled.is_none() => {
+                if opted_out(&self.users, m.request.user) {
+                    return Err(LedgerError::OptedOut { message });
+                }
                 m.sending = true;
                 Ok(())
             }

@@ -162,6 +162,22 @@ impl MemoryLedger {
         Ok(())
     }
 
+    /// The synchronous core of [`CapLedger::sending`]: a pending reservation whose user has
+    /// not opted out since may go out. Nothing to persist: nothing here outlives a crash.
+    pub fn sending_now(&self, message: MessageId) -> Result<(), LedgerError> {
+        let inner = self.lock();
+        match inner.messages.get(&message) {
+            Some(record) if record.decision == Reserved::Granted && record.settled == Settled::Pending => {
+                if inner.users.get(&record.user).is_some_and(|u| u.counted.opted_out) {
+                    Err(LedgerError::OptedOut { message })
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(LedgerError::NotReserved { message }),
+        }
+    }
+
     /// Forgets settled messages reserved before the retention window.
     fn prune(&self, inner: &mut Inner) {
         let horizon = inner.latest.plus(-self.retention_secs);
@@ -203,6 +219,10 @@ impl CapLedger for MemoryLedger {
         let state = self.lock().users.get(&user).cloned().unwrap_or_default();
         Box::pin(ready(Ok(state)))
     }
+
+    fn sending(&self, message: MessageId) -> LedgerFuture<()> {
+        Box::pin(ready(self.sending_now(message)))
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +250,21 @@ mod tests {
         assert_eq!(ledger.reserve_now(request(1, 10 * HOUR)), Ok(Reserved::Denied(SuppressReason::OptedOut)));
         futures::executor::block_on(ledger.re_consent(UserId(7))).unwrap();
         assert_eq!(ledger.reserve_now(request(2, 10 * HOUR)), Ok(Reserved::Granted));
+    }
+
+    /// `sending` lets a pending reservation through until its user opts out, then refuses
+    /// it (rule 7's second check) and leaves it pending for the caller to release; a settled
+    /// or denied message holds no reservation.
+    #[test]
+    fn sending_refuses_a_reservation_overtaken_by_an_opt_out() {
+        let ledger = MemoryLedger::default();
+        assert_eq!(ledger.reserve_now(request(1, 10 * HOUR)), Ok(Reserved::Granted));
+        assert_eq!(ledger.sending_now(MessageId(1)), Ok(()));
+        futures::executor::block_on(ledger.opt_out(UserId(7))).unwrap();
+        assert_eq!(ledger.sending_now(MessageId(1)), Err(LedgerError::OptedOut { message: MessageId(1) }));
+        ledger.settle_now(MessageId(1), None).expect("release");
+        assert_eq!(ledger.sending_now(MessageId(1)), Err(LedgerError::NotReserved { message: MessageId(1) }));
+        assert_eq!(ledger.sending_now(MessageId(9)), Err(LedgerError::NotReserved { message: MessageId(9) }));
     }
 
     /// A blind retry of a reservation returns the first decision and reserves nothing more;

@@ -218,6 +218,15 @@ pub enum LedgerError {
         /// The message.
         message: MessageId,
     },
+    /// [`CapLedger::sending`] refused a reserved message because its user opted out after
+    /// the reservation was granted (on this engine or another one on the same store): the
+    /// second opt-out check of RELIABILITY.md rule 7. Not a failure: the caller releases the
+    /// reservation and records the message as suppressed for the opt-out; never retried.
+    #[error("message {message} was not sent: its user opted out after it was reserved")]
+    OptedOut {
+        /// The message.
+        message: MessageId,
+    },
 }
 
 /// What a ledger call returns. The in-memory ledger's futures are ready at once; the engine
@@ -249,11 +258,18 @@ pub trait CapLedger: Send + Sync + Debug {
     }
     /// A user's state (default for a user the ledger has never seen).
     fn load(&self, user: UserId) -> LedgerFuture<LedgerUser>;
-    /// The outbox step between `reserve` and the transport call: the message is about to be
-    /// handed to the transport. A durable ledger persists it before the engine calls the
-    /// transport, so that after a crash it knows which reservations may have gone out
-    /// (see [`CapLedger::recover`]). An error means the message must not be sent (the
-    /// engine releases it). In-memory ledgers need nothing: nothing of theirs outlives a crash.
+    /// The outbox step between `reserve` and the transport call — RELIABILITY.md rule 7's
+    /// `confirm(msg_id, lease)`: the message is about to be handed to the transport. It
+    /// checks the user's opt-out once more, so that an opt-out recorded after the
+    /// reservation (by this engine or another on the same store) stops the send:
+    /// [`LedgerError::OptedOut`], the reservation left for the caller to release. A message
+    /// that holds no reservation (never granted, already settled — which includes one that
+    /// [`CapLedger::recover`] settled after its engine died, the lease this ledger knows)
+    /// is [`LedgerError::NotReserved`]. A durable ledger persists the mark before the engine
+    /// calls the transport, so that after a crash it knows which reservations may have gone
+    /// out (see [`CapLedger::recover`]). Any error means the message must not be sent (the
+    /// engine releases it). The default accepts everything: a ledger must override it to
+    /// check the opt-out (every ledger of gavat does).
     fn sending(&self, message: MessageId) -> LedgerFuture<()> {
         let _ = message;
         Box::pin(futures::future::ready(Ok(())))

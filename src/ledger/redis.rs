@@ -31,6 +31,15 @@
 //!   reserve script writes it itself (one round trip); on a cluster it lives in another slot
 //!   and is written first (two round trips).
 //!
+//! # The sending check (RELIABILITY.md rule 7)
+//! [`CapLedger::sending`] runs the settle script in mode `sending` over the same `{u:ID}`
+//! keys: one `HMGET` of the message record and one `HGET` of the user's opt-out flag, O(1).
+//! A user opted out since the reservation — by this engine or another on the same Redis —
+//! gets `opted_out` ([`LedgerError::OptedOut`]) and the record is left pending for the
+//! engine to release. Pending records carry no expiry, so there is no lease to run out
+//! here: a reservation whose engine died is settled by [`CapLedger::recover`], after which
+//! `sending` answers `NotReserved`.
+//!
 //! # The reserve script
 //! One `EVALSHA` per reservation, atomic: epoch check; index (one node); "already decided
 //! for this message id?" (the first decision, or a conflict); opt-out; no segment; allowed
@@ -182,6 +191,7 @@ return {'decided', 'granted'}
 
 const SETTLE_LUA: &str = r#"#!lua
 -- gavat cap gate: settle (delivered | unknown | release), mark sending, or recover one message.
+-- Marking sending refuses a user opted out since the reservation (rule 7's second check).
 -- KEYS: epoch, cap, pend (xpend for a share), msg, slot pending.
 -- ARGV: epoch, msg, user, mode, retention ms, group share (1/0).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'epoch'} end
@@ -193,6 +203,7 @@ if r[1] ~= user or r[2] ~= 'granted' then
 end
 if mode == 'sending' then
   if r[3] ~= 'p' then return {'not_reserved'} end
+  if redis.call('HGET', KEYS[2], 'o') == '1' then return {'opted_out'} end
   redis.call('HSET', KEYS[4], 'snd', '1')
   return {'ok', 'sending'}
 end
@@ -485,6 +496,7 @@ impl Gate {
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(Ok(())),
             Some("not_reserved") => Ok(Err(LedgerError::NotReserved { message })),
+            Some("opted_out") => Ok(Err(LedgerError::OptedOut { message })),
             _ => Err(unexpected(&reply)),
         }
     }

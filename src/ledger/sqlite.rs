@@ -21,7 +21,8 @@
 //! `ledger_users`.
 //!
 //! A message's `state`: `reserved` → `sending` (the outbox step) → `delivered` | `unknown`
-//! (counted) or `released`; a denial is `denied` with its `reason`. [`CapLedger::recover`]
+//! (counted) or `released`; a denial is `denied` with its `reason`. `sending` refuses a
+//! reservation whose user opted out since ([`LedgerError::OptedOut`], the row unchanged). [`CapLedger::recover`]
 //! settles what a crash left: `sending` and group shares count as `unknown`, other
 //! `reserved` rows are `released`.
 //!
@@ -335,7 +336,7 @@ impl SqliteLedger {
     }
 
     /// Runs a batch of writes in one `BEGIN IMMEDIATE` transaction, in order, each seeing
-    /// the ones before it. A write that answers `Conflict` or `NotReserved` has written
+    /// the ones before it. A write that answers `Conflict`, `NotReserved` or `OptedOut` has written
     /// nothing, and the others go on; a SQLite failure rolls the whole batch back and every
     /// write of it is `Unavailable`.
     fn commit(&self, batch: &[(u64, Write)]) -> Vec<Result<Written, LedgerError>> {
@@ -503,17 +504,21 @@ fn settle_in(conn: &Connection, message: MessageId, counted: Option<Counted>) ->
     if row.state.pending() { settle_row(conn, message, &row, counted) } else { Ok(()) }
 }
 
-/// [`CapLedger::sending`] inside the batch's transaction: `reserved` → `sending`.
+/// [`CapLedger::sending`] inside the batch's transaction: `reserved` → `sending`, unless the
+/// user opted out since the reservation (rule 7's second check, against `ledger_users`, which
+/// every connection on the file writes: another engine's opt-out is seen).
 fn sending_in(conn: &Connection, message: MessageId) -> Result<(), Failure> {
-    if conn.prepare_cached(sql::SENDING)?.execute(params![message.0 as i64])? == 1 {
-        return Ok(());
+    let row = granted_row(conn, message)?;
+    // A message never reserved, denied or already settled holds no reservation and must
+    // not go out; a repeated call (already sending) is fine.
+    if !row.state.pending() {
+        return Err(LedgerError::NotReserved { message }.into());
     }
-    // Not reserved: a repeated call (already sending) is fine; a message never reserved,
-    // denied or already settled holds no reservation and must not go out.
-    match granted_row(conn, message)?.state {
-        State::Sending => Ok(()),
-        _ => Err(LedgerError::NotReserved { message }.into()),
+    if counted_state(conn, row.user)?.opted_out {
+        return Err(LedgerError::OptedOut { message }.into());
     }
+    conn.prepare_cached(sql::SENDING)?.execute(params![message.0 as i64])?;
+    Ok(())
 }
 
 /// [`CapLedger::opt_out`] inside the batch's transaction: one upsert.
@@ -794,7 +799,7 @@ mod tests {
         let coverage =
             conformance::check_outbox(|| SqliteLedger::open(&files.path()).expect("a temporary file opens"), &settings)
                 .map_err(|mismatch| mismatch.to_string())?;
-        assert!(coverage.saw("Ok(Recovery"), "{:?}", coverage.answers);
+        assert!(coverage.saw("Ok(Recovery") && coverage.saw("Err(OptedOut"), "{:?}", coverage.answers);
         Ok(())
     }
 

@@ -329,7 +329,7 @@ fn the_live_api_refuses_bad_requests_and_counts() {
         let body = "{\"user\": 1, \"kind\": \"response\"}";
         write!(
             stream,
-            "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
+            "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         )

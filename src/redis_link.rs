@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -195,6 +195,10 @@ pub(crate) struct Shared {
     /// `run_id` of every primary at connect, by address: a change is a restart. Updated
     /// only when a single node restarted with every acknowledged write on disk.
     run_ids: Mutex<BTreeMap<String, String>>,
+    /// Whether the single node fsynced every write (`appendonly yes`, `appendfsync always`)
+    /// when last seen: a restart is trusted only if it did before **and** does after, so a
+    /// server restarted with a changed configuration cannot hide lost writes.
+    kept_every_write: AtomicBool,
     health: Mutex<Health>,
     options: RedisOptions,
     pauses_total: AtomicU64,
@@ -339,10 +343,12 @@ impl Link {
             let info = text(&Cmd::new().arg("INFO").arg("server").query_async::<Value>(&mut single).await?)
                 .unwrap_or_default();
             if info_field(&info, "redis_mode").as_deref() != Some("cluster") {
+                let durable = keeps_every_write(&mut single).await;
                 return Ok::<_, RedisError>((
                     Conn::Single { client: Box::new(client), current: Mutex::new(Some(single)) },
                     info,
                     None,
+                    durable,
                 ));
             }
             let cluster = ::redis::cluster::ClusterClient::builder(vec![url_owned])
@@ -352,9 +358,9 @@ impl Link {
                 .build()?;
             let mut conn = cluster.get_async_connection().await?;
             let infos = all_primaries(&mut conn, Cmd::new().arg("INFO").arg("server").to_owned()).await?;
-            Ok((Conn::Cluster(conn), info, Some(infos)))
+            Ok((Conn::Cluster(conn), info, Some(infos), false))
         });
-        let (conn, info, cluster_infos) = match opened {
+        let (conn, info, cluster_infos, durable_at_connect) = match opened {
             Some(Ok(v)) => v,
             Some(Err(e)) => return Err(unreachable(e.to_string())),
             None => return Err(unreachable("timed out connecting".to_string())),
@@ -389,6 +395,7 @@ impl Link {
             address,
             secret,
             run_ids: Mutex::new(run_ids),
+            kept_every_write: AtomicBool::new(durable_at_connect),
             health: Mutex::new(Health::Ok),
             options,
             pauses_total: AtomicU64::new(0),
@@ -493,6 +500,14 @@ fn block_on<T: Send + 'static>(
         let _ = tx.send(fut.await);
     });
     rx.recv_timeout(wait).ok()
+}
+
+/// Whether the server fsyncs every write before it answers (`appendonly yes`,
+/// `appendfsync always`). A server that will not say (CONFIG disabled) is taken not to.
+async fn keeps_every_write(c: &mut MultiplexedConnection) -> bool {
+    let appendonly = config_value(c, "appendonly").await;
+    let appendfsync = config_value(c, "appendfsync").await;
+    appendonly.as_deref() == Some("yes") && appendfsync.as_deref() == Some("always")
 }
 
 /// One setting of the server (`CONFIG GET name`), if it answers.
@@ -658,7 +673,9 @@ impl Shared {
     async fn accept_run_id(&self, c: &mut MultiplexedConnection, run_id: String) -> Result<(), Failure> {
         let now = BTreeMap::from([(self.address.clone(), run_id.clone())]);
         let Err(lost) = self.compare_run_ids(&now) else { return Ok(()) };
-        if !self.keeps_every_write(c).await {
+        let durable_now = keeps_every_write(c).await;
+        if !(self.kept_every_write.load(Ordering::Relaxed) && durable_now) {
+            self.kept_every_write.store(durable_now, Ordering::Relaxed);
             return Err(lost);
         }
         let was = self.run_ids().insert(self.address.clone(), run_id.clone()).unwrap_or_default();
@@ -668,14 +685,6 @@ impl Shared {
             "Redis restarted with appendfsync always: every acknowledged write was on disk; resuming."
         );
         Ok(())
-    }
-
-    /// Whether the server fsyncs every write before it answers (`appendonly yes`,
-    /// `appendfsync always`). A server that will not say (CONFIG disabled) is taken not to.
-    async fn keeps_every_write(&self, c: &mut MultiplexedConnection) -> bool {
-        let appendonly = config_value(c, "appendonly").await;
-        let appendfsync = config_value(c, "appendfsync").await;
-        appendonly.as_deref() == Some("yes") && appendfsync.as_deref() == Some("always")
     }
 
     fn run_ids(&self) -> MutexGuard<'_, BTreeMap<String, String>> {

@@ -188,7 +188,9 @@ impl Zone {
     /// hour under the offset in force at `at`, or an offset change before it.
     pub fn next_hour_start(self, at: Timestamp) -> Timestamp {
         let offset = self.offset_at(at);
-        let next_whole = Timestamp(at.secs() - at.secs().saturating_add(offset.secs()).rem_euclid(HOUR) + HOUR);
+        let next_whole = Timestamp(
+            at.secs().saturating_sub(at.secs().saturating_add(offset.secs()).rem_euclid(HOUR)).saturating_add(HOUR),
+        );
         if matches!(self, Zone::Fixed(_)) || self.offset_at(next_whole.plus(-1)) == offset {
             return next_whole;
         }
@@ -243,8 +245,8 @@ impl Zone {
                 return Some(t);
             }
             let offset = self.offset_at(t);
-            let hour_start = t.secs() - t.secs().saturating_add(offset.secs()).rem_euclid(HOUR);
-            let target = Timestamp(hour_start + i64::from(ahead) * HOUR);
+            let hour_start = t.secs().saturating_sub(t.secs().saturating_add(offset.secs()).rem_euclid(HOUR));
+            let target = Timestamp(hour_start.saturating_add(i64::from(ahead) * HOUR));
             t = if self.offset_at(target) == offset && self.offset_at(target.plus(-1)) == offset {
                 target
             } else {

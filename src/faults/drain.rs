@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use actix::prelude::*;
 
 use crate::actors::messages::{OutcomeKind, OutcomesRecorded, UserIndex};
+use crate::policy::SuppressReason;
 use crate::transport::FailureKind;
 
 /// Users whose last direct message is open (see the module documentation).
@@ -30,7 +31,10 @@ impl Handler<OutcomesRecorded> for DrainWatch {
     fn handle(&mut self, msg: OutcomesRecorded, _ctx: &mut Context<Self>) {
         for outcome in msg.outcomes.iter() {
             match outcome.kind {
-                OutcomeKind::Failed(FailureKind::RateLimited | FailureKind::Transient) => {
+                // A send held by an unavailable gate is planned again, like a retry: it is
+                // not final until its next outcome.
+                OutcomeKind::Failed(FailureKind::RateLimited | FailureKind::Transient)
+                | OutcomeKind::Suppressed(SuppressReason::GateUnavailable) => {
                     self.opened += 1;
                     self.open.insert(outcome.index);
                 }
@@ -67,14 +71,14 @@ mod tests {
     use super::*;
     use crate::actors::messages::Outcome;
     use crate::domain::{Segment, Timestamp, UserId};
-    use crate::policy::SuppressReason;
 
     fn outcome(index: UserIndex, kind: OutcomeKind) -> Outcome {
         Outcome { at: Timestamp(0), user: UserId(u64::from(index)), index, segment: Segment::WarmLead, kind }
     }
 
-    /// A retried message stays open until the user's next outcome; a group post's share or
-    /// a reply does not close it. A planted message left open is caught.
+    /// A retried message — and one held by an unavailable gate — stays open until the
+    /// user's next outcome; a group post's share or a reply does not close it. A planted
+    /// message left open is caught.
     #[test]
     fn a_retry_left_open_is_caught() {
         let open = actix_rt::System::new().block_on(async {
@@ -85,10 +89,13 @@ mod tests {
                 outcome(3, OutcomeKind::Failed(FailureKind::RateLimited)),
                 outcome(2, OutcomeKind::Suppressed(SuppressReason::GateUnavailable)),
                 outcome(3, OutcomeKind::Conversion),
+                outcome(4, OutcomeKind::Suppressed(SuppressReason::GateUnavailable)),
+                outcome(5, OutcomeKind::Suppressed(SuppressReason::GateUnavailable)),
+                outcome(5, OutcomeKind::Suppressed(SuppressReason::DailyLimit)),
             ];
             watch.do_send(OutcomesRecorded { outcomes: Arc::new(batch) });
             watch.send(TakeOpenRetries).await.expect("an answer")
         });
-        assert_eq!(open, (2, 3), "users 1 and 3 still wait for a final state");
+        assert_eq!(open, (4, 6), "users 1, 2, 3 and 4 still wait for a final state; 5's gate refusal was settled");
     }
 }

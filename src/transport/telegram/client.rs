@@ -19,8 +19,17 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
 
 /// The test-only header carrying our message id, so that the fake Bot API keeps a
 /// ground-truth ledger keyed by it (RELIABILITY.md §7.1). Sent only by a build with the
-/// `failpoints` feature (the tests'); a release build never sends it.
+/// `failpoints` feature (the tests') **and** only under `GAVAT_TEST_PROFILE=1`: a workspace
+/// build that unified the feature in (`cargo build --workspace`) still never sends it to a
+/// real Bot API.
 pub const MESSAGE_ID_HEADER: &str = "X-Gavat-Msg-Id";
+
+/// Whether this process runs under the test profile (`GAVAT_TEST_PROFILE=1`), read once.
+#[cfg(feature = "failpoints")]
+fn under_test_profile() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("GAVAT_TEST_PROFILE").as_deref() == Ok("1"))
+}
 
 /// Longest body read from a reply: Bot API answers to `sendMessage` are a few kilobytes.
 const MAX_BODY: usize = 64 * 1024;
@@ -202,7 +211,8 @@ impl BotApi {
         };
         let request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
         #[cfg(feature = "failpoints")]
-        let request = request.header(MESSAGE_ID_HEADER, message.to_string());
+        let request =
+            if under_test_profile() { request.header(MESSAGE_ID_HEADER, message.to_string()) } else { request };
         #[cfg(not(feature = "failpoints"))]
         let _ = message;
         let result = match request.send().await {

@@ -76,6 +76,10 @@ pub const DEFAULT_TELEGRAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// With [`DEFAULT_TELEGRAM_TIMEOUT`] it keeps a send within the engine's 10 s send timeout.
 pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
+/// The longest stored 429 wait honoured after a restart, seconds: a day, longer than any
+/// `retry_after` the Bot API gives, so only a damaged row is cut.
+const MAX_STORED_WAIT_SECS: u64 = 86_400;
+
 /// One bot: a name (for reasons and the text) and its token.
 #[derive(Clone, Debug)]
 pub struct Bot {
@@ -199,7 +203,11 @@ impl TelegramSender {
                 let instant = tokio::time::Instant::now();
                 for freeze in freezes {
                     let Some(bot) = self.bots.iter().position(|b| b.name == freeze.bot) else { continue };
-                    let until = instant + Duration::from_secs(u64::try_from(freeze.until_unix - now).unwrap_or(0));
+                    // A damaged row's far-future wait is cut to a day (no Bot API wait is longer),
+                    // so it can neither overflow the instant nor park a chat for good.
+                    let wait =
+                        u64::try_from(freeze.until_unix.saturating_sub(now)).unwrap_or(0).min(MAX_STORED_WAIT_SECS);
+                    let until = instant + Duration::from_secs(wait);
                     let bot = BotId(bot as u32);
                     match freeze.to {
                         Some(to) => self.limiter.park(bot, to, until),

@@ -609,7 +609,7 @@ fn export(args: ExportArgs) -> Result<(), CliError> {
         .with_context(|| format!("{}: cannot write", pending.temp().display()))
         .map_err(CliError::failure)?;
     let written: std::io::Result<()> = (|| {
-        let mut csv = ResultsWriter::new(BufWriter::with_capacity(1 << 16, file))?;
+        let mut csv = ResultsWriter::with_pre_period(BufWriter::with_capacity(1 << 16, file))?;
         for row in &rows {
             csv.write(row)?;
         }

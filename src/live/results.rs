@@ -14,6 +14,9 @@
 //!   message sent before the experiment is not the experiment's.
 //! - `opted_out`: an opt-out in the period, or the store's record of the user at export
 //!   (as a simulation counts the state at its end).
+//! - `pre_period` (CUPED's covariate, Deng et al. 2013): the user's replies in the
+//!   [`PRE_PERIOD_DAYS`] days before the period starts — the same quantity `gavat experiment
+//!   run` simulates for its pre-period — so every live export can be compared with CUPED.
 //!
 //! # What is checked
 //! A send in the period must carry the arm the hash gives its user — else the file is not
@@ -21,14 +24,18 @@
 //! than report a mixture. A send in the period without an arm means a run without the
 //! experiment wrote into the period: refused too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use gavat_experiments::design::Experiment;
 use gavat_experiments::results::UserRow;
 
-use crate::domain::{Timestamp, UserId};
+use crate::domain::{DAY, Timestamp, UserId};
 use crate::experiment::assignment;
 use crate::store::{EventLog, LogKind, StoreError, UserRepository};
+
+/// Days before the experiment's first send whose replies are each user's `pre_period`
+/// value (the default pre-period of `gavat experiment run`).
+pub const PRE_PERIOD_DAYS: i64 = 14;
 
 /// Why the results could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +97,22 @@ pub fn live_results<S: EventLog + UserRepository>(
         tallies.insert(user.profile.id.0, Tally { opted_out: user.caps.opted_out, ..Tally::default() });
     }
     let mut started: Option<Timestamp> = None;
+    // Replies before the period, per user, only as far back as the pre-period can reach: the
+    // log is in time order and the period starts no earlier than the entry at hand.
+    let mut before: BTreeMap<u64, VecDeque<Timestamp>> = BTreeMap::new();
+    let reach = PRE_PERIOD_DAYS * DAY;
     for entry in store.events_between(Timestamp(i64::MIN), Timestamp(i64::MAX)) {
         let entry = entry?;
         if started.is_none() {
             let ours = entry.kind == LogKind::Send && entry.arm.as_deref().is_some_and(|a| names.contains(&a));
             if !ours {
+                if entry.kind == LogKind::Response {
+                    let replies = before.entry(entry.user.0).or_default();
+                    while replies.front().is_some_and(|t| t.secs() < entry.at.secs().saturating_sub(reach)) {
+                        replies.pop_front();
+                    }
+                    replies.push_back(entry.at);
+                }
                 continue;
             }
             started = Some(entry.at);
@@ -120,9 +138,14 @@ pub fn live_results<S: EventLog + UserRepository>(
             LogKind::OptOut => tally.opted_out = true,
         }
     }
-    if started.is_none() {
+    let Some(start) = started else {
         return Err(LiveResultsError::NeverRan { experiment: design.name.clone(), arms: names.join(", ") });
-    }
+    };
+    let from = start.secs().saturating_sub(reach);
+    let pre_period = |user: u64| {
+        let replies = before.get(&user).map_or(0, |r| r.iter().filter(|t| t.secs() >= from && *t < &start).count());
+        Some(replies as f64)
+    };
     Ok(tallies
         .into_iter()
         .map(|(user, t)| UserRow {
@@ -133,7 +156,68 @@ pub fn live_results<S: EventLog + UserRepository>(
             conversions: t.conversions,
             opted_out: t.opted_out,
             engagement: UserRow::engagement_of(t.responses, t.conversions, t.opted_out),
-            pre_period: None,
+            pre_period: pre_period(user),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::domain::{Segment, Zone};
+    use crate::store::{LogEntry, SqliteStore, Store};
+
+    const DESIGN: &str = "name = \"pre\"\nsalt = \"pre-test\"\nprimary_metric = \"response_rate\"\n\
+                          minimum_detectable_effect = 0.1\n[[arms]]\nname = \"a\"\nweight = 1.0\n\
+                          [[arms]]\nname = \"b\"\nweight = 1.0\n";
+
+    fn entry(kind: LogKind, at: i64, user: u64, arm: Option<&str>) -> LogEntry {
+        LogEntry {
+            kind,
+            at: Timestamp(at),
+            user: UserId(user),
+            utc_offset: crate::domain::UtcOffset(0),
+            zone: Zone::UTC,
+            group: None,
+            segment: Some(Segment::WarmLead),
+            caps: None,
+            bot: None,
+            content: None,
+            strategy: Arc::from("defaults"),
+            arm: arm.map(Arc::from),
+            outcome: None,
+        }
+    }
+
+    /// Each user's `pre_period` counts their replies in the 14 days before the experiment's
+    /// first send, and nothing older or later.
+    #[test]
+    fn the_pre_period_counts_replies_in_the_fourteen_days_before_the_start() -> Result<(), Box<dyn std::error::Error>> {
+        let design = Experiment::from_toml_str(DESIGN, "pre.toml")?;
+        let names: Vec<&str> = design.group_names().collect();
+        let arm = |user: u64| names[usize::from(assignment(&design).arm_of(UserId(user)))];
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("s.db"))?;
+        let start = 400 * DAY;
+        for e in [
+            entry(LogKind::Response, start - 20 * DAY, 5, None),
+            entry(LogKind::Response, start - 10 * DAY, 5, None),
+            entry(LogKind::Response, start - DAY, 5, None),
+            entry(LogKind::Response, start - 2 * DAY, 6, None),
+            entry(LogKind::Send, start, 5, Some(arm(5))),
+            entry(LogKind::Response, start + 60, 5, None),
+            entry(LogKind::Send, start + 90, 6, Some(arm(6))),
+        ] {
+            block_on(store.append(&e))?;
+        }
+        block_on(store.flush())?;
+        let rows = live_results(&store, &design)?;
+        let pre: Vec<(u64, Option<f64>, u64)> = rows.iter().map(|r| (r.user, r.pre_period, r.responses)).collect();
+        assert_eq!(pre, vec![(5, Some(2.0), 1), (6, Some(1.0), 0)]);
+        Ok(())
+    }
 }

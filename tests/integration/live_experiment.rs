@@ -104,7 +104,7 @@ fn a_live_experiment_is_assigned_exported_and_compared() -> Result<(), Box<dyn s
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&results)?;
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("user,arm,messages,responses,conversions,opted_out,engagement"));
+    assert_eq!(lines.next(), Some("user,arm,messages,responses,conversions,opted_out,engagement,pre_period"));
     let mut seen = HashSet::new();
     let mut in_holdout = 0;
     for line in lines {
@@ -114,6 +114,8 @@ fn a_live_experiment_is_assigned_exported_and_compared() -> Result<(), Box<dyn s
         assert_eq!(fields[1], arm_of(user)?, "user {user}'s arm is the hash's");
         let sent: u64 = fields[2].parse()?;
         assert_eq!(sent, messages.get(&user).copied().unwrap_or(0), "user {user}'s messages are the outbox's");
+        let pre: f64 = fields[7].parse()?;
+        assert!(pre >= 0.0 && pre.fract() == 0.0, "user {user}'s pre-period is a count of replies: {pre}");
         in_holdout += usize::from(fields[1] == "holdout");
     }
     assert_eq!(seen.len(), 300, "every user of the store appears");

@@ -26,6 +26,7 @@
 //! - [`engine`]: wiring and running.
 //! - [`live`]: the live engine's configuration (`gavat.toml`), its parts and its run.
 //! - [`api`]: the live engine's HTTP API (events, users, health) and its Prometheus metrics.
+//! - [`html`]: HTML shared by the dashboard and the report files: escaping, layout, charts.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`faults`]: seeded faults at the seams of a simulated run (`gavat simulate --faults`).
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
@@ -48,6 +49,7 @@ pub mod domain;
 pub mod engine;
 pub mod experiment;
 pub mod faults;
+pub mod html;
 pub mod import;
 pub mod learner;
 pub mod learner_effect;

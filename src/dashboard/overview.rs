@@ -23,10 +23,10 @@ pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
     let now = d.now()?;
     let mut body = String::new();
     let state_class = figures.state.split([':', ' ']).next().unwrap_or("running");
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<p>Engine: <span id=\"engine-state\" class=\"state {state_class}\" data-field=\"state\" \
-         data-state=\"state\">{}</span> <span class=\"muted\">as of <span data-field=\"at\">{}</span></span></p>\n",
+         data-state=\"state\">{}</span> <span class=\"muted\">as of <span data-field=\"at\">{}</span></span></p>",
         escape(&figures.state),
         escape(&figures.at),
     );

@@ -104,10 +104,10 @@ pub(super) fn members(d: &Dashboard, name: &str) -> Result<Rendered, PageError> 
     body.push_str("</table></section>\n");
     if let Some(s) = reader.strategies_in_force()?.into_iter().find(|s| s.segment == segment) {
         let st = &s.strategy;
-        let _ = write!(
+        let _ = writeln!(
             body,
             "<p class=\"note\">Strategy in force (version {}): priority {}, {}, at most {} a day, {:.1} h cooldown, \
-             allowed hours {}, best hours {}. <a href=\"/strategies\">History</a></p>\n",
+             allowed hours {}, best hours {}. <a href=\"/strategies\">History</a></p>",
             s.version,
             st.priority,
             escape(st.frequency.as_str()),
@@ -261,8 +261,8 @@ fn preview_section(d: &Dashboard, id: UserId, now: crate::domain::Timestamp) -> 
                 escape(preview.bot.as_ref().map_or("—", |b| b.name.as_str())),
                 escape(&m.language),
                 escape(&m.language_reason.to_string()),
-                escape(&m.template.table),
-                escape(&m.template.kind),
+                escape(m.template.table),
+                escape(m.template.kind),
                 escape(&m.template.file),
             );
             let _ = writeln!(out, "<pre class=\"message\" id=\"preview-text\">{}</pre>", escape(&m.plain));

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use actix::Actor as _;
 
 use crate::actors::entity::PersistPolicy;
-use crate::api::{ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, MetricsListener, UserDirectory};
+use crate::api::{
+    ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, MetricsListener, SendingControl, UserDirectory,
+};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
@@ -93,6 +95,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let (join, arrivals) = user_arrivals();
     let strategy_name = book.name.to_string();
     let metrics = Arc::new(Metrics::new());
+    let control = Arc::new(SendingControl::new(metrics.clone()));
     let listener = MetricsListener::new(metrics.clone()).start();
     // The API is an inbound source when it runs, Telegram's updates another when configured.
     let api_inbound = Arc::new(ApiInbound::new());
@@ -116,6 +119,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
                 arrivals: join,
                 users: directory,
                 metrics: metrics.clone(),
+                control: control.clone(),
                 write_token,
                 allowed_hosts: allowed_hosts(config),
             };
@@ -144,7 +148,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         .sender(Arc::new(MeteredSender::new(parts.sender.clone(), metrics.clone())))
         .inbound_source(source)
         .store(parts.store.clone())
-        .ledger(Arc::new(MeteredLedger::new(parts.ledger.clone(), metrics.clone())))
+        .ledger(Arc::new(MeteredLedger::new(parts.ledger.clone(), metrics.clone(), control)))
         .outcome_listener(listener.recipient())
         .strategies(book.clone())
         .segmentation(rules)

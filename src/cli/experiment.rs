@@ -203,7 +203,8 @@ pub struct CompareArgs {
     pub plot: Option<PathBuf>,
     /// A history of looks at a live experiment (JSON lines, created if missing): this look
     /// — its time (the header's export time, else now), users per arm, each treatment's
-    /// mSPRT p and confidence sequence — is appended, and the report adds the running
+    /// mSPRT p and confidence sequence — is appended (unless the last look saw the same
+    /// data), and the report adds the running
     /// minimum of the p-values and the running intersection of the sequences over every
     /// look in it. Refused if it holds looks of another experiment, metric, alpha or control.
     #[arg(long, value_name = "FILE")]
@@ -758,8 +759,17 @@ impl Looks {
         Ok(Looks { path: path.to_path_buf(), looks, unterminated })
     }
 
-    /// Appends `look` to the file (one line, synced) and to the history.
+    /// Appends `look` to the file (one line, synced) and to the history — unless the last
+    /// look saw the same data (the same file compared again), which is not a new look.
     fn append(&mut self, look: Look) -> Result<(), CliError> {
+        if self.looks.last().is_some_and(|last| last.same_data(&look)) {
+            eprintln!(
+                "gavat: --looks {}: the same data as the last look (at {}): not appended",
+                self.path.display(),
+                self.looks.last().map_or("", |l| l.at.as_str())
+            );
+            return Ok(());
+        }
         let mut line = serde_json::to_string(&look).map_err(CliError::failure)?;
         line.push('\n');
         if self.unterminated {

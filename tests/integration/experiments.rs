@@ -200,6 +200,30 @@ fn a_missing_arm_fails_srm_with_weights_from_the_header() {
     assert_eq!(json["srm"]["weights"], "assumed_equal", "an older file is still read, with the weights unknown");
 }
 
+/// `run --out FILE.jsonl` writes JSON lines after a header object, which `compare` reads
+/// without the experiment file, taking the weights from the header.
+#[test]
+fn json_lines_results_carry_the_header() {
+    let dir = temp_dir();
+    let results = dir.path().join("r.jsonl");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/cooldown.toml");
+    let args = ["experiment", "run", file, "--users", "300", "--days", "2", "--seed", "3", "--out", s(&results)];
+    let out = gavat(&[&args[..], &["--pre-period-days", "0", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&results).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(r#"{"gavat_experiment":{"experiment":"cooldown-test","arms":[{"name":"control""#),
+        "{first}"
+    );
+    assert_eq!(text.lines().count(), 1 + 300);
+    let out = gavat(&["experiment", "compare", s(&results), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["srm"]["weights"], "results_header");
+    assert_eq!(json["control"], "control");
+}
+
 /// A header that disagrees with `--experiment` is a usage error naming both; a malformed
 /// header is an error naming the file and line.
 #[test]
@@ -296,14 +320,15 @@ fn looks_keep_the_running_minimum_and_intersection() {
     }
     assert_eq!(reports[0]["comparisons"][0]["running"]["looks"], 1);
 
-    // The text shows the running figures beside this look's.
-    let copy = dir.path().join("copy.jsonl");
-    std::fs::copy(&looks, &copy).unwrap();
-    let out = gavat(&["experiment", "compare", s(&dir.path().join("r.csv")), "--looks", s(&copy)]);
+    // The text shows the running figures beside this look's; the same file compared again
+    // is the same look, not a fourth.
+    let out = gavat(&["experiment", "compare", s(&dir.path().join("r.csv")), "--looks", s(&looks)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("always-valid p (mSPRT, this look): "), "{text}");
-    assert!(text.contains("always-valid p (mSPRT, running minimum over 4 looks): "), "{text}");
-    assert!(text.contains("95% confidence sequence, running intersection over 4 looks: difference ["), "{text}");
+    assert!(text.contains("always-valid p (mSPRT, running minimum over 3 looks): "), "{text}");
+    assert!(text.contains("95% confidence sequence, running intersection over 3 looks: difference ["), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the same data as the last look"));
+    assert_eq!(std::fs::read_to_string(&looks).unwrap(), history);
 
     // Another experiment's results, or another metric, against this history: refused.
     let other = dir.path().join("other.csv");
@@ -327,6 +352,8 @@ fn looks_keep_the_running_minimum_and_intersection() {
     // With the experiment file the same series goes on.
     let design = dir.path().join("watched.toml");
     std::fs::write(&design, WATCHED).unwrap();
+    body.push_str(&row(next, "control", 1, false));
+    std::fs::write(&other, &body).unwrap();
     let out = gavat(&["experiment", "compare", s(&other), "--experiment", s(&design), "--looks", s(&looks), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -108,6 +108,12 @@ impl Look {
             && self.alpha == other.alpha
             && self.control == other.control
     }
+
+    /// Whether `other` saw the same data (users per arm and every figure): comparing one
+    /// results file twice is one look, not two.
+    pub fn same_data(&self, other: &Look) -> bool {
+        self.same_series(other) && self.users == other.users && self.arms == other.arms
+    }
 }
 
 /// What the looks so far say about one treatment.
@@ -232,6 +238,11 @@ mod tests {
         let line = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<Look>(&line).unwrap(), a);
         assert!(a.same_series(&look("later", &[])));
+        let mut again = a.clone();
+        again.at = "later".into();
+        assert!(a.same_data(&again), "the same data at another time is the same look");
+        again.users[0].users += 1;
+        assert!(!a.same_data(&again));
         for change in [
             |l: &mut Look| l.experiment = "f".into(),
             |l: &mut Look| l.metric = Metric::Engagement,

@@ -2,7 +2,8 @@
 //! (and any user the log names that the users table lacks) with the arm the experiment's
 //! hash gives them, and their messages, replies, purchases and opt-out counted from the log
 //! — one [`UserRow`] each, in user-id order, for the results file `gavat experiment
-//! compare` reads.
+//! compare` reads — and the time of the log's last entry ([`LiveExport::log_end`]), which
+//! the file's header records as the time the data runs to.
 //!
 //! # What is counted
 //! - The experiment's period starts at the first send the log records under one of its arms
@@ -87,13 +88,30 @@ struct Tally {
     opted_out: bool,
 }
 
+/// A live experiment's results with the time the data runs to.
+#[derive(Debug, Clone)]
+pub struct LiveExport {
+    /// One row per user, in id order.
+    pub rows: Vec<UserRow>,
+    /// The time of the last entry of the store's log: the data runs to here.
+    pub log_end: Timestamp,
+}
+
 /// Reads every user of `store` and its log and counts each user's outcomes under
 /// `design`; see the module documentation. Users come out in id order.
 pub fn live_results<S: EventLog + UserRepository>(
     store: &S,
     design: &Experiment,
 ) -> Result<Vec<UserRow>, LiveResultsError> {
-    live_results_until(store, design, None)
+    live_export_until(store, design, None).map(|export| export.rows)
+}
+
+/// [`live_results`] with the time of the log's last entry, for the results file's header.
+pub fn live_export<S: EventLog + UserRepository>(
+    store: &S,
+    design: &Experiment,
+) -> Result<LiveExport, LiveResultsError> {
+    live_export_until(store, design, None)
 }
 
 /// [`live_results`] as they stood at `until` (engine time; `None`: the whole log, exactly
@@ -111,6 +129,15 @@ pub fn live_results_until<S: EventLog + UserRepository>(
     design: &Experiment,
     until: Option<Timestamp>,
 ) -> Result<Vec<UserRow>, LiveResultsError> {
+    live_export_until(store, design, until).map(|export| export.rows)
+}
+
+/// [`live_results_until`] with the time of the last log entry counted.
+fn live_export_until<S: EventLog + UserRepository>(
+    store: &S,
+    design: &Experiment,
+    until: Option<Timestamp>,
+) -> Result<LiveExport, LiveResultsError> {
     let names: Vec<&str> = design.group_names().collect();
     let assignment = assignment(design);
     let arm_name = |user: UserId| names.get(usize::from(assignment.arm_of(user))).copied().unwrap_or("");
@@ -133,6 +160,7 @@ pub fn live_results_until<S: EventLog + UserRepository>(
     // log is in time order and the period starts no earlier than the entry at hand.
     let mut before: BTreeMap<u64, VecDeque<Timestamp>> = BTreeMap::new();
     let reach = PRE_PERIOD_DAYS * DAY;
+    let mut log_end = Timestamp(i64::MIN);
     for entry in store.events_between(Timestamp(i64::MIN), Timestamp(i64::MAX)) {
         let entry = entry?;
         if until.is_some_and(|t| entry.at > t) {
@@ -141,6 +169,7 @@ pub fn live_results_until<S: EventLog + UserRepository>(
             }
             continue;
         }
+        log_end = log_end.max(entry.at);
         if started.is_none() {
             let ours = entry.kind == LogKind::Send && entry.arm.as_deref().is_some_and(|a| names.contains(&a));
             if !ours {
@@ -191,7 +220,7 @@ pub fn live_results_until<S: EventLog + UserRepository>(
         let replies = before.get(&user).map_or(0, |r| r.iter().filter(|t| t.secs() >= from && *t < &start).count());
         Some(replies as f64)
     };
-    Ok(tallies
+    let rows = tallies
         .into_iter()
         .map(|(user, t)| UserRow {
             user,
@@ -203,7 +232,8 @@ pub fn live_results_until<S: EventLog + UserRepository>(
             engagement: UserRow::engagement_of(t.responses, t.conversions, t.opted_out),
             pre_period: pre_period(user),
         })
-        .collect())
+        .collect();
+    Ok(LiveExport { rows, log_end })
 }
 
 #[cfg(test)]

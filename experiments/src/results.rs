@@ -7,7 +7,7 @@
 //!
 //! A file gavat writes starts with a [`ResultsHeader`] (the experiment, its groups and
 //! weights, the export time): a first line `# gavat-experiment {…}` in CSV, a first object
-//! `{"gavat_experiment": {…}}` in JSON lines ([`header`]). Files without one (older ones)
+//! `{"gavat_experiment": {…}}` in JSON lines. Files without one (older ones)
 //! are read as before.
 //!
 //! Every row must be possible: one row per user, at most one reply and one purchase per

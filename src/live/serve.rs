@@ -96,21 +96,22 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let strategy_name = book.name.to_string();
     let metrics = Arc::new(Metrics::new());
     let control = Arc::new(SendingControl::new(metrics.clone()));
-    let listener = MetricsListener::new(metrics.clone()).start();
-    // The API is an inbound source when it runs, Telegram's updates another when configured.
-    let api_inbound = Arc::new(ApiInbound::new());
-    let telegram =
-        super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
     let dashboard = match config.listen {
         Some(_) => Some(actix_web::web::Data::new(live_dashboard(
             config,
             design.into_iter().collect(),
-            metrics.clone(),
+            (metrics.clone(), control.clone()),
             clock.clone(),
             write_token.as_deref(),
         )?)),
         None => None,
     };
+    let listener = MetricsListener::new(metrics.clone()).start();
+    // The API is an inbound source when it runs, Telegram's updates another when configured.
+    let api_inbound = Arc::new(ApiInbound::new());
+    let telegram =
+        super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
+
     let server = match config.listen {
         Some(listen) => {
             let state = ApiState {
@@ -271,7 +272,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
 fn live_dashboard(
     config: &RunConfig,
     experiments: Vec<gavat_experiments::design::Experiment>,
-    metrics: Arc<Metrics>,
+    (metrics, control): (Arc<Metrics>, Arc<SendingControl>),
     clock: Arc<dyn Clock>,
     token: Option<&str>,
 ) -> Result<crate::dashboard::Dashboard, LiveError> {
@@ -282,7 +283,7 @@ fn live_dashboard(
         crate::store::StoreUrl::Sqlite(path) => path.display().to_string(),
         redis => format!("{redis} (key prefix {:?})", config.redis_prefix),
     };
-    crate::dashboard::Dashboard::live(source, name, experiments, config.clone(), metrics, clock, token)
+    crate::dashboard::Dashboard::live(source, name, experiments, config.clone(), metrics, control, clock, token)
         .map_err(|e| dashboard_error(&e))
 }
 

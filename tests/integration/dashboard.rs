@@ -152,6 +152,21 @@ fn a_live_runs_dashboard_shows_streams_and_guards_its_writes() {
     let done = page(addr, location);
     assert!(done.contains("id=\"flash\" class=\"flash ok\""), "{done}");
 
+    // Pause and resume sending from the overview's forms: the state says why.
+    let overview = page(addr, "/");
+    assert!(overview.contains("id=\"pause\""), "{overview}");
+    let csrf = field(&overview, "csrf").expect("the pause form's token").to_string();
+    let form_post = |path: &str, body: &str| {
+        request(addr, "POST", path, &[("Content-Type", "application/x-www-form-urlencoded")], body)
+    };
+    assert_eq!(form_post("/control/pause", &format!("reason=review&csrf={csrf}&token=")).0, 403, "no token");
+    assert!(page(addr, "/").contains(">running<"), "a refused pause pauses nothing");
+    assert_eq!(form_post("/control/pause", &format!("reason=review&csrf={csrf}&token={TOKEN}")).0, 303);
+    let paused = page(addr, "/");
+    assert!(paused.contains(">paused: operator: review<") && paused.contains("id=\"resume\""), "{paused}");
+    assert_eq!(form_post("/control/resume", &format!("csrf={csrf}&token={TOKEN}")).0, 303);
+    assert!(page(addr, "/").contains(">running<"), "resumed");
+
     let (status, _, _) = request(addr, "GET", "/", &[("Host", "evil.example")], "");
     assert_eq!(status, 403, "a foreign Host is refused");
     let (_, head, _) = request(addr, "GET", "/strategies", &[], "");

@@ -15,6 +15,7 @@ use serde::Serialize;
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 pub use arms::{Accumulator, ArmStats};
+pub use text::{confidence, p_text};
 
 use crate::design::{Experiment, HOLDOUT, Metric};
 use crate::stats::{

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use gavat_experiments::compare::{
-    ArmComparison, Figure, GuardrailState, Report, WeightSource, confidence, lift_is_meaningful, p_text,
+    ArmComparison, Figure, GuardrailState, Report, confidence, lift_is_meaningful, p_text,
 };
 use gavat_experiments::design::Metric;
 use gavat_experiments::stats::Interval;
@@ -309,10 +309,7 @@ fn guardrail_state(state: GuardrailState) -> (&'static str, &'static str) {
 
 fn checks(report: &Report) -> String {
     let srm = &report.srm;
-    let weights = match srm.weights {
-        WeightSource::Experiment => "the experiment's weights",
-        WeightSource::AssumedEqual => "equal weights assumed (no experiment file)",
-    };
+    let weights = format!("the weights of {}", srm.weights.describe());
     let (state, class) = if srm.mismatch { ("MISMATCH: do not trust this comparison", "bad") } else { ("ok", "good") };
     let mut out = format!(
         "<p>Sample ratio: <strong class=\"{class}\">{}</strong> — chi-square {:.3}, df {}, p = {} against {}.</p>\n",
@@ -320,7 +317,7 @@ fn checks(report: &Report) -> String {
         srm.check.statistic,
         srm.check.df,
         escape(&p_text(srm.check.p_value, gavat_experiments::compare::SRM_THRESHOLD)),
-        escape(weights)
+        escape(&weights)
     );
     if !srm.missing_arms.is_empty() {
         out.push_str(&note(&format!("Arms with a weight but no user: {}.", srm.missing_arms.join(", "))));

@@ -177,10 +177,13 @@ fn a_bad_html_path_is_refused_before_the_run() -> Result<(), String> {
     let out = gavat(&["simulate", "--users", "50", "--days", "1", "--seed", "1", "--html", s(&missing)]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--html"));
-    let out = gavat(&["experiment", "compare", EXPERIMENT, "--html", EXPERIMENT]);
+    let results = dir.path().join("results.csv");
+    let csv = "user,arm,messages,responses,conversions,opted_out,engagement\n1,control,2,1,0,false,100\n2,evening,2,0,0,false,0\n";
+    std::fs::write(&results, csv).map_err(|e| e.to_string())?;
+    let out = gavat(&["experiment", "compare", s(&results), "--experiment", EXPERIMENT, "--html", EXPERIMENT]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--html"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read_to_string(EXPERIMENT).map_err(|e| e.to_string())?.contains("[["), "the input is intact");
-    assert_eq!(std::fs::read_dir(dir.path()).map_err(|e| e.to_string())?.count(), 0, "nothing written");
+    assert_eq!(std::fs::read_dir(dir.path()).map_err(|e| e.to_string())?.count(), 1, "nothing but the input");
     Ok(())
 }

@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// Write an SVG chart of the arms' estimates and intervals.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Also write the comparison as one self-contained HTML file (styles and SVG charts
+    /// inline, nothing fetched, no script): verdict, arms, lift, checks (docs/reports.md).
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
     /// Simulate this many days before the experiment under control's strategies (same users,
     /// fresh random streams) and write each user's replies in them as the results' `pre_period`
     /// column, for CUPED; 0 for none.
@@ -209,6 +213,10 @@ pub struct CompareArgs {
     /// look in it. Refused if it holds looks of another experiment, metric, alpha or control.
     #[arg(long, value_name = "FILE")]
     pub looks: Option<PathBuf>,
+    /// Also write the comparison as one self-contained HTML file (styles and SVG charts
+    /// inline, nothing fetched, no script): verdict, arms, lift, checks (docs/reports.md).
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
 }
 
 /// Runs `gavat experiment …`.
@@ -445,6 +453,12 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
         Some(path) => Some(Output::prepare("--plot", path, &inputs, &[&out])?),
         None => None,
     };
+    let mut html = match &args.html {
+        Some(path) => {
+            Some(Output::prepare("--html", path, &inputs, &std::iter::once(&out).chain(&plot).collect::<Vec<_>>())?)
+        }
+        None => None,
+    };
     let plan = ExperimentPlan { sim, design, origin, paired: args.paired, pre_period_days: args.pre_period_days };
     let progress = Progress::new(
         format!("experiment {} on {} users × {} days", plan.design.name, plan.sim.users, plan.sim.days),
@@ -466,13 +480,20 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     if let Some(plot) = &mut plot {
         plot.write(|w| w.write_all(outcome.report.to_svg().as_bytes()))?;
     }
+    if let Some(html) = &mut html {
+        html.write(|w| w.write_all(crate::html::experiment::run_page(&outcome).as_bytes()))?;
+    }
     // Everything is written and synced: only now do the files replace their targets.
     let results_path = out.finish()?;
     let plot_path = plot.map(Output::finish).transpose()?;
+    let html_path = html.map(Output::finish).transpose()?;
     if args.json {
         eprintln!("gavat: per-user results written to {}", results_path.display());
         if let Some(path) = &plot_path {
             eprintln!("gavat: chart written to {}", path.display());
+        }
+        if let Some(path) = &html_path {
+            eprintln!("gavat: HTML report written to {}", path.display());
         }
     }
     if args.json {
@@ -510,6 +531,9 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
             }
         }
         println!("\nper-user results: {}", results_path.display());
+        if let Some(path) = &html_path {
+            println!("HTML report: {}", path.display());
+        }
         if let Some(path) = &plot_path {
             println!("chart: {}", path.display());
         }
@@ -557,6 +581,15 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
             inputs.extend(args.experiment.as_deref().map(|p| ("experiment file", p)));
             inputs.extend(args.looks.as_deref().map(|p| ("looks file", p)));
             Some(Output::prepare("--plot", path, &inputs, &[])?)
+        }
+        None => None,
+    };
+    let mut html = match &args.html {
+        Some(path) => {
+            let mut inputs: Vec<(&str, &Path)> = vec![("results file", &args.results)];
+            inputs.extend(args.experiment.as_deref().map(|p| ("experiment file", p)));
+            inputs.extend(args.looks.as_deref().map(|p| ("looks file", p)));
+            Some(Output::prepare("--html", path, &inputs, &plot.iter().collect::<Vec<_>>())?)
         }
         None => None,
     };
@@ -608,6 +641,12 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
         plot.write(|w| w.write_all(report.to_svg().as_bytes()))?;
         let path = plot.finish()?;
         eprintln!("gavat: chart written to {}", path.display());
+    }
+    if let Some(mut html) = html.take() {
+        let page = crate::html::experiment::compare_page(&display, rows, &report);
+        html.write(|w| w.write_all(page.as_bytes()))?;
+        let path = html.finish()?;
+        eprintln!("gavat: HTML report written to {}", path.display());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(CliError::failure)?);

@@ -32,6 +32,13 @@ pub struct SimulateArgs {
     /// separate `timing` object.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML file (styles and SVG charts inline,
+    /// nothing fetched, no script): the segment table, outcomes per simulated day,
+    /// suppressions by reason, each segment's response rate with its 95% Wilson interval, the
+    /// cap audit and the learner's changes (docs/reports.md). Written only if the run
+    /// succeeds.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write every send, response, conversion and opt-out as one JSON object per line
     /// (schema: docs/events.md).
     #[arg(long, value_name = "FILE")]
@@ -305,7 +312,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
     }
     // Outputs are in place before the report is printed: a reader that closes stdout early
     // loses nothing.
-    let written = outputs.commit()?;
+    let written = outputs.commit(&report)?;
     let logs = write_run_logs(&args.log_dir, &report, plan.learner.is_some()).map_err(|e| {
         CliError::failure(anyhow::anyhow!("{}: cannot write the run logs: {e}", args.log_dir.display()))
     })?;
@@ -356,10 +363,11 @@ fn print_report(args: &SimulateArgs, report: &simulation::SimulationReport) -> R
     written.and_then(|()| stdout.flush()).context("writing the report").map_err(CliError::failure)
 }
 
-/// `--events` and `--save-state` while the run writes them.
+/// `--events`, `--save-state` and `--html` while the run writes them.
 struct Outputs {
     events: Option<PendingFile>,
     state: Option<PendingFile>,
+    html: Option<PendingFile>,
 }
 
 impl Outputs {
@@ -371,7 +379,10 @@ impl Outputs {
             path.as_deref().map(|path| Named { flag, path })
         }
         let outputs: Vec<Named<'_>> =
-            [named("--events", &args.events), named("--save-state", &args.save_state)].into_iter().flatten().collect();
+            [named("--events", &args.events), named("--save-state", &args.save_state), named("--html", &args.html)]
+                .into_iter()
+                .flatten()
+                .collect();
         let inputs: Vec<Named<'_>> = [
             named("--resume", &args.resume),
             named("--scenario", &args.sim.scenario),
@@ -397,18 +408,29 @@ impl Outputs {
         Ok(Outputs {
             events: create("--events", &args.events, false)?,
             state: create("--save-state", &args.save_state, true)?,
+            html: create("--html", &args.html, false)?,
         })
     }
 
-    /// Seals the store and renames every output into place; returns what went where.
-    fn commit(self) -> Result<Vec<(&'static str, PathBuf)>, CliError> {
+    /// Writes the HTML report, seals the store and renames every output into place; returns
+    /// what went where.
+    fn commit(self, report: &simulation::SimulationReport) -> Result<Vec<(&'static str, PathBuf)>, CliError> {
         let mut written = Vec::new();
+        // Every file is complete before the first one is put in place.
+        if let Some(html) = &self.html {
+            std::fs::write(html.temp(), crate::html::simulation::simulation_page(report))
+                .with_context(|| format!("--html {}: cannot write", html.target().display()))
+                .map_err(CliError::failure)?;
+        }
         if let Some(events) = self.events {
             written.push(("events written", events.commit().map_err(CliError::failure)?));
         }
         if let Some(state) = self.state {
             SqliteStore::seal(state.temp()).map_err(CliError::failure)?;
             written.push(("state saved", state.commit().map_err(CliError::failure)?));
+        }
+        if let Some(html) = self.html {
+            written.push(("HTML report written", html.commit().map_err(CliError::failure)?));
         }
         Ok(written)
     }

@@ -10,9 +10,15 @@
 //! - [`page`]: the document around a body — self-contained for a report file, or linking the
 //!   dashboard's `/assets/` — and the bundled [`page::STYLESHEET`] and [`page::SCRIPT`].
 //! - [`charts`]: inline SVG charts — a time series, a forest plot of intervals, bars.
+//! - [`simulation`]: a simulation's report (`gavat simulate --html`).
+//! - [`experiment`]: an experiment's comparison (`gavat experiment run|compare --html`).
+//! - [`fragments`]: tables, facts and numbers the report bodies share.
 
 pub mod charts;
+pub mod experiment;
+pub mod fragments;
 pub mod page;
+pub mod simulation;
 
 /// `text` with the five characters HTML gives a meaning (`& < > " '`) written as entities:
 /// safe between tags and inside a quoted attribute value.

@@ -21,6 +21,7 @@ mod fault_report;
 mod faults;
 mod fuzz;
 mod groups;
+mod html_reports;
 mod import;
 mod in_flight_sends;
 mod learner;

@@ -19,6 +19,7 @@ use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 pub use arms::{Accumulator, ArmStats};
 pub use monitoring::{ArmLook, ArmUsers, Bounds, Look, RunningArm, running};
+pub use text::{confidence, p_text};
 
 use crate::design::{Experiment, HOLDOUT, Metric};
 use crate::stats::{

@@ -11,7 +11,7 @@ use crate::stats::{Interval, LiftPrior};
 
 /// The confidence level of `alpha` in percent, as short as exact: 0.05 → `95`, 0.001 →
 /// `99.9`, 0.0125 → `98.75`.
-pub(crate) fn confidence(alpha: f64) -> String {
+pub fn confidence(alpha: f64) -> String {
     let text = format!("{:.10}", 100.0 * (1.0 - alpha));
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -20,7 +20,7 @@ pub(crate) fn confidence(alpha: f64) -> String {
 /// places whose rounded value falls on the same side of alpha as `p` and is not alpha itself
 /// (0.0496 at alpha 0.05 is `0.0496`, never `0.050`); below 0.0001 in scientific notation,
 /// and a p that underflowed to 0 as `< 1e-300`.
-pub(crate) fn p_text(p: f64, alpha: f64) -> String {
+pub fn p_text(p: f64, alpha: f64) -> String {
     if p == 0.0 {
         // Below the smallest double: 2·(1 − Φ(z)) underflowed.
         return "< 1e-300".to_string();

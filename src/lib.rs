@@ -19,6 +19,7 @@
 //!   fail-closed health).
 //! - [`actors`]: user, segment, scheduler and learner actors (diagram in the module).
 //! - [`audit`]: an independent re-check of every send against its caps.
+//! - [`inspect`]: one user analysed and their next message previewed (CLI and dashboard).
 //! - [`import`]: users from a CRM export (CSV, JSON lines) into the store, all or nothing.
 //! - [`decision_log`]: daily decision logs under `logs/`.
 //! - [`run_logs`]: what a simulation writes there (learner decisions, run analytics).
@@ -26,6 +27,8 @@
 //! - [`engine`]: wiring and running.
 //! - [`live`]: the live engine's configuration (`gavat.toml`), its parts and its run.
 //! - [`api`]: the live engine's HTTP API (events, users, health) and its Prometheus metrics.
+//! - [`html`]: HTML shared by the dashboard and the report files: escaping, layout, charts.
+//! - [`dashboard`]: the web dashboard, served by `gavat run` and `gavat dashboard`.
 //! - [`simulation`]: a synthetic population on the virtual clock, and its report.
 //! - [`faults`]: seeded faults at the seams of a simulated run (`gavat simulate --faults`).
 //! - [`experiment`]: experiment arms on the simulator, split or paired, and their comparison.
@@ -43,12 +46,15 @@ pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod contacts;
+pub mod dashboard;
 pub mod decision_log;
 pub mod domain;
 pub mod engine;
 pub mod experiment;
 pub mod faults;
+pub mod html;
 pub mod import;
+pub mod inspect;
 pub mod learner;
 pub mod learner_effect;
 pub mod ledger;

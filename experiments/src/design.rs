@@ -89,6 +89,12 @@ impl Metric {
             Metric::Engagement => "engagement",
         }
     }
+
+    /// Whether the metric is a share of users (reported in percent, differences in
+    /// percentage points).
+    pub fn is_share(self) -> bool {
+        matches!(self, Metric::ResponseRate | Metric::ConversionRate | Metric::OptOutRate)
+    }
 }
 
 /// One arm.

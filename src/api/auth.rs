@@ -16,7 +16,7 @@ use super::reply::Failure;
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// The configured token, as its digest.
-pub(super) struct WriteToken {
+pub struct WriteToken {
     digest: [u8; 32],
 }
 
@@ -33,7 +33,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 impl WriteToken {
     /// The token, if it is long enough and printable ASCII without spaces (what a header
     /// can carry).
-    pub(super) fn new(token: &str) -> Result<WriteToken, ApiError> {
+    pub fn new(token: &str) -> Result<WriteToken, ApiError> {
         if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::WeakToken { min_len: MIN_TOKEN_LEN });
         }
@@ -41,7 +41,7 @@ impl WriteToken {
     }
 
     /// Whether `presented` is the token, in time independent of where they differ.
-    fn matches(&self, presented: &[u8]) -> bool {
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
         let presented = digest(presented);
         let difference = self.digest.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(difference) == 0

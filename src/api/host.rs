@@ -11,20 +11,20 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The hosts a request may name.
 #[derive(Debug, Clone)]
-pub(super) struct AllowedHosts {
+pub(crate) struct AllowedHosts {
     bound: IpAddr,
     names: Vec<String>,
 }
 
 impl AllowedHosts {
     /// Loopback, `bound`'s address, and `names` (any case, without a port).
-    pub(super) fn new(bound: SocketAddr, names: &[String]) -> AllowedHosts {
+    pub(crate) fn new(bound: SocketAddr, names: &[String]) -> AllowedHosts {
         let names = names.iter().map(|n| normalise(n)).collect();
         AllowedHosts { bound: bound.ip(), names }
     }
 
     /// The host `header` names, if it is refused (`None`: allowed).
-    pub(super) fn refused<'a>(&self, header: Option<&'a [u8]>) -> Option<std::borrow::Cow<'a, str>> {
+    pub(crate) fn refused<'a>(&self, header: Option<&'a [u8]>) -> Option<std::borrow::Cow<'a, str>> {
         let raw = header?;
         let Ok(value) = std::str::from_utf8(raw) else {
             return Some(String::from_utf8_lossy(raw));

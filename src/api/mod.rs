@@ -43,10 +43,11 @@ mod users;
 
 use std::sync::Arc;
 
-pub use auth::MIN_TOKEN_LEN;
+pub use auth::{MIN_TOKEN_LEN, WriteToken};
 pub use body::BODY_LIMIT;
 pub use directory::{DirectoryError, MemoryDirectory, Upserted, UserDirectory};
 pub use events::{IDEMPOTENCY_KEY, MAX_KEY_LEN};
+pub(crate) use host::AllowedHosts;
 pub use inbound::{
     ApiInbound, DEFAULT_ACK_TIMEOUT, DEFAULT_KEY_CAPACITY, EventFingerprint, KeyClaim, SubmitError, source_of_key,
 };
@@ -54,6 +55,7 @@ pub use listener::MetricsListener;
 pub use metered::{LEDGER_PAUSE, MeteredLedger, MeteredSender};
 pub use metrics::{Metrics, RESERVATION_BUCKETS};
 pub use probes::METRICS_CONTENT_TYPE;
+pub(crate) use server::foreign_host_response;
 pub use server::{ApiServer, serve, serve_with_telegram};
 pub use telegram::SECRET_HEADER as TELEGRAM_SECRET_HEADER;
 pub use users::{CLOCK_SKEW_SECS, UTC_OFFSET_RANGE};

@@ -93,20 +93,30 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     Failure::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path())).error_response()
 }
 
+/// The 403 for a request naming a host outside `hosts` (DNS rebinding), logged; `None`
+/// when the host is allowed.
+pub(crate) fn foreign_host_response(hosts: &super::AllowedHosts, req: &HttpRequest) -> Option<HttpResponse> {
+    let host = hosts.refused(req.headers().get(header::HOST).map(|v| v.as_bytes()))?;
+    tracing::warn!(host = %host.chars().take(100).collect::<String>(), "HTTP request for a foreign Host refused.");
+    Some(Failure::foreign_host(&host).error_response())
+}
+
 /// Binds `listen` (port 0 picks a free port) and starts serving `state` on the current actix
 /// system (call it inside one, as the engine runs). One worker thread serves the requests;
 /// directory calls run on the blocking pool. The server has no TLS: bind it to loopback,
 /// or put it behind a proxy that terminates TLS.
 pub async fn serve(listen: SocketAddr, state: ApiState) -> Result<ApiServer, ApiError> {
-    serve_with_telegram(listen, state, None).await
+    serve_with_telegram(listen, state, None, None).await
 }
 
 /// [`serve`], with Telegram's webhook `POST /telegram/{bot}` answered by `telegram` when
-/// given (see [`super::telegram`]).
+/// given (see [`super::telegram`]), and the web dashboard's pages when `dashboard` is given
+/// (see [`crate::dashboard`]).
 pub async fn serve_with_telegram(
     listen: SocketAddr,
     state: ApiState,
     telegram: Option<std::sync::Arc<crate::transport::telegram::TelegramInbound>>,
+    dashboard: Option<web::Data<crate::dashboard::Dashboard>>,
 ) -> Result<ApiServer, ApiError> {
     let telegram = telegram.map(|t| web::Data::new(super::telegram::WebhookTarget(t)));
     let token = state.write_token.as_deref().map(WriteToken::new).transpose()?;
@@ -120,8 +130,14 @@ pub async fn serve_with_telegram(
         let metrics = metrics.clone();
         let telegram = telegram.clone();
         let hosts = hosts.clone();
+        let dashboard = dashboard.clone();
         App::new()
             .app_data(shared.clone())
+            .configure(move |config| {
+                if let Some(dashboard) = dashboard {
+                    crate::dashboard::configure(dashboard)(config);
+                }
+            })
             .configure(move |config| {
                 if let Some(target) = telegram {
                     config.app_data(target).service(
@@ -133,9 +149,7 @@ pub async fn serve_with_telegram(
             })
             // Inside the counting below, so that refusals are counted too.
             .wrap_fn(move |req, service| {
-                if let Some(host) = hosts.refused(req.headers().get(header::HOST).map(|v| v.as_bytes())) {
-                    tracing::warn!(host = %host.chars().take(100).collect::<String>(), "API request for a foreign Host refused.");
-                    let response = Failure::foreign_host(&host).error_response();
+                if let Some(response) = foreign_host_response(&hosts, req.request()) {
                     let (request, _) = req.into_parts();
                     return futures::future::ready(Ok(ServiceResponse::new(request, response))).boxed_local();
                 }

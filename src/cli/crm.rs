@@ -13,12 +13,10 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{DAY, HOUR, Segment, Timestamp, UserId};
-use crate::policy::{SuppressReason, next_send};
+use crate::inspect::analyze_user;
+use crate::policy::SuppressReason;
 use crate::redis_link::RedisConnectError;
-use crate::segmentation::Explained;
-use crate::store::{
-    CrmReader, RedisStore, SegmentCounts, SqliteStore, StoreUrl, StoredEvent, StrategyRollback, UserRepository,
-};
+use crate::store::{CrmReader, RedisStore, SegmentCounts, SqliteStore, StoreUrl, StrategyRollback, UserRepository};
 
 use super::CliError;
 
@@ -182,100 +180,8 @@ pub(super) fn print_json(value: &impl Serialize) -> Result<(), CliError> {
 pub fn users(command: UsersCommand) -> Result<(), CliError> {
     let UsersCommand::Analyze { user, store } = command;
     let (db, now) = store.open()?;
-    let id = UserId(user);
-    let Some(u) = db.user(id).map_err(CliError::failure)? else {
+    let Some(analysis) = analyze_user(db.as_ref(), UserId(user), now).map_err(CliError::failure)? else {
         return Err(CliError::usage(anyhow!("no user {user} in {}", store.name())));
-    };
-    let events = db.recent_events(id, 10).map_err(CliError::failure)?;
-    let during = db.user_log_counts(id).map_err(CliError::failure)?;
-    let zone = u.profile.zone;
-    let next = next_send(&u.caps, &u.caps_in_force, zone, now);
-    /// Messages and replies in one stretch of the user's history.
-    #[derive(Serialize)]
-    struct Tally {
-        messages_received: u64,
-        responses: u64,
-    }
-    #[derive(Serialize)]
-    struct Analysis<'a> {
-        user: u64,
-        now: Timestamp,
-        joined_at: Timestamp,
-        /// The offset in force now.
-        utc_offset_minutes: i32,
-        /// The IANA zone, or `UTC+03:00` for a fixed offset.
-        time_zone: String,
-        bots_followed: u32,
-        purchases: u32,
-        /// The profile's counts from before the log starts: in a simulated store, the
-        /// synthetic history the population was generated with.
-        before_the_run: Tally,
-        /// What the log records for this user.
-        during_the_run: Tally,
-        sessions: u32,
-        last_active: Timestamp,
-        opted_out: bool,
-        segments: &'a [Explained],
-        segmented_by: Option<&'a str>,
-        governing: Option<Segment>,
-        caps: CapsView,
-        last_sent: Option<Timestamp>,
-        next_planned_send: Option<Timestamp>,
-        /// The first time every rule allows (`null`: never).
-        may_be_messaged_from: Option<Timestamp>,
-        /// The rule that binds: the one whose own earliest time is the latest (`null`: a
-        /// message may go out now).
-        not_earlier_because: Option<SuppressReason>,
-        /// Each rule's own earliest time.
-        rules: Vec<RuleView>,
-        recent: &'a [StoredEvent],
-    }
-    #[derive(Serialize)]
-    struct RuleView {
-        rule: SuppressReason,
-        allows_from: Option<Timestamp>,
-    }
-    #[derive(Serialize)]
-    struct CapsView {
-        daily_limit: u32,
-        cooldown_hours: f64,
-        allowed_hours: String,
-        period_days: i64,
-    }
-    let c = u.caps_in_force;
-    let received = u64::from(u.profile.responses.received);
-    let responded = u64::from(u.profile.responses.responded);
-    let analysis = Analysis {
-        user,
-        now,
-        joined_at: u.profile.joined_at,
-        utc_offset_minutes: zone.offset_at(now).0,
-        time_zone: zone.to_string(),
-        bots_followed: u.profile.bots_followed,
-        purchases: u.profile.purchases,
-        before_the_run: Tally {
-            messages_received: received.saturating_sub(during.sent),
-            responses: responded.saturating_sub(during.responses),
-        },
-        during_the_run: Tally { messages_received: during.sent, responses: during.responses },
-        sessions: u.profile.activity.sessions,
-        last_active: u.profile.activity.last_active,
-        opted_out: u.caps.opted_out,
-        segments: &u.segments,
-        segmented_by: u.segmented_by.as_deref(),
-        governing: u.governing,
-        caps: CapsView {
-            daily_limit: c.daily_limit,
-            cooldown_hours: c.cooldown_secs as f64 / 3600.0,
-            allowed_hours: c.allowed_hours.to_string(),
-            period_days: c.period_days,
-        },
-        last_sent: u.caps.last_sent,
-        next_planned_send: u.next_send,
-        may_be_messaged_from: next.at,
-        not_earlier_because: next.binding,
-        rules: next.rules.iter().map(|r| RuleView { rule: r.rule, allows_from: r.at }).collect(),
-        recent: &events,
     };
     if store.json {
         return print_json(&analysis);
@@ -303,8 +209,8 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
     if a.opted_out {
         println!("  OPTED OUT: never messaged again");
     }
-    println!("segments (by {}, highest confidence first):", a.segmented_by.unwrap_or("nobody yet"));
-    for s in a.segments {
+    println!("segments (by {}, highest confidence first):", a.segmented_by.as_deref().unwrap_or("nobody yet"));
+    for s in &a.segments {
         let mark = if Some(s.segment) == a.governing { "  <- governs" } else { "" };
         println!("  {:<18} {:.2}  {}{mark}", s.segment.as_str(), s.confidence, s.reasons.join("; "));
     }
@@ -341,10 +247,10 @@ pub fn users(command: UsersCommand) -> Result<(), CliError> {
         println!("planned: {t}");
     }
     println!("recent activity:");
-    if events.is_empty() {
+    if a.recent.is_empty() {
         println!("  none");
     }
-    for e in &events {
+    for e in &a.recent {
         println!(
             "  {}  {:<10} {:<18} {}{}",
             e.at,

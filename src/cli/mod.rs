@@ -4,6 +4,7 @@
 
 pub mod config_check;
 pub mod crm;
+pub mod dashboard;
 pub mod events;
 pub mod experiment;
 pub mod import;
@@ -76,6 +77,10 @@ pub enum Command {
     /// The next message a user would get: text, language and why, segment, template or
     /// LLM, bot, and the earliest time with the rule that keeps it from going sooner.
     Preview(preview::PreviewArgs),
+    /// Serve the web dashboard read-only over a store (a saved simulation, a stopped or
+    /// running live engine's SQLite or Redis store): overview, segments down to one user,
+    /// experiments and strategies. `gavat run` serves it live on its own listener.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -132,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Import(command) => import::run(command),
         Command::Events(command) => events::run(command),
         Command::Preview(args) => preview::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,14 +14,12 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::Args;
-use serde::Serialize;
 
-use crate::compose::{Explained, TextKind, message_text};
-use crate::config::StrategyBook;
+use crate::compose::TextKind;
 use crate::contacts::ContactBook;
-use crate::domain::{BotId, ContentKind, Destination, OutboundMessage, Segment, Timestamp, UserId};
+use crate::domain::UserId;
+use crate::inspect::{InspectError, MessagePreview, preview_message};
 use crate::live::config::RunConfig;
-use crate::policy::{SuppressReason, next_send, plan_next_send};
 
 use super::CliError;
 use super::crm::{StoreArg, print_json};
@@ -38,34 +36,6 @@ pub struct PreviewArgs {
     /// names and the experiment in force; without it, the shipped templates in English.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-}
-
-/// What `--json` prints.
-#[derive(Debug, Serialize)]
-struct Preview {
-    user: u64,
-    /// The store's present.
-    now: Timestamp,
-    segment: Option<Segment>,
-    content: Option<&'static str>,
-    bot: Option<BotView>,
-    /// The earliest time every rule allows (`null`: never).
-    earliest: Option<Timestamp>,
-    /// The rule that keeps the message from going sooner (`null`: it may go now).
-    not_sooner_because: Option<SuppressReason>,
-    /// When the strategy would send it: the earliest time, moved into the optimal hours
-    /// when they come later the same day.
-    planned: Option<Timestamp>,
-    /// The message (`null`: the user holds no segment, so no strategy messages them).
-    message: Option<Explained>,
-    /// How the contacts were read.
-    contacts: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct BotView {
-    index: u32,
-    name: String,
 }
 
 /// Runs `gavat preview` with the store's contacts.
@@ -87,57 +57,12 @@ pub fn preview(args: PreviewArgs, contacts: Arc<dyn ContactBook>, source: &'stat
         None => RunConfig::default(),
     };
     let (db, now) = args.store.open()?;
-    let id = UserId(args.user);
-    let Some(user) = db.user(id).map_err(CliError::failure)? else {
-        return Err(CliError::usage(anyhow!("no user {} in {}", args.user, args.store.name())));
-    };
-    let zone = user.profile.zone;
-    let caps = user.caps_in_force;
-    let next = next_send(&user.caps, &caps, zone, now);
-    let stored = db.strategies_in_force().map_err(CliError::failure)?;
-    let strategy_of = |segment: Segment| -> Result<(Vec<ContentKind>, crate::domain::HourMask), CliError> {
-        if let Some(s) = stored.iter().find(|s| s.segment == segment) {
-            return Ok((s.strategy.content.clone(), s.strategy.optimal_hours));
-        }
-        let book = match &config.strategies {
-            Some(path) => StrategyBook::from_path(path).map_err(CliError::usage)?,
-            None => StrategyBook::defaults(),
-        };
-        let s = book.get(segment);
-        Ok((s.content.clone(), s.optimal_hours))
-    };
-    let mut preview = Preview {
-        user: args.user,
-        now,
-        segment: user.governing,
-        content: None,
-        bot: None,
-        earliest: next.at,
-        not_sooner_because: next.binding,
-        planned: None,
-        message: None,
-        contacts: source,
-    };
-    if let Some(segment) = user.governing {
-        let (content, optimal) = strategy_of(segment)?;
-        let kind = *content
-            .first()
-            .ok_or_else(|| CliError::failure(anyhow!("the strategy of {segment} sends no content kind")))?;
-        preview.planned = plan_next_send(&user.caps, &caps, optimal, zone, now, 0);
-        let bot_name = config.bots.first().map_or_else(|| "gavat".to_string(), |b| b.name.clone());
-        preview.bot = Some(BotView { index: 0, name: bot_name.clone() });
-        preview.content = Some(kind.as_str());
-        let text = message_text(&config, contacts).map_err(CliError::usage)?;
-        let message = OutboundMessage {
-            id: 0,
-            to: Destination::User(id),
-            bot: BotId(0),
-            content: kind,
-            segment,
-            at: preview.planned.or(preview.earliest).unwrap_or(now),
-        };
-        preview.message = Some(text.explain_now(&message, &bot_name));
-    }
+    let preview = preview_message(db.as_ref(), UserId(args.user), now, &config, contacts, source)
+        .map_err(|e| match e {
+            InspectError::Store(e) => CliError::failure(e),
+            other => CliError::usage(other),
+        })?
+        .ok_or_else(|| CliError::usage(anyhow!("no user {} in {}", args.user, args.store.name())))?;
     if args.store.json {
         return print_json(&preview);
     }
@@ -145,7 +70,7 @@ pub fn preview(args: PreviewArgs, contacts: Arc<dyn ContactBook>, source: &'stat
     Ok(())
 }
 
-fn print_preview(p: &Preview, config: &RunConfig) {
+fn print_preview(p: &MessagePreview, config: &RunConfig) {
     println!("user {} (as of {})", p.user, p.now);
     let Some(segment) = p.segment else {
         println!("no message: the user holds no segment, so no strategy messages them");

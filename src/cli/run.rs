@@ -327,6 +327,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     };
     let on_listening = Box::new(move |addr: std::net::SocketAddr| {
         eprintln!("gavat run: HTTP API on http://{addr} — {writes}; metrics at http://{addr}/metrics");
+        eprintln!("gavat run: dashboard at http://{addr}/");
     });
     let result = crate::live::serve::run_live(crate::live::serve::LiveRun {
         config: &config,
@@ -339,6 +340,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         rules,
         learner: learner.clone(),
         arms,
+        experiment: experiment.as_ref().map(|e| e.design.clone()),
         threads,
         nonce: random_nonce(instance),
         directory,

@@ -44,6 +44,8 @@ pub struct LiveRun<'a> {
     pub learner: Option<LearnerSettings>,
     /// The experiment in force: each user's arm and the arms' strategies.
     pub arms: Option<Arms>,
+    /// The experiment in force as written, for the dashboard's Experiments page.
+    pub experiment: Option<gavat_experiments::design::Experiment>,
     /// Shard threads.
     pub threads: usize,
     /// This process's message-id nonce.
@@ -81,6 +83,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         rules,
         learner,
         arms,
+        experiment: design,
         threads,
         nonce,
         directory,
@@ -95,6 +98,16 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let api_inbound = Arc::new(ApiInbound::new());
     let telegram =
         super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
+    let dashboard = match config.listen {
+        Some(_) => Some(actix_web::web::Data::new(live_dashboard(
+            config,
+            design.into_iter().collect(),
+            metrics.clone(),
+            clock.clone(),
+            write_token.as_deref(),
+        )?)),
+        None => None,
+    };
     let server = match config.listen {
         Some(listen) => {
             let state = ApiState {
@@ -106,7 +119,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
                 write_token,
                 allowed_hosts: allowed_hosts(config),
             };
-            let server = crate::api::serve_with_telegram(listen, state, telegram.clone())
+            let server = crate::api::serve_with_telegram(listen, state, telegram.clone(), dashboard.clone())
                 .await
                 .map_err(|e| LiveError::Api(e.to_string()))?;
             on_listening(server.local_addr());
@@ -220,6 +233,9 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     if let Some(w) = group_watch {
         w.abort();
     }
+    if let Some(dashboard) = &dashboard {
+        dashboard.close();
+    }
     if let Some(server) = server {
         server.stop(true).await;
     }
@@ -245,9 +261,43 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     Ok(result)
 }
 
+/// The dashboard of this run: its own connection to the run's store (a rollback is written
+/// there, and the strategy watch brings it into the engine), the run's experiment, its
+/// metrics and clock, and the API token for writes.
+fn live_dashboard(
+    config: &RunConfig,
+    experiments: Vec<gavat_experiments::design::Experiment>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    token: Option<&str>,
+) -> Result<crate::dashboard::Dashboard, LiveError> {
+    let dashboard_error = |e: &dyn std::fmt::Display| LiveError::Api(format!("the dashboard cannot start: {e}"));
+    let source = crate::dashboard::StoreSource::open(&config.store, &config.redis_prefix, true)
+        .map_err(|e| dashboard_error(&e))?;
+    let name = match &config.store {
+        crate::store::StoreUrl::Sqlite(path) => path.display().to_string(),
+        redis => format!("{redis} (key prefix {:?})", config.redis_prefix),
+    };
+    crate::dashboard::Dashboard::live(source, name, experiments, config.clone(), metrics, clock, token)
+        .map_err(|e| dashboard_error(&e))
+}
+
 /// Completes at the first SIGINT or SIGTERM (saying so on standard error); a second one
 /// ends the process at once with exit code 130.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + use<>> {
+    shutdown_signal_saying(
+        "gavat run: stopping — nothing more is planned; sends in flight finish or time out, then the store is \
+         flushed (a second signal stops at once)",
+        "gavat run: stopped at once; unsettled messages are settled at the next start",
+    )
+}
+
+/// Completes at the first SIGINT or SIGTERM, printing `stopping` on standard error; a
+/// second one prints `stopped` and ends the process at once with exit code 130.
+pub(crate) fn shutdown_signal_saying(
+    stopping: &'static str,
+    stopped: &'static str,
+) -> std::io::Result<impl std::future::Future<Output = ()> + use<>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -256,16 +306,13 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        eprintln!(
-            "gavat run: stopping — nothing more is planned; sends in flight finish or time out, then the store is \
-             flushed (a second signal stops at once)"
-        );
+        eprintln!("{stopping}");
         actix_rt::spawn(async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            eprintln!("gavat run: stopped at once; unsettled messages are settled at the next start");
+            eprintln!("{stopped}");
             std::process::exit(130);
         });
     })

@@ -46,7 +46,7 @@ fn pct(x: f64) -> String {
 }
 
 fn is_share(metric: Metric) -> bool {
-    matches!(metric, Metric::ResponseRate | Metric::ConversionRate | Metric::OptOutRate)
+    metric.is_share()
 }
 
 /// A difference in the metric's units: percentage points for shares.

@@ -1,0 +1,220 @@
+//! The Experiments pages: every experiment the dashboard was given, compared from the
+//! store's log exactly as `gavat experiment export` + `gavat experiment compare` would —
+//! each arm's rate with its interval, each treatment's difference and relative lift with
+//! intervals, raw and adjusted p, the always-valid (mSPRT) p-value, the sample-ratio check,
+//! guardrails and the plain-language verdict.
+
+use std::fmt::Write as _;
+
+use gavat_experiments::compare::{Accumulator, Report, Settings, compare};
+use gavat_experiments::design::Experiment;
+
+use crate::html::escape;
+use crate::html::page::Nav;
+use crate::live::results::LiveResultsError;
+
+use super::Dashboard;
+use super::format::{grouped, p_value, percent_interval, signed_interval, signed_percent_interval};
+use super::routes::{PageError, Rendered};
+
+/// The comparison of `design` over the store's log, or why there is none (in words).
+pub(super) fn report_of(d: &Dashboard, design: &Experiment) -> Result<Result<Report, String>, PageError> {
+    let rows = match d.source.experiment_rows(design) {
+        Ok(rows) => rows,
+        Err(LiveResultsError::Store(e)) => return Err(e.into()),
+        Err(other) => return Ok(Err(other.to_string())),
+    };
+    let mut acc = Accumulator::with_arms(design.group_names());
+    for row in &rows {
+        acc.add(row);
+    }
+    let weights = design.assignment_weights();
+    let settings = Settings {
+        metric: design.primary_metric,
+        alpha: design.alpha,
+        adjustment: design.multiple_testing,
+        weights: Some(&weights),
+        design: Some(design),
+        prior: design.lift_prior,
+    };
+    Ok(compare(&acc, &settings).map_err(|e| e.to_string()))
+}
+
+/// `GET /experiments`.
+pub(super) fn list(d: &Dashboard) -> Result<Rendered, PageError> {
+    let mut body = String::new();
+    if d.experiments.is_empty() {
+        body.push_str(
+            "<p id=\"no-experiments\" class=\"note\">No experiment given. Start <code>gavat run --experiment FILE</code>, \
+             or <code>gavat dashboard --experiment FILE</code> to compare an experiment that ran on this store.</p>\n",
+        );
+        return Ok(Rendered { title: "Experiments".into(), nav: Nav::Experiments, body, live: false });
+    }
+    body.push_str(
+        "<section class=\"card\"><table id=\"experiments\">\n<tr><th>experiment</th><th>metric</th><th>arms</th>\
+         <th class=\"num\">users</th><th>sample ratio</th><th>verdict</th></tr>\n",
+    );
+    for design in &d.experiments {
+        let name = escape(&design.name);
+        let arms: Vec<&str> = design.group_names().collect();
+        let (users, srm, verdict) = match report_of(d, design)? {
+            Ok(r) => (
+                grouped(r.arms.iter().map(|a| a.users).sum()),
+                if r.srm.mismatch { "<span class=\"bad\">mismatch</span>" } else { "ok" }.to_string(),
+                escape(r.verdict.first().map_or("", String::as_str)),
+            ),
+            Err(why) => ("—".into(), "—".into(), format!("<span class=\"muted\">{}</span>", escape(&why))),
+        };
+        let _ = writeln!(
+            body,
+            "<tr data-experiment=\"{name}\"><td><a href=\"/experiments/{href}\">{name}</a></td><td>{}</td><td>{}</td>\
+             <td class=\"num\">{users}</td><td>{srm}</td><td>{verdict}</td></tr>",
+            escape(design.primary_metric.as_str()),
+            escape(&arms.join(", ")),
+            href = escape(&url_segment(&design.name)),
+        );
+    }
+    body.push_str("</table></section>\n");
+    Ok(Rendered { title: "Experiments".into(), nav: Nav::Experiments, body, live: false })
+}
+
+/// `name` percent-encoded for a path segment.
+fn url_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `GET /experiments/{name}`.
+pub(super) fn detail(d: &Dashboard, name: &str) -> Result<Rendered, PageError> {
+    let Some(design) = d.experiments.iter().find(|e| e.name == name) else {
+        return Err(PageError::NotFound(format!("no experiment {name:?} on this dashboard")));
+    };
+    let report = match report_of(d, design)? {
+        Ok(r) => r,
+        Err(why) => {
+            let body = format!("<div id=\"flash\" class=\"flash error\">Not comparable yet: {}</div>\n", escape(&why));
+            return Ok(Rendered { title: design.name.clone(), nav: Nav::Experiments, body, live: false });
+        }
+    };
+    Ok(Rendered { title: design.name.clone(), nav: Nav::Experiments, body: report_body(&report), live: false })
+}
+
+/// The comparison as HTML: verdict, arms, comparisons, sample ratio, guardrails, family.
+fn report_body(r: &Report) -> String {
+    let mut body = String::new();
+    let confidence = format!("{}%", ((1.0 - r.alpha) * 100.0).round());
+    body.push_str("<section class=\"card\" id=\"verdict\">\n");
+    for line in &r.verdict {
+        let _ = writeln!(body, "<p class=\"verdict\">{}</p>", escape(line));
+    }
+    body.push_str("</section>\n");
+    let _ = write!(
+        body,
+        "<h2>Arms · {metric}, {confidence} intervals</h2>\n<section class=\"card\"><table id=\"arms\">\n\
+         <tr><th>arm</th><th class=\"num\">users</th><th class=\"num\">{metric} [{confidence}]</th></tr>\n",
+        metric = escape(r.metric.as_str()),
+    );
+    for a in &r.arms {
+        let estimate = match a.estimate.value() {
+            Some(i) if r.metric.is_share() => escape(&percent_interval(&i)),
+            Some(i) => escape(&format!("{:.4} [{:.4}, {:.4}]", i.estimate, i.low, i.high)),
+            None => "undefined (no users)".into(),
+        };
+        let _ = writeln!(
+            body,
+            "<tr data-arm=\"{n}\"><td>{n}</td><td class=\"num\">{}</td><td class=\"num\">{estimate}</td></tr>",
+            grouped(a.users),
+            n = escape(&a.arm),
+        );
+    }
+    body.push_str("</table></section>\n");
+    body.push_str(&comparisons("Against control", "comparisons", &r.comparisons, r));
+    if !r.holdout.is_empty() {
+        body.push_str(&comparisons(
+            "Incremental effect of messaging at all (against the holdout, outside the family)",
+            "holdout",
+            &r.holdout,
+            r,
+        ));
+    }
+    let srm = &r.srm;
+    let _ = writeln!(
+        body,
+        "<h2>Sample ratio</h2>\n<section class=\"card\" id=\"srm\"><p class=\"{}\">{}: χ² = {:.3}, df = {}, p = {}{}</p>{}</section>",
+        if srm.mismatch { "bad" } else { "good" },
+        if srm.mismatch {
+            "Mismatch — the split is not what was planned; do not trust the comparison"
+        } else {
+            "As planned"
+        },
+        srm.check.statistic,
+        srm.check.df,
+        p_value(srm.check.p_value),
+        if srm.missing_arms.is_empty() {
+            String::new()
+        } else {
+            format!("; arms with no users: {}", escape(&srm.missing_arms.join(", ")))
+        },
+        srm.note.as_deref().map(|n| format!("<p class=\"note\">{}</p>", escape(n))).unwrap_or_default(),
+    );
+    let _ = writeln!(
+        body,
+        "<p class=\"note\">{}{}</p>",
+        escape(&r.family.statement),
+        r.guardrail_note.as_deref().map(|n| format!(" {}", escape(n))).unwrap_or_default()
+    );
+    body
+}
+
+/// A table of arm-versus-reference comparisons.
+fn comparisons(title: &str, id: &str, rows: &[gavat_experiments::compare::ArmComparison], r: &Report) -> String {
+    let mut out = format!(
+        "<h2>{}</h2>\n<section class=\"card\"><table id=\"{id}\">\n<tr><th>arm</th><th class=\"num\">difference</th>\
+         <th class=\"num\">relative lift</th><th class=\"num\">p</th><th class=\"num\">adjusted p</th>\
+         <th class=\"num\">always-valid p (mSPRT)</th><th class=\"num\">chance to beat</th><th>guardrails</th></tr>\n",
+        escape(title)
+    );
+    let share = r.metric.is_share();
+    for c in rows {
+        let difference = if share {
+            let i = c.difference;
+            let pts = |v: f64| format!("{:+.2} pts", v * 100.0);
+            format!("{} [{}, {}]", pts(i.estimate), pts(i.low), pts(i.high))
+        } else {
+            signed_interval(&c.difference, 4)
+        };
+        let lift = c.lift.value().map_or_else(|| "undefined".to_string(), |i| signed_percent_interval(&i));
+        let guardrails: Vec<String> = c
+            .guardrails
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {}",
+                    g.metric.as_str(),
+                    serde_json::to_value(g.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr data-comparison=\"{a}\"><td>{a} vs {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}%</td>\
+             <td>{}</td></tr>",
+            escape(&c.reference),
+            escape(&difference),
+            escape(&lift),
+            c.p_value.value().map_or_else(|| "undefined".into(), p_value),
+            c.p_adjusted.value().map_or_else(|| "undefined".into(), p_value),
+            c.p_always_valid.value().map_or_else(|| "undefined".into(), p_value),
+            c.prob_beat_reference * 100.0,
+            escape(&guardrails.join(", ")),
+            a = escape(&c.arm),
+        );
+    }
+    out.push_str("</table></section>\n");
+    out
+}

@@ -1,0 +1,133 @@
+//! The overview's live figures: one [`Snapshot`] (JSON) of the store's totals, the queue and
+//! the engine's state, computed at most once a second however many pages watch, and sent
+//! to each page as Server-Sent Events (`GET /events/overview`, event `overview`) every
+//! second until the page closes or the server stops.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::clock::Stopwatch;
+use crate::domain::HOUR;
+use crate::store::StoreError;
+
+use super::Dashboard;
+use super::format::time;
+use super::routes::guarded;
+
+/// How often a page gets the figures.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The store's counts over its whole log.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(super) struct Totals {
+    pub(super) sent: u64,
+    pub(super) responses: u64,
+    pub(super) conversions: u64,
+    pub(super) opt_outs: u64,
+}
+
+/// The overview's live figures.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Snapshot {
+    /// `running`, `paused: <why>` or `read-only`.
+    pub(super) state: String,
+    /// The present of the figures.
+    pub(super) at: String,
+    pub(super) totals: Totals,
+    /// Planned sends of users not opted out.
+    pub(super) planned: u64,
+    /// Of those, due within the hour.
+    pub(super) due_next_hour: u64,
+}
+
+/// The engine's state in words: `running`, `paused: <every source's reason>`, or
+/// `read-only` for a dashboard over a store.
+pub(super) fn engine_state(d: &Dashboard) -> String {
+    match &d.live {
+        None => "read-only".into(),
+        Some(live) => match live.metrics.paused() {
+            Some(reason) => format!("paused: {reason}"),
+            None => "running".into(),
+        },
+    }
+}
+
+/// Computes the figures now.
+pub(super) fn snapshot(d: &Dashboard) -> Result<Snapshot, StoreError> {
+    let reader = d.source.reader();
+    let now = d.now()?;
+    let mut totals = Totals::default();
+    for (_, c) in reader.segment_counts(None)? {
+        totals.sent += c.sent;
+        totals.responses += c.responses;
+        totals.conversions += c.conversions;
+        totals.opt_outs += c.opt_outs;
+    }
+    let queue = reader.queue(now.plus(HOUR))?;
+    Ok(Snapshot {
+        state: engine_state(d),
+        at: time(now),
+        totals,
+        planned: queue.iter().map(|(_, queued, _)| queued).sum(),
+        due_next_hour: queue.iter().map(|(_, _, due)| due).sum(),
+    })
+}
+
+/// The last figures as JSON, and when they were computed.
+#[derive(Debug, Default)]
+pub(super) struct SnapshotCache {
+    last: Mutex<Option<(Stopwatch, Arc<str>)>>,
+}
+
+impl SnapshotCache {
+    /// The figures as JSON: the cached ones when younger than a tick, else fresh.
+    fn json(&self, d: &Dashboard) -> Result<Arc<str>, StoreError> {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((age, json)) = last.as_ref()
+            && age.elapsed_secs() < TICK.as_secs_f64() * 0.9
+        {
+            return Ok(json.clone());
+        }
+        let fresh = snapshot(d)?;
+        let json: Arc<str> = serde_json::to_string(&fresh).unwrap_or_else(|_| "{}".into()).into();
+        *last = Some((Stopwatch::start(), json.clone()));
+        Ok(json)
+    }
+}
+
+/// One event of the stream: the figures, or a comment saying why there are none.
+async fn next_event(dashboard: &web::Data<Dashboard>) -> Bytes {
+    let shared = dashboard.clone().into_inner();
+    let made = web::block(move || shared.snapshot.json(&shared)).await;
+    match made {
+        Ok(Ok(json)) => Bytes::from(format!("event: overview\ndata: {json}\n\n")),
+        Ok(Err(e)) => Bytes::from(format!(": the store could not be read: {}\n\n", one_line(&e.to_string()))),
+        Err(_) => Bytes::from_static(b": the figures could not be computed\n\n"),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// `GET /events/overview`: the figures now, then every second.
+pub(super) async fn stream(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let events = futures::stream::unfold((dashboard, true), |(dashboard, first)| async move {
+        if !first {
+            tokio::time::sleep(TICK).await;
+        }
+        if dashboard.is_closing() {
+            return None;
+        }
+        let event = next_event(&dashboard).await;
+        Some((Ok::<Bytes, actix_web::Error>(event), (dashboard, false)))
+    });
+    guarded(HttpResponse::Ok())
+        .content_type("text/event-stream")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events)
+}

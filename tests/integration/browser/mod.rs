@@ -17,6 +17,7 @@
 //! (`--host-resolver-rules`) and Chromium's background traffic is off, so a page that
 //! fetched anything from the network (a CDN) would show it broken.
 
+mod dashboard;
 mod reports;
 
 use std::io::{Read as _, Write as _};
@@ -133,7 +134,7 @@ impl Browser {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
-                    "--host-resolver-rules=MAP * ~NOTFOUND",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 ],
             },
         });
@@ -219,12 +220,6 @@ impl Browser {
             vec![],
         )?;
         status.as_u64().ok_or_else(|| format!("no navigation entry with a status: {status}").into())
-    }
-
-    /// The browser's cookies for the page shown, as a `Cookie:` header value.
-    pub fn cookie_header(&self) -> Result<String, Error> {
-        let cookies = self.block("read the cookies", self.client().get_all_cookies())?;
-        Ok(cookies.iter().map(|c| format!("{}={}", c.name(), c.value())).collect::<Vec<_>>().join("; "))
     }
 
     /// Saves a PNG of the viewport as `target/browser-screenshots/NAME.png` and returns its

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gavat_sim::{BehaviourModel, ObservedHistory, Population, Scenario, SyntheticGroup, SyntheticUser};
 use serde::Serialize;
 
+use crate::actors::daily::Daily;
 use crate::actors::learner::AdviserStats;
 use crate::actors::scheduler::GroupPolicy;
 use crate::actors::segment::SegmentStats;
@@ -195,6 +196,84 @@ pub struct SegmentRow {
     pub failed: BTreeMap<FailureKind, u64>,
 }
 
+/// One simulated UTC day of a run: the counts of the outcomes that fell in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayRow {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Its first second (UTC midnight), in Unix seconds: what a chart's axis takes.
+    pub start: i64,
+    /// Messages sent (direct and group).
+    pub sent: u64,
+    /// Replies.
+    pub responses: u64,
+    /// Purchases.
+    pub conversions: u64,
+    /// Opt-outs (including blocks).
+    pub opt_outs: u64,
+    /// Sends held back by a rule.
+    pub suppressed: u64,
+    /// Transport failures.
+    pub failed: u64,
+}
+
+/// A run's outcomes per simulated UTC day, every day of the run listed (zeros included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DailySeries {
+    /// All segments together.
+    pub total: Vec<DayRow>,
+    /// Per segment, in fixed order, the segments without any outcome left out.
+    pub segments: Vec<SegmentDays>,
+}
+
+/// One segment's days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentDays {
+    /// `HOT_LEAD` …
+    pub segment: String,
+    /// Its days, the same as [`DailySeries::total`]'s.
+    pub days: Vec<DayRow>,
+}
+
+impl DailySeries {
+    /// The series of a run from `start` to `end`: every UTC day the run touches, plus any
+    /// day outside it that still holds an outcome.
+    pub fn of_run(start: Timestamp, end: Timestamp, r: &RunResult) -> DailySeries {
+        let mut total = Daily::default();
+        for s in &r.segments {
+            total.absorb(&s.daily);
+        }
+        let first = start.secs().div_euclid(DAY);
+        let last = (end.secs() - 1).max(start.secs()).div_euclid(DAY);
+        let observed = total.days().map(|(t, _)| t.secs().div_euclid(DAY));
+        let (lo, hi) = observed.fold((first, last), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        let rows = |daily: &Daily| -> Vec<DayRow> {
+            (lo..=hi)
+                .map(|day| {
+                    let midnight = Timestamp(day * DAY);
+                    let c = daily.on(midnight);
+                    DayRow {
+                        date: midnight.to_rfc3339()[..10].to_string(),
+                        start: midnight.secs(),
+                        sent: c.sent,
+                        responses: c.responses,
+                        conversions: c.conversions,
+                        opt_outs: c.opt_outs,
+                        suppressed: c.suppressed,
+                        failed: c.failed,
+                    }
+                })
+                .collect()
+        };
+        let segments = Segment::ALL
+            .iter()
+            .filter(|seg| !r.segments[seg.index()].daily.is_empty())
+            .map(|seg| SegmentDays { segment: seg.as_str().to_string(), days: rows(&r.segments[seg.index()].daily) })
+            .collect();
+        DailySeries { total: rows(&total), segments }
+    }
+}
+
 /// Wall-clock measurements: they differ between runs, so they are kept apart from the
 /// results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -230,6 +309,8 @@ pub struct SimulationReport {
     pub segments: Vec<SegmentRow>,
     /// All segments together.
     pub total: SegmentRow,
+    /// The same outcomes per simulated UTC day.
+    pub daily: DailySeries,
     /// Users who opted out during the run.
     pub opted_out_users: u64,
     /// Group posts sent.
@@ -759,6 +840,7 @@ fn report(plan: &SimulationPlan, start: Timestamp, end: Timestamp, r: &RunResult
         sources: plan.sources.clone(),
         segments,
         total,
+        daily: DailySeries::of_run(start, end, r),
         opted_out_users: r.opted_out_users,
         group_posts: r.scheduler.group_posts,
         group_posts_held: r.scheduler.group_posts_held.iter().map(|(k, v)| (k.as_str(), *v)).collect(),

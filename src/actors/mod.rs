@@ -15,6 +15,7 @@
 //!      └── OutcomesRecorded (batches) ──▶ SegmentActor ×8, LearnerActor ◀── Learn / StrategyUpdate
 //! ```
 
+pub mod daily;
 pub mod entity;
 pub mod learner;
 pub mod messages;

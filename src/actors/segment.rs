@@ -1,6 +1,6 @@
 //! `SegmentActor`: one per segment. Owns that segment's strategy and its running
 //! statistics, counted from the outcomes attributed to it (the segment that governed the
-//! send).
+//! send), in all and per UTC day.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use crate::domain::{DeliveryStrategy, Segment};
 use crate::policy::SuppressReason;
 use crate::transport::FailureKind;
 
+use super::daily::Daily;
 use super::messages::{OutcomeKind, OutcomesRecorded};
 
 /// Running counts for one segment.
@@ -29,6 +30,8 @@ pub struct SegmentStats {
     pub suppressed: BTreeMap<SuppressReason, u64>,
     /// Transport failures, by kind.
     pub failed: BTreeMap<FailureKind, u64>,
+    /// The same counts per UTC day (suppressions and failures as totals).
+    pub daily: Daily,
 }
 
 impl SegmentStats {
@@ -45,6 +48,7 @@ impl SegmentStats {
         for (k, v) in &other.failed {
             *self.failed.entry(*k).or_default() += v;
         }
+        self.daily.absorb(&other.daily);
     }
 }
 
@@ -78,16 +82,33 @@ impl Handler<OutcomesRecorded> for SegmentActor {
         let me = self.segment();
         for o in msg.outcomes.iter().filter(|o| o.segment == me) {
             let s = &mut self.stats;
+            let day = s.daily.at(o.at);
             match o.kind {
                 OutcomeKind::Sent { via_group, .. } => {
                     s.sent += 1;
                     s.sent_via_group += u64::from(via_group);
+                    day.sent += 1;
                 }
-                OutcomeKind::Suppressed(reason) => *s.suppressed.entry(reason).or_default() += 1,
-                OutcomeKind::Failed(kind) => *s.failed.entry(kind).or_default() += 1,
-                OutcomeKind::Response { .. } => s.responses += 1,
-                OutcomeKind::Conversion => s.conversions += 1,
-                OutcomeKind::OptOut => s.opt_outs += 1,
+                OutcomeKind::Suppressed(reason) => {
+                    *s.suppressed.entry(reason).or_default() += 1;
+                    day.suppressed += 1;
+                }
+                OutcomeKind::Failed(kind) => {
+                    *s.failed.entry(kind).or_default() += 1;
+                    day.failed += 1;
+                }
+                OutcomeKind::Response { .. } => {
+                    s.responses += 1;
+                    day.responses += 1;
+                }
+                OutcomeKind::Conversion => {
+                    s.conversions += 1;
+                    day.conversions += 1;
+                }
+                OutcomeKind::OptOut => {
+                    s.opt_outs += 1;
+                    day.opt_outs += 1;
+                }
             }
         }
     }

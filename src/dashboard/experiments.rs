@@ -6,9 +6,10 @@
 
 use std::fmt::Write as _;
 
-use gavat_experiments::compare::{Accumulator, Report, Settings, compare};
+use gavat_experiments::compare::{Accumulator, Report, Settings, compare, lift_is_meaningful};
 use gavat_experiments::design::Experiment;
 
+use crate::html::charts::{IntervalRow, intervals};
 use crate::html::escape;
 use crate::html::page::Nav;
 use crate::live::results::LiveResultsError;
@@ -132,6 +133,7 @@ fn report_body(r: &Report) -> String {
         );
     }
     body.push_str("</table></section>\n");
+    body.push_str(&charts(r));
     body.push_str(&comparisons("Against control", "comparisons", &r.comparisons, r));
     if !r.holdout.is_empty() {
         body.push_str(&comparisons(
@@ -161,13 +163,64 @@ fn report_body(r: &Report) -> String {
         },
         srm.note.as_deref().map(|n| format!("<p class=\"note\">{}</p>", escape(n))).unwrap_or_default(),
     );
-    let _ = writeln!(
-        body,
-        "<p class=\"note\">{}{}</p>",
-        escape(&r.family.statement),
-        r.guardrail_note.as_deref().map(|n| format!(" {}", escape(n))).unwrap_or_default()
-    );
+    let _ = writeln!(body, "<p class=\"note\">{}.</p>", escape(r.family.statement.trim_end_matches('.')));
+    if let Some(note) = &r.guardrail_note {
+        let _ = writeln!(body, "<p class=\"note\">{}.</p>", escape(note.trim_end_matches('.')));
+    }
     body
+}
+
+/// Each arm's estimate (control's as the reference line) and each treatment's relative lift
+/// (0 as the reference), with their intervals; a metric without a meaningful relative lift
+/// (engagement) shows the absolute difference instead.
+fn charts(r: &Report) -> String {
+    let share = r.metric.is_share();
+    let (scale, unit) = if share { (100.0, "%") } else { (1.0, "") };
+    let arms: Vec<IntervalRow> = r
+        .arms
+        .iter()
+        .filter_map(|a| {
+            let i = a.estimate.value()?;
+            Some(IntervalRow {
+                label: a.arm.clone(),
+                estimate: i.estimate * scale,
+                low: i.low * scale,
+                high: i.high * scale,
+                note: Some(format!("n = {}", a.users)),
+            })
+        })
+        .collect();
+    let control = r.arms.first().and_then(|a| a.estimate.value()).map(|i| i.estimate * scale);
+    let confidence = ((1.0 - r.alpha) * 100.0).round();
+    let mut out = String::from("<div class=\"grid2\">\n<section class=\"card\">");
+    out.push_str(&intervals(&format!("{} by arm, {confidence}% intervals", r.metric.as_str()), &arms, control, unit));
+    out.push_str("</section>\n<section class=\"card\">");
+    let lifts: Vec<IntervalRow> = r
+        .comparisons
+        .iter()
+        .filter_map(|c| {
+            // A relative lift where it means something (undefined ones are in the table
+            // with their reason), else the absolute difference.
+            let (i, scale) =
+                if lift_is_meaningful(r.metric) { (c.lift.value()?, 100.0) } else { (c.difference, scale) };
+            Some(IntervalRow {
+                label: format!("{} vs {}", c.arm, c.reference),
+                estimate: i.estimate * scale,
+                low: i.low * scale,
+                high: i.high * scale,
+                note: c.p_adjusted.value().map(|p| format!("adjusted p = {}", p_value(p))),
+            })
+        })
+        .collect();
+    let title = if lift_is_meaningful(r.metric) {
+        format!("Relative lift over control, {confidence}% intervals")
+    } else {
+        format!("Difference from control, {confidence}% intervals")
+    };
+    let lift_unit = if lift_is_meaningful(r.metric) { "%" } else { unit };
+    out.push_str(&intervals(&title, &lifts, Some(0.0), lift_unit));
+    out.push_str("</section>\n</div>\n");
+    out
 }
 
 /// A table of arm-versus-reference comparisons.

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::domain::HOUR;
+use crate::html::charts::bars;
 use crate::html::escape;
 use crate::html::page::Nav;
 
@@ -13,7 +14,7 @@ use super::Dashboard;
 use super::format::grouped;
 use super::live::snapshot;
 use super::routes::{PageError, Rendered};
-use super::segments::{SEGMENT_HEADER, segment_row};
+use super::segments::{SEGMENT_HEADER, response_chart, segment_row};
 
 /// `GET /`.
 pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
@@ -22,10 +23,10 @@ pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
     let now = d.now()?;
     let mut body = String::new();
     let state_class = figures.state.split([':', ' ']).next().unwrap_or("running");
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<p>Engine: <span id=\"engine-state\" class=\"state {state_class}\" data-field=\"state\" \
-         data-state=\"state\">{}</span> <span class=\"muted\">as of <span data-field=\"at\">{}</span></span></p>\n",
+         data-state=\"state\">{}</span> <span class=\"muted\">as of <span data-field=\"at\">{}</span></span></p>",
         escape(&figures.state),
         escape(&figures.at),
     );
@@ -53,7 +54,9 @@ pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
     for (segment, c) in &counts {
         body.push_str(&segment_row(*segment, c, true));
     }
-    body.push_str("</table></section>\n");
+    body.push_str("</table></section>\n<section class=\"card\">");
+    body.push_str(&response_chart(&counts));
+    body.push_str("</section>\n");
 
     let queue = reader.queue(now.plus(HOUR))?;
     body.push_str(
@@ -95,6 +98,11 @@ fn suppressions(d: &Dashboard) -> Result<String, PageError> {
     if by_reason.is_empty() {
         out.push_str("<tr><td colspan=\"2\" class=\"muted\">None recorded.</td></tr>\n");
     }
-    out.push_str("</table></section>\n");
+    out.push_str("</table>");
+    let bars_rows: Vec<(String, f64)> = by_reason.iter().map(|(r, n)| ((*r).to_string(), *n as f64)).collect();
+    if !bars_rows.is_empty() {
+        out.push_str(&bars("Held back by reason", &bars_rows, "sends"));
+    }
+    out.push_str("</section>\n");
     Ok(out)
 }

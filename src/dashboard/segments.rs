@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use gavat_experiments::stats::wilson;
 
 use crate::domain::{Segment, UserId};
+use crate::html::charts::{IntervalRow, intervals};
 use crate::html::escape;
 use crate::html::page::Nav;
 use crate::inspect::{InspectError, analyze_user, preview_message};
@@ -42,6 +43,25 @@ pub(super) fn segment_row(segment: Segment, c: &SegmentCounts, link: bool) -> St
     )
 }
 
+/// Each segment's response rate with its Wilson 95% interval, as a chart (segments without
+/// sends are left out and named in the chart's caption by its maker).
+pub(super) fn response_chart(counts: &[(Segment, SegmentCounts)]) -> String {
+    let rows: Vec<IntervalRow> = counts
+        .iter()
+        .filter_map(|(segment, c)| {
+            let i = wilson(c.responses, c.sent, 0.05).ok()?;
+            Some(IntervalRow {
+                label: segment.as_str().to_string(),
+                estimate: i.estimate * 100.0,
+                low: i.low * 100.0,
+                high: i.high * 100.0,
+                note: Some(format!("{} sent", grouped(c.sent))),
+            })
+        })
+        .collect();
+    intervals("Response rate per message by segment, Wilson 95% intervals", &rows, None, "%")
+}
+
 /// The header of a segment-performance table.
 pub(super) const SEGMENT_HEADER: &str = "<tr><th>segment</th><th class=\"num\">users</th><th class=\"num\">sent</th>\
      <th class=\"num\">response rate (95%)</th><th class=\"num\">conversion rate (95%)</th>\
@@ -61,6 +81,9 @@ pub(super) fn list(d: &Dashboard) -> Result<Rendered, PageError> {
         body.push_str(&segment_row(*segment, c, true));
     }
     body.push_str("</table></section>\n");
+    body.push_str("<section class=\"card\">");
+    body.push_str(&response_chart(&counts));
+    body.push_str("</section>\n");
     Ok(Rendered { title: "Segments".into(), nav: Nav::Segments, body, live: false })
 }
 
@@ -81,10 +104,10 @@ pub(super) fn members(d: &Dashboard, name: &str) -> Result<Rendered, PageError> 
     body.push_str("</table></section>\n");
     if let Some(s) = reader.strategies_in_force()?.into_iter().find(|s| s.segment == segment) {
         let st = &s.strategy;
-        let _ = write!(
+        let _ = writeln!(
             body,
             "<p class=\"note\">Strategy in force (version {}): priority {}, {}, at most {} a day, {:.1} h cooldown, \
-             allowed hours {}, best hours {}. <a href=\"/strategies\">History</a></p>\n",
+             allowed hours {}, best hours {}. <a href=\"/strategies\">History</a></p>",
             s.version,
             st.priority,
             escape(st.frequency.as_str()),
@@ -238,8 +261,8 @@ fn preview_section(d: &Dashboard, id: UserId, now: crate::domain::Timestamp) -> 
                 escape(preview.bot.as_ref().map_or("—", |b| b.name.as_str())),
                 escape(&m.language),
                 escape(&m.language_reason.to_string()),
-                escape(&m.template.table),
-                escape(&m.template.kind),
+                escape(m.template.table),
+                escape(m.template.kind),
                 escape(&m.template.file),
             );
             let _ = writeln!(out, "<pre class=\"message\" id=\"preview-text\">{}</pre>", escape(&m.plain));

@@ -9,7 +9,9 @@
 //! - [`escape`]: text and attribute values made safe to put into HTML.
 //! - [`page`]: the document around a body — self-contained for a report file, or linking the
 //!   dashboard's `/assets/` — and the bundled [`page::STYLESHEET`] and [`page::SCRIPT`].
+//! - [`charts`]: inline SVG charts — a time series, a forest plot of intervals, bars.
 
+pub mod charts;
 pub mod page;
 
 /// `text` with the five characters HTML gives a meaning (`& < > " '`) written as entities:

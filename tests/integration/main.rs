@@ -11,6 +11,7 @@ mod common;
 mod contacts_store;
 mod crm;
 mod crm_redis;
+mod dashboard;
 mod determinism;
 mod events_export;
 mod events_tail;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{Browser, Error, KillOnDrop, TestResult, form_encode, raw_http, wait_until};
+use super::{Browser, Error, KillOnDrop, TestResult, charts_drawn, form_encode, raw_http, wait_until};
 use crate::common::{gavat, s, temp_dir};
 use crate::live_run::spawn_run_with_token;
 
@@ -146,6 +146,7 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
     }
     assert!(browser.count("table#segment-rates tr[data-segment]")? > 0, "the overview lists the segments' rates");
     browser.find("table#suppressions")?;
+    charts_drawn(&browser, 1)?;
     // A mark on the window: a reload would drop it, so a counter that moves with the mark
     // still there moved through the event stream.
     browser.execute("window.gavatTestMark = 'same page';", vec![])?;
@@ -169,6 +170,8 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
     let before = history(&store)?.len();
     let refused = submit_rollback(&browser, &base, "wrong-token-wrong-token-wrong-to")?;
     assert!(refused.class.split(' ').any(|c| c == "error"), "a wrong token is refused: {refused:?}");
+    // Refused for the token, after the same-origin and form-token checks passed.
+    assert!(refused.text.contains("token is not valid"), "refused for its token: {refused:?}");
     assert_eq!(browser.response_status()?, 403, "the refusal is a 403: {refused:?}");
     assert_eq!(history(&store)?.len(), before, "a refused rollback writes nothing: {refused:?}");
     browser.screenshot("dashboard-rollback-refused")?;
@@ -178,6 +181,17 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
     assert!(applied.class.split(' ').any(|c| c == "ok"), "the right token rolls the change back: {applied:?}");
     assert!(browser.current_url()?.contains("/strategies?"), "{}", browser.current_url()?);
     assert_eq!(operator_changes(&store)?, operator + 1, "the rollback is in the store: {applied:?}");
+    // The newest change is the operator's rollback of the form's change: the same segment
+    // and field, back from its "after" to its "before".
+    let changes = history(&store)?;
+    let undone = changes.iter().find(|c| c["id"].to_string() == applied.change).ok_or("the change is in the store")?;
+    let rollback = changes.last().ok_or("the store has changes")?;
+    assert_eq!(
+        (&rollback["source"], &rollback["action"], &rollback["segment"], &rollback["before"], &rollback["after"]),
+        (&"operator".into(), &"rolled_back".into(), &undone["segment"], &undone["after"], &undone["before"]),
+        "the operator's rollback undoes change {}",
+        applied.change
+    );
     let source = browser.execute("return document.documentElement.outerHTML;", vec![])?;
     assert!(!source.as_str().unwrap_or_default().contains(TOKEN), "the page never shows the token");
     browser.screenshot("dashboard-rollback")?;
@@ -341,6 +355,7 @@ fn read_only_dashboard_shows_an_experiment() -> TestResult {
     let verdict = browser.text("#verdict")?;
     assert!(!verdict.is_empty(), "the experiment has a verdict");
     assert!(!browser.text("#srm")?.is_empty(), "the SRM state is shown");
+    charts_drawn(&browser, 1)?;
     browser.screenshot("dashboard-experiment")?;
 
     follow(&browser, "nav a[href=\"/strategies\"]", "/strategies")?;

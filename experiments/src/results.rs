@@ -2,17 +2,26 @@
 //! opted_out,engagement`, and optionally `pre_period` (the user's value before the experiment,
 //! for CUPED) — written by `gavat experiment run` (or exported from a live run) and streamed
 //! back by `gavat experiment compare`, never loaded whole. CSV goes through the `csv` crate,
-//! so an arm name with a comma or a quote round-trips; a file whose first character is `{`
-//! is read as JSON lines instead, one object per user with the same fields.
+//! so an arm name with a comma or a quote round-trips; a file whose first character (after
+//! the header) is `{` is read as JSON lines instead, one object per user with the same fields.
+//!
+//! A file gavat writes starts with a [`ResultsHeader`] (the experiment, its groups and
+//! weights, the export time): a first line `# gavat-experiment {…}` in CSV, a first object
+//! `{"gavat_experiment": {…}}` in JSON lines. Files without one (older ones)
+//! are read as before.
 //!
 //! Every row must be possible: one row per user, at most one reply and one purchase per
 //! message received (`responses ≤ messages`, `conversions ≤ messages` — a rate above 1 is
 //! refused), `opted_out` 0 or 1, and `engagement` equal to its definition. A row that breaks
 //! one is an error naming its line, never a silent skip.
 
+mod header;
+
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, Read, Write};
+
+pub use header::{CSV_MARKER, GroupWeight, JSON_KEY, ResultsHeader, weights_text};
 
 /// The header line.
 pub const HEADER: &str = "user,arm,messages,responses,conversions,opted_out,engagement";
@@ -53,45 +62,100 @@ impl UserRow {
     }
 }
 
-/// Writes a results file: the header, then one row per [`ResultsWriter::write`], quoted
-/// where a field needs it.
+/// How a results file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultsFormat {
+    /// Comma-separated, quoted where a field needs it.
+    Csv,
+    /// One JSON object per user.
+    JsonLines,
+}
+
+impl ResultsFormat {
+    /// JSON lines for a path ending in `.jsonl` or `.ndjson`, else CSV.
+    pub fn of_path(path: &std::path::Path) -> ResultsFormat {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("jsonl" | "ndjson") => ResultsFormat::JsonLines,
+            _ => ResultsFormat::Csv,
+        }
+    }
+}
+
+/// Where the rows go.
+#[derive(Debug)]
+enum Sink<W: Write> {
+    /// Boxed: the csv writer with its buffer state is large, and a writer lives for a whole
+    /// file, so one allocation costs nothing.
+    Csv(Box<csv::Writer<W>>),
+    Json(W),
+}
+
+/// One row of a JSON-lines file as written.
+#[derive(serde::Serialize)]
+struct JsonRowOut<'a> {
+    user: u64,
+    arm: &'a str,
+    messages: u64,
+    responses: u64,
+    conversions: u64,
+    opted_out: bool,
+    engagement: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pre_period: Option<f64>,
+}
+
+/// Writes a results file: the [`ResultsHeader`] if given, the column line (CSV), then one
+/// row per [`ResultsWriter::write`].
 #[derive(Debug)]
 pub struct ResultsWriter<W: Write> {
-    csv: csv::Writer<W>,
+    sink: Sink<W>,
     pre_period: bool,
 }
 
 impl<W: Write> ResultsWriter<W> {
-    /// Starts a results file on `out` with the header.
+    /// Starts a CSV results file on `out` with the column line, without a header.
     pub fn new(out: W) -> std::io::Result<ResultsWriter<W>> {
-        ResultsWriter::start(out, false)
+        ResultsWriter::start(out, ResultsFormat::Csv, None, false)
     }
 
-    /// Starts a results file on `out` with the header that has a `pre_period` column.
+    /// Starts a CSV results file on `out` with the column line that has a `pre_period`
+    /// column, without a header.
     pub fn with_pre_period(out: W) -> std::io::Result<ResultsWriter<W>> {
-        ResultsWriter::start(out, true)
+        ResultsWriter::start(out, ResultsFormat::Csv, None, true)
     }
 
-    fn start(out: W, pre_period: bool) -> std::io::Result<ResultsWriter<W>> {
-        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(out);
-        csv.write_record(&COLUMNS[..if pre_period { 8 } else { 7 }])?;
-        Ok(ResultsWriter { csv, pre_period })
+    /// Starts a results file on `out` in `format`, with `header` first when given, and a
+    /// `pre_period` column (field) when `pre_period`.
+    pub fn start(
+        mut out: W,
+        format: ResultsFormat,
+        header: Option<&ResultsHeader>,
+        pre_period: bool,
+    ) -> std::io::Result<ResultsWriter<W>> {
+        let sink = match format {
+            ResultsFormat::Csv => {
+                if let Some(h) = header {
+                    writeln!(out, "{}", h.to_csv_line())?;
+                }
+                let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(out);
+                csv.write_record(&COLUMNS[..if pre_period { 8 } else { 7 }])?;
+                Sink::Csv(Box::new(csv))
+            }
+            ResultsFormat::JsonLines => {
+                if let Some(h) = header {
+                    writeln!(out, "{}", h.to_json_line())?;
+                }
+                Sink::Json(out)
+            }
+        };
+        Ok(ResultsWriter { sink, pre_period })
     }
 
     /// Writes one row (a file with a `pre_period` column writes a row without one as an
     /// error: every user has a pre-period or none has).
     pub fn write(&mut self, row: &UserRow) -> std::io::Result<()> {
-        let csv = &mut self.csv;
-        csv.write_field(row.user.to_string())?;
-        csv.write_field(&row.arm)?;
-        csv.write_field(row.messages.to_string())?;
-        csv.write_field(row.responses.to_string())?;
-        csv.write_field(row.conversions.to_string())?;
-        csv.write_field(if row.opted_out { "1" } else { "0" })?;
-        csv.write_field(row.engagement.to_string())?;
         match (self.pre_period, row.pre_period) {
-            (true, Some(x)) => csv.write_field(x.to_string())?,
-            (false, None) => {}
+            (true, Some(_)) | (false, None) => {}
             (true, None) => return Err(std::io::Error::other(format!("user {}: no pre-period value", row.user))),
             (false, Some(_)) => {
                 return Err(std::io::Error::other(format!(
@@ -100,13 +164,49 @@ impl<W: Write> ResultsWriter<W> {
                 )));
             }
         }
-        csv.write_record(None::<&[u8]>)?;
+        match &mut self.sink {
+            Sink::Csv(csv) => {
+                csv.write_field(row.user.to_string())?;
+                csv.write_field(&row.arm)?;
+                csv.write_field(row.messages.to_string())?;
+                csv.write_field(row.responses.to_string())?;
+                csv.write_field(row.conversions.to_string())?;
+                csv.write_field(if row.opted_out { "1" } else { "0" })?;
+                csv.write_field(row.engagement.to_string())?;
+                if let Some(x) = row.pre_period {
+                    csv.write_field(x.to_string())?;
+                }
+                csv.write_record(None::<&[u8]>)?;
+            }
+            Sink::Json(out) => {
+                let json = JsonRowOut {
+                    user: row.user,
+                    arm: &row.arm,
+                    messages: row.messages,
+                    responses: row.responses,
+                    conversions: row.conversions,
+                    opted_out: row.opted_out,
+                    engagement: row.engagement,
+                    pre_period: row.pre_period,
+                };
+                serde_json::to_writer(&mut *out, &json)?;
+                out.write_all(b"\n")?;
+            }
+        }
         Ok(())
     }
 
     /// Flushes and hands back the output.
     pub fn finish(self) -> std::io::Result<W> {
-        self.csv.into_inner().map_err(|e| std::io::Error::new(e.error().kind(), e.error().to_string()))
+        match self.sink {
+            Sink::Csv(csv) => {
+                (*csv).into_inner().map_err(|e| std::io::Error::new(e.error().kind(), e.error().to_string()))
+            }
+            Sink::Json(mut out) => {
+                out.flush()?;
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -216,19 +316,89 @@ fn check_row(row: &UserRow) -> Result<(), String> {
 }
 
 /// Streams the rows of a results file to `each`, in file order, reusing one row (no
-/// allocation per CSV row). A CSV file's first line must be [`HEADER`] or
-/// [`HEADER_WITH_PRE_PERIOD`]; a file that starts with `{` is JSON lines. Blank lines are
-/// ignored; anything else malformed or impossible (see the module docs) is an error naming
-/// the line and column (no row is skipped silently).
+/// allocation per CSV row); see [`ResultsFile`]. The header, if any, is checked and passed
+/// over.
 pub fn read_rows(
     reader: impl Read,
     path: &str,
     each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
 ) -> Result<u64, ResultsError> {
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
-    let buffer = reader.fill_buf().map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
-    let first = buffer.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first == Some(b'{') { read_json_lines(reader, path, each) } else { read_csv(reader, path, each) }
+    ResultsFile::open(reader, path)?.read_rows(each)
+}
+
+/// A results file opened for reading: its [`ResultsHeader`] (if it has one) is read first,
+/// so that the caller knows the experiment's groups before the rows stream by.
+///
+/// After the header, a CSV file's first line must be [`HEADER`] or
+/// [`HEADER_WITH_PRE_PERIOD`]; a file whose first character is `{` is JSON lines. Blank
+/// lines are ignored; anything else malformed or impossible (see the module docs) is an
+/// error naming the line and column (no row is skipped silently), line numbers counting the
+/// header line.
+#[derive(Debug)]
+pub struct ResultsFile<R: Read> {
+    reader: std::io::BufReader<R>,
+    path: String,
+    header: Option<ResultsHeader>,
+    /// The first line when it was read to look for a header and is not one.
+    first: Vec<u8>,
+    /// Lines before the rows' text (1 after a header).
+    offset: usize,
+}
+
+impl<R: Read> ResultsFile<R> {
+    /// Opens `reader` (`path` names it in errors) and reads its header, if any. A first
+    /// line starting with `#`, or a first JSON object with the key [`JSON_KEY`], must be a
+    /// valid header: else an error at line 1.
+    pub fn open(reader: R, path: &str) -> Result<ResultsFile<R>, ResultsError> {
+        let read_error = |cause| ResultsError::Read { path: path.to_string(), cause };
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        let mut first = Vec::new();
+        let starts = reader.fill_buf().map_err(read_error)?.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let mut header = None;
+        if matches!(starts, Some(b'#' | b'{')) {
+            reader.read_until(b'\n', &mut first).map_err(read_error)?;
+            let malformed = |message: String| ResultsError::Malformed { path: path.to_string(), line: 1, message };
+            let text = std::str::from_utf8(&first).map_err(|_| malformed("header: not UTF-8".into()));
+            if first.trim_ascii_start().starts_with(b"#") {
+                header = Some(ResultsHeader::from_csv_line(text?.trim()).map_err(malformed)?);
+            } else if let Ok(text) = text
+                && ResultsHeader::is_json_header(text)
+            {
+                header = Some(ResultsHeader::from_json_line(text).map_err(malformed)?);
+            }
+            if header.is_some() {
+                first.clear();
+            }
+        }
+        let offset = usize::from(header.is_some());
+        Ok(ResultsFile { reader, path: path.to_string(), header, first, offset })
+    }
+
+    /// The header, if the file has one.
+    pub fn header(&self) -> Option<&ResultsHeader> {
+        self.header.as_ref()
+    }
+
+    /// Streams the rows to `each`; returns how many there were.
+    pub fn read_rows(mut self, each: impl FnMut(&UserRow) -> Result<(), ResultsError>) -> Result<u64, ResultsError> {
+        let path = self.path;
+        let starts = match self.first.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b) => Some(*b),
+            None => self
+                .reader
+                .fill_buf()
+                .map_err(|cause| ResultsError::Read { path: path.clone(), cause })?
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .copied(),
+        };
+        let rest = std::io::Cursor::new(self.first).chain(self.reader);
+        if starts == Some(b'{') {
+            read_json_lines(rest, &path, self.offset, each)
+        } else {
+            read_csv(rest, &path, self.offset, each)
+        }
+    }
 }
 
 /// One row of a JSON-lines results file.
@@ -257,6 +427,7 @@ enum JsonFlag {
 fn read_json_lines(
     reader: impl BufRead,
     path: &str,
+    offset: usize,
     mut each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
 ) -> Result<u64, ResultsError> {
     let malformed = |line: usize, message: String| ResultsError::Malformed { path: path.to_string(), line, message };
@@ -264,10 +435,13 @@ fn read_json_lines(
     let mut rows = 0u64;
     let mut with_pre_period = None;
     for (i, line) in reader.lines().enumerate() {
-        let n = i + 1;
+        let n = i + 1 + offset;
         let line = line.map_err(|cause| ResultsError::Read { path: path.to_string(), cause })?;
         if line.trim().is_empty() {
             continue;
+        }
+        if ResultsHeader::is_json_header(&line) {
+            return Err(malformed(n, "a header object is allowed only on the first line".into()));
         }
         let raw: JsonRow = serde_json::from_str(&line).map_err(|e| {
             let message = e.to_string();
@@ -324,6 +498,7 @@ fn read_json_lines(
 fn read_csv(
     reader: impl Read,
     path: &str,
+    offset: usize,
     mut each: impl FnMut(&UserRow) -> Result<(), ResultsError>,
 ) -> Result<u64, ResultsError> {
     let malformed = |line: usize, message: String| ResultsError::Malformed { path: path.to_string(), line, message };
@@ -345,7 +520,7 @@ fn read_csv(
     let mut columns = 7;
     loop {
         let more = csv.read_byte_record(&mut record).map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
+            let line = e.position().map_or(0, |p| p.line() as usize) + offset;
             match e.into_kind() {
                 csv::ErrorKind::Io(cause) => ResultsError::Read { path: path.to_string(), cause },
                 other => malformed(line, format!("{other:?}")),
@@ -354,7 +529,7 @@ fn read_csv(
         if !more {
             break;
         }
-        let n = record.position().map_or(0, |p| p.line() as usize);
+        let n = record.position().map_or(0, |p| p.line() as usize) + offset;
         if first {
             first = false;
             let header: Vec<&[u8]> = record.iter().map(<[u8]>::trim_ascii).collect();
@@ -416,7 +591,7 @@ fn read_csv(
         rows += 1;
     }
     if first {
-        return Err(malformed(1, format!("empty file: expected the header `{HEADER}`")));
+        return Err(malformed(1 + offset, format!("empty file: expected the header `{HEADER}`")));
     }
     Ok(rows)
 }
@@ -562,6 +737,73 @@ mod tests {
         );
         assert!(bad("{\"user\":2,\"arm\":\"b\"}").starts_with("r.csv:2: missing field `messages`"));
         assert!(bad("{\"user\":2,\"colour\":1}").starts_with("r.csv:2: unknown field `colour`"));
+    }
+
+    fn header() -> ResultsHeader {
+        ResultsHeader {
+            experiment: "e".into(),
+            arms: ["a", "b", "c"].iter().map(|n| GroupWeight { name: (*n).into(), weight: 1.0 }).collect(),
+            exported_at: Some("2026-12-06T18:00:00+00:00".into()),
+            log_end: None,
+        }
+    }
+
+    /// A header is written first, in CSV and in JSON lines, and read back before the rows;
+    /// the rows' line numbers count it.
+    #[test]
+    fn the_header_comes_first_in_both_formats() {
+        let rows: Vec<UserRow> = (1..4).map(|u| UserRow { pre_period: Some(0.5), ..row(u, "a") }).collect();
+        for format in [ResultsFormat::Csv, ResultsFormat::JsonLines] {
+            let mut writer = ResultsWriter::start(Vec::new(), format, Some(&header()), true).unwrap();
+            for r in &rows {
+                writer.write(r).unwrap();
+            }
+            let text = String::from_utf8(writer.finish().unwrap()).unwrap();
+            let first = text.lines().next().unwrap();
+            match format {
+                ResultsFormat::Csv => assert_eq!(first, header().to_csv_line()),
+                ResultsFormat::JsonLines => assert_eq!(first, header().to_json_line()),
+            }
+            let file = ResultsFile::open(text.as_bytes(), "r").unwrap();
+            assert_eq!(file.header(), Some(&header()));
+            let mut seen = Vec::new();
+            file.read_rows(|r| {
+                seen.push(r.clone());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, rows, "{format:?}");
+            let err = read_all(&format!("{text}{}\n", text.lines().nth(2).unwrap())).unwrap_err();
+            let line = if format == ResultsFormat::Csv { 6 } else { 5 };
+            assert!(err.starts_with(&format!("r.csv:{line}: ")) && err.contains("has a row already"), "{err}");
+        }
+        // Files without a header read as before.
+        let plain = format!("{HEADER}\n1,a,1,0,0,0,0\n");
+        let file = ResultsFile::open(plain.as_bytes(), "r").unwrap();
+        assert_eq!(file.header(), None);
+        assert_eq!(file.read_rows(|_| Ok(())).unwrap(), 1);
+        assert_eq!(ResultsFormat::of_path(std::path::Path::new("x.JSONL")), ResultsFormat::JsonLines);
+        assert_eq!(ResultsFormat::of_path(std::path::Path::new("x.csv")), ResultsFormat::Csv);
+    }
+
+    /// A malformed header is an error at line 1, naming the file; a header object after the
+    /// first line is refused at its line.
+    #[test]
+    fn malformed_headers_are_named_with_file_and_line() {
+        let err = read_all(&format!("# gavat-experiment {{\"experiment\":\"e\"}}\n{HEADER}\n")).unwrap_err();
+        assert_eq!(err, "r.csv:1: header: missing field `arms`");
+        assert_eq!(
+            read_all(&format!("# a comment\n{HEADER}\n")).unwrap_err(),
+            "r.csv:1: a first line starting with `#` must be the header `# gavat-experiment {…}`"
+        );
+        let err = read_all("{\"gavat_experiment\":{\"experiment\":\"e\",\"arms\":7}}\n").unwrap_err();
+        assert!(err.starts_with("r.csv:1: header: invalid type"), "{err}");
+        let row = "{\"user\":1,\"arm\":\"a\",\"messages\":2,\"responses\":1,\"conversions\":0,\"opted_out\":false,\"engagement\":1}";
+        let err = read_all(&format!("{row}\n{}\n", header().to_json_line())).unwrap_err();
+        assert_eq!(err, "r.csv:2: a header object is allowed only on the first line");
+        assert_eq!(read_all(&format!("{}\n{HEADER}\n", header().to_csv_line())).unwrap().len(), 0);
+        let err = read_all(&format!("{}\n", header().to_csv_line())).unwrap_err();
+        assert!(err.starts_with("r.csv:2: empty file"), "{err}");
     }
 
     /// The user-id set: dense ids in the bitset, large ones in the hash set.

@@ -9,7 +9,7 @@
 //! are binomial 99% bands (scipy `binom.ppf(0.005 / 0.995, n, p)`): for 400 runs at 0.05,
 //! [10, 32]; the power bands are the promised power ± 5 points.
 
-use gavat_experiments::compare::{Accumulator, Report, Settings, compare};
+use gavat_experiments::compare::{Accumulator, ArmLook, Bounds, Look, Report, Settings, compare, running};
 use gavat_experiments::design::Metric;
 use gavat_experiments::results::UserRow;
 use gavat_experiments::stats::{
@@ -117,14 +117,17 @@ fn a_a_three_arms_holm_controls_the_family() {
 
 /// Looking every day for 14 days (seeds 3000..3400, 150 new users per arm a day): a naive
 /// z-test that stops at the first p < 0.05 rejects far more than 5% (above 32 of 400), while
-/// the mSPRT's running minimum and the confidence sequence stay at most at alpha.
+/// the mSPRT's running minimum and the confidence sequence stay at most at alpha. The
+/// looks go through `compare::running` too: its running minimum is below alpha exactly when
+/// some look's p was, and its running intersection excludes 0 when some look's sequence did.
 #[test]
 fn daily_looks_inflate_a_naive_test_but_not_the_always_valid_ones() {
     let outcomes = sweep(3000, |seed| {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let (mut sums, mut squares, mut n) = ([0.0f64; 2], [0.0f64; 2], 0u64);
         let (mut naive, mut msprt, mut sequence) = (false, false, false);
-        for _day in 0..14 {
+        let mut looks = Vec::new();
+        for day in 0..14 {
             for i in 0..150 {
                 for (arm, (sum, square)) in sums.iter_mut().zip(squares.iter_mut()).enumerate() {
                     let y = f64::from(u8::from(user(&mut rng, i * 2 + arm as u64, "x", 0.0).responses > 0));
@@ -143,10 +146,29 @@ fn daily_looks_inflate_a_naive_test_but_not_the_always_valid_ones() {
             naive |= 2.0 * (1.0 - normal_cdf(z.abs())) < ALPHA;
             let sigma2 = 0.5 * (v0 + v1);
             let tau2 = (0.1 * m0).powi(2);
-            msprt |= msprt_mean_difference(n, d, sigma2, tau2).expect("an mSPRT").p_value < ALPHA;
+            let p = msprt_mean_difference(n, d, sigma2, tau2).expect("an mSPRT").p_value;
+            msprt |= p < ALPHA;
             let cs = confidence_sequence(n, d, sigma2, tau2, ALPHA).expect("a sequence");
             sequence |= cs.low > 0.0 || cs.high < 0.0;
+            looks.push(Look {
+                experiment: "a/a".into(),
+                metric: Metric::ResponseRate,
+                alpha: ALPHA,
+                control: "a".into(),
+                at: format!("day {day}"),
+                users: Vec::new(),
+                arms: vec![ArmLook {
+                    arm: "b".into(),
+                    msprt_p: Some(p),
+                    cs: Some(Bounds { low: cs.low, high: cs.high }),
+                }],
+            });
         }
+        let run = &running(&looks)[0];
+        assert_eq!(run.looks, 14);
+        assert_eq!(run.msprt_p_min.expect("a minimum") < ALPHA, msprt, "seed {seed}");
+        let cs = run.cs.expect("an intersection");
+        assert!(!sequence || cs.low > 0.0 || cs.high < 0.0 || run.cs_empty, "seed {seed}: {cs:?}");
         (naive, msprt, sequence)
     });
     let count = |f: fn(&(bool, bool, bool)) -> bool| outcomes.iter().filter(|o| f(o)).count();

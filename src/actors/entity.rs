@@ -635,6 +635,10 @@ impl UserEntity {
             Ok(Reserved::Denied(SuppressReason::OptedOut)) => SlotAnswer::Absent,
             // The gate counted group posts this engine did not (another engine, a restart).
             Ok(Reserved::Denied(SuppressReason::ExposureLimit)) => self.exposure_full(at),
+            // An operator paused sending: asked again a minute later, as when the gate is down.
+            Ok(Reserved::Denied(SuppressReason::Paused)) => {
+                SlotAnswer::Refused { reason: SuppressReason::Paused, not_before: Some(at.plus(GATE_RETRY_SECS)) }
+            }
             Ok(Reserved::Denied(reason)) => SlotAnswer::Refused { reason, not_before: None },
             Err(e) => {
                 tracing::warn!(user = %self.profile.id, error = %e, "Cap gate unavailable; group slot refused.");

@@ -1,6 +1,7 @@
 //! The seams with metrics: [`MeteredSender`] counts every send's outcome, [`MeteredLedger`]
 //! times reservations, tracks the reservations in flight and pauses the engine's readiness
-//! while the ledger cannot answer. Both delegate everything else unchanged.
+//! while the ledger cannot answer, and denies every reservation while an operator has paused
+//! sending ([`SendingControl`]). Both delegate everything else unchanged.
 //!
 //! Neither adds an await point: the engine polls a ledger's (and a simulated sender's)
 //! futures once with `now_or_never` and continues only when they are ready at once, so a
@@ -19,9 +20,10 @@ use crate::ledger::{
     CapLedger, Counted, LedgerError, LedgerFuture, LedgerUser, MessageId, Recovery, Reservation, Reserved,
     ShareReservation,
 };
+use crate::policy::SuppressReason;
 use crate::transport::{Delivered, SendFuture, Sender, TransportError};
 
-use super::Metrics;
+use super::{Metrics, SendingControl};
 
 /// The source name under which a ledger that cannot answer pauses sending.
 pub const LEDGER_PAUSE: &str = "ledger";
@@ -165,16 +167,32 @@ impl LedgerGauge {
 /// `gavat_store_errors_total`, and pausing readiness (`/readyz`, `gavat_paused`) with its
 /// reason until the ledger next answers. Every trait method, `sending` and `recover`
 /// included, is delegated to the wrapped ledger.
+///
+/// It is also where an operator's pause takes effect: while `control` is paused, `reserve`
+/// and `reserve_share` answer `Denied(`[`SuppressReason::Paused`]`)` at once without asking
+/// the wrapped ledger (see [`super::control`]); every other call goes through.
 #[derive(Debug)]
 pub struct MeteredLedger {
     inner: Arc<dyn CapLedger>,
     gauge: Arc<LedgerGauge>,
+    control: Arc<SendingControl>,
 }
 
 impl MeteredLedger {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn CapLedger>, metrics: Arc<Metrics>) -> MeteredLedger {
-        MeteredLedger { inner, gauge: Arc::new(LedgerGauge { metrics, in_flight: Mutex::new(HashSet::new()) }) }
+    /// Wraps `inner`, obeying `control`.
+    pub fn new(inner: Arc<dyn CapLedger>, metrics: Arc<Metrics>, control: Arc<SendingControl>) -> MeteredLedger {
+        MeteredLedger {
+            inner,
+            gauge: Arc::new(LedgerGauge { metrics, in_flight: Mutex::new(HashSet::new()) }),
+            control,
+        }
+    }
+
+    /// The answer to a reservation while an operator has paused sending.
+    fn paused(&self) -> Option<LedgerFuture<Reserved>> {
+        self.control
+            .is_paused()
+            .then(|| Box::pin(futures::future::ready(Ok(Reserved::Denied(SuppressReason::Paused)))) as LedgerFuture<_>)
     }
 
     /// Delegates a call whose only effect on the metrics is the pause.
@@ -186,6 +204,9 @@ impl MeteredLedger {
 
 impl CapLedger for MeteredLedger {
     fn reserve(&self, request: Reservation) -> LedgerFuture<Reserved> {
+        if let Some(denied) = self.paused() {
+            return denied;
+        }
         // Started before the call: a ledger that works inside the call (the in-memory one)
         // is timed too.
         let watch = Stopwatch::start();
@@ -201,6 +222,9 @@ impl CapLedger for MeteredLedger {
     }
 
     fn reserve_share(&self, request: ShareReservation) -> LedgerFuture<Reserved> {
+        if let Some(denied) = self.paused() {
+            return denied;
+        }
         let watch = Stopwatch::start();
         let future = self.inner.reserve_share(request);
         let gauge = self.gauge.clone();
@@ -321,12 +345,53 @@ mod tests {
         }
     }
 
+    fn control(metrics: &Arc<Metrics>) -> Arc<SendingControl> {
+        Arc::new(SendingControl::new(metrics.clone()))
+    }
+
+    /// While an operator has paused sending, reservations and shares are denied as
+    /// `Paused` at once without reaching the ledger (a down ledger is not even asked, so no
+    /// store error is counted); other calls go through; after the resume they are granted.
+    #[test]
+    fn an_operator_pause_denies_reservations_without_asking_the_ledger() -> Result<(), Box<dyn std::error::Error>> {
+        let metrics = Arc::new(Metrics::new());
+        let flaky = Arc::new(Flaky::default());
+        let control = control(&metrics);
+        let ledger = MeteredLedger::new(flaky.clone(), metrics.clone(), control.clone());
+        control.pause(Some("review".into()), Timestamp(1_800_000_000))?;
+        flaky.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        let now = |f: LedgerFuture<Reserved>| f.now_or_never().expect("ready at once");
+        assert_eq!(now(ledger.reserve(reservation(1)))?, Reserved::Denied(SuppressReason::Paused));
+        let share = ShareReservation {
+            message: crate::actors::entity::group_share_id(2, UserId(1)),
+            user: UserId(1),
+            at: Timestamp(1_800_000_000),
+            zone: Zone::UTC,
+            exposure_limit: 3,
+        };
+        assert_eq!(now(ledger.reserve_share(share))?, Reserved::Denied(SuppressReason::Paused));
+        let text = metrics.render();
+        assert!(text.contains("gavat_store_errors_total 0\n"), "the ledger was not asked: {text}");
+        assert!(text.contains("gavat_reservation_seconds_count 0\n"), "{text}");
+        assert!(ledger.sending(MessageId(9)).now_or_never().expect("ready at once").is_err(), "other calls go through");
+        assert_eq!(metrics.paused().as_deref(), Some("ledger: store is down; operator: review"));
+        flaky.down.store(false, std::sync::atomic::Ordering::Relaxed);
+        ledger.sending(MessageId(9)).now_or_never().expect("ready at once")?;
+        assert_eq!(metrics.paused().as_deref(), Some("operator: review"), "the ledger answering keeps the pause");
+        assert_eq!(now(ledger.reserve(reservation(3)))?, Reserved::Denied(SuppressReason::Paused));
+        control.resume();
+        assert_eq!(now(ledger.reserve(reservation(3)))?, Reserved::Granted);
+        assert_eq!(now(ledger.reserve_share(share))?, Reserved::Granted);
+        assert_eq!(metrics.paused(), None);
+        Ok(())
+    }
+
     /// Futures stay ready at once; the queue depth follows grants and settles exactly, a
     /// repeated settle included; reservations are timed.
     #[test]
     fn ready_at_once_and_counts_reservations_in_flight() -> Result<(), LedgerError> {
         let metrics = Arc::new(Metrics::new());
-        let ledger = MeteredLedger::new(Arc::new(MemoryLedger::default()), metrics.clone());
+        let ledger = MeteredLedger::new(Arc::new(MemoryLedger::default()), metrics.clone(), control(&metrics));
         let now = |f: LedgerFuture<Reserved>| f.now_or_never().expect("ready at once");
         assert_eq!(now(ledger.reserve(reservation(1)))?, Reserved::Granted);
         assert_eq!(now(ledger.reserve(reservation(2)))?, Reserved::Granted);
@@ -347,7 +412,7 @@ mod tests {
     fn unavailable_pauses_until_the_next_answer() -> Result<(), LedgerError> {
         let metrics = Arc::new(Metrics::new());
         let flaky = Arc::new(Flaky::default());
-        let ledger = MeteredLedger::new(flaky.clone(), metrics.clone());
+        let ledger = MeteredLedger::new(flaky.clone(), metrics.clone(), control(&metrics));
         flaky.down.store(true, std::sync::atomic::Ordering::Relaxed);
         let denied = ledger.sending(MessageId(9)).now_or_never().expect("ready at once");
         assert!(matches!(denied, Err(LedgerError::Unavailable { .. })));

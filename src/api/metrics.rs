@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use serde::Serialize;
+
 use crate::actors::messages::OutcomeKind;
 use crate::domain::InboundKind;
 use crate::policy::SuppressReason;
@@ -37,6 +39,74 @@ const API_EVENT_KINDS: [InboundKind; 4] =
 /// HTTP status codes counted one by one (100–599); anything else is not a status.
 const STATUS_MIN: u16 = 100;
 const STATUS_MAX: u16 = 599;
+
+/// One source's pause of sending, as [`Metrics::pauses`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pause {
+    /// Who paused: `operator` ([`OPERATOR_PAUSE`](super::OPERATOR_PAUSE)), `ledger`
+    /// ([`LEDGER_PAUSE`](super::LEDGER_PAUSE)).
+    pub source: String,
+    /// Why, as they said it.
+    pub reason: String,
+}
+
+/// The metrics at one moment ([`Metrics::snapshot`]), as plain numbers: what the dashboard
+/// streams. Counters count from the start of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Messages handed to the transport, by outcome.
+    pub sends: SendCounts,
+    /// Sends a rule held back, by reason name, in report order ([`SuppressReason::ALL`]),
+    /// zeros included.
+    pub suppressions: Vec<ReasonCount>,
+    /// Replies, conversions and opt-outs the engine recorded.
+    pub inbound: InboundCounts,
+    /// Reservations the cap ledger answered (those a pause denied are not asked).
+    pub reservations: u64,
+    /// Reservations granted and not yet settled (sends in flight).
+    pub queue_depth: u64,
+    /// Calls the store or the cap ledger could not answer.
+    pub store_errors: u64,
+    /// Every pause of sending in force, by source name: empty while sending runs.
+    pub paused: Vec<Pause>,
+}
+
+/// Sends by outcome: the labels of `gavat_sends_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SendCounts {
+    /// The platform accepted it.
+    pub delivered: u64,
+    /// It may have gone out (a timeout after the request was written, or given up on).
+    pub unknown: u64,
+    /// The user blocked the bot.
+    pub failed_blocked: u64,
+    /// The platform refused it for good.
+    pub failed_fatal: u64,
+    /// The platform's rate limit (HTTP 429): planned again after its wait.
+    pub failed_rate_limited: u64,
+    /// A transient failure: planned again.
+    pub failed_transient: u64,
+}
+
+/// One reason's count of suppressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReasonCount {
+    /// The reason's report name ([`SuppressReason::as_str`]).
+    pub reason: &'static str,
+    /// Sends it held back.
+    pub count: u64,
+}
+
+/// Inbound events the engine recorded, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InboundCounts {
+    /// Replies.
+    pub responses: u64,
+    /// Purchases.
+    pub conversions: u64,
+    /// Opt-outs.
+    pub opt_outs: u64,
+}
 
 /// Counts of values at or below each bucket bound (not cumulated: each observation
 /// increments one slot, so an observation costs two atomic adds).
@@ -172,8 +242,10 @@ impl Metrics {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `source` (e.g. `"ledger"`) has paused sending, because of `reason` (shown by
-    /// `/readyz`: it must not contain a secret). A later pause of the same source replaces
+    /// `source` (`"ledger"`, `"operator"`) has paused sending, because of `reason` (shown by
+    /// `/readyz`: it must not contain a secret). This only records the pause: what stops the
+    /// sends is the source itself (the ledger failing closed, the operator's
+    /// [`SendingControl`](super::SendingControl)). A later pause of the same source replaces
     /// its reason.
     pub fn pause(&self, source: &'static str, reason: String) {
         let mut pauses = self.lock_pauses();
@@ -202,6 +274,45 @@ impl Metrics {
             return None;
         }
         Some(pauses.iter().map(|(source, reason)| format!("{source}: {reason}")).collect::<Vec<_>>().join("; "))
+    }
+
+    /// Every pause in force, by source name (empty when sending is not paused).
+    pub fn pauses(&self) -> Vec<Pause> {
+        if !self.paused.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let pauses = self.lock_pauses();
+        pauses.iter().map(|(source, reason)| Pause { source: (*source).to_string(), reason: reason.clone() }).collect()
+    }
+
+    /// Every counter and gauge the dashboard shows, copied now. Each value is read on its
+    /// own (relaxed), so two values may straddle an update in progress — as two lines of one
+    /// `/metrics` scrape may — but each is a value it really had.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let [delivered, unknown, failed_blocked, failed_fatal, failed_rate_limited, failed_transient] =
+            self.sends.each_ref().map(load);
+        let [responses, conversions, opt_outs] = self.inbound.each_ref().map(load);
+        MetricsSnapshot {
+            sends: SendCounts {
+                delivered,
+                unknown,
+                failed_blocked,
+                failed_fatal,
+                failed_rate_limited,
+                failed_transient,
+            },
+            suppressions: SuppressReason::ALL
+                .iter()
+                .zip(&self.suppressions)
+                .map(|(reason, n)| ReasonCount { reason: reason.as_str(), count: load(n) })
+                .collect(),
+            inbound: InboundCounts { responses, conversions, opt_outs },
+            reservations: self.reservation.slots.iter().map(load).sum(),
+            queue_depth: load(&self.queue_depth),
+            store_errors: load(&self.store_errors),
+            paused: self.pauses(),
+        }
     }
 
     /// One HTTP answer with this status (codes outside 100–599 are not counted).
@@ -251,7 +362,12 @@ impl Metrics {
         header(&mut out, "gavat_queue_depth", "gauge", "Reservations granted and not yet settled (sends in flight).");
         let _ = writeln!(out, "gavat_queue_depth {}", load(&self.queue_depth));
 
-        header(&mut out, "gavat_paused", "gauge", "1 while sending is paused because a store or the ledger is down.");
+        header(
+            &mut out,
+            "gavat_paused",
+            "gauge",
+            "1 while sending is paused: by an operator, or because a store or the ledger is down.",
+        );
         let _ = writeln!(out, "gavat_paused {}", u8::from(self.paused.load(Ordering::Acquire)));
 
         header(&mut out, "gavat_store_errors_total", "counter", "Calls the store or the cap ledger could not answer.");
@@ -367,6 +483,58 @@ mod tests {
         assert_eq!(sample(&text, "gavat_reservation_seconds_count"), Some(6.0));
         let sum = sample(&text, "gavat_reservation_seconds_sum").unwrap_or(f64::NAN);
         assert!((sum - 60.2061).abs() < 1e-6, "sum {sum}");
+    }
+
+    /// The snapshot holds what was recorded under the same names as `/metrics`, every
+    /// reason in report order with zeros, and the pauses in force by source.
+    #[test]
+    fn the_snapshot_copies_every_counter() -> Result<(), serde_json::Error> {
+        let m = Metrics::new();
+        m.record_delivered();
+        m.record_delivered();
+        m.record_send_failed(FailureKind::Unknown);
+        m.record_send_failed(FailureKind::RateLimited);
+        m.record_send_failed(FailureKind::Blocked);
+        m.record_outcome(&OutcomeKind::Suppressed(SuppressReason::Paused));
+        m.record_outcome(&OutcomeKind::Suppressed(SuppressReason::Paused));
+        m.record_outcome(&OutcomeKind::Suppressed(SuppressReason::QuietHours));
+        m.record_outcome(&OutcomeKind::Response { send_hour: 9 });
+        m.record_outcome(&OutcomeKind::OptOut);
+        m.observe_reservation(0.001);
+        m.set_queue_depth(3);
+        m.record_store_error();
+        m.pause("operator", "review".into());
+        m.pause("ledger", "down".into());
+        let snap = m.snapshot();
+        assert_eq!(
+            snap.sends,
+            SendCounts {
+                delivered: 2,
+                unknown: 1,
+                failed_blocked: 1,
+                failed_fatal: 0,
+                failed_rate_limited: 1,
+                failed_transient: 0
+            }
+        );
+        let reasons: Vec<&str> = snap.suppressions.iter().map(|r| r.reason).collect();
+        let all: Vec<&str> = SuppressReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(reasons, all, "every reason, in report order");
+        let count = |name: &str| snap.suppressions.iter().find(|r| r.reason == name).map(|r| r.count);
+        assert_eq!(count("paused_by_operator"), Some(2));
+        assert_eq!(count("quiet_hours"), Some(1));
+        assert_eq!(count("cooldown"), Some(0));
+        assert_eq!(snap.inbound, InboundCounts { responses: 1, conversions: 0, opt_outs: 1 });
+        assert_eq!((snap.reservations, snap.queue_depth, snap.store_errors), (1, 3, 1));
+        let sources: Vec<&str> = snap.paused.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(sources, ["ledger", "operator"]);
+        let json = serde_json::to_value(&snap)?;
+        assert_eq!(json["sends"]["failed_rate_limited"], 1);
+        assert_eq!(json["paused"][1]["reason"], "review");
+        m.resume("ledger");
+        m.resume("operator");
+        assert!(m.snapshot().paused.is_empty());
+        Ok(())
     }
 
     /// Sending stays paused while any source is, and each source clears only its own pause.

@@ -12,6 +12,7 @@
 //! - `events`: `POST /v1/events`, answered once the engine acknowledged the event.
 //! - `users`: `PUT`/`GET /v1/users/{id}`; new users join the running engine.
 //! - `probes`: `/healthz`, `/readyz`, `/metrics`.
+//! - `control`: the operator's pause of sending ([`SendingControl`]) and `/v1/control`.
 //! - [`ApiInbound`]: the API as the engine's inbound source (acknowledgements, idempotency
 //!   keys).
 //! - [`UserDirectory`]: where users are read and written ([`MemoryDirectory`] for tests).
@@ -28,6 +29,7 @@
 
 mod auth;
 mod body;
+mod control;
 mod directory;
 mod events;
 mod host;
@@ -45,6 +47,7 @@ use std::sync::Arc;
 
 pub use auth::{MIN_TOKEN_LEN, WriteToken};
 pub use body::BODY_LIMIT;
+pub use control::{ControlState, MAX_REASON_CHARS, OPERATOR_PAUSE, PauseError, SendingControl};
 pub use directory::{DirectoryError, MemoryDirectory, Upserted, UserDirectory};
 pub use events::{IDEMPOTENCY_KEY, MAX_KEY_LEN};
 pub(crate) use host::AllowedHosts;
@@ -53,7 +56,7 @@ pub use inbound::{
 };
 pub use listener::MetricsListener;
 pub use metered::{LEDGER_PAUSE, MeteredLedger, MeteredSender};
-pub use metrics::{Metrics, RESERVATION_BUCKETS};
+pub use metrics::{InboundCounts, Metrics, MetricsSnapshot, Pause, RESERVATION_BUCKETS, ReasonCount, SendCounts};
 pub use probes::METRICS_CONTENT_TYPE;
 pub(crate) use server::foreign_host_response;
 pub use server::{ApiServer, serve, serve_with_telegram};
@@ -92,6 +95,9 @@ pub struct ApiState {
     pub users: Arc<dyn UserDirectory>,
     /// The live engine's metrics, shown by `/metrics` and `/readyz`.
     pub metrics: Arc<Metrics>,
+    /// The operator's pause of sending, obeyed by the engine's [`MeteredLedger`]: the same
+    /// `Arc` must be given to both.
+    pub control: Arc<SendingControl>,
     /// The bearer token of the `/v1` API (from `GAVAT_API_TOKEN`); `None` turns the `/v1`
     /// API off (403). Never logged, echoed or shown by `Debug`.
     pub write_token: Option<String>,
@@ -107,6 +113,7 @@ impl std::fmt::Debug for ApiState {
             .field("inbound", &self.inbound)
             .field("users", &self.users)
             .field("metrics", &"Metrics")
+            .field("control", &self.control.is_paused())
             .field("write_token", &self.write_token.as_ref().map(|_| "<redacted>"))
             .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()

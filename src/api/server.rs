@@ -2,7 +2,8 @@
 //! answer by status, and runs on the current actix system until [`ApiServer::stop`].
 //!
 //! Routes: `POST /v1/events` ([`super::events`]), `PUT`/`GET /v1/users/{id}`
-//! ([`super::users`]), `GET /healthz`, `GET /readyz`, `GET /metrics` ([`super::probes`]).
+//! ([`super::users`]), `GET /v1/control`, `POST /v1/control/pause|resume`
+//! ([`super::control`]), `GET /healthz`, `GET /readyz`, `GET /metrics` ([`super::probes`]).
 //! Anything else is a JSON 404 (unknown path) or 405 (known path, other method).
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use crate::store::UserState;
 
 use super::auth::{WriteToken, authorize};
 use super::reply::Failure;
-use super::{ApiError, ApiState, DirectoryError, Upserted, events, probes, users};
+use super::{ApiError, ApiState, DirectoryError, Upserted, control, events, probes, users};
 
 /// Seconds a graceful stop waits for requests in progress (an event waiting for its
 /// acknowledgement waits at most the acknowledgement timeout).
@@ -178,6 +179,21 @@ pub async fn serve_with_telegram(
                 web::resource("/v1/users/{id}")
                     .route(web::put().to(users::put_user))
                     .route(web::get().to(users::get_user))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/v1/control")
+                    .route(web::get().to(control::get_control))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/v1/control/pause")
+                    .route(web::post().to(control::post_pause))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/v1/control/resume")
+                    .route(web::post().to(control::post_resume))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(

@@ -5,6 +5,12 @@
 //! directory, in an existing directory we may write in, not one of the inputs, not another
 //! output — and written whole or not at all: into a temporary file beside the target,
 //! synced, then renamed over it, only once everything succeeded ([`Output`]).
+//!
+//! Results files (`run --out`, `export --out`) start with a header naming the experiment,
+//! its groups and weights (and, for an export, its time): `compare` takes the planned split
+//! from it when no `--experiment` is given. `compare --looks FILE` appends each look to a
+//! history and reports the running minimum of the mSPRT p-value and the running
+//! intersection of the confidence sequences over it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -13,14 +19,14 @@ use std::str::FromStr;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use gavat_experiments::compare::{Accumulator, Settings, compare};
+use gavat_experiments::compare::{Accumulator, Look, Settings, WeightSource, compare};
 use gavat_experiments::design::{Experiment, Metric};
-use gavat_experiments::results::{ResultsWriter, read_rows};
+use gavat_experiments::results::{ResultsFile, ResultsFormat, ResultsHeader, ResultsWriter, weights_text};
 use gavat_experiments::stats::{
     Adjustment, Effect, LiftPrior, StatsError, sample_size_for_mean, sample_size_per_arm, sample_size_per_arm_cuped,
 };
 
-use crate::clock::Stopwatch;
+use crate::clock::{Clock as _, Stopwatch, SystemClock};
 use crate::experiment::{self, ExperimentPlan};
 use crate::learner::LearnerSettings;
 
@@ -65,7 +71,9 @@ pub struct ExportArgs {
     /// recorded arm is checked against it).
     #[arg(long, value_name = "FILE")]
     pub experiment: PathBuf,
-    /// Where to write the per-user results (CSV); replaced only once every row is written.
+    /// Where to write the per-user results: CSV, or JSON lines for a name ending in `.jsonl`,
+    /// after a header with the experiment's groups and weights, the export's time and the
+    /// log's end; replaced only once every row is written.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
@@ -136,8 +144,10 @@ pub struct RunArgs {
     /// numbers) and report both designs' intervals.
     #[arg(long)]
     pub paired: bool,
-    /// Where to write the per-user results (CSV). A relative path is taken from the current
-    /// directory; the run prints the full path it wrote. Written only if the run succeeds.
+    /// Where to write the per-user results: CSV, or JSON lines for a name ending in `.jsonl`,
+    /// after a header with the experiment's groups and weights. A relative path is taken
+    /// from the current directory; the run prints the full path it wrote. Written only if the
+    /// run succeeds.
     #[arg(long, value_name = "FILE", default_value = "experiment-results.csv")]
     pub out: PathBuf,
     /// Write an SVG chart of the arms' estimates and intervals.
@@ -160,10 +170,13 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// A per-user results file: CSV (`user,arm,messages,responses,conversions,opted_out,engagement`,
-    /// optionally `,pre_period` for CUPED) or JSON lines with the same fields.
+    /// optionally `,pre_period` for CUPED) or JSON lines with the same fields, after an
+    /// optional header (`# gavat-experiment {…}`, as gavat writes) that gives the arms and
+    /// their weights.
     pub results: PathBuf,
     /// The experiment file: its metric, alpha, arm order, weights (for the sample-ratio
-    /// check) and guardrails. Without it: arms in order of appearance, equal weights.
+    /// check) and guardrails. Without it: the arms and weights of the results file's header,
+    /// else arms in order of appearance and equal weights assumed. With both, they must agree.
     #[arg(long, value_name = "FILE")]
     pub experiment: Option<PathBuf>,
     /// The metric, overriding the experiment file's: response_rate, conversion_rate,
@@ -188,6 +201,14 @@ pub struct CompareArgs {
     /// Write an SVG chart of the arms' estimates and intervals.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// A history of looks at a live experiment (JSON lines, created if missing): this look
+    /// — its time (the header's export time, else now), users per arm, each treatment's
+    /// mSPRT p and confidence sequence — is appended (unless the last look saw the same
+    /// data), and the report adds the running
+    /// minimum of the p-values and the running intersection of the sequences over every
+    /// look in it. Refused if it holds looks of another experiment, metric, alpha or control.
+    #[arg(long, value_name = "FILE")]
+    pub looks: Option<PathBuf>,
 }
 
 /// Runs `gavat experiment …`.
@@ -433,9 +454,10 @@ fn run_experiment(args: RunArgs) -> Result<(), CliError> {
     let outcome = experiment::run(&plan, progress.callback()).map_err(CliError::failure)?;
     progress.finish();
 
+    let header = ResultsHeader::of(&plan.design);
     out.write(|w| {
-        let mut csv =
-            if args.pre_period_days > 0 { ResultsWriter::with_pre_period(w)? } else { ResultsWriter::new(w)? };
+        let format = ResultsFormat::of_path(&args.out);
+        let mut csv = ResultsWriter::start(w, format, Some(&header), args.pre_period_days > 0)?;
         for row in &outcome.rows {
             csv.write(row)?;
         }
@@ -522,46 +544,65 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
     };
     let display = args.results.display().to_string();
     let file = File::open(&args.results).with_context(|| format!("{display}: cannot open")).map_err(CliError::usage)?;
+    let results = ResultsFile::open(file, &display).map_err(CliError::usage)?;
+    let header = results.header().cloned();
+    let known = KnownArms::of(design.as_ref(), header.as_ref(), &args, &display)?;
+    let mut looks = match &args.looks {
+        Some(path) => Some(Looks::read(path, &args, &known, metric, alpha)?),
+        None => None,
+    };
     let mut plot = match &args.plot {
         Some(path) => {
             let mut inputs: Vec<(&str, &Path)> = vec![("results file", &args.results)];
             inputs.extend(args.experiment.as_deref().map(|p| ("experiment file", p)));
+            inputs.extend(args.looks.as_deref().map(|p| ("looks file", p)));
             Some(Output::prepare("--plot", path, &inputs, &[])?)
         }
         None => None,
     };
-    let mut acc = match &design {
-        Some(d) => Accumulator::with_arms(d.group_names()),
+    let mut acc = match &known {
+        Some(k) => Accumulator::with_arms(k.names.iter().map(String::as_str)),
         None => Accumulator::default(),
     };
     let stopwatch = Stopwatch::start();
-    let rows = read_rows(file, &display, |row| {
-        acc.add(row);
-        Ok(())
-    })
-    .map_err(CliError::usage)?;
-    if design.is_some() && args.control.is_some() {
-        return Err(CliError::usage(anyhow::anyhow!(
-            "--control cannot be combined with --experiment: the experiment's first arm is the control"
-        )));
-    }
-    let control = args.control.clone().or_else(|| design.is_none().then(|| "control".to_string()));
+    let rows = results
+        .read_rows(|row| {
+            acc.add(row);
+            Ok(())
+        })
+        .map_err(CliError::usage)?;
+    let control = args.control.clone().or_else(|| known.is_none().then(|| "control".to_string()));
     if let Some(name) = &control
         && !acc.set_control(name)
         && args.control.is_some()
     {
         return Err(CliError::usage(anyhow::anyhow!("--control {name}: no such arm in {display}")));
     }
-    let weights = design.as_ref().map(|d| d.assignment_weights());
-    if let (Some(w), Some(d)) = (&weights, &design)
-        && acc.arms().len() > w.len()
+    if let Some(k) = &known
+        && acc.arms().len() > k.weights.len()
     {
-        let unknown: Vec<&str> = acc.arms()[w.len()..].iter().map(|a| a.name.as_str()).collect();
-        return Err(CliError::usage(anyhow::anyhow!("{display}: arms {unknown:?} are not in experiment {}", d.name)));
+        let unknown: Vec<&str> = acc.arms()[k.weights.len()..].iter().map(|a| a.name.as_str()).collect();
+        return Err(CliError::usage(anyhow::anyhow!(
+            "{display}: arms {unknown:?} are not in experiment {} (per {})",
+            k.experiment,
+            k.source.describe()
+        )));
     }
     let prior = design.as_ref().map_or(LiftPrior::Flat, |d| d.lift_prior);
-    let settings = Settings { metric, alpha, adjustment, weights: weights.as_deref(), design: design.as_ref(), prior };
-    let report = compare(&acc, &settings).map_err(CliError::usage)?;
+    let weights = known.as_ref().map(|k| k.weights.as_slice());
+    let settings = Settings { metric, alpha, adjustment, weights, design: design.as_ref(), prior };
+    let mut report = compare(&acc, &settings).map_err(CliError::usage)?;
+    if let Some(k) = &known {
+        report.set_weight_source(k.source);
+    }
+    if let (Some(history), Some(k)) = (&mut looks, &known) {
+        let at = match header.as_ref().and_then(|h| h.exported_at.clone()) {
+            Some(at) => at,
+            None => SystemClock.now().to_rfc3339(),
+        };
+        history.append(Look::of(&report, &k.experiment, &at))?;
+        report.add_looks(&history.looks);
+    }
     let secs = stopwatch.elapsed_secs();
     if let Some(mut plot) = plot.take() {
         plot.write(|w| w.write_all(report.to_svg().as_bytes()))?;
@@ -577,8 +618,176 @@ fn compare_file(args: CompareArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The experiment's groups and weights when known: from `--experiment`, from the results
+/// file's header, or from both when they agree.
+#[derive(Debug)]
+struct KnownArms {
+    /// The experiment's name.
+    experiment: String,
+    /// Its groups in assignment order (the first is control; the holdout last).
+    names: Vec<String>,
+    /// Their weights, in the same order.
+    weights: Vec<f64>,
+    /// Where they came from.
+    source: WeightSource,
+}
+
+impl KnownArms {
+    /// Reconciles `--experiment` and the header: a disagreement, or `--control` beside a
+    /// known control, is bad input.
+    fn of(
+        design: Option<&Experiment>,
+        header: Option<&ResultsHeader>,
+        args: &CompareArgs,
+        display: &str,
+    ) -> Result<Option<KnownArms>, CliError> {
+        if let (Some(h), Some(d), Some(path)) = (header, design, &args.experiment)
+            && let Some(why) = h.disagreement(d)
+        {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "{display}: its header (experiment {:?}: {}) disagrees with --experiment {} (experiment {:?}): {why}",
+                h.experiment,
+                weights_text(h),
+                path.display(),
+                d.name
+            )));
+        }
+        let known = match (design, header) {
+            (Some(d), h) => Some(KnownArms {
+                experiment: d.name.clone(),
+                names: d.group_names().map(str::to_string).collect(),
+                weights: d.assignment_weights(),
+                source: if h.is_some() { WeightSource::ExperimentAndResultsHeader } else { WeightSource::Experiment },
+            }),
+            (None, Some(h)) => Some(KnownArms {
+                experiment: h.experiment.clone(),
+                names: h.names().map(str::to_string).collect(),
+                weights: h.weights(),
+                source: WeightSource::ResultsHeader,
+            }),
+            (None, None) => None,
+        };
+        if let (Some(k), Some(_)) = (&known, &args.control) {
+            let from = match k.source {
+                WeightSource::ResultsHeader => format!("the header of {display}"),
+                _ => "--experiment".to_string(),
+            };
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--control cannot be combined with {from}: the experiment's first arm ({}) is the control",
+                k.names.first().map_or("", String::as_str)
+            )));
+        }
+        Ok(known)
+    }
+}
+
+/// The history of looks of `compare --looks FILE`, read and checked before the results.
+#[derive(Debug)]
+struct Looks {
+    /// The file, as given.
+    path: PathBuf,
+    /// Its looks, then this one once appended.
+    looks: Vec<Look>,
+    /// Whether the file ends in the middle of a line (a newline goes first).
+    unterminated: bool,
+}
+
+impl Looks {
+    /// Reads `path` (missing: no looks yet) and checks that every look in it is of this
+    /// series: the same experiment, metric, alpha and control.
+    fn read(
+        path: &Path,
+        args: &CompareArgs,
+        known: &Option<KnownArms>,
+        metric: Metric,
+        alpha: f64,
+    ) -> Result<Looks, CliError> {
+        let flag = format!("--looks {}", path.display());
+        let usage = |why: String| CliError::usage(anyhow::anyhow!("{flag}: {why}"));
+        let Some(k) = known else {
+            return Err(usage(
+                "the experiment is not known: give --experiment, or a results file with a header (as gavat writes)"
+                    .into(),
+            ));
+        };
+        for (what, other) in [
+            ("the results file", Some(&args.results)),
+            ("--experiment", args.experiment.as_ref()),
+            ("--plot", args.plot.as_ref()),
+        ] {
+            if let Some(other) = other
+                && crate::output::same_file(path, other)
+            {
+                return Err(usage(format!("is {what} {}", other.display())));
+            }
+        }
+        if path.is_dir() {
+            return Err(usage("is a directory; give a file name".into()));
+        }
+        let text = match std::fs::read(path) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| usage("is not UTF-8 text".into()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(usage(format!("cannot read: {e}"))),
+        };
+        let probe = Look {
+            experiment: k.experiment.clone(),
+            metric,
+            alpha,
+            control: k.names.first().cloned().unwrap_or_default(),
+            at: String::new(),
+            users: Vec::new(),
+            arms: Vec::new(),
+        };
+        let mut looks = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let located = |why: String| CliError::usage(anyhow::anyhow!("{}:{}: {why}", path.display(), i + 1));
+            let look: Look = serde_json::from_str(line).map_err(|e| {
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                located(format!("not a look of `gavat experiment compare --looks`: {message}"))
+            })?;
+            if !look.same_series(&probe) {
+                return Err(located(format!(
+                    "this looks file holds looks of {}, but this look is of {}: give another --looks file",
+                    look.series(),
+                    probe.series()
+                )));
+            }
+            looks.push(look);
+        }
+        let unterminated = !text.is_empty() && !text.ends_with('\n');
+        Ok(Looks { path: path.to_path_buf(), looks, unterminated })
+    }
+
+    /// Appends `look` to the file (one line, synced) and to the history — unless the last
+    /// look saw the same data (the same file compared again), which is not a new look.
+    fn append(&mut self, look: Look) -> Result<(), CliError> {
+        if self.looks.last().is_some_and(|last| last.same_data(&look)) {
+            eprintln!(
+                "gavat: --looks {}: the same data as the last look (at {}): not appended",
+                self.path.display(),
+                self.looks.last().map_or("", |l| l.at.as_str())
+            );
+            return Ok(());
+        }
+        let mut line = serde_json::to_string(&look).map_err(CliError::failure)?;
+        line.push('\n');
+        if self.unterminated {
+            line.insert(0, '\n');
+        }
+        let written: std::io::Result<()> = (|| {
+            let mut file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            file.write_all(line.as_bytes())?;
+            file.sync_all()
+        })();
+        written.with_context(|| format!("--looks {}: cannot write", self.path.display())).map_err(CliError::failure)?;
+        self.looks.push(look);
+        Ok(())
+    }
+}
+
 fn export(args: ExportArgs) -> Result<(), CliError> {
-    use crate::live::results::{LiveResultsError, live_results};
+    use crate::live::results::{LiveResultsError, live_export};
     use crate::output::{Named, PendingFile, check_distinct};
     use crate::store::{RedisStore, SqliteStore, StoreUrl};
 
@@ -590,15 +799,15 @@ fn export(args: ExportArgs) -> Result<(), CliError> {
     }
     check_distinct(&[Named { flag: "--out", path: &args.out }], &inputs).map_err(CliError::usage)?;
     let pending = PendingFile::create("--out", &args.out, false).map_err(CliError::usage)?;
-    let rows = match &url {
+    let export = match &url {
         StoreUrl::Sqlite(path) => {
             let store = SqliteStore::open_read_only(path).map_err(CliError::usage)?;
-            live_results(&store, &design)
+            live_export(&store, &design)
         }
         StoreUrl::Redis(address) => {
             let store = RedisStore::connect(address, &args.redis_prefix)
                 .map_err(|e| CliError::failure(anyhow::anyhow!("--store {url}: {e}")))?;
-            live_results(&store, &design)
+            live_export(&store, &design)
         }
     }
     .map_err(|e| match e {
@@ -608,8 +817,15 @@ fn export(args: ExportArgs) -> Result<(), CliError> {
     let file = File::create(pending.temp())
         .with_context(|| format!("{}: cannot write", pending.temp().display()))
         .map_err(CliError::failure)?;
+    let rows = export.rows;
+    let header = ResultsHeader {
+        exported_at: Some(SystemClock.now().to_rfc3339()),
+        log_end: Some(export.log_end.to_rfc3339()),
+        ..ResultsHeader::of(&design)
+    };
     let written: std::io::Result<()> = (|| {
-        let mut csv = ResultsWriter::with_pre_period(BufWriter::with_capacity(1 << 16, file))?;
+        let out = BufWriter::with_capacity(1 << 16, file);
+        let mut csv = ResultsWriter::start(out, ResultsFormat::of_path(&args.out), Some(&header), true)?;
         for row in &rows {
             csv.write(row)?;
         }

@@ -6,21 +6,28 @@
 
 use std::fmt::Write as _;
 
+use gavat_experiments::compare::monitoring::{Look, running};
 use gavat_experiments::compare::{Accumulator, Report, Settings, compare, lift_is_meaningful};
 use gavat_experiments::design::Experiment;
 
-use crate::html::charts::{IntervalRow, intervals};
+use crate::domain::{DAY, Timestamp};
+use crate::html::charts::{IntervalRow, Series, intervals, time_series};
 use crate::html::escape;
 use crate::html::page::Nav;
 use crate::live::results::LiveResultsError;
 
 use super::Dashboard;
-use super::format::{grouped, p_value, percent_interval, signed_interval, signed_percent_interval};
+use super::format::{grouped, p_value, percent_interval, signed_interval, signed_percent_interval, time};
 use super::routes::{PageError, Rendered};
 
-/// The comparison of `design` over the store's log, or why there is none (in words).
-pub(super) fn report_of(d: &Dashboard, design: &Experiment) -> Result<Result<Report, String>, PageError> {
-    let rows = match d.source.experiment_rows(design) {
+/// The comparison of `design` over the store's log up to `until` (all of it with `None`), or
+/// why there is none (in words).
+pub(super) fn report_of(
+    d: &Dashboard,
+    design: &Experiment,
+    until: Option<Timestamp>,
+) -> Result<Result<Report, String>, PageError> {
+    let rows = match d.source.experiment_rows(design, until) {
         Ok(rows) => rows,
         Err(LiveResultsError::Store(e)) => return Err(e.into()),
         Err(other) => return Ok(Err(other.to_string())),
@@ -41,6 +48,74 @@ pub(super) fn report_of(d: &Dashboard, design: &Experiment) -> Result<Result<Rep
     Ok(compare(&acc, &settings).map_err(|e| e.to_string()))
 }
 
+/// Daily looks the evolution of the always-valid p-value goes back.
+const MAX_LOOKS: i64 = 30;
+
+/// The experiment as a live monitor would have seen it: a look at every UTC midnight of the
+/// last [`MAX_LOOKS`] days and one now, each compared from the log up to it, with the
+/// running minimum of each treatment's mSPRT p-value — the always-valid p-value to report
+/// however often one looked (docs/statistics.md). Looks before the experiment's first send
+/// are left out.
+fn evolution(d: &Dashboard, design: &Experiment, now: Timestamp) -> Result<String, PageError> {
+    let today = now.secs().div_euclid(DAY) * DAY;
+    let mut cut_offs: Vec<Timestamp> = (0..MAX_LOOKS).rev().map(|k| Timestamp(today - k * DAY)).collect();
+    if now.secs() > today {
+        cut_offs.push(now);
+    }
+    let mut looks: Vec<(Timestamp, Look)> = Vec::new();
+    for at in cut_offs {
+        if let Ok(report) = report_of(d, design, Some(at))? {
+            looks.push((at, Look::of(&report, &design.name, &at.to_rfc3339())));
+        }
+    }
+    let mut out = String::from("<h2>The always-valid p-value over time</h2>\n<section class=\"card\">");
+    if looks.is_empty() {
+        out.push_str("<p class=\"muted\">No look yet.</p></section>\n");
+        return Ok(out);
+    }
+    let just_looks: Vec<Look> = looks.iter().map(|(_, l)| l.clone()).collect();
+    let mut series: Vec<Series> = Vec::new();
+    let mut table = String::from(
+        "<table id=\"msprt-history\">\n<tr><th>look</th><th>treatment</th><th class=\"num\">mSPRT p at the look</th>\
+         <th class=\"num\">running minimum (always valid)</th></tr>\n",
+    );
+    for (k, (at, look)) in looks.iter().enumerate() {
+        let running_now = running(&just_looks[..=k]);
+        for arm in &look.arms {
+            let min = running_now.iter().find(|r| r.arm == arm.arm).and_then(|r| r.msprt_p_min);
+            let name_now = format!("{}: at the look", arm.arm);
+            let name_min = format!("{}: running minimum", arm.arm);
+            for (name, value) in [(name_now, arm.msprt_p), (name_min, min)] {
+                let Some(value) = value else { continue };
+                match series.iter_mut().find(|s| s.name == name) {
+                    Some(s) => s.points.push((at.secs(), value)),
+                    None => series.push(Series { name, points: vec![(at.secs(), value)] }),
+                }
+            }
+            let _ = writeln!(
+                table,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                time(*at),
+                escape(&arm.arm),
+                arm.msprt_p.map_or_else(|| "undefined".into(), p_value),
+                min.map_or_else(|| "undefined".into(), p_value),
+            );
+        }
+    }
+    table.push_str("</table>\n");
+    out.push_str(&time_series("mSPRT p-value at each daily look, and its running minimum", "p", &series));
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">Looking every day does not inflate the error of the running minimum: it is below \
+         alpha = {} with probability at most alpha under no effect, however often it is checked. A fixed-horizon \
+         p-value watched this way would be.</p>",
+        design.alpha
+    );
+    out.push_str(&table);
+    out.push_str("</section>\n");
+    Ok(out)
+}
+
 /// `GET /experiments`.
 pub(super) fn list(d: &Dashboard) -> Result<Rendered, PageError> {
     let mut body = String::new();
@@ -58,7 +133,7 @@ pub(super) fn list(d: &Dashboard) -> Result<Rendered, PageError> {
     for design in &d.experiments {
         let name = escape(&design.name);
         let arms: Vec<&str> = design.group_names().collect();
-        let (users, srm, verdict) = match report_of(d, design)? {
+        let (users, srm, verdict) = match report_of(d, design, None)? {
             Ok(r) => (
                 grouped(r.arms.iter().map(|a| a.users).sum()),
                 if r.srm.mismatch { "<span class=\"bad\">mismatch</span>" } else { "ok" }.to_string(),
@@ -94,14 +169,16 @@ pub(super) fn detail(d: &Dashboard, name: &str) -> Result<Rendered, PageError> {
     let Some(design) = d.experiments.iter().find(|e| e.name == name) else {
         return Err(PageError::NotFound(format!("no experiment {name:?} on this dashboard")));
     };
-    let report = match report_of(d, design)? {
+    let report = match report_of(d, design, None)? {
         Ok(r) => r,
         Err(why) => {
             let body = format!("<div id=\"flash\" class=\"flash error\">Not comparable yet: {}</div>\n", escape(&why));
             return Ok(Rendered { title: design.name.clone(), nav: Nav::Experiments, body, live: false });
         }
     };
-    Ok(Rendered { title: design.name.clone(), nav: Nav::Experiments, body: report_body(&report), live: false })
+    let mut body = report_body(&report);
+    body.push_str(&evolution(d, design, d.now()?)?);
+    Ok(Rendered { title: design.name.clone(), nav: Nav::Experiments, body, live: false })
 }
 
 /// The comparison as HTML: verdict, arms, comparisons, sample ratio, guardrails, family.

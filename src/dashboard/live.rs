@@ -10,8 +10,10 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
+use crate::api::SendCounts;
 use crate::clock::Stopwatch;
-use crate::domain::HOUR;
+use crate::domain::{HOUR, Timestamp};
+use crate::html::charts::{Series, time_series};
 use crate::store::StoreError;
 
 use super::Dashboard;
@@ -42,6 +44,10 @@ pub(super) struct Snapshot {
     pub(super) planned: u64,
     /// Of those, due within the hour.
     pub(super) due_next_hour: u64,
+    /// What the transport answered since the engine started (a live run only).
+    pub(super) transport: Option<SendCounts>,
+    /// The last 48 hours of the log by hour, as an inline SVG chart.
+    pub(super) activity_chart: String,
 }
 
 /// The engine's state in words: `running`, `paused: <every source's reason>`, or
@@ -74,8 +80,67 @@ pub(super) fn snapshot(d: &Dashboard) -> Result<Snapshot, StoreError> {
         totals,
         planned: queue.iter().map(|(_, queued, _)| queued).sum(),
         due_next_hour: queue.iter().map(|(_, _, due)| due).sum(),
+        transport: d.live.as_ref().map(|live| live.metrics.snapshot().sends),
+        activity_chart: activity_chart(
+            d,
+            "The last 48 hours, per hour",
+            HOUR,
+            Some(now.plus(-RECENT_HOURS * HOUR)),
+            now,
+        )?,
     })
 }
+
+/// Hours the overview's live chart covers.
+const RECENT_HOURS: i64 = 48;
+
+/// The log's sends, responses, conversions and opt-outs per `bucket` seconds from `since`
+/// (the log's start with `None`) to `now`, every bucket drawn (one without entries at 0).
+pub(super) fn activity_chart(
+    d: &Dashboard,
+    title: &str,
+    bucket: i64,
+    since: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    let buckets = d.source.reader().activity(bucket, since)?;
+    let first = since.map(|t| t.secs()).or_else(|| buckets.first().map(|b| b.start.secs()));
+    let Some(first) = first else {
+        return Ok(time_series(title, "per bucket", &[]));
+    };
+    let start = first.div_euclid(bucket) * bucket;
+    let end = now.secs().max(buckets.last().map_or(start, |b| b.start.secs()));
+    let mut filled: Vec<(i64, [u64; 4])> = Vec::new();
+    let mut next = buckets.iter().peekable();
+    let mut at = start;
+    while at <= end && filled.len() <= MAX_BUCKETS {
+        let mut counts = [0u64; 4];
+        while let Some(b) = next.peek() {
+            if b.start.secs() > at {
+                break;
+            }
+            if b.start.secs() == at {
+                counts = [b.sent, b.responses, b.conversions, b.opt_outs];
+            }
+            next.next();
+        }
+        filled.push((at, counts));
+        at += bucket;
+    }
+    let series: Vec<Series> = ["sent", "responses", "conversions", "opt-outs"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Series {
+            name: (*name).to_string(),
+            points: filled.iter().map(|(t, c)| (*t, c[i] as f64)).collect(),
+        })
+        .collect();
+    let unit = if bucket == HOUR { "per hour" } else { "per day" };
+    Ok(time_series(title, unit, &series))
+}
+
+/// The most buckets a chart draws (a long log by the hour would be unreadable anyway).
+const MAX_BUCKETS: usize = 2_000;
 
 /// The last figures as JSON, and when they were computed.
 #[derive(Debug, Default)]

@@ -21,10 +21,12 @@
 //! - [`csrf`]: the same-origin check and the form token of every write.
 //! - `format`: numbers, rates, intervals and times as every page writes them.
 //! - `overview`, `segments`, `experiments`, `strategies`: the pages.
+//! - `control`: the operator's pause and resume of sending (a live run only).
 //! - `live`: the overview's live figures as JSON, and their event stream.
 //! - `routes`: paths to handlers, the bundled assets, errors as pages.
 //! - [`serve`]: `gavat dashboard`'s own listener.
 
+mod control;
 pub mod csrf;
 mod experiments;
 mod format;
@@ -41,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gavat_experiments::design::Experiment;
 
-use crate::api::{ApiError, Metrics, WriteToken};
+use crate::api::{ApiError, Metrics, SendingControl, WriteToken};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Timestamp;
 use crate::live::config::RunConfig;
@@ -55,6 +57,8 @@ pub use source::{SourceError, StoreSource};
 pub struct LiveEngine {
     /// The engine's counters and pause state.
     pub metrics: Arc<Metrics>,
+    /// The operator's switch for sending.
+    pub control: Arc<SendingControl>,
     /// The engine's clock: the present of every page (a rehearsal's clock runs fast).
     pub clock: Arc<dyn Clock>,
     /// The API token writes need (`None`: writes are off).
@@ -114,8 +118,9 @@ impl Dashboard {
         Dashboard::new(source, name, experiments, messages, None)
     }
 
-    /// The dashboard of a running engine: figures from `metrics`, time from `clock`, writes
-    /// allowed with `token` (from `GAVAT_API_TOKEN`; `None`: writes are off).
+    /// The dashboard of a running engine: figures from `metrics`, time from `clock`, the
+    /// operator's pause through `control`, writes allowed with `token` (from
+    /// `GAVAT_API_TOKEN`; `None`: writes are off).
     #[allow(clippy::too_many_arguments, reason = "each part is a different seam of the run")]
     pub fn live(
         source: StoreSource,
@@ -123,11 +128,12 @@ impl Dashboard {
         experiments: Vec<Experiment>,
         messages: RunConfig,
         metrics: Arc<Metrics>,
+        control: Arc<SendingControl>,
         clock: Arc<dyn Clock>,
         token: Option<&str>,
     ) -> Result<Dashboard, DashboardError> {
         let token = token.map(WriteToken::new).transpose()?;
-        Dashboard::new(source, name, experiments, messages, Some(LiveEngine { metrics, clock, token }))
+        Dashboard::new(source, name, experiments, messages, Some(LiveEngine { metrics, control, clock, token }))
     }
 
     fn new(

@@ -10,6 +10,7 @@
 //! | `GET /segments`, `/segments/{SEGMENT}`, `/users/{id}` | segments, members, one user |
 //! | `GET /experiments`, `/experiments/{name}` | experiments |
 //! | `GET /strategies`, `POST /strategies/rollback` | strategies and the audit trail |
+//! | `POST /control/pause`, `POST /control/resume` | the operator's pause of sending |
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -90,6 +91,8 @@ pub fn configure(dashboard: web::Data<Dashboard>) -> impl FnOnce(&mut web::Servi
             .route("/experiments/{name}", web::get().to(experiment))
             .route("/strategies", web::get().to(strategies))
             .route("/strategies/rollback", web::post().to(super::strategies::rollback))
+            .route("/control/pause", web::post().to(super::control::pause))
+            .route("/control/resume", web::post().to(super::control::resume))
             .route("/assets/gavat.css", web::get().to(stylesheet))
             .route("/assets/gavat.js", web::get().to(script));
     }

@@ -10,7 +10,7 @@ use gavat_experiments::results::UserRow;
 
 use crate::contacts::ContactBook;
 use crate::domain::Timestamp;
-use crate::live::results::{LiveResultsError, live_results};
+use crate::live::results::{LiveResultsError, live_results_until};
 use crate::redis_link::RedisConnectError;
 use crate::store::{RedisStore, SqliteStore, StoreError, StoreUrl, StrategyRollback};
 
@@ -87,12 +87,16 @@ impl StoreSource {
         }
     }
 
-    /// A live experiment's per-user results from the store's log (see
-    /// [`crate::live::results`]).
-    pub fn experiment_rows(&self, design: &Experiment) -> Result<Vec<UserRow>, LiveResultsError> {
+    /// A live experiment's per-user results from the store's log up to `until` (the whole
+    /// log with `None`; see [`crate::live::results`]).
+    pub fn experiment_rows(
+        &self,
+        design: &Experiment,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<UserRow>, LiveResultsError> {
         match self {
-            StoreSource::Sqlite(s) => live_results(s.as_ref(), design),
-            StoreSource::Redis(s) => live_results(s.as_ref(), design),
+            StoreSource::Sqlite(s) => live_results_until(s.as_ref(), design, until),
+            StoreSource::Redis(s) => live_results_until(s.as_ref(), design, until),
         }
     }
 

@@ -31,10 +31,10 @@ impl Handler<OutcomesRecorded> for DrainWatch {
     fn handle(&mut self, msg: OutcomesRecorded, _ctx: &mut Context<Self>) {
         for outcome in msg.outcomes.iter() {
             match outcome.kind {
-                // A send held by an unavailable gate is planned again, like a retry: it is
-                // not final until its next outcome.
+                // A send held by an unavailable gate or an operator's pause is planned
+                // again, like a retry: it is not final until its next outcome.
                 OutcomeKind::Failed(FailureKind::RateLimited | FailureKind::Transient)
-                | OutcomeKind::Suppressed(SuppressReason::GateUnavailable) => {
+                | OutcomeKind::Suppressed(SuppressReason::GateUnavailable | SuppressReason::Paused) => {
                     self.opened += 1;
                     self.open.insert(outcome.index);
                 }

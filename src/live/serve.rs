@@ -7,7 +7,9 @@ use std::sync::Arc;
 use actix::Actor as _;
 
 use crate::actors::entity::PersistPolicy;
-use crate::api::{ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, MetricsListener, UserDirectory};
+use crate::api::{
+    ApiInbound, ApiState, MeteredLedger, MeteredSender, Metrics, MetricsListener, SendingControl, UserDirectory,
+};
 use crate::clock::Clock;
 use crate::config::StrategyBook;
 use crate::domain::{Segment, Timestamp};
@@ -93,21 +95,23 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
     let (join, arrivals) = user_arrivals();
     let strategy_name = book.name.to_string();
     let metrics = Arc::new(Metrics::new());
-    let listener = MetricsListener::new(metrics.clone()).start();
-    // The API is an inbound source when it runs, Telegram's updates another when configured.
-    let api_inbound = Arc::new(ApiInbound::new());
-    let telegram =
-        super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
+    let control = Arc::new(SendingControl::new(metrics.clone()));
     let dashboard = match config.listen {
         Some(_) => Some(actix_web::web::Data::new(live_dashboard(
             config,
             design.into_iter().collect(),
-            metrics.clone(),
+            (metrics.clone(), control.clone()),
             clock.clone(),
             write_token.as_deref(),
         )?)),
         None => None,
     };
+    let listener = MetricsListener::new(metrics.clone()).start();
+    // The API is an inbound source when it runs, Telegram's updates another when configured.
+    let api_inbound = Arc::new(ApiInbound::new());
+    let telegram =
+        super::telegram::telegram_inbound(config, &parts.users_at, directory.clone(), join.clone(), clock.clone())?;
+
     let server = match config.listen {
         Some(listen) => {
             let state = ApiState {
@@ -116,6 +120,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
                 arrivals: join,
                 users: directory,
                 metrics: metrics.clone(),
+                control: control.clone(),
                 write_token,
                 allowed_hosts: allowed_hosts(config),
             };
@@ -144,7 +149,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
         .sender(Arc::new(MeteredSender::new(parts.sender.clone(), metrics.clone())))
         .inbound_source(source)
         .store(parts.store.clone())
-        .ledger(Arc::new(MeteredLedger::new(parts.ledger.clone(), metrics.clone())))
+        .ledger(Arc::new(MeteredLedger::new(parts.ledger.clone(), metrics.clone(), control)))
         .outcome_listener(listener.recipient())
         .strategies(book.clone())
         .segmentation(rules)
@@ -267,7 +272,7 @@ async fn run_in_system(run: LiveRun<'_>) -> Result<RunResult, LiveError> {
 fn live_dashboard(
     config: &RunConfig,
     experiments: Vec<gavat_experiments::design::Experiment>,
-    metrics: Arc<Metrics>,
+    (metrics, control): (Arc<Metrics>, Arc<SendingControl>),
     clock: Arc<dyn Clock>,
     token: Option<&str>,
 ) -> Result<crate::dashboard::Dashboard, LiveError> {
@@ -278,7 +283,7 @@ fn live_dashboard(
         crate::store::StoreUrl::Sqlite(path) => path.display().to_string(),
         redis => format!("{redis} (key prefix {:?})", config.redis_prefix),
     };
-    crate::dashboard::Dashboard::live(source, name, experiments, config.clone(), metrics, clock, token)
+    crate::dashboard::Dashboard::live(source, name, experiments, config.clone(), metrics, control, clock, token)
         .map_err(|e| dashboard_error(&e))
 }
 

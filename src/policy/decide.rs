@@ -74,11 +74,16 @@ pub enum SuppressReason {
     /// The cap gate (the ledger) could not answer: nothing is sent until it can (fail
     /// closed).
     GateUnavailable,
+    /// An operator paused sending (`POST /v1/control/pause`): nothing is sent until they
+    /// resume it, and the send is planned again a minute later, like
+    /// [`GateUnavailable`](SuppressReason::GateUnavailable).
+    #[serde(rename = "paused_by_operator")]
+    Paused,
 }
 
 impl SuppressReason {
     /// Every reason, in report order.
-    pub const ALL: [SuppressReason; 10] = [
+    pub const ALL: [SuppressReason; 11] = [
         SuppressReason::OptedOut,
         SuppressReason::QuietHours,
         SuppressReason::DailyLimit,
@@ -89,6 +94,7 @@ impl SuppressReason {
         SuppressReason::PlatformRate,
         SuppressReason::ExposureLimit,
         SuppressReason::GateUnavailable,
+        SuppressReason::Paused,
     ];
 
     /// The name used in reports.
@@ -104,6 +110,7 @@ impl SuppressReason {
             SuppressReason::PlatformRate => "platform_rate",
             SuppressReason::ExposureLimit => "exposure_limit",
             SuppressReason::GateUnavailable => "gate_unavailable",
+            SuppressReason::Paused => "paused_by_operator",
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::policy::{CapState, SuppressReason};
 use crate::segmentation::Explained;
 
 pub use self::redis::RedisStore;
-pub use crm::{CrmReader, SegmentMember, StrategyRollback};
+pub use crm::{ActivityBucket, CrmReader, MAX_BUCKET_SECS, SegmentMember, StrategyRollback};
 pub use groups::{GroupRecord, GroupStore, MembershipChanged};
 pub use jsonl::JsonlLog;
 pub use memory::MemoryStore;
@@ -111,6 +111,13 @@ pub enum StoreError {
         column: &'static str,
         /// The value found.
         value: String,
+    },
+    /// A read was asked with an argument it cannot take (an activity bucket of no length):
+    /// bad input from the caller; nothing was read.
+    #[error("{what}")]
+    BadArgument {
+        /// What is wrong, naming the argument.
+        what: String,
     },
     /// The contact book (names, languages, group chat ids) could not be read.
     #[error("contact book: {why}")]

@@ -78,7 +78,7 @@ impl SqliteStore {
             .is_ok_and(|n| n > 0)
     }
 
-    fn corrupt_log(&self, column: &'static str, value: &str) -> StoreError {
+    pub(super) fn corrupt_log(&self, column: &'static str, value: &str) -> StoreError {
         StoreError::Corrupt { path: self.path().to_string(), table: "log", column, value: value.to_string() }
     }
 

@@ -19,11 +19,13 @@ use crate::learner::Action;
 use crate::redis_link::{Failure, Script, Shared, slot_of, text};
 use crate::segmentation::Explained;
 
+use super::crm::{bucket_start, check_bucket};
 use super::redis::{Keys, field_map, ids_after, kind_name, parsed, parsed_opt, user_from_fields};
 use super::strategies::{ChangeRow, in_force_from, rollback_record, to_json};
 use super::{
-    CrmReader, EventLog, LogEntry, LogKind, RedisStore, RollbackError, RunRecord, SegmentCounts, SegmentMember,
-    StoreError, StoredChange, StoredEvent, StoredStrategy, StoredUser, StrategyRollback, USER_PAGE, UserLogCounts,
+    ActivityBucket, CrmReader, EventLog, LogEntry, LogKind, RedisStore, RollbackError, RunRecord, SegmentCounts,
+    SegmentMember, StoreError, StoredChange, StoredEvent, StoredStrategy, StoredUser, StrategyRollback, USER_PAGE,
+    UserLogCounts,
 };
 
 /// The latest time a log stream id can key (its milliseconds must fit an `i64`).
@@ -383,6 +385,27 @@ impl CrmReader for RedisStore {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// A scan of `Plog` from `since` to its end, [`super::EVENT_PAGE`] entries an `XRANGE`
+    /// (O(entries since `since`), one page in memory, plus one counter per bucket holding
+    /// an entry). An entry filed late carries its own time and is counted in its bucket.
+    fn activity(&self, bucket_secs: i64, since: Option<Timestamp>) -> Result<Vec<ActivityBucket>, StoreError> {
+        check_bucket(bucket_secs)?;
+        let mut buckets: BTreeMap<Timestamp, ActivityBucket> = BTreeMap::new();
+        let from = Timestamp(since.map_or(0, |t| t.secs().max(0)));
+        for e in self.events_between(from, FAR) {
+            let e = e?;
+            if since.is_some_and(|t| e.at < t) {
+                continue;
+            }
+            let start = bucket_start(e.at, bucket_secs);
+            buckets
+                .entry(start)
+                .or_insert(ActivityBucket { start, ..ActivityBucket::default() })
+                .add(e.kind, e.outcome, 1);
+        }
+        Ok(buckets.into_values().collect())
     }
 
     /// `Prun` field `suppressed`: one `HGET`, sorted here.

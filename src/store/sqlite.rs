@@ -973,6 +973,57 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// The log's activity per bucket of `bucket_secs` seconds from `since` (see
+    /// [`super::CrmReader::activity`]): one `GROUP BY` over the log, its rows found through
+    /// the `log_by_time` index when `since` is given (O(entries since `since`), plus a sort
+    /// of the groups — a handful per bucket).
+    pub fn activity(
+        &self,
+        bucket_secs: i64,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<super::ActivityBucket>, StoreError> {
+        super::crm::check_bucket(bucket_secs)?;
+        let inner = self.lock();
+        // The bucket's start is `at` less its remainder by the bucket, taken positive for
+        // times before the epoch (SQLite's `%` keeps the dividend's sign), as `rem_euclid`.
+        let mut stmt = inner
+            .conn
+            .prepare(
+                "SELECT at - ((at % ?1) + ?1) % ?1 AS bucket, kind, outcome, COUNT(*) FROM log WHERE at >= ?2
+                 GROUP BY bucket, kind, outcome ORDER BY bucket",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![bucket_secs, since.map_or(i64::MIN, |t| t.secs())], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<super::ActivityBucket> = Vec::new();
+        for row in rows {
+            let (start, kind, outcome, n) = row.map_err(|e| self.err(e))?;
+            let kind = match kind.as_str() {
+                "send" => LogKind::Send,
+                "response" => LogKind::Response,
+                "conversion" => LogKind::Conversion,
+                "opt_out" => LogKind::OptOut,
+                other => return Err(self.corrupt_log("kind", other)),
+            };
+            let outcome = match outcome.as_deref() {
+                None => None,
+                Some("delivered") => Some(SendOutcome::Delivered),
+                Some("unknown") => Some(SendOutcome::Unknown),
+                Some(other) => return Err(self.corrupt_log("outcome", other)),
+            };
+            if out.last().is_none_or(|b| b.start.secs() != start) {
+                out.push(super::ActivityBucket { start: Timestamp(start), ..Default::default() });
+            }
+            if let Some(bucket) = out.last_mut() {
+                bucket.add(kind, outcome, n.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sends held back, by segment and reason, as of the last run.
     pub fn suppressions(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         let inner = self.lock();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use gavat::api::{ApiInbound, ApiServer, ApiState, MemoryDirectory, MeteredLedger, Metrics, UserDirectory, serve};
+use gavat::api::{
+    ApiInbound, ApiServer, ApiState, MemoryDirectory, MeteredLedger, Metrics, SendingControl, UserDirectory, serve,
+};
 use gavat::clock::VirtualClock;
 use gavat::domain::{InboundEvent, InboundKind, Timestamp, UserId, UserProfile};
 use gavat::ledger::{
@@ -21,6 +23,8 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 const NOW: Timestamp = Timestamp(1_800_000_000);
+/// [`NOW`] as the API writes it.
+const NOW_RFC3339: &str = "2027-01-15T08:00:00Z";
 /// A user the directory knows from the start.
 const KNOWN: u64 = 42;
 
@@ -42,6 +46,8 @@ struct Harness {
     client: reqwest::Client,
     inbound: Arc<ApiInbound>,
     metrics: Arc<Metrics>,
+    /// The operator's pause the API flips.
+    control: Arc<SendingControl>,
     /// Every event the engine was given, in order.
     events: mpsc::UnboundedReceiver<InboundEvent>,
     arrivals: mpsc::UnboundedReceiver<UserProfile>,
@@ -91,6 +97,7 @@ impl Harness {
         }
         let (arrivals_tx, arrivals) = gavat::engine::user_arrivals();
         let metrics = Arc::new(Metrics::new());
+        let control = Arc::new(SendingControl::new(metrics.clone()));
         let users = Arc::new(MemoryDirectory::with_users([common_user(KNOWN)]));
         let state = ApiState {
             clock: Arc::new(VirtualClock::new(NOW)),
@@ -98,13 +105,14 @@ impl Harness {
             arrivals: arrivals_tx,
             users: users as Arc<dyn UserDirectory>,
             metrics: metrics.clone(),
+            control: control.clone(),
             write_token: token.map(str::to_owned),
             allowed_hosts: Vec::new(),
         };
         let server = serve("127.0.0.1:0".parse()?, state).await?;
         let base = format!("http://{}", server.local_addr());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Harness { server, base, client, inbound, metrics, events, arrivals })
+        Ok(Harness { server, base, client, inbound, metrics, control, events, arrivals })
     }
 
     /// Sends a request; `token` as a bearer token, `body` as JSON.
@@ -437,7 +445,7 @@ fn readiness_follows_the_ledger() -> TestResult {
     on_actix(async {
         let h = Harness::start(Some(TOKEN), Ack::AtOnce, Duration::from_secs(10)).await?;
         let inner = Arc::new(SwitchableLedger::default());
-        let ledger = MeteredLedger::new(inner.clone(), h.metrics.clone());
+        let ledger = MeteredLedger::new(inner.clone(), h.metrics.clone(), h.control.clone());
         let request = |message| Reservation {
             message: MessageId(message),
             user: UserId(KNOWN),
@@ -481,13 +489,121 @@ fn readiness_follows_the_ledger() -> TestResult {
     })
 }
 
+/// `/v1/control`: every call needs the token (401 without, 403 with the API off); a pause
+/// with a reason denies the metered ledger's reservations as `Paused`, shows in `/readyz`
+/// and `gavat_paused`; bodies are strict (unknown field, reason too long, not JSON); the
+/// resume lifts the operator's pause and leaves a ledger's pause in force.
+#[test]
+fn the_operator_pauses_and_resumes_sending() -> TestResult {
+    on_actix(async {
+        let h = Harness::start(Some(TOKEN), Ack::AtOnce, Duration::from_secs(10)).await?;
+        let inner = Arc::new(SwitchableLedger::default());
+        let ledger = MeteredLedger::new(inner.clone(), h.metrics.clone(), h.control.clone());
+        let request = |message| Reservation {
+            message: MessageId(message),
+            user: UserId(KNOWN),
+            at: NOW,
+            caps: gavat::domain::Caps {
+                daily_limit: 30,
+                cooldown_secs: 0,
+                allowed_hours: gavat::domain::HourMask::ALL_DAY,
+                period_days: 1,
+            },
+            zone: gavat::domain::Zone::UTC,
+        };
+        let reason = r#"{"reason": "campaign review"}"#;
+        for (method, path, body) in [
+            (Method::GET, "/v1/control", None),
+            (Method::POST, "/v1/control/pause", Some(reason.to_string())),
+            (Method::POST, "/v1/control/resume", None),
+        ] {
+            let refused = h.call(method.clone(), path, None, &[], body.clone()).await?;
+            assert_eq!(refused.status, 401, "{path}: {}", refused.text());
+            let wrong = h.call(method, path, Some("not-the-token-000000000000"), &[], body).await?;
+            assert_eq!(wrong.status, 401, "{path}: {}", wrong.text());
+        }
+        assert!(!h.control.is_paused(), "no refused call paused");
+        assert_eq!(h.call(Method::GET, "/v1/control/pause", Some(TOKEN), &[], None).await?.status, 405);
+
+        let refusals = [
+            (r#"{"reason": "x", "until": 5}"#.to_string(), 400, Some("until")),
+            (format!(r#"{{"reason": "{}"}}"#, "a".repeat(201)), 400, Some("reason")),
+            (r#"{"reason": "line\nbreak"}"#.to_string(), 400, Some("reason")),
+            (r#"{"reason": 7}"#.to_string(), 400, Some("reason")),
+        ];
+        for (body, status, field) in refusals {
+            let answer = h.call(Method::POST, "/v1/control/pause", Some(TOKEN), &[], Some(body.clone())).await?;
+            assert_eq!(answer.status, status, "{body}: {}", answer.text());
+            assert_eq!(answer.field().as_deref(), field, "{body}: {}", answer.text());
+        }
+        let not_json = h
+            .client
+            .post(format!("{}/v1/control/pause", h.base))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "text/plain")
+            .body("campaign review")
+            .send()
+            .await?;
+        assert_eq!(not_json.status().as_u16(), 415, "{:?}", not_json.text().await);
+        assert!(!h.control.is_paused(), "no refused body paused");
+
+        let paused = h.call(Method::POST, "/v1/control/pause", Some(TOKEN), &[], Some(reason.into())).await?;
+        assert_eq!(paused.status, 200, "{}", paused.text());
+        let state = paused.json();
+        assert_eq!(state["paused_by_operator"], true);
+        assert_eq!(state["reason"], "campaign review");
+        assert_eq!(state["since"], NOW_RFC3339);
+        assert_eq!(state["pauses"][0]["source"], "operator");
+        let denied = ledger.reserve(request(1)).now_or_never().ok_or("not ready at once")??;
+        assert_eq!(denied, Reserved::Denied(gavat::policy::SuppressReason::Paused));
+        let ready = h.call(Method::GET, "/readyz", None, &[], None).await?;
+        assert_eq!(ready.status, 503, "{}", ready.text());
+        assert!(ready.text().contains("operator: campaign review"), "{}", ready.text());
+        let samples = parse_metrics(&h.call(Method::GET, "/metrics", None, &[], None).await?.text())?;
+        assert_eq!(samples.get("gavat_paused"), Some(&1.0));
+
+        // The ledger fails while paused by the operator: both pauses are listed; the resume
+        // lifts the operator's only.
+        inner.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        let failed = ledger.load(UserId(KNOWN)).now_or_never().ok_or("not ready at once")?;
+        assert!(matches!(failed, Err(LedgerError::Unavailable { .. })));
+        let resumed = h.call(Method::POST, "/v1/control/resume", Some(TOKEN), &[], None).await?;
+        assert_eq!(resumed.status, 200, "{}", resumed.text());
+        let state = resumed.json();
+        assert_eq!(state["paused_by_operator"], false);
+        assert_eq!(state["sending_paused"], true, "the ledger still cannot answer: {state}");
+        assert_eq!(state["pauses"][0]["source"], "ledger");
+        assert_eq!(h.call(Method::GET, "/readyz", None, &[], None).await?.status, 503);
+
+        inner.down.store(false, std::sync::atomic::Ordering::Relaxed);
+        let granted = ledger.reserve(request(2)).now_or_never().ok_or("not ready at once")??;
+        assert_eq!(granted, Reserved::Granted);
+        let state = h.call(Method::GET, "/v1/control", Some(TOKEN), &[], None).await?.json();
+        assert_eq!(state["sending_paused"], false, "{state}");
+        assert_eq!(h.call(Method::GET, "/readyz", None, &[], None).await?.status, 200);
+
+        // A pause without a body has the placeholder reason.
+        let bare = h.call(Method::POST, "/v1/control/pause", Some(TOKEN), &[], None).await?;
+        assert_eq!(bare.status, 200, "{}", bare.text());
+        assert_eq!(bare.json()["reason"], "no reason given");
+        h.server.stop(true).await;
+
+        let off = Harness::start(None, Ack::AtOnce, Duration::from_secs(10)).await?;
+        let answer = off.call(Method::POST, "/v1/control/pause", Some(TOKEN), &[], None).await?;
+        assert_eq!(answer.status, 403, "{}", answer.text());
+        assert!(!off.control.is_paused());
+        off.server.stop(true).await;
+        Ok(())
+    })
+}
+
 /// After some calls, /metrics parses as Prometheus text, every family announced, and holds
 /// the series those calls produced.
 #[test]
 fn metrics_show_what_happened() -> TestResult {
     on_actix(async {
         let h = Harness::start(Some(TOKEN), Ack::AtOnce, Duration::from_secs(10)).await?;
-        let ledger = MeteredLedger::new(Arc::new(MemoryLedger::default()), h.metrics.clone());
+        let ledger = MeteredLedger::new(Arc::new(MemoryLedger::default()), h.metrics.clone(), h.control.clone());
         let reservation = Reservation {
             message: MessageId(1),
             user: UserId(KNOWN),
@@ -610,6 +726,7 @@ fn the_running_engine_acknowledges_api_events() -> TestResult {
     let clock = Arc::new(ScaledClock::new(start, 3_600));
     let users: Vec<UserProfile> = (0..2).map(|id| crate::common::warm_lead(id, start)).collect();
     let metrics = Arc::new(Metrics::new());
+    let control = Arc::new(SendingControl::new(metrics.clone()));
     let inbound = Arc::new(ApiInbound::new().with_ack_timeout(Duration::from_secs(10)));
     let transport = Arc::new(MemoryTransport::new());
     let (arrivals_tx, arrivals) = gavat::engine::user_arrivals();
@@ -621,6 +738,7 @@ fn the_running_engine_acknowledges_api_events() -> TestResult {
         arrivals: arrivals_tx,
         users: directory,
         metrics: metrics.clone(),
+        control: control.clone(),
         write_token: Some(TOKEN.into()),
         allowed_hosts: Vec::new(),
     };
@@ -630,7 +748,7 @@ fn the_running_engine_acknowledges_api_events() -> TestResult {
             .clock(clock)
             .sender(Arc::new(MeteredSender::new(transport.clone(), metrics.clone())))
             .inbound_source(inbound.clone())
-            .ledger(Arc::new(MeteredLedger::new(Arc::new(MemoryLedger::default()), metrics.clone())))
+            .ledger(Arc::new(MeteredLedger::new(Arc::new(MemoryLedger::default()), metrics.clone(), control.clone())))
             .outcome_listener(listener.recipient())
             .store(Arc::new(MemoryStore::keeping_everything()))
             .users(users)
@@ -652,6 +770,7 @@ fn the_running_engine_acknowledges_api_events() -> TestResult {
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
             inbound,
             metrics,
+            control,
             events,
             arrivals: arrivals_seen,
         };

@@ -134,6 +134,27 @@ fn same(args: &[&str], sqlite: &[&str], redis: &[&str]) -> Result<Output, Error>
     Ok(b)
 }
 
+/// The activity over time (the dashboard's read, not a command's) is the same on both
+/// stores, per hour, per day and since a time, and adds up to the log.
+fn same_activity(db: &Path, redis: &RedisStore) -> Result<(), Error> {
+    let sqlite = SqliteStore::open_existing(db)?;
+    let ended_at = CrmReader::ended_at(&sqlite)?.ok_or("the simulation saved no end time")?;
+    let sends = sqlite
+        .events_between(Timestamp(0), Timestamp(i64::MAX / 1_000))
+        .filter(|e| e.as_ref().is_ok_and(|e| e.kind == gavat::store::LogKind::Send))
+        .count() as u64;
+    for (bucket, since) in [(3_600, None), (86_400, None), (900, Some(ended_at.plus(-6 * 3_600)))] {
+        let on_sqlite = CrmReader::activity(&sqlite, bucket, since)?;
+        let on_redis = CrmReader::activity(redis, bucket, since)?;
+        assert!(!on_sqlite.is_empty(), "a simulation's log has activity");
+        assert_eq!(on_sqlite, on_redis, "bucket {bucket} s since {since:?}");
+        if since.is_none() {
+            assert_eq!(on_sqlite.iter().map(|b| b.sent).sum::<u64>(), sends, "every send in one bucket");
+        }
+    }
+    Ok(())
+}
+
 /// Every management command prints the same on Redis as on SQLite for the same data, JSON
 /// and tables; a rollback on each writes the same change and leaves the same strategies.
 #[test]
@@ -159,6 +180,7 @@ fn every_command_on(url: &str) -> Result<(), Error> {
     let prefix = Prefix::new(&url, "crm-redis");
     let redis = RedisStore::connect(&url, &prefix.text)?;
     let busiest = copy_into_redis(&db, &redis)?.to_string();
+    same_activity(&db, &redis)?;
     let sqlite_args = ["--store", s(&db)];
     let redis_args = ["--store", url.as_str(), "--redis-prefix", prefix.text.as_str()];
     let (sq, rd) = (&sqlite_args[..], &redis_args[..]);

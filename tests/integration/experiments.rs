@@ -51,14 +51,23 @@ fn run_then_compare_agree() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ran: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = std::fs::read_to_string(&results).unwrap();
-    assert_eq!(text.lines().count(), 1 + 1500);
-    assert!(text.starts_with("user,arm,messages,responses,conversions,opted_out,engagement,pre_period\n"));
+    assert_eq!(text.lines().count(), 2 + 1500);
+    let header = r#"# gavat-experiment {"experiment":"cooldown-test","arms":[{"name":"control","weight":1.0},{"name":"longer-cooldown","weight":1.0}]}"#;
+    let columns = "user,arm,messages,responses,conversions,opted_out,engagement,pre_period";
+    assert!(text.starts_with(&format!("{header}\n{columns}\n")), "{}", text.lines().next().unwrap_or(""));
     assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
 
     let out = gavat(&["experiment", "compare", s(&results), "--experiment", file, "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let compared: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut compared: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(compared["srm"]["weights"], "experiment_and_results_header", "both sources, checked to agree");
+    compared["srm"]["weights"] = "experiment".into();
     assert_eq!(ran["report"], compared, "compare on the written file reproduces the run's comparison");
+    // Without the experiment file, the header gives the same split.
+    let out = gavat(&["experiment", "compare", s(&results), "--json"]);
+    let alone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alone["srm"]["weights"], "results_header");
+    assert_eq!(alone["srm"]["check"], compared["srm"]["check"]);
     let cuped = &compared["comparisons"][0]["cuped"];
     assert!(cuped["variance_reduction"].as_f64().is_some_and(|r| r > 0.0), "CUPED beside the raw figures: {cuped}");
     let users: u64 = compared["arms"].as_array().unwrap().iter().map(|a| a["users"].as_u64().unwrap()).sum();
@@ -157,6 +166,198 @@ fn compare_prints_nothing_misleading() {
         .collect();
     std::fs::write(&jsonl, lines).unwrap();
     assert_eq!(compare(&jsonl, &["--json"]), compare(&results, &["--json"]), "JSON lines read as the CSV");
+}
+
+/// A results file whose header gives arm `c` a weight but which has no row for it fails the
+/// sample-ratio check without `--experiment`, and the report says the shares came from the
+/// header; the same rows without a header cannot see the missing arm (an older file, still
+/// read).
+#[test]
+fn a_missing_arm_fails_srm_with_weights_from_the_header() {
+    let dir = temp_dir();
+    let header = r#"# gavat-experiment {"experiment":"three","arms":[{"name":"a","weight":0.5},{"name":"b","weight":0.25},{"name":"c","weight":0.25}]}"#;
+    let mut rows = String::from("user,arm,messages,responses,conversions,opted_out,engagement\n");
+    for u in 0..600u64 {
+        rows.push_str(&row(u, if u % 3 == 0 { "b" } else { "a" }, u64::from(u % 4 == 0), false));
+    }
+    let with_header = dir.path().join("r.csv");
+    std::fs::write(&with_header, format!("{header}\n{rows}")).unwrap();
+    let out = gavat(&["experiment", "compare", s(&with_header)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("WARNING: sample ratio mismatch: arm c has a weight"), "{text}");
+    assert!(text.contains("<-- MISMATCH") && text.contains("planned shares from the results file's header"), "{text}");
+    let out = gavat(&["experiment", "compare", s(&with_header), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["srm"]["weights"], "results_header");
+    assert_eq!(json["srm"]["missing_arms"], serde_json::json!(["c"]));
+    assert_eq!(json["srm"]["mismatch"], true);
+
+    let without = dir.path().join("old.csv");
+    std::fs::write(&without, &rows).unwrap();
+    let out = gavat(&["experiment", "compare", s(&without), "--control", "a", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["srm"]["weights"], "assumed_equal", "an older file is still read, with the weights unknown");
+}
+
+/// `run --out FILE.jsonl` writes JSON lines after a header object, which `compare` reads
+/// without the experiment file, taking the weights from the header.
+#[test]
+fn json_lines_results_carry_the_header() {
+    let dir = temp_dir();
+    let results = dir.path().join("r.jsonl");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/cooldown.toml");
+    let args = ["experiment", "run", file, "--users", "300", "--days", "2", "--seed", "3", "--out", s(&results)];
+    let out = gavat(&[&args[..], &["--pre-period-days", "0", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&results).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(r#"{"gavat_experiment":{"experiment":"cooldown-test","arms":[{"name":"control""#),
+        "{first}"
+    );
+    assert_eq!(text.lines().count(), 1 + 300);
+    let out = gavat(&["experiment", "compare", s(&results), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["srm"]["weights"], "results_header");
+    assert_eq!(json["control"], "control");
+}
+
+/// A header that disagrees with `--experiment` is a usage error naming both; a malformed
+/// header is an error naming the file and line.
+#[test]
+fn a_header_must_agree_with_the_experiment_and_be_well_formed() {
+    let dir = temp_dir();
+    let design = dir.path().join("e.toml");
+    std::fs::write(&design, THREE_ARMS_AND_HOLDOUT).unwrap();
+    let body = format!("{}{}", row(1, "control", 1, false), row(2, "b", 0, false));
+    let columns = "user,arm,messages,responses,conversions,opted_out,engagement";
+    let results = dir.path().join("r.csv");
+    let other = r#"# gavat-experiment {"experiment":"misleading","arms":[{"name":"control","weight":1},{"name":"b","weight":2},{"name":"c","weight":1},{"name":"holdout","weight":0.2}]}"#;
+    std::fs::write(&results, format!("{other}\n{columns}\n{body}")).unwrap();
+    let out = gavat(&["experiment", "compare", s(&results), "--experiment", s(&design)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}: its header (experiment \"misleading\": control:1, b:2, c:1, holdout:0.2) disagrees with --experiment {}", results.display(), design.display())), "{err}");
+    assert!(err.contains("weights control:1, b:2, c:1, holdout:0.2 against control:1, b:1, c:1, holdout:0.2"), "{err}");
+
+    std::fs::write(
+        &results,
+        format!("# gavat-experiment {{\"experiment\":\"x\",\"arms\":[{{\"name\":\"a\"}}]}}\n{columns}\n{body}"),
+    )
+    .unwrap();
+    let out = gavat(&["experiment", "compare", s(&results)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}:1: header: missing field `weight`", results.display())), "{err}");
+}
+
+const WATCHED: &str = r#"
+name = "watched"
+salt = "watched"
+primary_metric = "response_rate"
+minimum_detectable_effect = 0.1
+[[arms]]
+name = "control"
+weight = 1.0
+[[arms]]
+name = "b"
+weight = 1.0
+"#;
+
+/// `compare --looks` three times on a growing results file: each look is appended to the
+/// history with the header's export time; the third report's running minimum is the
+/// smallest of the three looks' mSPRT p-values (here the second's, not the last), over 3
+/// looks, and its interval is the intersection of the three confidence sequences. A looks
+/// file of another experiment, or another metric, is refused and left as it was.
+#[test]
+fn looks_keep_the_running_minimum_and_intersection() {
+    let dir = temp_dir();
+    let looks = dir.path().join("looks.jsonl");
+    let header = |experiment: &str, day: u32| {
+        format!(
+            "# gavat-experiment {{\"experiment\":\"{experiment}\",\"arms\":[{{\"name\":\"control\",\"weight\":1}},{{\"name\":\"b\",\"weight\":1}}],\"exported_at\":\"2026-12-0{day}T00:00:00+00:00\"}}\n"
+        )
+    };
+    // Responders per block of users per arm: b's lead grows in the second block and is
+    // given back in the third.
+    let blocks = [(300u64, 60u64, 75u64), (300, 60, 105), (600, 150, 120)];
+    let mut body = String::from("user,arm,messages,responses,conversions,opted_out,engagement\n");
+    let mut next = 0u64;
+    let mut reports = Vec::new();
+    for (day, (size, control, b)) in blocks.into_iter().enumerate() {
+        for (arm, responders) in [("control", control), ("b", b)] {
+            for i in 0..size {
+                body.push_str(&row(next, arm, u64::from(i < responders), false));
+                next += 1;
+            }
+        }
+        let results = dir.path().join("r.csv");
+        std::fs::write(&results, format!("{}{body}", header("watched", day as u32 + 1))).unwrap();
+        let out = gavat(&["experiment", "compare", s(&results), "--looks", s(&looks), "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        reports.push(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap());
+    }
+    let p: Vec<f64> = reports.iter().map(|r| r["comparisons"][0]["p_always_valid"].as_f64().unwrap()).collect();
+    let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(p[1] < p[2] && p[1] < p[0], "the second look is the smallest, so the last is not the minimum: {p:?}");
+    let last = &reports[2];
+    assert_eq!(last["looks"], 3);
+    let running = &last["comparisons"][0]["running"];
+    assert_eq!(running["looks"], 3, "{running}");
+    assert_eq!(running["msprt_p_min"].as_f64(), Some(min), "{running}");
+    let cs = |r: &serde_json::Value, end: &str| r["comparisons"][0]["confidence_sequence"][end].as_f64().unwrap();
+    let low = reports.iter().map(|r| cs(r, "low")).fold(f64::NEG_INFINITY, f64::max);
+    let high = reports.iter().map(|r| cs(r, "high")).fold(f64::INFINITY, f64::min);
+    assert_eq!((running["cs"]["low"].as_f64(), running["cs"]["high"].as_f64()), (Some(low), Some(high)));
+    let history = std::fs::read_to_string(&looks).unwrap();
+    assert_eq!(history.lines().count(), 3);
+    for (i, line) in history.lines().enumerate() {
+        let look: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(look["at"], format!("2026-12-0{}T00:00:00+00:00", i + 1));
+        assert_eq!(look["arms"][0]["msprt_p"].as_f64(), Some(p[i]));
+    }
+    assert_eq!(reports[0]["comparisons"][0]["running"]["looks"], 1);
+
+    // The text shows the running figures beside this look's; the same file compared again
+    // is the same look, not a fourth.
+    let out = gavat(&["experiment", "compare", s(&dir.path().join("r.csv")), "--looks", s(&looks)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("always-valid p (mSPRT, this look): "), "{text}");
+    assert!(text.contains("always-valid p (mSPRT, running minimum over 3 looks): "), "{text}");
+    assert!(text.contains("95% confidence sequence, running intersection over 3 looks: difference ["), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the same data as the last look"));
+    assert_eq!(std::fs::read_to_string(&looks).unwrap(), history);
+
+    // Another experiment's results, or another metric, against this history: refused.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, format!("{}{body}", header("another", 4))).unwrap();
+    let out = gavat(&["experiment", "compare", s(&other), "--looks", s(&looks)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:1: this looks file holds looks of experiment \"watched\"", looks.display()))
+            && err.contains("but this look is of experiment \"another\""),
+        "{err}"
+    );
+    let results = dir.path().join("r.csv");
+    let out = gavat(&["experiment", "compare", s(&results), "--looks", s(&looks), "--metric", "engagement"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&looks).unwrap(), history, "a refused look is not appended");
+    // Without a header or --experiment, the experiment is unknown: refused.
+    std::fs::write(&other, &body).unwrap();
+    let out = gavat(&["experiment", "compare", s(&other), "--looks", s(&dir.path().join("new.jsonl"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the experiment is not known"));
+    // With the experiment file the same series goes on.
+    let design = dir.path().join("watched.toml");
+    std::fs::write(&design, WATCHED).unwrap();
+    body.push_str(&row(next, "control", 1, false));
+    std::fs::write(&other, &body).unwrap();
+    let out = gavat(&["experiment", "compare", s(&other), "--experiment", s(&design), "--looks", s(&looks), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["looks"], 4);
 }
 
 /// `plan` for a mean (--sd) and with CUPED (--correlation): the users per arm match

@@ -104,6 +104,9 @@ fn a_live_experiment_is_assigned_exported_and_compared() -> Result<(), Box<dyn s
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&results)?;
     let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("# gavat-experiment {\"experiment\":\"live-cooldown\",\"arms\":["), "{header}");
+    assert!(header.contains("\"exported_at\":") && header.contains("\"log_end\":"), "{header}");
     assert_eq!(lines.next(), Some("user,arm,messages,responses,conversions,opted_out,engagement,pre_period"));
     let mut seen = HashSet::new();
     let mut in_holdout = 0;

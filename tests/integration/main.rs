@@ -30,6 +30,7 @@ mod live_redis;
 mod live_run;
 mod llm;
 mod messages;
+mod operator_pause;
 mod opt_out_race;
 mod redis_faults;
 mod redis_ledger;

@@ -6,15 +6,19 @@
 //! with the reason — never NaN. Formulas: `docs/statistics.md`.
 //!
 //! - [`arms`]: running sums per arm.
+//! - [`monitoring`]: looks at a live experiment over time — the running minimum of the
+//!   mSPRT p-value and the running intersection of the confidence sequences.
 //! - [`text`]: the text table, the verdict lines and the SVG chart.
 
 mod arms;
+pub mod monitoring;
 mod text;
 
 use serde::Serialize;
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 pub use arms::{Accumulator, ArmStats};
+pub use monitoring::{ArmLook, ArmUsers, Bounds, Look, RunningArm, running};
 
 use crate::design::{Experiment, HOLDOUT, Metric};
 use crate::stats::{
@@ -126,6 +130,11 @@ pub struct ArmComparison {
     pub confidence_sequence: Figure<Interval>,
     /// The same boundary applied to the relative lift (Fieller).
     pub confidence_sequence_lift: Figure<Interval>,
+    /// Over every look of the history (`compare --looks`), this one included: the running
+    /// minimum of the mSPRT p-value and the running intersection of the confidence
+    /// sequences. Absent without a history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningArm>,
     /// The Gaussian model on the relative lift with the experiment's prior (GrowthBook
     /// gbstats): chance to win, expected loss and a credible interval.
     pub bayes_lift: Figure<LiftPosterior>,
@@ -162,10 +171,28 @@ pub struct Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightSource {
-    /// The experiment's weights, every arm of it included.
+    /// The experiment file's weights, every arm of it included.
     Experiment,
+    /// The results file's header (`# gavat-experiment …`), every arm of it included.
+    ResultsHeader,
+    /// Both, checked to agree.
+    ExperimentAndResultsHeader,
     /// No weights known: equal weights over the arms present were assumed.
     AssumedEqual,
+}
+
+impl WeightSource {
+    /// Where the weights came from, as a phrase.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WeightSource::Experiment => "the experiment file",
+            WeightSource::ResultsHeader => "the results file's header",
+            WeightSource::ExperimentAndResultsHeader => {
+                "the experiment file and the results file's header (they agree)"
+            }
+            WeightSource::AssumedEqual => "none known: equal shares of the arms present assumed",
+        }
+    }
 }
 
 /// The sample-ratio check.
@@ -212,6 +239,10 @@ pub struct Report {
     pub expected_loss_unit: String,
     /// Plain-language verdict, one line per treatment (and per holdout comparison).
     pub verdict: Vec<String>,
+    /// Looks in the history this report was added to (`compare --looks`), this one
+    /// included; absent without a history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looks: Option<usize>,
 }
 
 pub(crate) fn z(p: f64) -> f64 {
@@ -258,7 +289,9 @@ pub struct Settings<'a> {
     /// The correction over the treatments.
     pub adjustment: Adjustment,
     /// Planned shares of every arm of the accumulator, in its order (the holdout's
-    /// included); `None`: unknown, equal shares over the arms present are assumed.
+    /// included); `None`: unknown, equal shares over the arms present are assumed. The
+    /// report says they came from the experiment; a caller that took them from a results
+    /// file's header says so with [`Report::set_weight_source`].
     pub weights: Option<&'a [f64]>,
     /// The experiment, for its guardrails and minimum detectable effect.
     pub design: Option<&'a Experiment>,
@@ -383,9 +416,20 @@ pub fn compare(acc: &Accumulator, settings: &Settings<'_>) -> Result<Report, Com
         guardrail_note,
         expected_loss_unit: expected_loss_unit(metric),
         verdict: Vec::new(),
+        looks: None,
     };
     report.verdict = text::verdicts(&report, all);
     Ok(report)
+}
+
+impl Report {
+    /// Says where the known weights came from (a report with assumed weights keeps saying
+    /// so: nothing was known).
+    pub fn set_weight_source(&mut self, source: WeightSource) {
+        if self.srm.weights != WeightSource::AssumedEqual && source != WeightSource::AssumedEqual {
+            self.srm.weights = source;
+        }
+    }
 }
 
 fn expected_loss_unit(metric: Metric) -> String {
@@ -420,7 +464,7 @@ fn sample_ratio(all: &[ArmStats], weights: Option<&[f64]>) -> Result<SampleRatio
                 weights: WeightSource::AssumedEqual,
                 missing_arms: Vec::new(),
                 note: Some(format!(
-                    "weights unknown (no experiment file): equal shares of the {} arms present are assumed, and an arm with no rows at all cannot be seen; pass --experiment for the real check",
+                    "weights unknown (no experiment file, no header in the results file): equal shares of the {} arms present are assumed, and an arm with no rows at all cannot be seen; pass --experiment for the real check",
                     present.len()
                 )),
             })
@@ -524,6 +568,7 @@ fn compare_pair(
         p_always_valid,
         confidence_sequence,
         confidence_sequence_lift,
+        running: None,
         bayes_lift,
         cuped,
         guardrails: Vec::new(),

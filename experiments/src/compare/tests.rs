@@ -87,7 +87,11 @@ fn a_missing_arm_fails_the_sample_ratio_check() -> Result<(), CompareError> {
     let acc = accumulate(&[], &[rows("control", 1000, 100, 0), rows("b", 1000, 100, 10_000)]);
     let report = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;
     assert_eq!(report.srm.weights, WeightSource::AssumedEqual);
-    assert!(report.to_text().contains("weights unknown (no experiment file)"), "{}", report.to_text());
+    assert!(
+        report.to_text().contains("weights unknown (no experiment file, no header in the results file)"),
+        "{}",
+        report.to_text()
+    );
     Ok(())
 }
 
@@ -329,5 +333,48 @@ fn cuped_is_shown_beside_the_raw_estimate() -> Result<(), CompareError> {
     assert!(matches!(ratio.comparisons[0].cuped, Some(Figure::Undefined { .. })));
     let plain = accumulate(&["control", "b"], &[rows("control", 100, 10, 0), rows("b", 100, 12, 1000)]);
     assert!(compare(&plain, &settings(Metric::ResponseRate, 0.05, None))?.comparisons[0].cuped.is_none());
+    Ok(())
+}
+
+/// Item 1: weights taken from a results file's header are said to be, in the text and the
+/// JSON; assumed weights stay assumed whatever the caller says.
+#[test]
+fn the_report_names_where_the_weights_came_from() -> Result<(), CompareError> {
+    let acc = accumulate(&["control", "b", "c"], &[rows("control", 1000, 100, 0), rows("b", 1000, 100, 10_000)]);
+    let mut report = compare(&acc, &settings(Metric::ResponseRate, 0.05, Some(&[1.0, 1.0, 1.0])))?;
+    assert!(report.to_text().contains("  planned shares from the experiment file\n"));
+    report.set_weight_source(WeightSource::ResultsHeader);
+    assert!(report.to_text().contains("  planned shares from the results file's header\n"), "{}", report.to_text());
+    assert!(json(&report).contains("\"weights\":\"results_header\""));
+    let acc = accumulate(&[], &[rows("control", 1000, 100, 0), rows("b", 1000, 100, 10_000)]);
+    let mut report = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;
+    report.set_weight_source(WeightSource::ResultsHeader);
+    assert_eq!(report.srm.weights, WeightSource::AssumedEqual);
+    Ok(())
+}
+
+/// Item 10: a report with a history shows this look's mSPRT p beside the running minimum
+/// over the looks, and the running intersection of the sequences; without one, neither
+/// (and the JSON has no `running` or `looks` key).
+#[test]
+fn a_history_of_looks_adds_the_running_figures() -> Result<(), CompareError> {
+    let acc = accumulate(&["control", "b"], &[rows("control", 2000, 120, 0), rows("b", 2000, 150, 10_000)]);
+    let mut report = compare(&acc, &settings(Metric::ResponseRate, 0.05, None))?;
+    assert!(!json(&report).contains("\"running\"") && !json(&report).contains("\"looks\""));
+    let this = Look::of(&report, "e", "2026-12-06T18:00:00+00:00");
+    let p = this.arms[0].msprt_p.expect("a p");
+    let cs = this.arms[0].cs.expect("a sequence");
+    let mut earlier = this.clone();
+    earlier.arms[0].msprt_p = Some(p / 2.0);
+    earlier.arms[0].cs = Some(Bounds { low: cs.low - 0.01, high: cs.high - 0.005 });
+    report.add_looks(&[earlier, this]);
+    let running = report.comparisons[0].running.clone().expect("running figures");
+    assert_eq!((running.looks, running.msprt_p_min), (2, Some(p / 2.0)));
+    assert_eq!(running.cs, Some(Bounds { low: cs.low, high: cs.high - 0.005 }));
+    assert_eq!(report.looks, Some(2));
+    let text = report.to_text();
+    assert!(text.contains("always-valid p (mSPRT, this look): "), "{text}");
+    assert!(text.contains("always-valid p (mSPRT, running minimum over 2 looks): "), "{text}");
+    assert!(text.contains("95% confidence sequence, running intersection over 2 looks: difference ["), "{text}");
     Ok(())
 }

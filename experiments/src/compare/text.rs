@@ -201,6 +201,26 @@ fn comparison_block(out: &mut String, report: &Report, c: &ArmComparison, in_fam
         sequence(&c.confidence_sequence, false),
         sequence(&c.confidence_sequence_lift, true)
     );
+    if let Some(r) = &c.running {
+        let looks = format!("{} look{}", r.looks, if r.looks == 1 { "" } else { "s" });
+        let p = r.msprt_p_min.map_or("undefined (no look had one)".to_string(), |p| p_text(p, alpha));
+        let _ = writeln!(out, "  always-valid p (mSPRT, running minimum over {looks}): {p}");
+        let cs = match r.cs {
+            Some(b) if r.cs_empty => format!(
+                "empty ({} > {}: the looks' sequences do not overlap — the effect moved, or a miss of probability ≤ alpha)",
+                difference_value(report.metric, b.low),
+                difference_value(report.metric, b.high)
+            ),
+            Some(b) => format!(
+                "[{}, {}]{}",
+                difference_value(report.metric, b.low),
+                difference_value(report.metric, b.high),
+                if is_share(report.metric) { " points" } else { "" }
+            ),
+            None => "undefined (no look had one)".to_string(),
+        };
+        let _ = writeln!(out, "  {conf}% confidence sequence, running intersection over {looks}: difference {cs}");
+    }
     match &c.cuped {
         Some(Figure::Value(r)) => {
             let _ = writeln!(
@@ -315,6 +335,9 @@ impl Report {
         );
         if !srm.missing_arms.is_empty() {
             let _ = writeln!(out, "  arms with a weight but no user: {}", srm.missing_arms.join(", "));
+        }
+        if srm.weights != super::WeightSource::AssumedEqual {
+            let _ = writeln!(out, "  planned shares from {}", srm.weights.describe());
         }
         if let Some(note) = &srm.note {
             let _ = writeln!(out, "  {note}");

@@ -57,12 +57,14 @@ impl Api {
         }));
         let (arrivals, arrived) = gavat::engine::user_arrivals();
         let users = Arc::new(MemoryDirectory::with_users([crate::common::warm_lead(KNOWN, NOW)]));
+        let metrics = Arc::new(Metrics::new());
         let state = ApiState {
             clock: Arc::new(VirtualClock::new(NOW)),
             inbound,
             arrivals,
             users: users.clone() as Arc<dyn UserDirectory>,
-            metrics: Arc::new(Metrics::new()),
+            metrics: metrics.clone(),
+            control: Arc::new(gavat::api::SendingControl::new(metrics)),
             write_token: Some(TOKEN.into()),
             allowed_hosts,
         };

@@ -125,8 +125,8 @@ fn submit_rollback(browser: &Browser, base: &str, token: &str) -> Result<Flash, 
 }
 
 /// `gavat run --time-scale 3600` on a learned week: the overview says `running` and its
-/// send counter rises through SSE without a reload; a segment leads to a user whose next
-/// message is previewed; a rollback with a wrong token is refused (403, `#flash.error`,
+/// send counter rises through SSE without a reload; its forms pause and resume sending; a
+/// segment leads to a user whose next message is previewed; a rollback with a wrong token is refused (403, `#flash.error`,
 /// nothing written) and with the right one applied (`#flash.ok`, an operator change in the
 /// store), the token never echoed; a request with `Host: evil.example` is refused.
 #[test]
@@ -145,7 +145,9 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
         counter(&browser, css)?;
     }
     assert!(browser.count("table#segment-rates tr[data-segment]")? > 0, "the overview lists the segments' rates");
-    browser.find("table#suppressions")?;
+    for css in ["table#suppressions", "table#transport-outcomes", "form#pause"] {
+        browser.find(css)?;
+    }
     charts_drawn(&browser, 1)?;
     // A mark on the window: a reload would drop it, so a counter that moves with the mark
     // still there moved through the event stream.
@@ -156,6 +158,17 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
     let mark = browser.execute("return window.gavatTestMark || null;", vec![])?;
     assert_eq!(mark, "same page", "#sent-total went {first} → {later} without a reload");
     browser.screenshot("dashboard-overview")?;
+
+    // Pause and resume from the overview's forms: each lands back on the overview, whose
+    // state says so.
+    for (form, state) in [("form#pause", "paused"), ("form#resume", "running")] {
+        let form = browser.find(form)?;
+        form.find("input[name=token]")?.type_text(TOKEN)?;
+        form.find("button[type=submit]")?.click()?;
+        wait_until(&format!("#engine-state says {state}"), LIVE, || {
+            Ok(browser.text("#engine-state")?.starts_with(state).then_some(()))
+        })?;
+    }
 
     follow(&browser, "nav a[href=\"/segments\"]", "/segments")?;
     follow(&browser, "table#segments tr[data-segment] a", "/segments/")?;
@@ -184,7 +197,10 @@ fn live_dashboard_moves_drills_down_and_rolls_back() -> TestResult {
     // The newest change is the operator's rollback of the form's change: the same segment
     // and field, back from its "after" to its "before".
     let changes = history(&store)?;
-    let undone = changes.iter().find(|c| c["id"].to_string() == applied.change).ok_or("the change is in the store")?;
+    let undone = changes
+        .iter()
+        .find(|c| c["id"] == applied.change.parse::<u64>().unwrap_or(u64::MAX))
+        .ok_or("the change is in the store")?;
     let rollback = changes.last().ok_or("the store has changes")?;
     assert_eq!(
         (&rollback["source"], &rollback["action"], &rollback["segment"], &rollback["before"], &rollback["after"]),

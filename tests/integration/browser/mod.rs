@@ -79,6 +79,7 @@ impl Browser {
     /// Starts `chromedriver` on a free loopback port and opens a headless Chromium session
     /// (1280×900, a fresh profile). Fails, naming the packages to install, when either
     /// binary is missing.
+    #[allow(clippy::disallowed_methods, reason = "a deadline for the chromedriver child, in wall time")]
     pub fn start() -> Result<Browser, Error> {
         let turn = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let chromium = std::env::var_os("GAVAT_CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from);
@@ -302,6 +303,7 @@ impl Element<'_> {
 /// Polls `probe` every [`POLL`] until it gives a value or `timeout` passes; `what` says
 /// what was awaited. An `Err` from the probe counts as "not yet" (the element may not be
 /// there yet) and is quoted if time runs out.
+#[allow(clippy::disallowed_methods, reason = "the browser and the servers run on the wall clock")]
 pub fn wait_until<T>(
     what: &str,
     timeout: Duration,

@@ -140,7 +140,9 @@ pub(super) fn guarded(mut builder: actix_web::HttpResponseBuilder) -> actix_web:
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Not `no-referrer`: under it a browser sends `Origin: null` with the dashboard's own
+        // form POSTs, and the same-origin check (csrf.rs) refuses every rollback.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::CACHE_CONTROL, "no-store"));
     builder
 }

@@ -154,6 +154,15 @@ const TOKEN: &str = "live-test-token-0123456789";
 /// `gavat run` with the API on a free loopback port: the child, the API's address, and a
 /// thread collecting the rest of standard error.
 pub fn spawn_run_with_api(dir: &Path, args: &[&str]) -> (Child, std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    spawn_run_with_token(dir, args, TOKEN)
+}
+
+/// [`spawn_run_with_api`] with `token` as the API's write token.
+pub fn spawn_run_with_token(
+    dir: &Path,
+    args: &[&str],
+    token: &str,
+) -> (Child, std::net::SocketAddr, std::thread::JoinHandle<String>) {
     use std::io::BufRead as _;
     let mut command = Command::new(env!("CARGO_BIN_EXE_gavat"));
     command
@@ -163,7 +172,7 @@ pub fn spawn_run_with_api(dir: &Path, args: &[&str]) -> (Child, std::net::Socket
         .current_dir(dir)
         .env("GAVAT_LOG", "error")
         .env("GAVAT_LOG_DIR", dir.join("logs"))
-        .env("GAVAT_API_TOKEN", TOKEN)
+        .env("GAVAT_API_TOKEN", token)
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 mod adviser;
 mod api;
 mod bad_input;
+mod browser;
 mod cap_gate;
 mod caps_from_events;
 mod cli;

@@ -283,14 +283,7 @@ pub fn run(
     for row in &rows {
         acc.add(row);
     }
-    let settings = Settings {
-        metric: design.primary_metric,
-        alpha: design.alpha,
-        adjustment: design.multiple_testing,
-        weights: Some(&weights),
-        design: Some(design),
-        prior: design.lift_prior,
-    };
+    let settings = Settings::of_experiment(design, &weights);
     let report = compare(&acc, &settings)?;
 
     let paired = if plan.paired && design.primary_metric != Metric::ResponsesPerMessage {

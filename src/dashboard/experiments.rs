@@ -37,14 +37,7 @@ pub(super) fn report_of(
         acc.add(row);
     }
     let weights = design.assignment_weights();
-    let settings = Settings {
-        metric: design.primary_metric,
-        alpha: design.alpha,
-        adjustment: design.multiple_testing,
-        weights: Some(&weights),
-        design: Some(design),
-        prior: design.lift_prior,
-    };
+    let settings = Settings::of_experiment(design, &weights);
     Ok(compare(&acc, &settings).map_err(|e| e.to_string()))
 }
 

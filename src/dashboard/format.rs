@@ -5,23 +5,7 @@ use gavat_experiments::stats::Interval;
 
 use crate::domain::Timestamp;
 
-/// `1234567` as `1,234,567`.
-pub(crate) fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A share as a percentage with `decimals` places (`—` when not finite).
-pub(crate) fn percent(share: f64, decimals: usize) -> String {
-    if share.is_finite() { format!("{:.*}%", decimals, share * 100.0) } else { "—".into() }
-}
+pub(crate) use crate::html::fragments::{count as grouped, percent};
 
 /// A share with its interval: `12.3% [10.1%, 14.8%]`.
 pub(crate) fn percent_interval(i: &Interval) -> String {
@@ -75,7 +59,7 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(percent(0.1234, 1), "12.3%");
-        assert_eq!(percent(f64::NAN, 1), "—");
+        assert_eq!(percent(f64::NAN, 1), "undefined");
         assert_eq!(p_value(0.04961), "0.0496");
         assert_eq!(p_value(0.00001), "< 0.0001");
         let i = Interval { estimate: 0.041, low: -0.02, high: 0.103 };

@@ -300,6 +300,22 @@ pub struct Settings<'a> {
     pub prior: LiftPrior,
 }
 
+impl<'a> Settings<'a> {
+    /// The settings `design` asks for: its primary metric, alpha, multiple-testing
+    /// correction and prior, with `weights` — its planned shares in the accumulator's order
+    /// (`design.assignment_weights()`).
+    pub fn of_experiment(design: &'a Experiment, weights: &'a [f64]) -> Settings<'a> {
+        Settings {
+            metric: design.primary_metric,
+            alpha: design.alpha,
+            adjustment: design.multiple_testing,
+            weights: Some(weights),
+            design: Some(design),
+            prior: design.lift_prior,
+        }
+    }
+}
+
 /// Whether a relative lift means something for `metric` (it cannot be zero or negative in a
 /// reasonable control): shares and the ratio metric. Engagement is reported as an absolute
 /// difference only.

@@ -1,5 +1,6 @@
 //! The overview's live figures: one [`Snapshot`] (JSON) of the store's totals, the queue and
-//! the engine's state, computed at most once a second however many pages watch, and sent
+//! the engine's state, computed at most once a second however many pages watch (less often
+//! when the store is slow to answer: see [`SnapshotCache`]), and sent
 //! to each page as Server-Sent Events (`GET /events/overview`, event `overview`) every
 //! second until the page closes or the server stops.
 
@@ -12,9 +13,9 @@ use serde::Serialize;
 
 use crate::api::SendCounts;
 use crate::clock::Stopwatch;
-use crate::domain::{HOUR, Timestamp};
+use crate::domain::{HOUR, Segment, Timestamp};
 use crate::html::charts::{Series, time_series};
-use crate::store::StoreError;
+use crate::store::{SegmentCounts, StoreError};
 
 use super::Dashboard;
 use super::format::time;
@@ -62,24 +63,39 @@ pub(super) fn engine_state(d: &Dashboard) -> String {
     }
 }
 
-/// Computes the figures now.
-pub(super) fn snapshot(d: &Dashboard) -> Result<Snapshot, StoreError> {
-    let reader = d.source.reader();
-    let now = d.now()?;
+/// The store's reads every figure comes from: per segment counts over the whole log, and
+/// the queue by segment with the sends due within the hour of `now`.
+pub(super) struct Reads {
+    pub(super) now: Timestamp,
+    pub(super) counts: Vec<(Segment, SegmentCounts)>,
+    pub(super) queue: Vec<(String, u64, u64)>,
+}
+
+impl Reads {
+    /// Reads them now.
+    pub(super) fn of(d: &Dashboard) -> Result<Reads, StoreError> {
+        let reader = d.source.reader();
+        let now = d.now()?;
+        Ok(Reads { now, counts: reader.segment_counts(None)?, queue: reader.queue(now.plus(HOUR))? })
+    }
+}
+
+/// The figures from `reads` (and the live engine's counters).
+pub(super) fn snapshot(d: &Dashboard, reads: &Reads) -> Result<Snapshot, StoreError> {
+    let now = reads.now;
     let mut totals = Totals::default();
-    for (_, c) in reader.segment_counts(None)? {
+    for (_, c) in &reads.counts {
         totals.sent += c.sent;
         totals.responses += c.responses;
         totals.conversions += c.conversions;
         totals.opt_outs += c.opt_outs;
     }
-    let queue = reader.queue(now.plus(HOUR))?;
     Ok(Snapshot {
         state: engine_state(d),
         at: time(now),
         totals,
-        planned: queue.iter().map(|(_, queued, _)| queued).sum(),
-        due_next_hour: queue.iter().map(|(_, _, due)| due).sum(),
+        planned: reads.queue.iter().map(|(_, queued, _)| queued).sum(),
+        due_next_hour: reads.queue.iter().map(|(_, _, due)| due).sum(),
         transport: d.live.as_ref().map(|live| live.metrics.snapshot().sends),
         activity_chart: activity_chart(
             d,
@@ -142,24 +158,39 @@ pub(super) fn activity_chart(
 /// The most buckets a chart draws (a long log by the hour would be unreadable anyway).
 const MAX_BUCKETS: usize = 2_000;
 
-/// The last figures as JSON, and when they were computed.
+/// The last figures as JSON, when they were computed and how long that took.
 #[derive(Debug, Default)]
 pub(super) struct SnapshotCache {
-    last: Mutex<Option<(Stopwatch, Arc<str>)>>,
+    last: Mutex<Option<Cached>>,
 }
 
+#[derive(Debug)]
+struct Cached {
+    age: Stopwatch,
+    /// Seconds the store's reads took.
+    cost_secs: f64,
+    json: Arc<str>,
+}
+
+/// How many times its own cost a snapshot is kept: the store spends at most a tenth of its
+/// time on the dashboard's figures (a Redis store scans its log stream for them), however
+/// large the log and however many pages watch.
+const COST_FACTOR: f64 = 10.0;
+
 impl SnapshotCache {
-    /// The figures as JSON: the cached ones when younger than a tick, else fresh.
+    /// The figures as JSON: the cached ones while younger than a tick (or ten times what
+    /// they cost to compute, if that is longer), else fresh.
     fn json(&self, d: &Dashboard) -> Result<Arc<str>, StoreError> {
         let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((age, json)) = last.as_ref()
-            && age.elapsed_secs() < TICK.as_secs_f64() * 0.9
+        if let Some(c) = last.as_ref()
+            && c.age.elapsed_secs() < (TICK.as_secs_f64() * 0.9).max(c.cost_secs * COST_FACTOR)
         {
-            return Ok(json.clone());
+            return Ok(c.json.clone());
         }
-        let fresh = snapshot(d)?;
+        let watch = Stopwatch::start();
+        let fresh = snapshot(d, &Reads::of(d)?)?;
         let json: Arc<str> = serde_json::to_string(&fresh).unwrap_or_else(|_| "{}".into()).into();
-        *last = Some((Stopwatch::start(), json.clone()));
+        *last = Some(Cached { age: Stopwatch::start(), cost_secs: watch.elapsed_secs(), json: json.clone() });
         Ok(json)
     }
 }

@@ -6,22 +6,22 @@
 use std::fmt::Write as _;
 
 use crate::api::SendCounts;
-use crate::domain::{DAY, HOUR};
+use crate::domain::DAY;
 use crate::html::charts::bars;
 use crate::html::escape;
 use crate::html::page::Nav;
 
 use super::Dashboard;
 use super::format::grouped;
-use super::live::{activity_chart, snapshot};
+use super::live::{Reads, activity_chart, snapshot};
 use super::routes::{PageError, Rendered};
 use super::segments::{SEGMENT_HEADER, response_chart, segment_row};
 
 /// `GET /`.
 pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
-    let figures = snapshot(d)?;
-    let reader = d.source.reader();
-    let now = d.now()?;
+    let reads = Reads::of(d)?;
+    let figures = snapshot(d, &reads)?;
+    let now = reads.now;
     let mut body = String::new();
     let state_class = figures.state.split([':', ' ']).next().unwrap_or("running");
     let _ = writeln!(
@@ -58,22 +58,22 @@ pub(super) fn page(d: &Dashboard) -> Result<Rendered, PageError> {
         body.push_str(&transport_table(&sends));
     }
 
-    let counts = reader.segment_counts(None)?;
+    let counts = &reads.counts;
     body.push_str("<h2>Segments</h2>\n<section class=\"card\"><table id=\"segment-rates\">\n");
     body.push_str(SEGMENT_HEADER);
-    for (segment, c) in &counts {
+    for (segment, c) in counts {
         body.push_str(&segment_row(*segment, c, true));
     }
     body.push_str("</table></section>\n<section class=\"card\">");
-    body.push_str(&response_chart(&counts));
+    body.push_str(&response_chart(counts));
     body.push_str("</section>\n");
 
-    let queue = reader.queue(now.plus(HOUR))?;
+    let queue = &reads.queue;
     body.push_str(
         "<div class=\"grid2\">\n<section class=\"card\"><h2>Queue</h2><table id=\"queue\">\n\
          <tr><th>segment</th><th class=\"num\">planned</th><th class=\"num\">due within the hour</th></tr>\n",
     );
-    for (segment, queued, due) in &queue {
+    for (segment, queued, due) in queue {
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
